@@ -1,0 +1,116 @@
+"""What the relay stores: conversations, their messages and the cart the upstream last reported.
+
+The upstream offers no history API (reference §22.16), so this database is the only record of a conversation;
+it is written once per upstream event, never per token.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class Conversation(models.Model):
+    class Status(models.TextChoices):
+        IDLE = "idle", _("idle")
+        BUSY = "busy", _("answering")
+        FAILED = "failed", _("failed")
+        CLOSED = "closed", _("closed")
+
+    #: The id browsers and URLs see; the integer key never leaves the server, so ids cannot be walked.
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    #: VIZOCHOK's conversation_id, reused across reconnects to stay within 20 new conversations a day.
+    upstream_id = models.CharField(max_length=100, blank=True, db_index=True)
+    store_id = models.CharField(max_length=100)
+    user_id = models.CharField(max_length=200)
+    session_key = models.CharField(max_length=64, blank=True, db_index=True)
+    title = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.IDLE)
+    #: When the running turn began; a busy flag older than the turn limit is stale (its process died).
+    busy_since = models.DateTimeField(null=True, blank=True)
+    turn_count = models.PositiveIntegerField(default=0)
+    #: Last sequence number handed to a message; a page catches up from the last one it saw.
+    last_seq = models.PositiveIntegerField(default=0)
+    cart = models.JSONField(default=list, blank=True)
+    cart_count = models.DecimalField(max_digits=12, decimal_places=3, default=Decimal(0))
+    cart_total = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal(0))
+    last_error = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [
+            models.Index(fields=["user_id", "-updated_at"], name="conv_user_recent"),
+            models.Index(fields=["session_key", "-updated_at"], name="conv_session_recent"),
+            models.Index(fields=["store_id", "-created_at"], name="conv_store_created"),
+            models.Index(fields=["-updated_at"], name="conv_updated"),
+            models.Index(fields=["status"], name="conv_status"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or str(self.public_id)
+
+    @property
+    def group_name(self) -> str:
+        """Channel-layer group every tab showing this conversation joins."""
+        return f"chat.{self.public_id.hex}"
+
+    def is_busy(self, turn_limit: float) -> bool:
+        if self.status != self.Status.BUSY or self.busy_since is None:
+            return False
+        return timezone.now() - self.busy_since < timedelta(seconds=turn_limit)
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user", _("shopper")
+        ASSISTANT = "assistant", _("assistant")
+        SYSTEM = "system", _("system")
+
+    class Kind(models.TextChoices):
+        TEXT = "text", _("text")
+        ACTION = "action", _("action")
+        PRODUCT_CARDS = "product_cards", _("product cards")
+        QUICK_REPLIES = "quick_replies", _("quick replies")
+        CHECKLIST = "checklist", _("ingredient checklist")
+        CART = "cart", _("cart change")
+        ERROR = "error", _("error")
+        NOTICE = "notice", _("notice")
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    seq = models.PositiveIntegerField()
+    role = models.CharField(max_length=10, choices=Role.choices)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.TEXT)
+    text = models.TextField(blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    #: False for an assistant reply cut off mid-stream (upstream dropped, timeout, shutdown).
+    complete = models.BooleanField(default=True)
+    #: The browser's idempotency key for a send, so a resent queue never starts a second turn.
+    client_key = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["conversation", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "seq"], name="msg_unique_seq"),
+            models.UniqueConstraint(
+                fields=["conversation", "client_key"],
+                condition=~models.Q(client_key=""),
+                name="msg_unique_client_key",
+            ),
+        ]
+        indexes = [models.Index(fields=["kind"], name="msg_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.get_role_display()} #{self.seq}: {self.text[:60]}"
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.payload if isinstance(self.payload, dict) else {}
