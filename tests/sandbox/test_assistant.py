@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -172,3 +173,12 @@ def test_update_and_cheaper(catalog: Catalog) -> None:
 def test_read_input_rejects_nonsense(frame: UserMessage | actions.Action) -> None:
     with pytest.raises(InvalidInput):
         read_input(frame)
+
+
+def test_every_product_has_a_small_tile() -> None:
+    tiles = Path(__file__).resolve().parents[2] / "static" / "chat" / "sandbox" / "products"
+    for product in PRODUCTS:
+        svg = tiles / f"{product.sku}.svg"
+        assert svg.is_file(), product.sku
+        assert svg.stat().st_size < 1024
+        assert Catalog().item(product).image_url == f"/static/chat/sandbox/products/{product.sku}.svg"
