@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, TypeAlias
 
 #: Largest frame either side accepts (reference §10.2, ``message_too_large``).
 MAX_FRAME_BYTES = 64 * 1024
@@ -349,7 +349,10 @@ class Auth(_Frame):
 
     def __repr__(self) -> str:
         # The token is a credential: it must never reach a log line through a repr.
-        return f"Auth(token='***', store_id={self.store_id!r}, user_id={self.user_id!r}, conversation_id={self.conversation_id!r})"
+        return (
+            f"Auth(token='***', store_id={self.store_id!r}, user_id={self.user_id!r}, "
+            f"conversation_id={self.conversation_id!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -673,25 +676,25 @@ class UnknownMessage:
         return {**dict(self.data), "type": self.type}
 
 
-ClientMessage = Union[Auth, UserMessage, Action, Ping, Pong]
-ServerMessage = Union[
-    AuthOk,
-    ConversationStarted,
-    SessionRestored,
-    Status,
-    TextDelta,
-    TextEnd,
-    ProductCards,
-    QuickReplies,
-    CartChanged,
-    IngredientChecklist,
-    ErrorMessage,
-    ResponseComplete,
-    Event,
-    Ping,
-    Pong,
-    UnknownMessage,
-]
+ClientMessage: TypeAlias = Auth | UserMessage | Action | Ping | Pong
+ServerMessage: TypeAlias = (
+    AuthOk
+    | ConversationStarted
+    | SessionRestored
+    | Status
+    | TextDelta
+    | TextEnd
+    | ProductCards
+    | QuickReplies
+    | CartChanged
+    | IngredientChecklist
+    | ErrorMessage
+    | ResponseComplete
+    | Event
+    | Ping
+    | Pong
+    | UnknownMessage
+)
 
 CLIENT_TYPES: dict[str, type[_Frame]] = {cls.type: cls for cls in (Auth, UserMessage, Action, Ping, Pong)}
 SERVER_TYPES: dict[str, type[_Frame]] = {

@@ -1,0 +1,501 @@
+"""The async upstream client: one authenticated VIZOCHOK conversation over one WebSocket.
+
+:func:`open_session` connects, sends ``auth`` first (reference §2, §4.1), waits for ``auth_ok`` and for
+``conversation_started``/``session_restored``, retrying transient failures on the SDK's backoff schedule (§12).
+The returned :class:`UpstreamSession` owns two background tasks:
+
+* a reader that parses every frame with :func:`~chat.vizochok.messages.parse_server` into a queue, answers the
+  server's JSON ``ping`` with ``pong`` (§11) and logs and skips malformed, binary or oversize frames, so one bad
+  frame never costs the user the conversation;
+* a keepalive that sends JSON ``ping`` every ``ping_interval`` and gives the connection up when nothing at all
+  arrives within ``pong_timeout`` afterwards. Any frame counts, not only ``pong``: the reference does not say
+  the server answers pings, but it does say the server pings every 30 s, so a live upstream is never silent
+  for a minute.
+
+The relay consumes frames either as a stream (:meth:`UpstreamSession.events`) or per turn
+(:meth:`UpstreamSession.turn`). This module imports nothing from Django.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeAlias
+from urllib.parse import urlsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketException
+
+from .backoff import Backoff
+from .errors import (
+    ABNORMAL_CLOSE_CODE,
+    InvalidUpstreamURL,
+    TurnTimeout,
+    UpstreamClosed,
+    UpstreamError,
+    UpstreamUnavailable,
+    closed_error,
+    refused_error,
+    should_retry,
+)
+from .messages import (
+    TURN_ENDING,
+    Auth,
+    AuthOk,
+    ClientMessage,
+    ConversationStarted,
+    ErrorMessage,
+    MalformedFrame,
+    Ping,
+    Pong,
+    ServerMessage,
+    SessionRestored,
+    UserMessage,
+    check_size,
+    parse_server,
+    to_json,
+)
+
+logger = logging.getLogger("chat.vizochok.client")
+
+#: websockets' own ceiling for one incoming message. Far above the protocol's 64 KB so an oversize frame is read
+#: and refused by ``parse_server`` (logged, counted, skipped) instead of websockets closing the socket with 1009.
+READ_LIMIT = 1 << 20
+#: How much of a bad frame a log line shows.
+EXCERPT_CHARS = 200
+
+StartFrame: TypeAlias = ConversationStarted | SessionRestored
+#: ``on_retry(attempt, delay, exc)``; may be a plain function or a coroutine function.
+RetryHook: TypeAlias = Callable[[int, float, UpstreamError], object]
+Sleep: TypeAlias = Callable[[float], Awaitable[object]]
+
+_PING = to_json(Ping())
+_PONG = to_json(Pong())
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class UpstreamConfig:
+    """Where and as whom to connect, and every timeout (seconds). Safe to log: the repr masks the token."""
+
+    url: str
+    token: str
+    store_id: str | None = None
+    user_id: str | None = None
+    #: Deadline for ``auth_ok``, and again for the start frame after it (the server's own is 10 s).
+    auth_timeout: float = 10.0
+    #: Deadline for a whole turn, send to ``response_complete``; the agent itself gives up after 120 s.
+    turn_timeout: float | None = 120.0
+    #: Seconds between JSON pings; ``None`` or 0 disables the keepalive.
+    ping_interval: float | None = 30.0
+    #: How long after a ping silence means the upstream is gone.
+    pong_timeout: float = 60.0
+    #: TCP connect plus HTTP upgrade.
+    open_timeout: float = 10.0
+    #: How long a close waits for the upstream's close frame before dropping the TCP connection.
+    close_timeout: float = 5.0
+    #: HTTP(S)/SOCKS proxy URL, ``True`` for the environment's proxy settings, ``None`` to connect directly.
+    #: Direct by default: a server-side relay should not route its API key through whatever proxy is in its env.
+    proxy: str | bool | None = None
+
+    def __post_init__(self) -> None:
+        if urlsplit(self.url).scheme not in ("ws", "wss"):
+            raise InvalidUpstreamURL(f"upstream URL must be ws:// or wss://, not {self.url!r}")
+
+    def __repr__(self) -> str:
+        return (
+            f"UpstreamConfig(url={self.url!r}, token='***', store_id={self.store_id!r}, user_id={self.user_id!r}, "
+            f"auth_timeout={self.auth_timeout!r}, turn_timeout={self.turn_timeout!r}, "
+            f"ping_interval={self.ping_interval!r}, pong_timeout={self.pong_timeout!r}, "
+            f"open_timeout={self.open_timeout!r}, close_timeout={self.close_timeout!r})"
+        )
+
+    def auth(self, conversation_id: str | None = None) -> Auth:
+        """The first frame; ``conversation_id`` asks to resume a live session (reference §4.1, §13)."""
+        return Auth(token=self.token, store_id=self.store_id, user_id=self.user_id, conversation_id=conversation_id)
+
+
+class _End:
+    """Queue sentinel put once the reader stops; ``error`` is ``None`` after a close we asked for."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: UpstreamClosed | None) -> None:
+        self.error = error
+
+
+def _parse(raw: str | bytes) -> ServerMessage:
+    """``parse_server`` plus the one rule it cannot know: the protocol is text frames only."""
+    if isinstance(raw, bytes):
+        raise MalformedFrame(f"binary frame of {len(raw)} bytes")
+    return parse_server(raw)
+
+
+def _log_bad(raw: str | bytes, exc: MalformedFrame) -> None:
+    excerpt = raw[:EXCERPT_CHARS]
+    logger.warning("skipping a malformed upstream frame (%s): %r", exc, excerpt)
+
+
+def _closed_from(exc: ConnectionClosed) -> UpstreamClosed:
+    """Map a websockets close to our exceptions by the code the upstream sent (1006 when it sent none)."""
+    if exc.rcvd is None:
+        return closed_error(ABNORMAL_CLOSE_CODE, "")
+    return closed_error(exc.rcvd.code, exc.rcvd.reason)
+
+
+def _copy(error: UpstreamClosed) -> UpstreamClosed:
+    """A fresh instance per raise, so repeated raises do not chain tracebacks onto one object."""
+    return type(error)(error.code, error.reason)
+
+
+class UpstreamSession:
+    """An open conversation. Use one consumer at a time (``events()`` or ``turn()``), from one event loop."""
+
+    def __init__(self, ws: ClientConnection, config: UpstreamConfig, start: StartFrame, *, bad_frames: int = 0) -> None:
+        self.config = config
+        self.start: StartFrame = start
+        self.conversation_id: str = start.conversation_id
+        self.restored: bool = isinstance(start, SessionRestored)
+        #: Frames skipped as malformed, binary or oversize since the connection opened (handshake included).
+        self.bad_frames = bad_frames
+        self._ws = ws
+        self._queue: asyncio.Queue[ServerMessage | _End] = asyncio.Queue()
+        self._end: _End | None = None
+        self._closing = False
+        self._local_close: UpstreamClosed | None = None
+        self._send_lock = asyncio.Lock()
+        self._heard = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+        self._keepalive: asyncio.Task[None] | None = None
+
+    def _run(self) -> None:
+        """Start the background tasks; called once by :func:`open_session` after the handshake."""
+        self._reader = asyncio.create_task(self._read_loop(), name=f"vizochok-reader-{self.conversation_id}")
+        interval = self.config.ping_interval
+        if interval:
+            self._keepalive = asyncio.create_task(
+                self._keepalive_loop(interval), name=f"vizochok-keepalive-{self.conversation_id}"
+            )
+
+    # Public API -----------------------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called or the connection ended (frames may still wait in the queue)."""
+        return self._closing or self._end is not None
+
+    @property
+    def close_code(self) -> int | None:
+        return self._ws.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        return self._ws.close_reason
+
+    def message(self, text: str) -> UserMessage:
+        """A ``message`` frame for this conversation (the id goes in every message, reference §13)."""
+        return UserMessage(text=text, conversation_id=self.conversation_id)
+
+    async def send(self, frame: ClientMessage) -> None:
+        """Send one frame. :class:`FrameTooLarge` is raised before anything is written (reference §10.2)."""
+        self._raise_if_closed()
+        await self._send_text(check_size(to_json(frame)))
+
+    async def events(self) -> AsyncIterator[ServerMessage]:
+        """Every frame after the start frame, in order, except keepalive ``ping``/``pong`` and bad frames.
+
+        Ends after a :meth:`close` (once already-received frames are yielded); raises :class:`UpstreamClosed`
+        (or a subclass, by close code) when the upstream closes or drops the connection.
+        """
+        while (frame := await self._next()) is not None:
+            yield frame
+
+    async def turn(self, frame: ClientMessage) -> AsyncIterator[ServerMessage]:
+        """Send ``frame``, then yield frames up to and including the one that ends the turn.
+
+        The deadline covers the whole turn, not the gap between frames: an upstream that trickles frames forever
+        still times out. After :class:`TurnTimeout` the rest of that turn may still arrive, so a caller should
+        close the session rather than start another turn on it. Frames received before ``frame`` was sent (for
+        instance pending tools re-sent after ``session_restored``) come first.
+        """
+        timeout = self.config.turn_timeout
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self.send(frame)
+            while True:
+                async with asyncio.timeout_at(deadline):
+                    event = await self._next()
+                if event is None:
+                    return
+                yield event
+                if isinstance(event, TURN_ENDING):
+                    return
+        except TimeoutError:
+            raise TurnTimeout(timeout or 0.0) from None
+
+    async def close(self) -> None:
+        """Close with 1000 and stop the background tasks. Idempotent; never raises for a dead connection."""
+        if self._closing:
+            return
+        self._closing = True
+        self._stop_keepalive()
+        try:
+            await self._ws.close()
+        except Exception:  # the connection is being discarded either way
+            logger.debug("error while closing the upstream connection", exc_info=True)
+        if self._reader is not None and not self._reader.done():
+            await asyncio.wait({self._reader}, timeout=self.config.close_timeout)
+            self._reader.cancel()
+        self._finish(None)
+
+    async def __aenter__(self) -> UpstreamSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<UpstreamSession {self.conversation_id} {state} restored={self.restored}>"
+
+    # Reading --------------------------------------------------------------------------------------------------
+
+    async def _next(self) -> ServerMessage | None:
+        """The next queued frame; ``None`` after a clean close; raises the close error after an upstream close."""
+        item = await self._queue.get()
+        if isinstance(item, _End):
+            self._queue.put_nowait(item)  # every later call sees the end too
+            if item.error is not None:
+                raise _copy(item.error)
+            return None
+        return item
+
+    async def _read_loop(self) -> None:
+        error: UpstreamClosed | None = None
+        try:
+            async for raw in self._ws:
+                self._heard.set()
+                await self._dispatch(raw)
+        except (ConnectionClosed, UpstreamClosed):
+            pass  # the close code is read in _end_error, the same way for clean and abrupt ends
+        except Exception:
+            logger.exception("upstream reader failed; dropping the connection")
+            self._ws.transport.abort()
+            error = UpstreamClosed(ABNORMAL_CLOSE_CODE, "client reader failed")
+        finally:
+            self._finish(error if error is not None else self._end_error())
+
+    async def _dispatch(self, raw: str | bytes) -> None:
+        try:
+            frame = _parse(raw)
+        except MalformedFrame as exc:
+            self.bad_frames += 1
+            _log_bad(raw, exc)
+            return
+        if isinstance(frame, Ping):
+            await self._send_text(_PONG)
+        elif not isinstance(frame, Pong):
+            self._queue.put_nowait(frame)
+
+    def _end_error(self) -> UpstreamClosed | None:
+        """Why the connection ended: nothing if we closed it, else what the upstream (or the keepalive) said."""
+        if self._closing:
+            return None
+        if self._local_close is not None:
+            return self._local_close
+        code = self._ws.close_code
+        return closed_error(code if code is not None else ABNORMAL_CLOSE_CODE, self._ws.close_reason or "")
+
+    def _finish(self, error: UpstreamClosed | None) -> None:
+        if self._end is not None:
+            return
+        self._end = _End(error)
+        self._queue.put_nowait(self._end)
+        self._stop_keepalive()
+        if error is None:
+            logger.debug("upstream session %s closed", self.conversation_id)
+        else:
+            logger.info("upstream session %s ended: %s", self.conversation_id, error)
+
+    # Writing and keepalive ------------------------------------------------------------------------------------
+
+    def _raise_if_closed(self) -> None:
+        if self._end is not None and self._end.error is not None:
+            raise _copy(self._end.error)
+        if self.closed:
+            raise UpstreamClosed(1000, "session closed by the client")
+
+    async def _send_text(self, text: str) -> None:
+        try:
+            async with self._send_lock:
+                await self._ws.send(text)
+        except ConnectionClosed as exc:
+            raise (self._end_error() or _closed_from(exc)) from None
+
+    def _stop_keepalive(self) -> None:
+        task = self._keepalive
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _keepalive_loop(self, interval: float) -> None:
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                self._heard.clear()
+                await self._send_text(_PING)
+                try:
+                    async with asyncio.timeout(self.config.pong_timeout):
+                        await self._heard.wait()
+                except TimeoutError:
+                    await self._give_up_silent()
+                    return
+        except UpstreamClosed:
+            return
+
+    async def _give_up_silent(self) -> None:
+        logger.warning(
+            "upstream session %s: nothing received within %g s of a ping; closing",
+            self.conversation_id,
+            self.config.pong_timeout,
+        )
+        self._local_close = UpstreamClosed(1011, "keepalive timeout")
+        with contextlib.suppress(Exception):
+            await self._ws.close(1011, "keepalive timeout")
+
+
+# Opening --------------------------------------------------------------------------------------------------------
+
+
+async def open_session(
+    config: UpstreamConfig,
+    conversation_id: str | None = None,
+    *,
+    backoff: Backoff | None = None,
+    sleep: Sleep = asyncio.sleep,
+    on_retry: RetryHook | None = None,
+) -> UpstreamSession:
+    """Open a session, resuming ``conversation_id`` when given, retrying per :func:`should_retry`.
+
+    The first attempt is immediate; each retry waits the next of ``backoff.delays()`` (so at most
+    ``1 + backoff.max_attempts`` attempts), calling ``on_retry(attempt, delay, exc)`` before sleeping. Auth
+    rejections and daily limits are raised at once; otherwise the last error is raised when delays run out.
+    """
+    schedule = (backoff or Backoff()).delays()
+    attempt = 0
+    while True:
+        try:
+            return await _open_once(config, conversation_id)
+        except UpstreamError as exc:
+            delay = next(schedule, None) if should_retry(exc) else None
+            if delay is None:
+                logger.warning("giving up on the upstream after %d attempt(s): %s", attempt + 1, exc)
+                raise
+            logger.info("upstream not ready (%s); retry %d in %.2f s", exc, attempt + 1, delay)
+            if on_retry is not None:
+                result = on_retry(attempt, delay, exc)
+                if inspect.isawaitable(result):
+                    await result
+            await sleep(delay)
+            attempt += 1
+
+
+async def _open_once(config: UpstreamConfig, conversation_id: str | None) -> UpstreamSession:
+    ws = await _connect(config)
+    try:
+        start, bad_frames = await _handshake(ws, config, conversation_id)
+    except BaseException as exc:
+        await _discard(ws, exc)
+        raise
+    if conversation_id and start.conversation_id != conversation_id:
+        logger.info("could not resume %s; the upstream started %s", conversation_id, start.conversation_id)
+    session = UpstreamSession(ws, config, start, bad_frames=bad_frames)
+    session._run()
+    return session
+
+
+async def _connect(config: UpstreamConfig) -> ClientConnection:
+    try:
+        return await connect(
+            config.url,
+            open_timeout=config.open_timeout,
+            close_timeout=config.close_timeout,
+            # Keepalive is the protocol's JSON ping/pong (reference §11), run by the session itself.
+            ping_interval=None,
+            max_size=READ_LIMIT,
+            proxy=config.proxy,
+        )
+    except InvalidURI as exc:
+        raise InvalidUpstreamURL(str(exc)) from exc
+    except (OSError, TimeoutError, WebSocketException) as exc:
+        raise UpstreamUnavailable(f"cannot open {config.url}: {exc or type(exc).__name__}") from exc
+
+
+async def _handshake(
+    ws: ClientConnection, config: UpstreamConfig, conversation_id: str | None
+) -> tuple[StartFrame, int]:
+    """Send ``auth``; wait for ``auth_ok``, then for the start frame, each within ``auth_timeout``.
+
+    Returns the start frame and how many bad frames were skipped. Pings are answered, unexpected frames logged
+    and skipped; an ``error`` frame or a close ends the attempt with the matching exception.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + config.auth_timeout
+    authed = False
+    bad_frames = 0
+    try:
+        async with asyncio.timeout_at(deadline):
+            await ws.send(to_json(config.auth(conversation_id)))
+        while True:
+            async with asyncio.timeout_at(deadline):
+                raw = await ws.recv()
+            try:
+                frame = _parse(raw)
+            except MalformedFrame as exc:
+                bad_frames += 1
+                _log_bad(raw, exc)
+                continue
+            if isinstance(frame, (ConversationStarted, SessionRestored)):
+                if not authed:
+                    logger.warning("upstream started a conversation without auth_ok")
+                return frame, bad_frames
+            if isinstance(frame, ErrorMessage):
+                raise refused_error(frame)
+            if isinstance(frame, AuthOk) and not authed:
+                authed = True
+                deadline = loop.time() + config.auth_timeout
+            elif isinstance(frame, Ping):
+                await ws.send(_PONG)
+            elif not isinstance(frame, Pong):
+                logger.warning("ignoring a %s frame before the conversation started", frame.type)
+    except TimeoutError:
+        waited = "conversation start" if authed else "auth_ok"
+        raise UpstreamUnavailable(f"no {waited} within {config.auth_timeout:g} s") from None
+    except ConnectionClosed as exc:
+        raise _closed_from(exc) from None
+
+
+async def _discard(ws: ClientConnection, exc: BaseException) -> None:
+    """Drop a connection whose handshake failed; abort at once if we are being cancelled."""
+    if not isinstance(exc, Exception):
+        ws.transport.abort()
+        return
+    try:
+        await ws.close()
+    except Exception:
+        ws.transport.abort()
+
+
+__all__ = [
+    "READ_LIMIT",
+    "Backoff",
+    "RetryHook",
+    "StartFrame",
+    "UpstreamConfig",
+    "UpstreamSession",
+    "open_session",
+]
