@@ -1,0 +1,104 @@
+"""Assistant markdown -> HTML that is safe to put on a page.
+
+Assistant replies are written by a remote model and may echo anything a shopper (or a product feed) fed it, so
+the markdown source is untrusted. Two layers keep it inert:
+
+1. markdown-it-py parses CommonMark with raw HTML switched *off*, so ``<script>`` in the source comes out as
+   escaped text, and its link validator already refuses ``javascript:``/``vbscript:``/``data:`` targets.
+2. nh3 (ammonia) then re-parses the output against a small allowlist of tags and attributes. This is the layer
+   we trust: if a markdown-it plugin or a future option ever emits something unexpected, the allowlist still
+   drops it. Links are limited to http, https and mailto, open in a new tab and carry
+   ``rel="noopener noreferrer nofollow"``. Images are never rendered (a remote image is a tracking pixel and
+   an untrusted URL in ``src``); their alt text is kept as plain text.
+
+The chat relay and the admin transcript both use :func:`render_markdown`, so a reply looks the same everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import nh3
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+#: Replies longer than this are cut before parsing; nothing the assistant says legitimately comes close, and a
+#: bound keeps a hostile multi-megabyte frame from pinning a worker.
+MAX_SOURCE_CHARS = 100_000
+
+ALLOWED_TAGS: frozenset[str] = frozenset(
+    {
+        "p", "br", "hr", "strong", "em", "s", "del", "code", "pre", "blockquote",
+        "ul", "ol", "li", "a", "h1", "h2", "h3", "h4", "h5", "h6",
+        "table", "thead", "tbody", "tr", "th", "td",
+    }
+)  # fmt: skip
+ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
+    "a": {"href", "title"},
+    "ol": {"start"},
+}
+ALLOWED_URL_SCHEMES: frozenset[str] = frozenset({"http", "https", "mailto"})
+LINK_REL = "noopener noreferrer nofollow"
+
+
+def _render_image_as_text(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    """Images become their alt text: no remote fetch, no untrusted ``src``, but the words survive."""
+    token = tokens[idx]
+    alt = self.renderInlineAsText(token.children or [], options, env)
+    return escape(alt)
+
+
+def _is_allowed_link(url: str) -> bool:
+    """Only absolute http(s) and mailto targets become links; anything else stays visible as literal markdown.
+
+    Refusing here (rather than only in nh3) means a refused link shows its source text instead of an ``<a>``
+    with no ``href``, so a reader can see what the assistant tried to link to.
+    """
+    scheme, sep, rest = url.strip().partition(":")
+    if not sep or scheme.lower() not in ALLOWED_URL_SCHEMES:
+        return False
+    return scheme.lower() == "mailto" or rest.startswith("//")
+
+
+def _build_parser() -> MarkdownIt:
+    """CommonMark without raw HTML, plus the two GFM bits assistants use for shopping lists (tables, ~~old~~)."""
+    parser = MarkdownIt("commonmark", {"html": False, "breaks": True, "linkify": False})
+    parser.enable(["table", "strikethrough"])
+    parser.validateLink = _is_allowed_link  # type: ignore[method-assign]
+    parser.add_render_rule("image", _render_image_as_text)
+    return parser
+
+
+def _build_cleaner() -> nh3.Cleaner:
+    return nh3.Cleaner(
+        tags=set(ALLOWED_TAGS),
+        clean_content_tags={"script", "style"},
+        attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
+        url_schemes=set(ALLOWED_URL_SCHEMES),
+        # Relative links would resolve against whichever page shows the reply (the admin, a host shop):
+        # there is no single meaning for them, so they are dropped rather than guessed.
+        url_relative="deny",
+        link_rel=LINK_REL,
+        set_tag_attribute_values={"a": {"target": "_blank"}},
+        strip_comments=True,
+    )
+
+
+_PARSER = _build_parser()
+_CLEANER = _build_cleaner()
+
+
+def render_markdown(text: str) -> SafeString:
+    """Render untrusted markdown to sanitised HTML, marked safe for templates.
+
+    Marking the result safe is sound only because nh3 has just re-serialised it against the allowlist above;
+    never mark upstream text safe any other way.
+    """
+    if not text:
+        return mark_safe("")
+    source = str(text)[:MAX_SOURCE_CHARS]
+    html = _PARSER.render(source)
+    return mark_safe(_CLEANER.clean(html).strip())  # sanitised by nh3 on this very line
