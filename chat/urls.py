@@ -5,4 +5,7 @@ from django.urls import path
 from . import views
 
 app_name = "chat"
-urlpatterns = [path("", views.chat_page, name="page")]
+urlpatterns = [
+    path("", views.chat_page, name="page"),
+    path("conversations/new/", views.new_conversation, name="new"),
+]

@@ -1,7 +1,60 @@
+"""The chat page, server-rendered complete from the database so a reload paints the whole conversation at once."""
+
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import translation
+from django.views.decorators.http import require_GET, require_POST
+
+from chat import identity, rendering, store
+from chat.vizochok.backoff import Backoff
 
 
+def _language(request: HttpRequest) -> str:
+    return identity.pick_language(request.GET.get("lang"), translation.get_language())
+
+
+@require_GET
 def chat_page(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("")
+    language = _language(request)
+    translation.activate(language)
+    user_id = identity.user_id_for_request(request)
+    if not request.session.session_key:
+        request.session.save()
+    conversation = store.conversation_for(
+        request.session.session_key or "", user_id, settings.VIZOCHOK_STORE_ID, request.GET.get("c")
+    )
+    history = store.history(conversation.pk)
+    backoff = Backoff()
+    context = {
+        "conversation": conversation,
+        "log_html": rendering.render_items(history, oob=False),
+        "last_seq": history[-1].seq if history else 0,
+        "ws_url": f"/ws/chat/?c={conversation.public_id}&lang={language}",
+        "recent": store.recent_conversations(user_id, settings.VIZOCHOK_STORE_ID),
+        "cart_items": list(conversation.cart or []),
+        "busy": conversation.is_busy(settings.VIZOCHOK_TURN_TIMEOUT + settings.VIZOCHOK_QUEUE_TIMEOUT),
+        "language": language,
+        "backoff": {
+            "initial": int(backoff.initial * 1000),
+            "maximum": int(backoff.maximum * 1000),
+            "jitter": backoff.jitter,
+            "attempts": backoff.max_attempts,
+        },
+    }
+    response = render(request, "chat/page.html", context)
+    if request.GET.get("lang"):
+        response.set_cookie(settings.LANGUAGE_COOKIE_NAME, language, max_age=365 * 24 * 3600, samesite="Lax")
+    return response
+
+
+@require_POST
+def new_conversation(request: HttpRequest) -> HttpResponse:
+    user_id = identity.user_id_for_request(request)
+    if not request.session.session_key:
+        request.session.save()
+    conversation = store.new_conversation(request.session.session_key or "", user_id, settings.VIZOCHOK_STORE_ID)
+    return HttpResponseRedirect(f"{reverse('chat:page')}?c={conversation.public_id}")

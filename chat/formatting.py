@@ -1,0 +1,67 @@
+"""Prices, quantities and units formatted for the active language (uk: ``42,90 ₴``, ``0,3 кг``)."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.utils import formats
+from django.utils.translation import get_language
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
+
+
+def to_decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() else None
+
+
+def number(value: Any, places: int | None = None) -> str:
+    amount = to_decimal(value)
+    if amount is None:
+        return ""
+    if places is None:
+        amount = amount.normalize()
+        places = max(0, -amount.as_tuple().exponent)  # type: ignore[operator]
+    return formats.number_format(amount, decimal_pos=places, use_l10n=True, force_grouping=True)
+
+
+def money(value: Any) -> str:
+    """A hryvnia amount with two decimals, the sign where the language puts it."""
+    text = number(value, 2)
+    if not text:
+        return ""
+    if (get_language() or "uk").startswith("en"):
+        return f"₴{text}"
+    return f"{text}\u00a0₴"
+
+
+def unit_label(unit: str | None) -> str:
+    labels = {
+        "pcs": pgettext("unit", "pcs"),
+        "kg": pgettext("unit", "kg"),
+        "g": pgettext("unit", "g"),
+        "l": pgettext("unit", "l"),
+        "ml": pgettext("unit", "ml"),
+        "pack": pgettext("unit", "pack"),
+    }
+    return labels.get(unit or "pcs", unit or "")
+
+
+def quantity(value: Any, unit: str | None = "pcs") -> str:
+    text = number(value)
+    if not text:
+        return ""
+    return f"{text}\u00a0{unit_label(unit)}"
+
+
+def per_unit(unit: str | None) -> str:
+    """The "per kg" suffix of a weighed product's price."""
+    if unit in (None, "", "pcs"):
+        return ""
+    return _("per %(unit)s") % {"unit": unit_label(unit)}

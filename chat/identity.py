@@ -1,0 +1,53 @@
+"""Who the shopper is and which language they read.
+
+VIZOCHOK turns ``user_id`` into per-user limits and the merchant's cart session (reference §4.1), so the id must
+be stable: the signed-in user's, else an anonymous id kept in the Django session (which lasts 30 days).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+SESSION_USER_KEY = "vizochok_uid"
+
+
+def _user_key(user: Any) -> str | None:
+    if user is not None and getattr(user, "is_authenticated", False):
+        return f"user-{user.pk}"
+    return None
+
+
+def user_id_for_request(request: HttpRequest) -> str:
+    """The request's shopper id, creating the anonymous one on first visit."""
+    signed_in = _user_key(getattr(request, "user", None))
+    if signed_in:
+        return signed_in
+    anonymous = request.session.get(SESSION_USER_KEY)
+    if not isinstance(anonymous, str) or not anonymous:
+        anonymous = f"anon-{uuid.uuid4().hex}"
+        request.session[SESSION_USER_KEY] = anonymous
+    return anonymous
+
+
+def user_id_from_scope(scope: dict[str, Any]) -> str | None:
+    """The socket's shopper id; None without a session (the page sets it, so a socket without one is foreign)."""
+    signed_in = _user_key(scope.get("user"))
+    if signed_in:
+        return signed_in
+    session = scope.get("session")
+    anonymous = session.get(SESSION_USER_KEY) if session is not None else None
+    return anonymous if isinstance(anonymous, str) and anonymous else None
+
+
+def pick_language(requested: str | None, fallback: str | None = None) -> str:
+    codes = [code for code, _name in settings.LANGUAGES]
+    for candidate in (requested, fallback):
+        if candidate:
+            short = candidate.split("-")[0].lower()
+            if short in codes:
+                return short
+    return settings.LANGUAGE_CODE

@@ -1,0 +1,327 @@
+"""One conversation's upstream socket and turns, in this process.
+
+A turn: take a deployment-wide slot (waiting in line with a visible status if none is free), reuse the
+conversation's warm socket or open one that resumes the VIZOCHOK conversation, send, and relay every event:
+stored once when complete, rendered once, delivered to every tab through the conversation's group. After
+``response_complete`` the socket stays open for a short grace period, then closes and gives its slot back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.utils import translation
+
+from chat import rendering, store
+from chat.models import Message
+from chat.relay.outbox import Outbox
+from chat.relay.slots import Lease, SlotTimeout
+from chat.relay.stream import BubbleStream
+from chat.relay.upstream import upstream_config
+from chat.relay.window import SlidingWindow
+from chat.vizochok import messages as wire
+from chat.vizochok.client import UpstreamSession, open_session
+from chat.vizochok.errors import (
+    AuthRejected,
+    ConversationLimit,
+    TurnTimeout,
+    UpstreamClosed,
+    UpstreamError,
+)
+
+if TYPE_CHECKING:
+    from chat.relay.service import Relay
+
+logger = logging.getLogger("chat.relay.runner")
+
+Kind = Message.Kind
+
+#: Frames that offer a choice and may be re-sent by the upstream after ``session_restored``.
+_CHOICE_KINDS = {wire.QuickReplies: Kind.QUICK_REPLIES, wire.IngredientChecklist: Kind.CHECKLIST}
+_RICH_KINDS = {**_CHOICE_KINDS, wire.ProductCards: Kind.PRODUCT_CARDS}
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRef:
+    pk: int
+    group: str
+    user_id: str
+    upstream_id: str
+
+
+def _cart_count(items: list[dict[str, Any]]) -> Decimal:
+    return sum((Decimal(str(item.get("quantity", 0))) for item in items), Decimal(0))
+
+
+class ConversationRunner:
+    def __init__(self, relay: Relay, ref: ConversationRef) -> None:
+        self.relay = relay
+        self.pk = ref.pk
+        self.user_id = ref.user_id
+        self.upstream_id = ref.upstream_id
+        self.outbox = Outbox(relay.layer, ref.group)
+        self.window = SlidingWindow(limit=10, seconds=60.0)
+        self.session: UpstreamSession | None = None
+        self.lease: Lease | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.stream: BubbleStream | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self._turn_seq = 0
+        self._bubbles = 0
+
+    # --- public ---------------------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def start(self, frame: wire.UserMessage | wire.Action, seq: int, language: str) -> asyncio.Task[None]:
+        """Run one turn in the background: it outlives the tab that asked for it."""
+        self._turn_seq = seq
+        self._bubbles = 0
+        self.task = asyncio.get_running_loop().create_task(self._turn(frame, language))
+        return self.task
+
+    def live_bubble(self) -> tuple[str, str] | None:
+        """The bubble being streamed now and its text so far, for a tab that joins mid-reply."""
+        if self.stream is None or not self.stream.text:
+            return None
+        return self.stream.bubble, self.stream.text
+
+    def publish(self, html: str) -> None:
+        self.outbox.put(html)
+
+    async def close(self) -> None:
+        self._cancel_idle()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+        await self._close_session()
+
+    # --- the turn --------------------------------------------------------------------------------------------
+
+    async def _turn(self, frame: wire.UserMessage | wire.Action, language: str) -> None:
+        with translation.override(language):
+            upstream_code = relay_code = ""
+            try:
+                budget = settings.VIZOCHOK_QUEUE_TIMEOUT + settings.VIZOCHOK_TURN_TIMEOUT + 15
+                async with asyncio.timeout(budget):
+                    await self._ensure_session()
+                    upstream_code = await self._exchange(frame)
+            except SlotTimeout:
+                relay_code = "queue_timeout"
+            except AuthRejected as exc:
+                logger.error("upstream refused our key (close code %s)", exc.code)
+                relay_code = "auth_failed"
+            except ConversationLimit:
+                relay_code = "user_conversation_limit"
+            except (TurnTimeout, TimeoutError):
+                relay_code = "turn_timeout"
+            except UpstreamClosed as exc:
+                logger.warning("upstream closed mid-turn: %s %s", exc.code, exc.reason)
+                relay_code = "upstream_lost"
+            except UpstreamError as exc:
+                logger.warning("upstream unavailable: %s", exc)
+                relay_code = "upstream_unavailable"
+            except asyncio.CancelledError:
+                relay_code = "relay_shutdown"
+                raise
+            except Exception:
+                logger.exception("turn failed in conversation %s", self.pk)
+                relay_code = "relay_error"
+            finally:
+                await asyncio.shield(self._finish(relay_code, upstream_code))
+
+    async def _ensure_session(self) -> None:
+        self._cancel_idle()
+        if self._closing is not None:
+            await self._closing  # a reclaim raced with this turn: let it finish, then open afresh
+            self._closing = None
+        if self.session is not None and not self.session.closed and self.lease is not None:
+            self.lease.mark_busy()
+            return
+        await self._close_session()
+        self.lease = await self.relay.slots.acquire(
+            settings.VIZOCHOK_QUEUE_TIMEOUT, on_wait=lambda: self.publish(rendering.status("waiting"))
+        )
+        try:
+            await self._open()
+        except BaseException:
+            await self._release()
+            raise
+
+    async def _open(self) -> None:
+        config = await upstream_config(self.user_id, self.relay.sandbox)
+        self.session = await open_session(
+            config,
+            conversation_id=self.upstream_id or None,
+            on_retry=lambda attempt, delay, exc: self.publish(rendering.status("reconnecting")),
+        )
+        await self._on_start(self.session)
+
+    async def _on_start(self, session: UpstreamSession) -> None:
+        if session.conversation_id != self.upstream_id:
+            self.upstream_id = session.conversation_id
+            await database_sync_to_async(store.set_upstream_id)(self.pk, self.upstream_id)
+        start = session.start
+        if isinstance(start, wire.SessionRestored):
+            items = [store.plain(item) for item in start.selected_items]
+            stored_items, _total, _count = await database_sync_to_async(store.cart_of)(self.pk)
+            if items != stored_items:
+                payload = {"type": "cart_changed", "action": "restored", "items": items, "total": start.cart_total}
+                await self._store_cart(store.plain(payload), items, start.cart_total)
+
+    async def _exchange(self, frame: wire.UserMessage | wire.Action) -> str:
+        """Send and relay until the turn ends; returns the upstream error code that ended it, if any."""
+        assert self.session is not None
+        if isinstance(frame, wire.UserMessage):
+            frame = wire.UserMessage(text=frame.text, conversation_id=self.upstream_id or None)
+        self.window.record()
+        try:
+            events = self.session.turn(frame)
+            first = await anext(events)
+        except UpstreamClosed as exc:
+            if isinstance(exc, AuthRejected):
+                raise
+            # The warm socket died while idle: open a fresh one (same slot) that resumes the conversation.
+            await self._reopen()
+            events = self.session.turn(frame)
+            first = await anext(events)
+        restoring = self.session.restored
+        event: Any = first
+        while True:
+            restoring = restoring and not isinstance(event, (wire.Status, wire.TextDelta))
+            ended = await self._relay(event, restoring)
+            if ended is not None:
+                return ended
+            try:
+                event = await anext(events)
+            except StopAsyncIteration:
+                return ""
+
+    async def _reopen(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+        self.session = None
+        await self._open()
+
+    async def _relay(self, event: Any, restoring: bool) -> str | None:
+        """Handle one event; a non-None result ends the turn (the upstream error code, or "")."""
+        match event:
+            case wire.TextDelta(delta=delta):
+                if self.stream is None:
+                    self._bubbles += 1
+                    bubble = f"live-{self._turn_seq}-{self._bubbles}"
+                    self.stream = BubbleStream(bubble, self._emit_delta, settings.VIZOCHOK_COALESCE_SECONDS)
+                self.stream.add(delta)
+            case wire.TextEnd():
+                await self._end_bubble(complete=True)
+            case wire.Status(code=code):
+                self.publish(rendering.status(code))
+            case wire.ProductCards() | wire.QuickReplies() | wire.IngredientChecklist():
+                kind = _RICH_KINDS[type(event)]
+                payload = store.plain(event)
+                if restoring and kind in _CHOICE_KINDS.values():
+                    if await database_sync_to_async(store.same_as_latest)(self.pk, kind, payload):
+                        return None  # a pending choice re-sent on resume: it is on the page already
+                await self._store_and_show(kind, payload)
+            case wire.CartChanged():
+                payload = store.plain(event)
+                await self._store_cart(payload, payload.get("items", []), event.total)
+            case wire.ErrorMessage(code=code):
+                await self._end_bubble(complete=False)
+                await self._store_and_show(Kind.ERROR, store.plain(event), text=code)
+                return code
+            case wire.ResponseComplete():
+                return ""
+            case wire.UnknownMessage(type=kind):
+                logger.info("unknown upstream frame type %r stored as a notice", kind)
+                await self._store_and_show(Kind.NOTICE, store.plain(event), text=kind)
+            case wire.Event():
+                logger.debug("upstream event %s", event.name)
+            case _:
+                logger.debug("ignored %s during a turn", type(event).__name__)
+        return None
+
+    def _emit_delta(self, bubble: str, text: str, first: bool) -> None:
+        self.publish(rendering.text_delta(bubble, text, first=first))
+
+    async def _end_bubble(self, *, complete: bool) -> None:
+        stream, self.stream = self.stream, None
+        if stream is None:
+            return
+        text = stream.finish()
+        if not text:
+            return
+        message = await database_sync_to_async(store.save_assistant_text)(self.pk, text, complete=complete)
+        self.publish(rendering.text_end(stream.bubble, message))
+
+    async def _store_and_show(self, kind: str, payload: dict[str, Any], text: str = "") -> None:
+        message = await database_sync_to_async(store.save_frame)(self.pk, kind, payload, text)
+        self.publish(rendering.stored(message))
+
+    async def _store_cart(self, payload: dict[str, Any], items: list[dict[str, Any]], total: Decimal) -> None:
+        count = _cart_count(items)
+        message = await database_sync_to_async(store.save_cart)(self.pk, payload, items, total, count)
+        self.publish(rendering.stored(message))
+
+    async def _finish(self, relay_code: str, upstream_code: str) -> None:
+        """Whatever happened: keep the cut reply, say what went wrong, free the conversation and the tabs."""
+        try:
+            await self._end_bubble(complete=False)
+            if relay_code:
+                payload = {"type": "error", "code": relay_code, "source": "relay"}
+                await self._store_and_show(Kind.ERROR, payload, text=relay_code)
+            await database_sync_to_async(store.end_turn)(self.pk, relay_code or upstream_code)
+        except Exception:
+            logger.exception("could not close the turn of conversation %s cleanly", self.pk)
+        self.publish(rendering.status(None))
+        self.publish(rendering.state("ready"))
+        await self.outbox.drain()
+        if not relay_code and self.session is not None and not self.session.closed:
+            self._park()
+        else:
+            await self._close_session()
+
+    # --- the socket between turns ----------------------------------------------------------------------------
+
+    def _park(self) -> None:
+        """Keep the socket warm for the next turn, but give it up at once if another turn waits for a slot."""
+        assert self.lease is not None
+        loop = asyncio.get_running_loop()
+        self.lease.mark_idle(self._reclaim)
+        self._idle_timer = loop.call_later(settings.VIZOCHOK_IDLE_GRACE, self._reclaim)
+
+    def _reclaim(self) -> None:
+        self._cancel_idle()
+        if not self.running and self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self._close_session())
+
+    def _cancel_idle(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    async def _close_session(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            with contextlib.suppress(Exception):
+                await session.close()
+        await self._release()
+        self._closing = None
+        if not self.running:
+            self.relay.forget(self)
+
+    async def _release(self) -> None:
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            await lease.release()

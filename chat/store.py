@@ -1,0 +1,228 @@
+"""Database writes and reads of the relay, one small synchronous function each.
+
+Callers in async code wrap them with ``database_sync_to_async``. Every upstream event that matters is written
+once, when it is complete (a reply at ``text_end``, a card list, a cart); nothing is written per token, so the
+number of writes per turn does not grow with the length of the reply.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from chat.models import Conversation, Message
+from chat.vizochok import messages as wire
+
+Kind = Message.Kind
+Role = Message.Role
+
+#: Kinds that offer the shopper a choice; a new turn retires unanswered quick replies.
+UI_KINDS = (Kind.QUICK_REPLIES, Kind.CHECKLIST)
+
+
+def plain(frame: Any) -> dict[str, Any]:
+    """A frame as JSON-ready data (Decimals become numbers), as stored in ``Message.payload``."""
+    return json.loads(wire.to_json(frame))
+
+
+@dataclass
+class TurnStart:
+    message: Message | None = None
+    duplicate: bool = False
+    busy: bool = False
+    #: Messages whose look changed (retired quick replies, a used checklist) and must be re-rendered.
+    changed: list[Message] = field(default_factory=list)
+
+
+def conversation_for(session_key: str, user_id: str, store_id: str, public_id: str | None = None) -> Conversation:
+    """The conversation a page shows: the one asked for if it is the visitor's own, else their latest."""
+    mine = Conversation.objects.filter(user_id=user_id, store_id=store_id)
+    if public_id:
+        found = mine.filter(public_id=public_id).first()
+        if found is not None:
+            return found
+    latest = mine.exclude(status=Conversation.Status.CLOSED).order_by("-updated_at").first()
+    if latest is not None:
+        return latest
+    return Conversation.objects.create(session_key=session_key, user_id=user_id, store_id=store_id)
+
+
+def new_conversation(session_key: str, user_id: str, store_id: str) -> Conversation:
+    return Conversation.objects.create(session_key=session_key, user_id=user_id, store_id=store_id)
+
+
+def recent_conversations(user_id: str, store_id: str, limit: int = 10) -> list[Conversation]:
+    return list(
+        Conversation.objects.filter(user_id=user_id, store_id=store_id, turn_count__gt=0).order_by("-updated_at")[
+            :limit
+        ]
+    )
+
+
+def owned_conversation(public_id: str, user_id: str) -> Conversation | None:
+    """A conversation by its public id, only for its owner: a guessed id gives nothing."""
+    try:
+        return Conversation.objects.filter(public_id=public_id, user_id=user_id).first()
+    except (ValueError, TypeError):
+        return None
+
+
+def _append(conversation_id: int, **fields: Any) -> Message:
+    """Insert a message with the conversation's next sequence number (locked, so tabs never share a number)."""
+    now = timezone.now()
+    with transaction.atomic():
+        updated = Conversation.objects.filter(pk=conversation_id).update(last_seq=F("last_seq") + 1, updated_at=now)
+        if not updated:
+            raise Conversation.DoesNotExist(conversation_id)
+        seq = Conversation.objects.values_list("last_seq", flat=True).get(pk=conversation_id)
+        return Message.objects.create(conversation_id=conversation_id, seq=seq, created_at=now, **fields)
+
+
+def begin_turn(
+    conversation_id: int,
+    *,
+    kind: str,
+    text: str,
+    payload: dict[str, Any],
+    client_key: str,
+    turn_limit: float,
+    source_seq: int | None = None,
+) -> TurnStart:
+    """Claim the conversation for one turn and store what the shopper sent, atomically.
+
+    A repeated ``client_key`` (a queue resent after a reconnect) is a duplicate, not a second turn; a running turn
+    (in any process: the flag is in the database) makes this one busy.
+    """
+    if client_key and Message.objects.filter(conversation_id=conversation_id, client_key=client_key).exists():
+        return TurnStart(duplicate=True)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+            if conversation.is_busy(turn_limit):
+                return TurnStart(busy=True)
+            changed = _retire_choices(conversation_id, kind, payload, source_seq)
+            conversation.last_seq += 1
+            conversation.status = Conversation.Status.BUSY
+            conversation.busy_since = now
+            conversation.updated_at = now
+            conversation.turn_count += 1
+            conversation.last_error = ""
+            if not conversation.title:
+                conversation.title = text[:200]
+            conversation.save(
+                update_fields=["last_seq", "status", "busy_since", "updated_at", "turn_count", "last_error", "title"]
+            )
+            message = Message.objects.create(
+                conversation_id=conversation_id,
+                seq=conversation.last_seq,
+                role=Role.USER,
+                kind=kind,
+                text=text,
+                payload=payload,
+                client_key=client_key,
+                created_at=now,
+            )
+    except IntegrityError:
+        # Two tabs raced with the same key: the other one won.
+        return TurnStart(duplicate=True)
+    return TurnStart(message=message, changed=changed)
+
+
+def _retire_choices(conversation_id: int, kind: str, payload: dict[str, Any], source_seq: int | None) -> list[Message]:
+    """Mark the quick replies a new turn makes stale and the choice this turn answers."""
+    changed: list[Message] = []
+    open_choices = Message.objects.filter(conversation_id=conversation_id, kind__in=UI_KINDS).order_by("-seq")[:5]
+    for message in open_choices:
+        data = dict(message.data)
+        if message.seq == source_seq and payload.get("action") == "quick_reply":
+            data["used"] = payload.get("value")
+        if message.seq == source_seq and payload.get("action") == "checklist_submit":
+            data["submitted"] = list(payload.get("items", []))
+        if message.kind == Kind.QUICK_REPLIES:
+            data["retired"] = True
+        if data != message.data:
+            message.payload = data
+            message.save(update_fields=["payload"])
+            changed.append(message)
+    return changed
+
+
+def end_turn(conversation_id: int, error_code: str = "") -> None:
+    Conversation.objects.filter(pk=conversation_id).update(
+        status=Conversation.Status.IDLE, busy_since=None, last_error=error_code, updated_at=timezone.now()
+    )
+
+
+def set_upstream_id(conversation_id: int, upstream_id: str) -> None:
+    Conversation.objects.filter(pk=conversation_id).update(upstream_id=upstream_id)
+
+
+def save_assistant_text(conversation_id: int, text: str, *, complete: bool = True) -> Message:
+    return _append(conversation_id, role=Role.ASSISTANT, kind=Kind.TEXT, text=text, complete=complete)
+
+
+def save_frame(conversation_id: int, kind: str, payload: dict[str, Any], text: str = "") -> Message:
+    return _append(conversation_id, role=Role.ASSISTANT, kind=kind, text=text, payload=payload)
+
+
+def save_cart(
+    conversation_id: int, payload: dict[str, Any], items: list[dict[str, Any]], total: Decimal, count: Decimal
+) -> Message:
+    """Store a cart change and the snapshot the badge and the admin read; both in one transaction."""
+    with transaction.atomic():
+        message = _append(conversation_id, role=Role.ASSISTANT, kind=Kind.CART, payload=payload)
+        Conversation.objects.filter(pk=conversation_id).update(cart=items, cart_total=total, cart_count=count)
+    return message
+
+
+def same_as_latest(conversation_id: int, kind: str, payload: dict[str, Any]) -> bool:
+    """Whether the newest message of ``kind`` carries this payload (a pending choice re-sent on resume)."""
+    latest = Message.objects.filter(conversation_id=conversation_id, kind=kind).order_by("-seq").first()
+    if latest is None:
+        return False
+    stored = {k: v for k, v in latest.data.items() if k not in ("used", "submitted", "retired")}
+    return stored == payload
+
+
+def cart_of(conversation_id: int) -> tuple[list[dict[str, Any]], Decimal, Decimal]:
+    conversation = Conversation.objects.only("cart", "cart_total", "cart_count").get(pk=conversation_id)
+    return list(conversation.cart or []), conversation.cart_total, conversation.cart_count
+
+
+def messages_after(conversation_id: int, after_seq: int, limit: int = 500) -> list[Message]:
+    return list(Message.objects.filter(conversation_id=conversation_id, seq__gt=after_seq).order_by("seq")[:limit])
+
+
+def history(conversation_id: int, limit: int = 200) -> list[Message]:
+    """The newest ``limit`` messages in order, for the first paint."""
+    newest = Message.objects.filter(conversation_id=conversation_id).order_by("-seq")[:limit]
+    return sorted(newest, key=lambda message: message.seq)
+
+
+def shown_product(conversation_id: int, sku: str) -> dict[str, Any] | None:
+    """The product card the shopper is acting on, as last shown in this conversation; None if never shown."""
+    lists = Message.objects.filter(conversation_id=conversation_id, kind=Kind.PRODUCT_CARDS).order_by("-seq")[:20]
+    for message in lists:
+        for item in message.data.get("items", []):
+            if isinstance(item, dict) and item.get("sku") == sku:
+                return item
+    return None
+
+
+def checklist(conversation_id: int, seq: int) -> Message | None:
+    return Message.objects.filter(conversation_id=conversation_id, seq=seq, kind=Kind.CHECKLIST).first()
+
+
+def quick_replies(conversation_id: int, seq: int) -> Message | None:
+    return Message.objects.filter(conversation_id=conversation_id, seq=seq, kind=Kind.QUICK_REPLIES).first()
+
+
+def cart_items(conversation_id: int) -> list[dict[str, Any]]:
+    return cart_of(conversation_id)[0]

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from django import template
+
+from chat import formatting, texts
+from chat.images import safe_image_url
+from chat.markdown import render_markdown
+
+register = template.Library()
+
+
+@register.filter
+def money(value: Any) -> str:
+    return formatting.money(value)
+
+
+@register.filter
+def qty(value: Any, unit: str | None = "pcs") -> str:
+    return formatting.quantity(value, unit)
+
+
+@register.filter
+def num(value: Any) -> str:
+    return formatting.number(value)
+
+
+@register.filter
+def unit_label(value: str | None) -> str:
+    return formatting.unit_label(value)
+
+
+@register.filter
+def per_unit(value: str | None) -> str:
+    return formatting.per_unit(value)
+
+
+@register.filter
+def image_src(value: Any) -> str:
+    """An image URL that may reach ``src``: http(s) or same-origin, else empty (the placeholder shows)."""
+    return safe_image_url(value)
+
+
+@register.filter
+def markdown(value: str) -> str:
+    return render_markdown(value or "")
+
+
+@register.filter
+def machine(value: Any) -> str:
+    """A number for data attributes and inputs: always a dot, never grouping."""
+    number = formatting.to_decimal(value)
+    return "" if number is None else format(number.normalize(), "f")
+
+
+@register.filter
+def status_text(code: str) -> str:
+    return texts.status_text(code)
+
+
+@register.filter
+def error_text(code: str) -> str:
+    return texts.error_text(code)
+
+
+@register.filter
+def cart_action_text(action: str) -> str:
+    return texts.cart_action_text(action)
+
+
+@register.filter
+def stepper(product: Any) -> dict[str, str]:
+    """A product's stepper bounds as machine numbers: weighed goods step 0.1, pieces step 1."""
+    data = product if isinstance(product, dict) else {}
+    step = formatting.to_decimal(data.get("quantity_step"))
+    step = step if step is not None and step > 0 else formatting.to_decimal(1)
+    minimum = formatting.to_decimal(data.get("min_quantity"))
+    minimum = minimum if minimum is not None and minimum > 0 else step
+    return {"step": machine(step), "min": machine(minimum)}
+
+
+@register.filter
+def cart_count(items: Any) -> str:
+    total = sum(
+        (formatting.to_decimal(item.get("quantity")) or 0 for item in items or [] if isinstance(item, dict)), start=0
+    )
+    return machine(total)
+
+
+@register.filter
+def cart_json(items: Any, total: Any) -> str:
+    """The cart as JSON for ``data-cart``; host pages receive it in ``vizochok:cart_changed``."""
+    return json.dumps({"items": items or [], "total": formatting.to_decimal(total) or 0}, default=_json_number)
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(type(value).__name__)

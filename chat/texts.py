@@ -1,0 +1,77 @@
+"""Localized wording for the codes the upstream and the relay send.
+
+The upstream never sends user-facing text, only codes (reference §5, §10.2); the client localizes them. Every
+code of the reference is here, plus the relay's own.
+"""
+
+from __future__ import annotations
+
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+
+STATUS_TEXTS: dict[str, Promise] = {
+    "thinking": _("Thinking…"),
+    "searching": _("Searching the catalog…"),
+    "checking_prices": _("Checking prices…"),
+    "updating_cart": _("Updating your cart…"),
+    "preparing_recipe": _("Preparing the recipe…"),
+    "waiting": _("All lines are busy, you are next in the queue…"),
+    "reconnecting": _("Reconnecting to the assistant…"),
+}
+
+ERROR_TEXTS: dict[str, Promise] = {
+    # Upstream codes (reference §10.2).
+    "rate_limit_exceeded": _("Too many messages at once. Please wait a moment and try again."),
+    "user_message_limit": _("You have reached today's message limit. Please come back tomorrow."),
+    "user_conversation_limit": _("You have started too many conversations today. Please continue an existing one."),
+    "tenant_daily_token_limit": _("The assistant is resting for today. Please try again tomorrow."),
+    "tenant_monthly_token_limit": _("The assistant is unavailable this month."),
+    "agent_busy": _("The assistant is still answering. Please wait for the reply."),
+    "session_token_limit": _("This conversation is too long. Please start a new one."),
+    "max_rounds_exceeded": _("That request was too complicated. Please try asking more simply."),
+    "message_too_large": _("That message is too long."),
+    "invalid_json": _("The assistant could not understand that request."),
+    "internal_error": _("Something went wrong on the assistant's side. Please try again."),
+    "no_catalog_data": _("The store's catalog is not available right now."),
+    # The relay's own codes.
+    "queue_timeout": _("All lines are busy right now. Please try again in a minute."),
+    "auth_failed": _("The assistant is not available: the store's access was refused."),
+    "turn_timeout": _("The assistant took too long to answer. Please try again."),
+    "upstream_lost": _("The connection to the assistant was lost. Please send your message again."),
+    "upstream_unavailable": _("The assistant is not reachable right now. Please try again later."),
+    "relay_error": _("Something went wrong. Please try again."),
+    "relay_shutdown": _("The server restarted during the reply. Please send your message again."),
+    "invalid_frame": _("That could not be sent."),
+    "frame_too_large": _("That message is too long."),
+    "empty_message": _("Please type a message first."),
+    "message_too_long": _("That message is too long."),
+    "unknown_kind": _("That action is not supported."),
+    "unknown_product": _("That product is no longer available here."),
+    "invalid_quantity": _("That quantity is not available for this product."),
+    "not_in_cart": _("That product is not in your cart."),
+    "choice_expired": _("That choice is no longer available."),
+    "nothing_selected": _("Please select at least one ingredient."),
+    "rate_limited": _("You are sending messages too quickly. Please wait a few seconds."),
+}
+
+CART_ACTION_TEXTS: dict[str, Promise] = {
+    "item_selected": _("Added to cart"),
+    "item_removed": _("Removed from cart"),
+    "quantity_updated": _("Quantity changed"),
+    "cart_cleared": _("Cart cleared"),
+    "restored": _("Cart restored"),
+}
+
+
+def status_text(code: str) -> str:
+    if not code:
+        return ""
+    return str(STATUS_TEXTS.get(code, _("Working…")))
+
+
+def error_text(code: str) -> str:
+    return str(ERROR_TEXTS.get(code, _("Something went wrong. Please try again.")))
+
+
+def cart_action_text(action: str) -> str:
+    return str(CART_ACTION_TEXTS.get(action, _("Cart updated")))

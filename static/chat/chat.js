@@ -1,0 +1,354 @@
+/*
+ * The chat page's behaviour around htmx's WebSocket extension.
+ *
+ * htmx swaps the server's out-of-band fragments; this file adds what htmx does not do:
+ * - the reconnect policy of the VIZOCHOK SDK (min(1000*2^n, 10000) ms, +/-25 % jitter, 30 tries) after any close,
+ *   and at once on `online`, `visibilitychange` and `pageshow`;
+ * - catch-up after a reconnect (a `sync` frame with the last sequence number seen) and fallbacks for fragments
+ *   whose target is missing in this tab (it joined late);
+ * - an idempotency key on every send, so a queue resent after a reconnect never starts a turn twice;
+ * - `#chat[data-state]`, the steppers, the cart panel, focus and screen-reader announcements;
+ * - events for host pages and native bridges (shared/ui-contract.md).
+ * No inline scripts: everything is wired here so the page can run under a strict CSP.
+ */
+(function () {
+  "use strict";
+
+  var chat = document.getElementById("chat");
+  if (!chat) return;
+
+  var lang = chat.dataset.lang || document.documentElement.lang || "uk";
+  var composer = document.getElementById("composer");
+  var textarea = document.getElementById("composer-text");
+  var banner = document.getElementById("connection-banner");
+  var announcer = document.getElementById("chat-announcer");
+  var log = document.getElementById("chat-log");
+
+  var backoff = {
+    initial: Number(chat.dataset.backoffInitial) || 1000,
+    maximum: Number(chat.dataset.backoffMax) || 10000,
+    jitter: Number(chat.dataset.backoffJitter) || 0.25,
+    attempts: Number(chat.dataset.backoffAttempts) || 30,
+  };
+  var AUTO_RECONNECT_CODES = [1006, 1011, 1012, 1013];
+  var NO_RECONNECT_CODES = [4403];
+
+  var socket = null; // htmx's socket wrapper (public interface)
+  var isOpen = false;
+  var attempts = 0;
+  var retryTimer = null;
+  var lastSeq = Number(chat.dataset.lastSeq) || 0;
+  var turnState = document.getElementById("turn-state").dataset.state || "ready";
+  var queuedWhileOffline = 0;
+
+  // --- bridge to host pages and native apps -----------------------------------------------------------------
+
+  var parentOrigins = (chat.dataset.parentOrigins || "").split(/\s+/).filter(Boolean);
+
+  function emit(name, detail) {
+    var type = "vizochok:" + name;
+    window.dispatchEvent(new CustomEvent(type, { detail: detail }));
+    var message = JSON.stringify({ type: type, detail: detail });
+    try {
+      if (window.webkit && window.webkit.messageHandlers && window.webkit.messageHandlers.vizochok) {
+        window.webkit.messageHandlers.vizochok.postMessage(message);
+      }
+      if (window.VizochokAndroid && window.VizochokAndroid.postMessage) window.VizochokAndroid.postMessage(message);
+      if (window.ReactNativeWebView && window.ReactNativeWebView.postMessage) window.ReactNativeWebView.postMessage(message);
+      if (window.VizochokFlutter && window.VizochokFlutter.postMessage) window.VizochokFlutter.postMessage(message);
+    } catch (err) {
+      /* a broken host bridge must not break the chat */
+    }
+    if (window.parent !== window) {
+      parentOrigins.forEach(function (origin) {
+        window.parent.postMessage({ type: type, detail: detail }, origin);
+      });
+    }
+  }
+
+  // --- state ------------------------------------------------------------------------------------------------
+
+  function setState(state) {
+    chat.dataset.state = state;
+    var busy = state !== "ready";
+    textarea.disabled = busy && state !== "offline";
+    composer.querySelector("button[type=submit]").disabled = busy && !(state === "offline" && !queuedWhileOffline);
+    banner.hidden = !(state === "offline" || state === "error");
+    if (state === "ready") {
+      queuedWhileOffline = 0;
+      if (!document.activeElement || document.activeElement === document.body || document.activeElement === textarea) {
+        textarea.focus({ preventScroll: true });
+      }
+    }
+  }
+
+  function applyTurnState() {
+    if (!isOpen) return;
+    setState(turnState === "busy" ? "busy" : "ready");
+  }
+
+  // --- reconnecting -----------------------------------------------------------------------------------------
+
+  function delayFor(attempt) {
+    var base = Math.min(backoff.initial * Math.pow(2, attempt), backoff.maximum);
+    return base * (1 + backoff.jitter * (2 * Math.random() - 1));
+  }
+
+  // htmx reconnects by itself after 1006/1011/1012/1013; give it our schedule instead of its 64 s cap.
+  htmx.config.wsReconnectDelay = function (retryCount) {
+    attempts = retryCount + 1;
+    if (retryCount >= backoff.attempts) {
+      setState("error");
+      return 2147483647; // give up; the banner's button reconnects by hand
+    }
+    return delayFor(retryCount);
+  };
+
+  function reconnectSoon(now) {
+    if (isOpen || !socket || retryTimer) return;
+    if (attempts >= backoff.attempts && !now) {
+      setState("error");
+      return;
+    }
+    var wait = now ? 0 : delayFor(attempts);
+    attempts += 1;
+    retryTimer = setTimeout(function () {
+      retryTimer = null;
+      if (!isOpen) socket.reconnect();
+    }, wait);
+  }
+
+  chat.addEventListener("htmx:wsOpen", function (evt) {
+    socket = evt.detail.socketWrapper;
+    isOpen = true;
+    attempts = 0;
+    if (retryTimer) {
+      clearTimeout(retryTimer);
+      retryTimer = null;
+    }
+    // Catch up first: anything stored while this tab was away comes back, then the turn state.
+    socket.sendImmediately(JSON.stringify({ kind: "sync", after: lastSeq }));
+    applyTurnState();
+    emit("connect", {});
+  });
+
+  chat.addEventListener("htmx:wsClose", function (evt) {
+    socket = evt.detail.socketWrapper;
+    var wasOpen = isOpen;
+    isOpen = false;
+    var code = evt.detail.event && evt.detail.event.code;
+    if (NO_RECONNECT_CODES.indexOf(code) >= 0) {
+      setState("error");
+    } else {
+      setState("offline");
+      if (AUTO_RECONNECT_CODES.indexOf(code) < 0) reconnectSoon(false);
+    }
+    if (wasOpen) emit("disconnect", { code: code });
+  });
+
+  function wakeUp() {
+    if (!isOpen && socket && chat.dataset.state !== "connecting") {
+      if (retryTimer) {
+        clearTimeout(retryTimer);
+        retryTimer = null;
+      }
+      reconnectSoon(true);
+    }
+  }
+  window.addEventListener("online", wakeUp);
+  window.addEventListener("pageshow", function (evt) {
+    if (evt.persisted) wakeUp();
+  });
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible") wakeUp();
+  });
+  document.addEventListener("click", function (evt) {
+    if (evt.target.closest("[data-reconnect]")) {
+      attempts = 0;
+      setState("offline");
+      reconnectSoon(true);
+    }
+  });
+
+  // --- sending ------------------------------------------------------------------------------------------------
+
+  function newKey() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    return Date.now().toString(36) + Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2);
+  }
+
+  chat.addEventListener("htmx:wsConfigSend", function (evt) {
+    var form = evt.target;
+    var state = chat.dataset.state;
+    if (state === "busy" || state === "error" || (state === "offline" && queuedWhileOffline)) {
+      evt.preventDefault(); // one turn at a time; one message may wait for the connection
+      return;
+    }
+    if (state === "offline") queuedWhileOffline += 1;
+    evt.detail.headers = null; // the relay needs none of htmx's request headers
+    evt.detail.parameters.key = newKey();
+    if (form === composer) {
+      var text = textarea.value.trim();
+      if (!text) {
+        evt.preventDefault();
+        return;
+      }
+      evt.detail.parameters.text = text;
+      textarea.value = "";
+      autoGrow();
+    }
+    var card = form.closest(".product-card");
+    if (card) {
+      card.dataset.pending = "true";
+      card.querySelector("[data-action=add]").disabled = true;
+      emit("product_click", { sku: card.dataset.sku, quantity: Number(evt.detail.parameters.quantity) });
+    }
+    var pills = form.closest(".quick-replies");
+    if (pills) pills.querySelectorAll("button").forEach(function (b) { b.disabled = true; });
+    var checklist = form.closest(".checklist");
+    if (checklist) checklist.querySelector("fieldset").disabled = true;
+    if (state !== "offline") setState("busy");
+  });
+
+  textarea.addEventListener("keydown", function (evt) {
+    if (evt.key === "Enter" && !evt.shiftKey && !evt.isComposing) {
+      evt.preventDefault();
+      if (chat.dataset.state === "ready" || chat.dataset.state === "offline") composer.requestSubmit();
+    }
+  });
+
+  function autoGrow() {
+    textarea.style.height = "auto";
+    textarea.style.height = Math.min(textarea.scrollHeight, 160) + "px";
+  }
+  textarea.addEventListener("input", autoGrow);
+
+  // --- steppers, checklists, cart panel ----------------------------------------------------------------------
+
+  var numberFormat = new Intl.NumberFormat(lang, { maximumFractionDigits: 3 });
+
+  function decimals(value) {
+    var text = String(value);
+    return text.indexOf(".") < 0 ? 0 : text.length - text.indexOf(".") - 1;
+  }
+
+  function step(card, direction) {
+    var input = card.querySelector("input[name=quantity]");
+    var stepValue = Number(card.dataset.step) || 1;
+    var minimum = Number(card.dataset.min) || stepValue;
+    var places = Math.max(decimals(card.dataset.step), decimals(card.dataset.min));
+    var next = Number(input.value) + direction * stepValue;
+    next = Math.max(minimum, Math.min(999, Number(next.toFixed(places))));
+    input.value = next.toFixed(places);
+    card.querySelector(".stepper__value").textContent = numberFormat.format(next) + "\u00a0" + card.dataset.unitLabel;
+    card.querySelector("[data-action=decrement]").disabled = next <= minimum;
+  }
+
+  document.addEventListener("click", function (evt) {
+    var button = evt.target.closest("button");
+    if (!button) return;
+    var card = button.closest(".product-card");
+    if (card && button.dataset.action === "increment") step(card, 1);
+    if (card && button.dataset.action === "decrement") step(card, -1);
+    if (button.dataset.check) {
+      var checked = button.dataset.check === "all";
+      button.closest(".checklist").querySelectorAll("input[type=checkbox]").forEach(function (box) {
+        box.checked = checked;
+      });
+    }
+    if (button.id === "cart-badge") openCart(button);
+    if (button.hasAttribute("data-close-cart")) document.getElementById("cart-panel").close();
+  });
+
+  var cartOpener = null;
+  function openCart(opener) {
+    var panel = document.getElementById("cart-panel");
+    cartOpener = opener;
+    if (!panel.open) panel.showModal();
+  }
+  document.getElementById("cart-panel").addEventListener("close", function () {
+    var badge = document.getElementById("cart-badge");
+    (badge || cartOpener || textarea).focus();
+  });
+
+  // --- what the server swapped in ----------------------------------------------------------------------------
+
+  function clearPendingCards(message) {
+    document.querySelectorAll(".product-card[data-pending]").forEach(function (card) {
+      delete card.dataset.pending;
+      card.querySelector("[data-action=add]").disabled = false;
+      if (message) card.dataset.error = message;
+    });
+  }
+
+  function nearBottom() {
+    return log.scrollHeight - log.scrollTop - log.clientHeight < 120;
+  }
+
+  function seen(node) {
+    if (node.nodeType !== 1) return;
+    var seq = Number(node.dataset && node.dataset.seq);
+    if (seq > lastSeq) lastSeq = seq;
+    if (node.id === "turn-state") {
+      turnState = node.dataset.state;
+      applyTurnState();
+    }
+    if (node.id === "cart-panel-body" && node.dataset.change) {
+      var cart = {};
+      try { cart = JSON.parse(node.dataset.cart || "{}"); } catch (err) { cart = {}; }
+      cart.action = node.dataset.change;
+      clearPendingCards(null);
+      emit("cart_changed", cart);
+    }
+    if (node.classList.contains("chat-error")) {
+      clearPendingCards(node.textContent.trim());
+      emit("error", { code: node.dataset.code });
+      announce(node.textContent);
+    }
+    if (node.dataset.role === "assistant" && node.dataset.seq && !node.classList.contains("msg--streaming")) {
+      announce(node.textContent); // once per finished reply, never per token
+    }
+  }
+
+  function announce(text) {
+    announcer.textContent = "";
+    window.setTimeout(function () { announcer.textContent = text.trim().slice(0, 600); }, 50);
+  }
+
+  var stick = true;
+  log.addEventListener("scroll", function () { stick = nearBottom(); }, { passive: true });
+
+  new MutationObserver(function (records) {
+    records.forEach(function (record) {
+      record.addedNodes.forEach(seen);
+    });
+    if (stick) log.scrollTop = log.scrollHeight;
+  }).observe(chat, { childList: true, subtree: true });
+
+  // A fragment whose target this tab lacks (it joined mid-reply, or is catching up): append or create it.
+  document.body.addEventListener("htmx:oobErrorNoTarget", function (evt) {
+    var content = evt.detail.content;
+    if (!content || !content.dataset) return;
+    if (content.dataset.fallback === "append") {
+      content.removeAttribute("data-fallback");
+      var existing = content.id && document.getElementById(content.id);
+      if (existing) existing.replaceWith(content);
+      else log.appendChild(content);
+      htmx.process(content);
+    } else if (content.dataset.fallback === "bubble") {
+      var bubble = document.createElement("article");
+      bubble.className = "msg msg--streaming";
+      bubble.id = content.dataset.bubble;
+      bubble.dataset.role = "assistant";
+      var text = document.createElement("div");
+      text.className = "msg__text";
+      text.id = content.dataset.bubble + "-text";
+      text.textContent = content.textContent;
+      bubble.appendChild(text);
+      log.appendChild(bubble);
+    }
+  });
+
+  log.scrollTop = log.scrollHeight;
+  autoGrow();
+})();

@@ -1,0 +1,155 @@
+"""The chat page in Debian's Chromium: streaming, history, shopping interactions, hostile data."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import AppServer, open_chat, send_text, wait_ready
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = os.environ.get("VIZOCHOK_SCREENSHOTS", "")
+
+
+def shot(page: Any, name: str) -> None:
+    if ARTIFACTS:
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        page.screenshot(path=os.path.join(ARTIFACTS, f"{name}.png"))
+
+
+def test_a_reply_streams_then_survives_a_reload(page: Any) -> None:
+    open_chat(page)
+    send_text(page, "milk")
+    page.wait_for_selector('.msg[data-role=user] >> text="milk"')
+    page.wait_for_selector("#chat[data-state=busy]")
+    # The bubble grows while the reply streams, then is replaced by the final rendered one.
+    page.wait_for_selector(".msg--streaming")
+    wait_ready(page)
+    page.wait_for_selector(".product-card")
+    assert page.locator(".msg--streaming").count() == 0
+    assert page.locator("#chat-status").inner_text() == ""
+    final = page.locator(".msg[data-role=assistant]").first.inner_text()
+    assert final.strip()
+    shot(page, "after-search")
+
+    before = page.locator("#chat-log .msg").count()
+    page.reload()
+    # First paint already has the history: no socket needed for it.
+    assert page.locator("#chat-log .msg").count() == before
+    assert page.locator(".msg[data-role=assistant]").first.inner_text() == final
+    wait_ready(page)
+    assert page.locator("#chat-log .msg").count() == before
+
+
+def test_add_from_a_card_updates_the_badge(page: Any) -> None:
+    open_chat(page)
+    send_text(page, "milk")
+    wait_ready(page)
+    card = page.locator(".product-card").first
+    card.locator("button[data-action=increment]").click()
+    assert card.locator("input[name=quantity]").input_value() == "2"
+    events = page.evaluate_handle(
+        "() => { const seen = []; window.addEventListener('vizochok:cart_changed', e => seen.push(e.detail)); return seen; }"
+    )
+    card.locator("button[data-action=add]").click()
+    page.wait_for_selector("#cart-badge[data-count='2']")
+    wait_ready(page)
+    assert card.get_attribute("data-pending") is None
+    detail = events.evaluate("seen => seen[0]")
+    assert detail["action"] == "item_selected"
+    assert detail["items"][0]["sku"] == card.get_attribute("data-sku")
+
+
+def test_stepper_honours_pieces_and_weighed_goods(page: Any) -> None:
+    open_chat(page)
+    send_text(page, "apples")
+    wait_ready(page)
+    weighed = page.locator(".product-card[data-unit=kg]").first
+    assert weighed.get_attribute("data-step") == "0.1"
+    minimum = weighed.get_attribute("data-min")
+    weighed.locator("button[data-action=increment]").click()
+    weighed.locator("button[data-action=increment]").click()
+    value = float(weighed.locator("input[name=quantity]").input_value())
+    assert value == pytest.approx(float(minimum) + 0.2)
+    assert "," in weighed.locator(".stepper__value").inner_text() or "." in weighed.locator(".stepper__value").inner_text()
+    for _ in range(5):
+        weighed.locator("button[data-action=decrement]").click(force=True)
+    assert float(weighed.locator("input[name=quantity]").input_value()) == pytest.approx(float(minimum))
+    assert weighed.locator("button[data-action=decrement]").is_disabled()
+
+
+def test_quick_reply_becomes_the_shoppers_bubble(page: Any) -> None:
+    open_chat(page)
+    send_text(page, "milk")
+    wait_ready(page)
+    pill = page.locator(".quick-reply").first
+    label = pill.inner_text()
+    pill.click()
+    page.wait_for_selector(f'.msg[data-role=user] >> text="{label}"')
+    wait_ready(page)
+    # Used pills go away; the new turn may offer new ones.
+    assert page.locator(f'.quick-reply[data-value="{pill.get_attribute("data-value")}"]').count() <= 1
+
+
+def test_checklist_submit_fills_the_cart_and_disables_the_list(page: Any) -> None:
+    open_chat(page)
+    send_text(page, "borscht")
+    wait_ready(page)
+    checklist = page.locator("form.checklist").first
+    boxes = checklist.locator("input[type=checkbox][name=item]")
+    assert boxes.count() >= 3
+    checklist.locator("button[data-check=none]").click()
+    boxes.nth(0).check()
+    boxes.nth(1).check()
+    checklist.locator("button[type=submit]").click()
+    page.wait_for_selector("#cart-badge:not([data-count='0'])")
+    wait_ready(page)
+    assert page.locator("form.checklist fieldset[disabled]").count() == 1
+
+
+def test_cart_panel_removes_an_item(page: Any) -> None:
+    open_chat(page)
+    send_text(page, "milk")
+    wait_ready(page)
+    page.locator(".product-card button[data-action=add]").first.click()
+    page.wait_for_selector("#cart-badge[data-count='1']")
+    wait_ready(page)
+    page.click("#cart-badge")
+    panel = page.locator("#cart-panel")
+    assert panel.is_visible()
+    shot(page, "cart-panel")
+    panel.locator("button[data-action=remove]").first.click()
+    page.wait_for_selector("#cart-badge[data-count='0']")
+    wait_ready(page)
+    assert "cart-line" not in panel.inner_html()
+
+
+def test_hostile_product_data_renders_inert(page: Any, app_server: AppServer) -> None:
+    open_chat(page)
+    send_text(page, "milk")
+    wait_ready(page)
+    conversation_id = page.locator("#chat").get_attribute("ws-connect").split("c=")[1].split("&")[0]
+    payload = (
+        '{"type":"product_cards","items":[{"sku":"evil-1","name":"<script>window.pwned=1</script><img src=x '
+        'onerror=window.pwned=2>","price":1,"image_url":"javascript:alert(1)","brand":"<b>x</b>"}]}'
+    )
+    with sqlite3.connect(app_server.db) as db:
+        (pk, seq) = db.execute(
+            "select id, last_seq from chat_conversation where public_id = ?", (conversation_id.replace("-", ""),)
+        ).fetchone()
+        db.execute("update chat_conversation set last_seq = ? where id = ?", (seq + 1, pk))
+        db.execute(
+            "insert into chat_message (conversation_id, seq, role, kind, text, payload, complete, client_key, created_at)"
+            " values (?, ?, 'assistant', 'product_cards', '', ?, 1, '', datetime('now'))",
+            (pk, seq + 1, payload),
+        )
+    page.reload()
+    card = page.locator('.product-card[data-sku="evil-1"]')
+    card.wait_for()
+    assert "<script>" in card.locator(".product-card__name").inner_text()
+    assert card.locator("img").count() == 0  # a javascript: URL never reaches src
+    assert page.evaluate("() => window.pwned") is None

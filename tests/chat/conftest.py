@@ -1,0 +1,84 @@
+"""Fixtures for the relay: a real sandbox on loopback, the real ASGI application and a shopper's session."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.sessions.backends.db import SessionStore
+
+from chat import identity
+from chat.models import Conversation
+from chat.relay.service import get_relay
+from chat.sandbox.server import SandboxConfig, SandboxServer
+
+TIMEOUT = 5.0
+
+
+@pytest.fixture
+async def sandbox(settings: Any) -> AsyncIterator[SandboxServer]:
+    """The sandbox at full speed, as the relay's upstream; the relay of this test's loop is closed afterwards."""
+    async with SandboxServer(SandboxConfig(tokens_per_second=0.0, ping_interval=0.0)) as server:
+        settings.VIZOCHOK_WS_URL = server.url
+        settings.VIZOCHOK_IDLE_GRACE = 5.0
+        yield server
+        await get_relay().close()
+
+
+@database_sync_to_async
+def make_shopper(user_id: str = "anon-test") -> tuple[str, Conversation]:
+    session = SessionStore()
+    session[identity.SESSION_USER_KEY] = user_id
+    session.create()
+    conversation = Conversation.objects.create(session_key=session.session_key, user_id=user_id, store_id="s")
+    return session.session_key or "", conversation
+
+
+def communicator(session_key: str, conversation: Conversation, *, origin: bytes = b"http://testserver") -> Any:
+    from vizochok_site.asgi import application
+
+    return WebsocketCommunicator(
+        application,
+        f"/ws/chat/?c={conversation.public_id}&lang=en",
+        headers=[(b"origin", origin), (b"cookie", f"sessionid={session_key}".encode())],
+    )
+
+
+@asynccontextmanager
+async def connected(session_key: str, conversation: Conversation) -> AsyncIterator[Any]:
+    tab = communicator(session_key, conversation)
+    accepted, code = await tab.connect(timeout=TIMEOUT)
+    assert accepted, code
+    try:
+        yield tab
+    finally:
+        await tab.disconnect()
+
+
+@pytest.fixture
+def tab() -> Callable[[str, Conversation], AbstractAsyncContextManager[Any]]:
+    return connected
+
+
+async def send(tab: Any, **fields: Any) -> None:
+    await tab.send_to(text_data=json.dumps(fields))
+
+
+async def receive_until(tab: Any, needle: str, timeout: float = TIMEOUT) -> str:
+    """Browser frames joined, up to the first that contains ``needle``."""
+    frames: list[str] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = await tab.receive_from(timeout=timeout)
+            frames.append(frame)
+            if needle in frame:
+                return "".join(frames)
+
+
+READY = 'data-state="ready"'

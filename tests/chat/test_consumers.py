@@ -1,0 +1,222 @@
+"""The browser socket against the real sandbox over loopback, through the real ASGI application."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from django.db import connection
+
+from chat.models import Conversation, Message
+from tests.chat.conftest import READY, communicator, connected, make_shopper, receive_until, send
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@database_sync_to_async
+def stored(conversation: Conversation) -> list[Message]:
+    return list(Message.objects.filter(conversation=conversation).order_by("seq"))
+
+
+@database_sync_to_async
+def reload(conversation: Conversation) -> Conversation:
+    return Conversation.objects.get(pk=conversation.pk)
+
+
+def first_sku(html: str) -> str:
+    match = re.search(r'class="product-card" data-sku="([^"]+)"', html)
+    assert match, "no product card in the frames"
+    return match.group(1)
+
+
+async def test_a_turn_streams_renders_and_is_stored(sandbox: Any) -> None:
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="milk", key="k1")
+        html = await receive_until(tab, READY)
+
+    assert 'data-role="user"' in html and "milk" in html
+    assert 'id="chat-status"' in html
+    assert "product-card" in html and "quick-reply" in html
+    messages = await stored(conversation)
+    kinds = [(m.role, m.kind) for m in messages]
+    assert kinds[0] == ("user", "text")
+    assert ("assistant", "text") in kinds
+    assert ("assistant", "product_cards") in kinds
+    assert all(m.complete for m in messages)
+    conversation = await reload(conversation)
+    assert conversation.upstream_id.startswith("conv_")
+    assert conversation.status == Conversation.Status.IDLE
+    assert conversation.turn_count == 1
+
+
+async def test_add_to_cart_updates_badge_and_stored_cart(sandbox: Any) -> None:
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="milk", key="k1")
+        sku = first_sku(await receive_until(tab, READY))
+        await send(tab, kind="add_to_cart", sku=sku, quantity="2", key="k2")
+        html = await receive_until(tab, READY)
+
+    assert 'id="cart-badge"' in html and 'data-count="2"' in html
+    assert 'data-change="item_selected"' in html
+    conversation = await reload(conversation)
+    assert conversation.cart_count == 2
+    assert [item["sku"] for item in conversation.cart] == [sku]
+
+
+async def test_second_turn_reuses_the_upstream_conversation(sandbox: Any) -> None:
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="milk", key="k1")
+        await receive_until(tab, READY)
+        first = (await reload(conversation)).upstream_id
+        await sandbox.drop_all(code=1001)  # the warm socket dies between turns
+        await send(tab, kind="message", text="bread", key="k2")
+        await receive_until(tab, READY)
+    assert (await reload(conversation)).upstream_id == first
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"kind": "add_to_cart", "sku": "never-shown", "quantity": "1"}, "unknown_product"),
+        ({"kind": "nonsense"}, "unknown_kind"),
+        ({"kind": "message", "text": "   "}, "empty_message"),
+        ({"kind": "message", "text": "x" * 2001}, "message_too_long"),
+        ({"kind": "remove_from_cart", "sku": "milk-001"}, "not_in_cart"),
+        ({"kind": "quick_reply", "seq": "99", "value": "x"}, "choice_expired"),
+    ],
+)
+async def test_checked_before_sending(sandbox: Any, fields: dict[str, Any], code: str) -> None:
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, **fields)
+        html = await receive_until(tab, "chat-error")
+    assert f'data-code="{code}"' in html
+    assert await stored(conversation) == []
+    assert sandbox.connections == 0
+
+
+async def test_stepper_limits_are_enforced_server_side(sandbox: Any) -> None:
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="milk", key="k1")
+        sku = first_sku(await receive_until(tab, READY))
+        await send(tab, kind="add_to_cart", sku=sku, quantity="0.5", key="k2")
+        html = await receive_until(tab, "chat-error")
+    assert 'data-code="invalid_quantity"' in html
+
+
+async def test_bad_browser_frames_get_an_error_and_the_socket_stays(sandbox: Any) -> None:
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await tab.send_to(bytes_data=b"\x00\x01")
+        assert 'data-code="invalid_frame"' in await receive_until(tab, "chat-error")
+        await tab.send_to(text_data="{not json")
+        assert 'data-code="invalid_frame"' in await receive_until(tab, "chat-error")
+        await tab.send_to(text_data="[1, 2]")
+        assert 'data-code="invalid_frame"' in await receive_until(tab, "chat-error")
+        await tab.send_to(text_data='{"kind": "message", "text": "' + "x" * 20000 + '"}')
+        assert 'data-code="frame_too_large"' in await receive_until(tab, "chat-error")
+        await send(tab, kind="message", text="milk", key="k1")
+        assert "product-card" in await receive_until(tab, READY)
+
+
+async def test_a_resent_key_does_not_start_a_second_turn(sandbox: Any) -> None:
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="milk", key="same")
+        await receive_until(tab, READY)
+        await send(tab, kind="message", text="milk", key="same")
+        await send(tab, kind="sync", after=0)
+        await receive_until(tab, 'id="turn-state"')
+    users = [m for m in await stored(conversation) if m.role == "user"]
+    assert len(users) == 1
+    assert (await reload(conversation)).turn_count == 1
+
+
+async def test_one_turn_at_a_time_and_every_tab_sees_it(sandbox: Any) -> None:
+    key, conversation = await make_shopper()
+    sandbox.pause_turns()
+    async with connected(key, conversation) as first, connected(key, conversation) as second:
+        await send(first, kind="message", text="milk", key="k1")
+        await receive_until(second, 'data-state="busy"')
+        await send(second, kind="message", text="bread", key="k2")
+        assert 'data-code="agent_busy"' in await receive_until(second, "chat-error")
+        sandbox.resume_turns()
+        first_html = await receive_until(first, READY)
+        second_html = await receive_until(second, READY)
+    for html in (first_html, second_html):
+        assert "product-card" in html
+    assert len([m for m in await stored(conversation) if m.role == "user"]) == 1
+
+
+async def test_a_late_tab_catches_up_with_sync(sandbox: Any) -> None:
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="milk", key="k1")
+        await receive_until(tab, READY)
+    async with connected(key, conversation) as late:
+        await send(late, kind="sync", after=0)
+        html = await receive_until(late, 'id="turn-state"')
+    assert 'id="msg-1"' in html and "product-card" in html
+    assert 'data-fallback="append"' in html
+
+
+async def test_someone_elses_conversation_is_refused(sandbox: Any) -> None:
+    key, _mine = await make_shopper("anon-me")
+    _other_key, theirs = await make_shopper("anon-them")
+    tab = communicator(key, theirs)
+    accepted, code = await tab.connect()
+    assert not accepted
+    assert code == 4403
+
+
+async def test_a_foreign_origin_is_refused(sandbox: Any) -> None:
+    key, conversation = await make_shopper()
+    tab = communicator(key, conversation, origin=b"http://evil.example")
+    accepted, _code = await tab.connect()
+    assert not accepted
+
+
+async def test_the_api_key_never_reaches_the_browser(sandbox: Any, settings: Any) -> None:
+    settings.VIZOCHOK_API_KEY = "sk_test_super_secret_key_123"
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="borscht", key="k1")
+        html = await receive_until(tab, READY)
+        await send(tab, kind="sync", after=0)
+        html += await receive_until(tab, 'id="turn-state"')
+    assert "sk_test_super_secret_key_123" not in html
+
+
+async def test_database_writes_per_turn_do_not_grow_with_the_reply(sandbox: Any) -> None:
+    writes: list[str] = []
+
+    def count_writes(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if sql.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            writes.append(sql)
+        return execute(sql, params, many, context)
+
+    key, conversation = await make_shopper()
+    results = []
+    await database_sync_to_async(connection.execute_wrappers.append)(count_writes)
+    try:
+        async with connected(key, conversation) as tab:
+            for number, text in enumerate(["milk", "borscht recipe please"]):
+                before = len(await stored(conversation))
+                writes.clear()
+                await send(tab, kind="message", text=text, key=f"k{number}")
+                await receive_until(tab, READY)
+                messages = await stored(conversation)
+                reply = max(len(m.text) for m in messages[before:] if m.role == "assistant")
+                results.append((len(writes), len(messages) - before, reply))
+    finally:
+        await database_sync_to_async(connection.execute_wrappers.remove)(count_writes)
+    for write_count, added, reply_chars in results:
+        # Claiming the turn and storing the user's message, one update + insert per stored event, one update to end.
+        assert write_count <= 2 * added + 3, (write_count, added)
+        assert reply_chars > write_count  # many tokens, few writes
