@@ -9,7 +9,7 @@ to change: callers pass meaning (a sku, a quantity, chosen ids), never field nam
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from .messages import Action
 
@@ -27,7 +27,10 @@ CART_KINDS = frozenset({ADD_TO_CART, REMOVE_FROM_CART, UPDATE_QUANTITY})
 
 
 def _quantity(quantity: Decimal | int | str) -> Decimal:
-    value = Decimal(str(quantity))
+    try:
+        value = Decimal(str(quantity))
+    except InvalidOperation:  # an ArithmeticError, not a ValueError: callers catch ValueError
+        raise ValueError("quantity must be a positive number") from None
     if not value.is_finite() or value <= 0:
         raise ValueError("quantity must be a positive number")
     return value

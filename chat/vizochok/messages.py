@@ -70,7 +70,23 @@ def _decimal(value: Any, key: str) -> Decimal:
         raise MalformedFrame(f"field {key!r} must be a number") from None
     if not number.is_finite():
         raise MalformedFrame(f"field {key!r} must be finite")
+    return _in_range(number)
+
+
+#: Largest decimal exponent a number may have: a double's range. No real serializer writes more, and writing such
+#: a number back out (``to_json`` turns integral decimals into ints) would build an int of millions of digits.
+MAX_NUMBER_EXPONENT = 308
+
+
+def _in_range(number: Decimal) -> Decimal:
+    if number.is_finite() and number.adjusted() > MAX_NUMBER_EXPONENT:
+        raise MalformedFrame("number out of range")
     return number
+
+
+def _json_number(text: str) -> Decimal:
+    """``parse_float`` hook: exact decimals, refusing magnitudes no JSON producer means (see above)."""
+    return _in_range(Decimal(text))
 
 
 def _required(data: Mapping[str, Any], key: str) -> Any:
@@ -731,7 +747,7 @@ def _decode(raw: str | bytes) -> Mapping[str, Any]:
     if size > MAX_FRAME_BYTES:
         raise FrameTooLarge(size)
     try:
-        data = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+        data = json.loads(raw, parse_float=_json_number, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise MalformedFrame(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
