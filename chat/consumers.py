@@ -221,7 +221,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if started.busy or started.message is None:
             raise Refused("agent_busy")
         runner.publish(rendering.state("busy"))
-        runner.publish(rendering.render_items([*started.changed, started.message]))
+        runner.publish(rendering.replaced(started.changed) + rendering.appended([started.message]))
         runner.publish(rendering.status("thinking"))
         runner.start(frame, started.message.seq, self.language)
 
@@ -230,7 +230,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         pk = self.conversation.pk
         missed = await database_sync_to_async(store.messages_after)(pk, after)
         conversation = await database_sync_to_async(Conversation.objects.get)(pk=pk)
-        parts = [rendering.render_items(missed)]
+        parts = [rendering.appended(missed)]
         runner = get_relay().existing(pk)
         live = runner.live_bubble() if runner is not None else None
         if live is not None:

@@ -2,9 +2,9 @@
 
 One template per server message type lives in ``templates/chat/fragments/``; the log items they carry live in
 ``templates/chat/items/`` and are the same ones the page renders on first paint, so a reload and a live turn
-look identical. Every log item is swapped by its id with ``hx-swap-oob="true"`` and carries
-``data-fallback="append"``: a tab that lacks the item (it joined late, or is catching up) appends it instead, and a
-tab that has it just replaces it, which makes catch-up idempotent.
+look identical. New items are appended to ``#chat-log``; an item whose look changed (a used quick reply, a
+submitted checklist) is swapped by its id. Items carry their sequence number, and the page's script keeps one
+element per id, so a catch-up after a reconnect that overlaps a live fragment never shows an item twice.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.template.loader import render_to_string
+from django.utils.safestring import SafeString, mark_safe
 
 from chat.models import Message
 
@@ -45,12 +46,27 @@ def item_template(message: Message) -> str:
     return _ITEM_TEMPLATES.get(message.kind, "chat/items/notice.html")
 
 
-def render_item(message: Message, *, oob: bool = False) -> str:
-    return render_to_string(item_template(message), {"message": message, "data": message.data, "oob": oob})
+APPEND = '<div hx-swap-oob="beforeend:#chat-log">{}</div>'
 
 
-def render_items(messages: Iterable[Message], *, oob: bool = True) -> str:
-    return "".join(render_item(message, oob=oob) for message in messages)
+def render_item(message: Message, *, replace: bool = False) -> str:
+    """A log item; ``replace`` makes it swap the tab's element with the same id (its look changed)."""
+    return render_to_string(item_template(message), {"message": message, "data": message.data, "oob": replace})
+
+
+def page_items(messages: Iterable[Message]) -> SafeString:
+    """The log's items for the first paint (each is an autoescaped template, so the join is safe)."""
+    return mark_safe("".join(render_item(message) for message in messages))  # noqa: S308
+
+
+def appended(messages: Iterable[Message]) -> str:
+    """Items to add at the end of every tab's log (new ones, or a catch-up)."""
+    items = "".join(render_item(message) for message in messages)
+    return APPEND.format(items) if items else ""
+
+
+def replaced(messages: Iterable[Message]) -> str:
+    return "".join(render_item(message, replace=True) for message in messages)
 
 
 def fragment(name: str, **context: Any) -> str:
@@ -61,7 +77,7 @@ def stored(message: Message) -> str:
     """The fragment that shows a just-stored message in every tab."""
     name = FRAGMENT_OF_KIND.get(message.kind)
     if name is None:
-        return render_item(message, oob=True)
+        return appended([message])
     return fragment(name, message=message, data=message.data)
 
 

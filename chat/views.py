@@ -31,7 +31,7 @@ def chat_page(request: HttpRequest) -> HttpResponse:
     backoff = Backoff()
     context = {
         "conversation": conversation,
-        "log_html": rendering.render_items(history, oob=False),
+        "log_html": rendering.page_items(history),
         "last_seq": history[-1].seq if history else 0,
         "ws_url": f"/ws/chat/?c={conversation.public_id}&lang={language}",
         "recent": store.recent_conversations(user_id, settings.VIZOCHOK_STORE_ID),

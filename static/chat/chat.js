@@ -285,8 +285,26 @@
     return log.scrollHeight - log.scrollTop - log.clientHeight < 120;
   }
 
+  var processed = new WeakSet();
+
+  // Keep one element per log item: a catch-up that overlaps a live fragment, or a final reply replacing the
+  // streamed bubble, lands in the place of the element it duplicates.
+  function place(node) {
+    if (node.dataset.replaces) {
+      var live = document.getElementById(node.dataset.replaces);
+      if (live) live.replaceWith(node);
+    }
+    if (/^msg-\d+$/.test(node.id)) {
+      document.querySelectorAll('[id="' + node.id + '"]').forEach(function (twin) {
+        if (twin !== node) twin.replaceWith(node);
+      });
+    }
+  }
+
   function seen(node) {
-    if (node.nodeType !== 1) return;
+    if (node.nodeType !== 1 || processed.has(node)) return;
+    processed.add(node);
+    place(node);
     var seq = Number(node.dataset && node.dataset.seq);
     if (seq > lastSeq) lastSeq = seq;
     if (node.id === "turn-state") {
@@ -325,28 +343,20 @@
     if (stick) log.scrollTop = log.scrollHeight;
   }).observe(chat, { childList: true, subtree: true });
 
-  // A fragment whose target this tab lacks (it joined mid-reply, or is catching up): append or create it.
+  // A streamed chunk whose bubble this tab lacks (it joined mid-reply): start the bubble with it.
   document.body.addEventListener("htmx:oobErrorNoTarget", function (evt) {
     var content = evt.detail.content;
-    if (!content || !content.dataset) return;
-    if (content.dataset.fallback === "append") {
-      content.removeAttribute("data-fallback");
-      var existing = content.id && document.getElementById(content.id);
-      if (existing) existing.replaceWith(content);
-      else log.appendChild(content);
-      htmx.process(content);
-    } else if (content.dataset.fallback === "bubble") {
-      var bubble = document.createElement("article");
-      bubble.className = "msg msg--streaming";
-      bubble.id = content.dataset.bubble;
-      bubble.dataset.role = "assistant";
-      var text = document.createElement("div");
-      text.className = "msg__text";
-      text.id = content.dataset.bubble + "-text";
-      text.textContent = content.textContent;
-      bubble.appendChild(text);
-      log.appendChild(bubble);
-    }
+    if (!content || !content.dataset || content.dataset.fallback !== "bubble") return;
+    var bubble = document.createElement("article");
+    bubble.className = "msg msg--streaming";
+    bubble.id = content.dataset.bubble;
+    bubble.dataset.role = "assistant";
+    var text = document.createElement("div");
+    text.className = "msg__text";
+    text.id = content.dataset.bubble + "-text";
+    text.textContent = content.textContent;
+    bubble.appendChild(text);
+    log.appendChild(bubble);
   });
 
   log.scrollTop = log.scrollHeight;

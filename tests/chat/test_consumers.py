@@ -163,7 +163,7 @@ async def test_a_late_tab_catches_up_with_sync(sandbox: Any) -> None:
         await send(late, kind="sync", after=0)
         html = await receive_until(late, 'id="turn-state"')
     assert 'id="msg-1"' in html and "product-card" in html
-    assert 'data-fallback="append"' in html
+    assert 'hx-swap-oob="beforeend:#chat-log"' in html
 
 
 async def test_someone_elses_conversation_is_refused(sandbox: Any) -> None:
