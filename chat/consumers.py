@@ -122,7 +122,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         product = await self._shown_product(_field(data, "sku"))
         quantity = _valid_quantity(data.get("quantity"), product)
         label = _("Add: %(name)s × %(quantity)s") % {
-            "name": product.get("name", ""),
+            "name": formatting.display_name(product),
             "quantity": formatting.quantity(quantity, product.get("unit")),
         }
         return actions.add_to_cart(product["sku"], quantity), label, None

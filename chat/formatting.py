@@ -6,9 +6,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.utils import formats
-from django.utils.translation import get_language
+from django.utils.translation import get_language, pgettext
 from django.utils.translation import gettext as _
-from django.utils.translation import pgettext
 
 
 def to_decimal(value: Any) -> Decimal | None:
@@ -65,3 +64,12 @@ def per_unit(unit: str | None) -> str:
     if unit in (None, "", "pcs"):
         return ""
     return _("per %(unit)s") % {"unit": unit_label(unit)}
+
+
+def display_name(product: Any) -> str:
+    """A product's name in the page's language: the catalog's English name for English readers, when there is one."""
+    data = product if isinstance(product, dict) else {}
+    english = data.get("name_en")
+    if (get_language() or "").startswith("en") and isinstance(english, str) and english:
+        return english
+    return str(data.get("name", ""))

@@ -230,9 +230,9 @@ class ConversationRunner:
             case wire.ProductCards() | wire.QuickReplies() | wire.IngredientChecklist():
                 kind = _RICH_KINDS[type(event)]
                 payload = store.plain(event)
-                if restoring and kind in _CHOICE_KINDS.values():
-                    if await database_sync_to_async(store.same_as_latest)(self.pk, kind, payload):
-                        return None  # a pending choice re-sent on resume: it is on the page already
+                resent = restoring and kind in _CHOICE_KINDS.values()
+                if resent and await database_sync_to_async(store.same_as_latest)(self.pk, kind, payload):
+                    return None  # a pending choice re-sent on resume: it is on the page already
                 await self._store_and_show(kind, payload)
             case wire.CartChanged():
                 payload = store.plain(event)

@@ -5,7 +5,6 @@ from decimal import Decimal
 from typing import Any
 
 from django import template
-from django.utils.translation import get_language
 
 from chat import formatting, texts
 from chat.images import safe_image_url
@@ -105,8 +104,4 @@ def _json_number(value: Any) -> Any:
 
 @register.filter
 def product_name(product: Any) -> str:
-    """The name in the page's language: the catalog's English name for English readers, when there is one."""
-    data = product if isinstance(product, dict) else {}
-    if (get_language() or "").startswith("en") and isinstance(data.get("name_en"), str) and data["name_en"]:
-        return data["name_en"]
-    return str(data.get("name", ""))
+    return formatting.display_name(product)

@@ -71,9 +71,8 @@ class AppServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> AppServer:
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=self.env, check=True, capture_output=True
-        )
+        migrate = [sys.executable, "manage.py", "migrate", "--noinput"]
+        subprocess.run(migrate, cwd=ROOT, env=self.env, check=True, capture_output=True)
         log = (self.tmp / "server.log").open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "vizochok_site.asgi:application"],
