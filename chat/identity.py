@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.utils import translation
 
 SESSION_USER_KEY = "vizochok_uid"
 
@@ -43,11 +44,23 @@ def user_id_from_scope(scope: dict[str, Any]) -> str | None:
     return anonymous if isinstance(anonymous, str) and anonymous else None
 
 
-def pick_language(requested: str | None, fallback: str | None = None) -> str:
+def pick_language(*candidates: str | None) -> str:
+    """The first candidate that names a configured language (``en-GB`` counts as ``en``), else the default."""
     codes = [code for code, _name in settings.LANGUAGES]
-    for candidate in (requested, fallback):
+    for candidate in candidates:
         if candidate:
             short = candidate.split("-")[0].lower()
             if short in codes:
                 return short
     return settings.LANGUAGE_CODE
+
+
+def request_language(request: HttpRequest, token_language: str | None = None) -> str:
+    """The page's language: ``?lang=`` beats the signed entry token's language, which beats Django's choice.
+
+    Django's choice is LocaleMiddleware's: the language cookie (set when ``?lang=`` or the switcher was used),
+    then Accept-Language, then ``LANGUAGE_CODE`` (uk). A host that embeds the chat signs the shopper's language
+    into the entry token; an explicit ``?lang=`` (the switcher's links) still wins so the shopper can change it.
+    """
+    middleware_choice = getattr(request, "LANGUAGE_CODE", None) or translation.get_language()
+    return pick_language(request.GET.get("lang"), token_language, middleware_choice)

@@ -14,7 +14,7 @@ from chat.vizochok.backoff import Backoff
 
 
 def _language(request: HttpRequest) -> str:
-    return identity.pick_language(request.GET.get("lang"), translation.get_language())
+    return identity.request_language(request)
 
 
 @require_GET
