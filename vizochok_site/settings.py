@@ -188,6 +188,9 @@ VIZOCHOK_IDLE_GRACE = float(os.environ.get("VIZOCHOK_IDLE_GRACE", "15"))
 # Seconds a turn may wait in the queue for an upstream slot before the shopper is told to try again.
 VIZOCHOK_QUEUE_TIMEOUT = float(os.environ.get("VIZOCHOK_QUEUE_TIMEOUT", "30"))
 VIZOCHOK_TURN_TIMEOUT = float(os.environ.get("VIZOCHOK_TURN_TIMEOUT", "120"))
+# Retries (on the documented backoff schedule) when opening an upstream socket for a waiting shopper: the SDK's 30
+# would keep a shopper staring at "reconnecting" for minutes, so a turn gives up sooner and says so.
+VIZOCHOK_OPEN_RETRIES = env_int("VIZOCHOK_OPEN_RETRIES", 5)
 # Pace of the embedded sandbox, in tokens per second (0: as fast as the loop allows).
 VIZOCHOK_SANDBOX_PACE = float(os.environ.get("VIZOCHOK_SANDBOX_PACE", "40"))
 # Browser frames are coalesced: at most one streaming fragment per conversation per this many seconds.

@@ -27,6 +27,7 @@ from chat.relay.stream import BubbleStream
 from chat.relay.upstream import upstream_config
 from chat.relay.window import SlidingWindow
 from chat.vizochok import messages as wire
+from chat.vizochok.backoff import Backoff
 from chat.vizochok.client import UpstreamSession, open_session
 from chat.vizochok.errors import (
     AuthRejected,
@@ -46,6 +47,10 @@ Kind = Message.Kind
 #: Frames that offer a choice and may be re-sent by the upstream after ``session_restored``.
 _CHOICE_KINDS = {wire.QuickReplies: Kind.QUICK_REPLIES, wire.IngredientChecklist: Kind.CHECKLIST}
 _RICH_KINDS = {**_CHOICE_KINDS, wire.ProductCards: Kind.PRODUCT_CARDS}
+
+
+class TurnInterrupted(Exception):
+    """The upstream dropped mid-reply and the session was resumed; the shopper is asked to send again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +131,8 @@ class ConversationRunner:
                 relay_code = "user_conversation_limit"
             except (TurnTimeout, TimeoutError):
                 relay_code = "turn_timeout"
+            except TurnInterrupted:
+                relay_code = "upstream_lost"
             except UpstreamClosed as exc:
                 logger.warning("upstream closed mid-turn: %s %s", exc.code, exc.reason)
                 relay_code = "upstream_lost"
@@ -164,6 +171,7 @@ class ConversationRunner:
         self.session = await open_session(
             config,
             conversation_id=self.upstream_id or None,
+            backoff=Backoff(max_attempts=settings.VIZOCHOK_OPEN_RETRIES),
             on_retry=lambda attempt, delay, exc: self.publish(rendering.status("reconnecting")),
         )
         await self._on_start(self.session)
@@ -207,6 +215,22 @@ class ConversationRunner:
                 event = await anext(events)
             except StopAsyncIteration:
                 return ""
+            except UpstreamClosed as exc:
+                if isinstance(exc, AuthRejected):
+                    raise
+                await self._recover(exc)
+                raise TurnInterrupted from exc
+
+    async def _recover(self, exc: UpstreamClosed) -> None:
+        """The upstream dropped mid-reply: keep what streamed, then resume the conversation with backoff.
+
+        The interrupted reply cannot be continued (the upstream turn died with its socket), but the session is
+        restored (cart included) so the shopper's next message goes through at once.
+        """
+        logger.warning("upstream closed mid-turn (%s %s); resuming %s", exc.code, exc.reason, self.upstream_id)
+        await self._end_bubble(complete=False)
+        self.publish(rendering.status("reconnecting"))
+        await self._reopen()
 
     async def _reopen(self) -> None:
         if self.session is not None:
@@ -287,7 +311,9 @@ class ConversationRunner:
         self.publish(rendering.status(None))
         self.publish(rendering.state("ready"))
         await self.outbox.drain()
-        if not relay_code and self.session is not None and not self.session.closed:
+        # After an interrupted turn the resumed session is fresh and worth keeping; after a timeout the upstream
+        # may still be working on the old turn, so that socket is not reused.
+        if relay_code in ("", "upstream_lost") and self.session is not None and not self.session.closed:
             self._park()
         else:
             await self._close_session()

@@ -294,7 +294,7 @@
       var live = document.getElementById(node.dataset.replaces);
       if (live) live.replaceWith(node);
     }
-    if (/^msg-\d+$/.test(node.id)) {
+    if (/^(msg-\d+|live-[\w-]+)$/.test(node.id)) {
       document.querySelectorAll('[id="' + node.id + '"]').forEach(function (twin) {
         if (twin !== node) twin.replaceWith(node);
       });
@@ -309,6 +309,11 @@
     if (seq > lastSeq) lastSeq = seq;
     if (node.id === "turn-state") {
       turnState = node.dataset.state;
+      if (turnState === "ready") {
+        // A bubble still streaming when the turn is over lost its end while this tab was away; the stored
+        // reply came back with the catch-up.
+        log.querySelectorAll(".msg--streaming").forEach(function (stale) { stale.remove(); });
+      }
       applyTurnState();
     }
     if (node.id === "cart-panel-body" && node.dataset.change) {

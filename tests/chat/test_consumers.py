@@ -220,3 +220,49 @@ async def test_database_writes_per_turn_do_not_grow_with_the_reply(sandbox: Any)
         # Claiming the turn and storing the user's message, one update + insert per stored event, one update to end.
         assert write_count <= 2 * added + 3, (write_count, added)
         assert reply_chars > write_count  # many tokens, few writes
+
+
+async def test_an_upstream_drop_mid_reply_keeps_the_text_and_resumes(sandbox: Any) -> None:
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="milk", key="k1")
+        await receive_until(tab, READY)
+        upstream_id = (await reload(conversation)).upstream_id
+        sandbox.pause_turns()
+        await send(tab, kind="message", text="borscht", key="k2")
+        await receive_until(tab, "-text")  # the reply has started streaming
+        await sandbox.drop_all(code=1011)
+        html = await receive_until(tab, READY)
+        sandbox.resume_turns()
+        assert "Reconnecting" in html
+        assert 'data-code="upstream_lost"' in html
+        assert "The reply was interrupted." in html
+        await send(tab, kind="message", text="bread", key="k3")
+        assert "product-card" in await receive_until(tab, READY)
+    cut = [m for m in await stored(conversation) if m.role == "assistant" and m.kind == "text" and not m.complete]
+    assert len(cut) == 1
+    assert cut[0].text
+    assert (await reload(conversation)).upstream_id == upstream_id  # resumed, not a new conversation
+
+
+async def test_an_auth_rejection_stops_and_says_so(sandbox: Any, settings: Any) -> None:
+    settings.VIZOCHOK_API_KEY = "wrong_key"
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="milk", key="k1")
+        html = await receive_until(tab, READY)
+    assert 'data-code="auth_failed"' in html
+    assert (await reload(conversation)).status == Conversation.Status.IDLE
+
+
+async def test_upstream_down_gives_a_clear_error(sandbox: Any, settings: Any) -> None:
+    await sandbox.close()
+    settings.VIZOCHOK_OPEN_RETRIES = 1
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="milk", key="k1")
+        html = await receive_until(tab, READY, timeout=10)
+    assert "Reconnecting" in html
+    assert 'data-code="upstream_unavailable"' in html
+    users = [m for m in await stored(conversation) if m.role == "user"]
+    assert [m.text for m in users] == ["milk"]  # what the shopper sent is kept
