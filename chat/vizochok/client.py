@@ -73,6 +73,9 @@ StartFrame: TypeAlias = ConversationStarted | SessionRestored
 RetryHook: TypeAlias = Callable[[int, float, UpstreamError], object]
 Sleep: TypeAlias = Callable[[float], Awaitable[object]]
 
+#: websockets' own logger gets this name; see :class:`_QuietFrames`.
+WEBSOCKETS_LOGGER = "chat.vizochok.client.websockets"
+
 _PING = to_json(Ping())
 _PONG = to_json(Pong())
 
@@ -116,6 +119,17 @@ class UpstreamConfig:
     def auth(self, conversation_id: str | None = None) -> Auth:
         """The first frame; ``conversation_id`` asks to resume a live session (reference §4.1, §13)."""
         return Auth(token=self.token, store_id=self.store_id, user_id=self.user_id, conversation_id=conversation_id)
+
+
+class _QuietFrames(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """websockets logs every frame's text at DEBUG, and the first frame carries the API key. Dropping its DEBUG
+    output keeps the token out of logs even when someone turns debug logging on; INFO and above still pass."""
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level > logging.DEBUG and self.logger.isEnabledFor(level)
+
+
+_WEBSOCKETS_LOG = _QuietFrames(logging.getLogger(WEBSOCKETS_LOGGER), {})
 
 
 class _End:
@@ -428,6 +442,7 @@ async def _connect(config: UpstreamConfig) -> ClientConnection:
             ping_interval=None,
             max_size=READ_LIMIT,
             proxy=config.proxy,
+            logger=_WEBSOCKETS_LOG,
         )
     except InvalidURI as exc:
         raise InvalidUpstreamURL(str(exc)) from exc
