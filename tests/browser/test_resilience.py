@@ -212,3 +212,31 @@ def test_upstream_killed_mid_reply(browser: Any, tmp_path: Path) -> None:
         page.context.close()
         app.stop()
         sandbox.kill()
+
+
+def test_a_message_typed_while_offline_is_sent_once_on_reconnect(slow_page: Any) -> None:
+    page = slow_page
+    open_chat(page)
+    page.evaluate(CUT_SOCKET)
+    page.wait_for_selector("#chat[data-state=offline]")
+    send_text(page, "milk")
+    send_text(page, "bread")  # a second one is held back: one message may wait for the connection
+    page.wait_for_selector(".product-card")
+    wait_ready(page)
+    assert page.locator(".msg[data-role=user]").all_inner_texts() == ["milk"]
+
+
+def test_new_conversation_and_recent_list(page: Any) -> None:
+    open_chat(page)
+    send_text(page, "milk")
+    wait_ready(page)
+    first = page.locator("#chat").get_attribute("ws-connect")
+    page.click(".menu summary")
+    page.click("#new-conversation")
+    wait_ready(page)
+    assert page.locator("#chat").get_attribute("ws-connect") != first
+    assert page.locator("#chat-log .msg").count() == 0
+    page.click(".menu summary")
+    page.locator('.menu__list a >> text="milk"').click()
+    wait_ready(page)
+    assert page.locator(".msg[data-role=user]").all_inner_texts() == ["milk"]
