@@ -262,9 +262,15 @@ class UpstreamSession:
             await self._ws.close()
         except Exception:  # the connection is being discarded either way
             logger.debug("error while closing the upstream connection", exc_info=True)
-        if self._reader is not None and not self._reader.done():
-            await asyncio.wait({self._reader}, timeout=self.config.close_timeout)
-            self._reader.cancel()
+        except BaseException:  # cancelled mid-close: drop the socket now, a second close() would be a no-op
+            self._ws.transport.abort()
+            self._finish(None)
+            raise
+        tasks = {task for task in (self._reader, self._keepalive) if task is not None and not task.done()}
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.config.close_timeout)
+            for task in tasks:
+                task.cancel()
         self._finish(None)
 
     async def __aenter__(self) -> UpstreamSession:

@@ -629,3 +629,32 @@ async def test_token_never_reaches_the_logs(sandbox: SandboxServer, caplog: pyte
     ours = [r for r in caplog.records if not r.name.startswith("chat.sandbox")]
     assert ours
     assert not any("SECRET" in record.getMessage() for record in ours)
+
+
+# Cancellation and concurrent close ------------------------------------------------------------------------------
+
+
+async def test_close_from_another_task_ends_a_waiting_consumer(sandbox: SandboxServer) -> None:
+    async with session_on(sandbox.url) as session:
+        consumer = asyncio.create_task(collect(session.events()))
+        await asyncio.sleep(0)  # let it start waiting
+        await session.close()
+        assert await asyncio.wait_for(consumer, TIMEOUT) == []
+
+
+async def test_cancelled_open_leaves_no_connection_behind() -> None:
+    authed, closed = asyncio.Event(), asyncio.Event()
+
+    async def silent(ws: ServerConnection) -> None:
+        await ws.recv()
+        authed.set()
+        await ws.wait_closed()
+        closed.set()
+
+    async with raw(silent) as server:
+        opening = asyncio.create_task(open_session(make_config(server.url)))
+        await asyncio.wait_for(authed.wait(), TIMEOUT)  # mid-handshake: auth sent, no auth_ok yet
+        opening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await opening
+        await asyncio.wait_for(closed.wait(), TIMEOUT)
