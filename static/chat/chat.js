@@ -326,7 +326,7 @@
     if (node.classList.contains("chat-error")) {
       clearPendingCards(node.textContent.trim());
       emit("error", { code: node.dataset.code });
-      announce(node.textContent);
+      // role=alert announces itself on insertion; repeating it in the polite announcer would read it twice.
     }
     if (node.dataset.role === "assistant" && node.dataset.seq && !node.classList.contains("msg--streaming")) {
       announce(node.textContent); // once per finished reply, never per token
