@@ -51,6 +51,8 @@ MAX_SEARCH_TERM = 200
 #: A notice's raw frame is shown for debugging, cut to this many characters.
 MAX_NOTICE_CHARS = 2000
 _MAX_URL = 2048
+#: Conversations named on a delete confirmation page; the rest are counted.
+DELETE_PREVIEW = 100
 
 CART_ACTIONS = {
     "item_selected": _("added"),
@@ -434,6 +436,30 @@ class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.action(description=_("Export selected conversations as CSV"), permissions=["view"])
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> StreamingHttpResponse:
         return _download(queryset, "csv")
+
+    # ---- deletion
+
+    def get_deleted_objects(
+        self, objs: Iterable[Conversation], request: HttpRequest
+    ) -> tuple[list[str], dict[str, int], set[str], list[str]]:
+        """Messages are parts of their conversation, not separate records an admin decides on.
+
+        Django's default would demand the message delete permission too and list every message on the
+        confirmation page (thousands for a long chat, every row of the table for "select all"); here the
+        conversation's delete permission is enough and messages are summarised as a count.
+        """
+        conversations = objs if isinstance(objs, QuerySet) else Conversation.objects.filter(pk__in=[o.pk for o in objs])
+        total = conversations.count()
+        shown = [str(conversation) for conversation in conversations[:DELETE_PREVIEW]]
+        if total > len(shown):
+            shown.append(_("…and %(count)d more") % {"count": total - len(shown)})
+        messages = Message.objects.filter(conversation__in=conversations.values("pk")).count()
+        model_count = {
+            str(Conversation._meta.verbose_name_plural): total,
+            str(Message._meta.verbose_name_plural): messages,
+        }
+        perms_needed = set() if self.has_delete_permission(request) else {str(Conversation._meta.verbose_name)}
+        return shown, model_count, perms_needed, []
 
     # ---- conversation page
 
