@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -473,3 +474,17 @@ def test_malformed_payloads_do_not_break_the_page() -> None:
         assert entry.seq == message.seq
     client = client_for(User.objects.create_superuser("root2", password=None))
     assert client.get(change_url(conversation)).status_code == 200
+
+
+# --- demo data ------------------------------------------------------------------------------------------------
+
+
+def test_seed_demo_conversations_fills_the_list(viewer: Client) -> None:
+    call_command("seed_demo_conversations", "--count", "30", "--messages", "6", "--batch-size", "7", "--seed", "3")
+    assert Conversation.objects.filter(user_id__startswith="demo-").count() == 30
+    assert Message.objects.count() == 180
+    conversation = Conversation.objects.first()
+    assert conversation is not None
+    assert conversation.last_seq == conversation.messages.count() == 6
+    assert viewer.get(reverse(CHANGELIST)).status_code == 200
+    assert viewer.get(change_url(conversation)).status_code == 200
