@@ -7,6 +7,7 @@ relay (``chat.relay``), not here, so closing the tab does not cut the reply off.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from decimal import Decimal
@@ -19,7 +20,7 @@ from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext as _
 
-from chat import formatting, identity, rendering, store
+from chat import formatting, identity, liveness, logs, metrics, ratelimit, rendering, store
 from chat.models import Conversation, Message
 from chat.relay.runner import ConversationRef, ConversationRunner
 from chat.relay.service import get_relay
@@ -57,11 +58,29 @@ class ChatConsumer(AsyncWebsocketConsumer):
             # No session cookie, or somebody else's conversation: a guessed id gives nothing.
             await self.close(code=4403)
             return
+        logs.bind_conversation(conversation.pk)
+        self._socket_claim = await ratelimit.SocketCaps().claim(user_id, _client_ip(self.scope))
+        if self._socket_claim is None:
+            # Too many sockets for this shopper or address: say so in the tab, then close for good (no retry).
+            await self.accept()
+            with translation.override(self.language):
+                await self.send(text_data=rendering.transient_error("too_many_connections"))
+            await self.close(code=4429)
+            return
+        metrics.ACTIVE_SOCKETS.inc()
+        self.user_key = user_id
         self.conversation = conversation
         await self.channel_layer.group_add(conversation.group_name, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
+        watcher = getattr(self, "_orphan_watch", None)
+        if watcher is not None:
+            watcher.cancel()
+        if getattr(self, "_socket_claim", None):
+            metrics.ACTIVE_SOCKETS.dec()
+            await ratelimit.SocketCaps.release(self._socket_claim)
+            self._socket_claim = None
         if hasattr(self, "conversation"):
             await self.channel_layer.group_discard(self.conversation.group_name, self.channel_name)
 
@@ -70,6 +89,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             try:
                 await self._handle(self._decode(text_data, bytes_data))
             except Refused as refused:
+                metrics.REFUSED.labels(code=refused.code).inc()
                 await self.send(text_data=rendering.transient_error(refused.code, **refused.details))
 
     async def chat_fragment(self, event: dict[str, Any]) -> None:
@@ -202,7 +222,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         runner = self._runner()
         if runner.running:
             raise Refused("agent_busy")
-        retry_after = runner.window.retry_after()
+        retry_after = await ratelimit.turn_bucket().take(self.user_key) or runner.window.retry_after()
         if retry_after:
             raise Refused("rate_limited", retry_after=retry_after)
         payload = store.plain(frame) if isinstance(frame, wire.Action) else {}
@@ -236,15 +256,38 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if live is not None:
             parts.append(rendering.text_delta(live[0], live[1], first=True))
         busy = conversation.is_busy(settings.VIZOCHOK_TURN_TIMEOUT + settings.VIZOCHOK_QUEUE_TIMEOUT)
+        if busy and (runner is None or not runner.running):
+            self._watch_orphan()  # the turn runs in another process: notice if that process dies
         parts.append(rendering.state("busy" if busy else "ready"))
         parts.append(
             rendering.session_restored(list(conversation.cart or []), conversation.cart_total, conversation.cart_count)
         )
         await self.send(text_data="".join(parts))
 
+    def _watch_orphan(self) -> None:
+        if getattr(self, "_orphan_watch", None) is not None and not self._orphan_watch.done():
+            return
+        group = self.conversation.group_name
+        language = self.language
+
+        async def publish(html: str) -> None:
+            await self.channel_layer.group_send(group, {"type": "chat.fragment", "html": html})
+
+        async def watch() -> None:
+            with translation.override(language):
+                await liveness.watch_orphan(self.conversation.pk, publish)
+
+        self._orphan_watch: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(watch())
+
     @database_sync_to_async
     def _owned(self, public_id: str, user_id: str) -> Conversation | None:
         return store.owned_conversation(public_id, user_id)
+
+
+def _client_ip(scope: dict[str, Any]) -> str:
+    """The peer address (the proxy's client address when Daphne runs with ``--proxy-headers``)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def _field(data: dict[str, Any], name: str) -> str:

@@ -34,6 +34,10 @@ class Conversation(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.IDLE)
     #: When the running turn began; a busy flag older than the turn limit is stale (its process died).
     busy_since = models.DateTimeField(null=True, blank=True)
+    #: Which process runs the turn (``chat.liveness.owner_token``): only the owner may beat or end it.
+    busy_owner = models.CharField(max_length=100, blank=True)
+    #: Refreshed every few seconds by the owning process; a lapsed heartbeat means the owner died mid-turn.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     turn_count = models.PositiveIntegerField(default=0)
     #: Last sequence number handed to a message; a page catches up from the last one it saw.
     last_seq = models.PositiveIntegerField(default=0)
@@ -63,9 +67,19 @@ class Conversation(models.Model):
         return f"chat.{self.public_id.hex}"
 
     def is_busy(self, turn_limit: float) -> bool:
+        """Whether a live turn holds the conversation: flagged, younger than the limit and its owner still beating.
+
+        The heartbeat makes a crashed process's turn stale within seconds instead of after the whole turn limit.
+        """
         if self.status != self.Status.BUSY or self.busy_since is None:
             return False
-        return timezone.now() - self.busy_since < timedelta(seconds=turn_limit)
+        now = timezone.now()
+        if self.heartbeat_at is not None:
+            from chat.liveness import heartbeat_lapse
+
+            if now - self.heartbeat_at > timedelta(seconds=heartbeat_lapse()):
+                return False
+        return now - self.busy_since < timedelta(seconds=turn_limit)
 
 
 class Message(models.Model):

@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from chat import liveness
 from chat.models import Conversation, Message
 from chat.vizochok import messages as wire
 
@@ -107,17 +108,32 @@ def begin_turn(
             conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
             if conversation.is_busy(turn_limit):
                 return TurnStart(busy=True)
+            if conversation.status == Conversation.Status.BUSY:
+                # The previous turn's process died without closing it: say so before the new turn.
+                _note_interrupted(conversation, now)
             changed = _retire_choices(conversation_id, kind, payload, source_seq)
             conversation.last_seq += 1
             conversation.status = Conversation.Status.BUSY
             conversation.busy_since = now
+            conversation.busy_owner = liveness.owner_token(conversation.last_seq)
+            conversation.heartbeat_at = now
             conversation.updated_at = now
             conversation.turn_count += 1
             conversation.last_error = ""
             if not conversation.title:
                 conversation.title = text[:200]
             conversation.save(
-                update_fields=["last_seq", "status", "busy_since", "updated_at", "turn_count", "last_error", "title"]
+                update_fields=[
+                    "last_seq",
+                    "status",
+                    "busy_since",
+                    "busy_owner",
+                    "heartbeat_at",
+                    "updated_at",
+                    "turn_count",
+                    "last_error",
+                    "title",
+                ]
             )
             message = Message.objects.create(
                 conversation_id=conversation_id,
@@ -154,10 +170,79 @@ def _retire_choices(conversation_id: int, kind: str, payload: dict[str, Any], so
     return changed
 
 
-def end_turn(conversation_id: int, error_code: str = "") -> None:
-    Conversation.objects.filter(pk=conversation_id).update(
-        status=Conversation.Status.IDLE, busy_since=None, last_error=error_code, updated_at=timezone.now()
+def end_turn(conversation_id: int, error_code: str = "", owner: str = "") -> None:
+    """Free the conversation; with ``owner``, only if that turn still holds it (a taken-over turn stays)."""
+    mine = Conversation.objects.filter(pk=conversation_id)
+    if owner:
+        mine = mine.filter(busy_owner=owner)
+    mine.update(
+        status=Conversation.Status.IDLE,
+        busy_since=None,
+        busy_owner="",
+        heartbeat_at=None,
+        last_error=error_code,
+        updated_at=timezone.now(),
     )
+
+
+#: Stored when a turn's process died mid-turn (killed, crashed, lost its database for longer than the lapse).
+INTERRUPTED = "turn_interrupted"
+
+
+def heartbeat(conversation_id: int, owner: str) -> bool:
+    """Refresh the running turn's heartbeat; False once the turn is not ``owner``'s any more."""
+    return bool(
+        Conversation.objects.filter(pk=conversation_id, status=Conversation.Status.BUSY, busy_owner=owner).update(
+            heartbeat_at=timezone.now()
+        )
+    )
+
+
+def turn_state(conversation_id: int) -> str:
+    """``idle``, ``live`` (a turn runs and its owner beats) or ``stale`` (flagged busy, owner gone)."""
+    from django.conf import settings
+
+    conversation = Conversation.objects.only("status", "busy_since", "heartbeat_at").get(pk=conversation_id)
+    if conversation.status != Conversation.Status.BUSY:
+        return "idle"
+    limit = settings.VIZOCHOK_TURN_TIMEOUT + settings.VIZOCHOK_QUEUE_TIMEOUT
+    return "live" if conversation.is_busy(limit) else "stale"
+
+
+def _note_interrupted(conversation: Conversation, now: Any) -> Message:
+    """Store the notice for an orphaned turn on a conversation locked by the caller (``last_seq`` advanced)."""
+    conversation.last_seq += 1
+    return Message.objects.create(
+        conversation_id=conversation.pk,
+        seq=conversation.last_seq,
+        role=Role.ASSISTANT,
+        kind=Kind.ERROR,
+        text=INTERRUPTED,
+        payload={"type": "error", "code": INTERRUPTED, "source": "relay"},
+        created_at=now,
+    )
+
+
+def reap_stale(conversation_id: int) -> Message | None:
+    """Close a turn whose owner died; the stored notice, or None if the turn was live or already closed."""
+    from django.conf import settings
+
+    limit = settings.VIZOCHOK_TURN_TIMEOUT + settings.VIZOCHOK_QUEUE_TIMEOUT
+    now = timezone.now()
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+        if conversation.status != Conversation.Status.BUSY or conversation.is_busy(limit):
+            return None
+        notice = _note_interrupted(conversation, now)
+        conversation.status = Conversation.Status.IDLE
+        conversation.busy_since = conversation.heartbeat_at = None
+        conversation.busy_owner = ""
+        conversation.last_error = INTERRUPTED
+        conversation.updated_at = now
+        conversation.save(
+            update_fields=["last_seq", "status", "busy_since", "heartbeat_at", "busy_owner", "last_error", "updated_at"]
+        )
+    return notice
 
 
 def set_upstream_id(conversation_id: int, upstream_id: str) -> None:

@@ -41,6 +41,8 @@ ERROR_TEXTS: dict[str, Promise] = {
     "upstream_unavailable": _("The assistant is not reachable right now. Please try again later."),
     "relay_error": _("Something went wrong. Please try again."),
     "relay_shutdown": _("The server restarted during the reply. Please send your message again."),
+    "turn_interrupted": _("The reply was interrupted by a server restart. Please send your message again."),
+    "too_many_connections": _("This chat is open in too many tabs. Please close some and reload."),
     "invalid_frame": _("That could not be sent."),
     "frame_too_large": _("That message is too long."),
     "empty_message": _("Please type a message first."),

@@ -195,3 +195,14 @@ VIZOCHOK_OPEN_RETRIES = env_int("VIZOCHOK_OPEN_RETRIES", 5)
 VIZOCHOK_SANDBOX_PACE = float(os.environ.get("VIZOCHOK_SANDBOX_PACE", "40"))
 # Browser frames are coalesced: at most one streaming fragment per conversation per this many seconds.
 VIZOCHOK_COALESCE_SECONDS = float(os.environ.get("VIZOCHOK_COALESCE_SECONDS", "0.03"))
+# --- production: liveness, limits, observability (chat/liveness.py, chat/ratelimit.py, chat/metrics.py) ------
+# The process running a turn refreshes its heartbeat this often; 3 missed beats make the turn stale elsewhere.
+VIZOCHOK_HEARTBEAT_SECONDS = float(os.environ.get("VIZOCHOK_HEARTBEAT_SECONDS", "5"))
+# Seconds a crashed process's upstream slot (a Redis lease) outlives it.
+VIZOCHOK_SLOT_TTL = float(os.environ.get("VIZOCHOK_SLOT_TTL", "30"))
+# Turns a shopper may start: a token bucket shared by their tabs and by every process (in the cache).
+VIZOCHOK_TURNS_PER_MINUTE = float(os.environ.get("VIZOCHOK_TURNS_PER_MINUTE", "20"))
+VIZOCHOK_TURN_BURST = float(os.environ.get("VIZOCHOK_TURN_BURST", "10"))
+# Open browser sockets per shopper session and per client address (0 = no cap).
+VIZOCHOK_MAX_SOCKETS_PER_SESSION = env_int("VIZOCHOK_MAX_SOCKETS_PER_SESSION", 12)
+VIZOCHOK_MAX_SOCKETS_PER_IP = env_int("VIZOCHOK_MAX_SOCKETS_PER_IP", 200)

@@ -19,7 +19,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import translation
 
-from chat import rendering, store
+from chat import liveness, rendering, store
 from chat.models import Message
 from chat.relay.outbox import Outbox
 from chat.relay.slots import Lease, SlotTimeout
@@ -79,6 +79,8 @@ class ConversationRunner:
         self.stream: BubbleStream | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._closing: asyncio.Task[None] | None = None
+        #: Between turns with a warm socket: the socket may be closed at any moment to free its slot.
+        self._parked = False
         self._turn_seq = 0
         self._bubbles = 0
 
@@ -93,6 +95,7 @@ class ConversationRunner:
         self._turn_seq = seq
         self._bubbles = 0
         self.task = asyncio.get_running_loop().create_task(self._turn(frame, language))
+        liveness.keep_alive(self.task, self.pk, seq)  # other processes see this turn alive while it beats
         return self.task
 
     def live_bubble(self) -> tuple[str, str] | None:
@@ -150,9 +153,11 @@ class ConversationRunner:
 
     async def _ensure_session(self) -> None:
         self._cancel_idle()
+        self._parked = False
         if self._closing is not None:
             await self._closing  # a reclaim raced with this turn: let it finish, then open afresh
             self._closing = None
+            self.relay.adopt(self)
         if self.session is not None and not self.session.closed and self.lease is not None:
             self.lease.mark_busy()
             return
@@ -305,7 +310,8 @@ class ConversationRunner:
             if relay_code:
                 payload = {"type": "error", "code": relay_code, "source": "relay"}
                 await self._store_and_show(Kind.ERROR, payload, text=relay_code)
-            await database_sync_to_async(store.end_turn)(self.pk, relay_code or upstream_code)
+            owner = liveness.owner_token(self._turn_seq)
+            await database_sync_to_async(store.end_turn)(self.pk, relay_code or upstream_code, owner)
         except Exception:
             logger.exception("could not close the turn of conversation %s cleanly", self.pk)
         self.publish(rendering.status(None))
@@ -324,12 +330,13 @@ class ConversationRunner:
         """Keep the socket warm for the next turn, but give it up at once if another turn waits for a slot."""
         assert self.lease is not None
         loop = asyncio.get_running_loop()
+        self._parked = True
         self.lease.mark_idle(self._reclaim)
         self._idle_timer = loop.call_later(settings.VIZOCHOK_IDLE_GRACE, self._reclaim)
 
     def _reclaim(self) -> None:
         self._cancel_idle()
-        if not self.running and self._closing is None:
+        if self._parked and self._closing is None:
             self._closing = asyncio.get_running_loop().create_task(self._close_session())
 
     def _cancel_idle(self) -> None:
@@ -344,7 +351,8 @@ class ConversationRunner:
                 await session.close()
         await self._release()
         self._closing = None
-        if not self.running:
+        if self._parked or not self.running:
+            self._parked = False
             self.relay.forget(self)
 
     async def _release(self) -> None:

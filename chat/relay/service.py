@@ -21,7 +21,10 @@ class Relay:
         # The limit belongs to the key, so the shared counter is named after (a hash of) the key, never the key.
         key_hash = hashlib.sha256(settings.VIZOCHOK_API_KEY.encode()).hexdigest()[:16]
         self.slots: LocalSlots | RedisSlots = make_slots(
-            settings.VIZOCHOK_MAX_CONNECTIONS, settings.REDIS_URL, f"vizochok:upstream-slots:{key_hash}"
+            settings.VIZOCHOK_MAX_CONNECTIONS,
+            settings.REDIS_URL,
+            f"vizochok:upstream-slots:{key_hash}",
+            ttl=getattr(settings, "VIZOCHOK_SLOT_TTL", 30.0),
         )
         self._runners: dict[int, ConversationRunner] = {}
 
@@ -35,6 +38,10 @@ class Relay:
 
     def existing(self, pk: int) -> ConversationRunner | None:
         return self._runners.get(pk)
+
+    def adopt(self, runner: ConversationRunner) -> None:
+        """Register a runner again that was forgotten while a new turn was already starting on it."""
+        self._runners.setdefault(runner.pk, runner)
 
     def forget(self, runner: ConversationRunner) -> None:
         if self._runners.get(runner.pk) is runner:

@@ -217,7 +217,8 @@ class RedisSlots:
         await self._redis.aclose()
 
 
-def make_slots(limit: int, redis_url: str, key: str) -> LocalSlots | RedisSlots:
+def make_slots(limit: int, redis_url: str, key: str, *, ttl: float = 30.0) -> LocalSlots | RedisSlots:
+    """``ttl``: how long a crashed process's lease outlives it (live leases are renewed every ttl/3)."""
     if redis_url:
-        return RedisSlots(redis_url, key, limit)
+        return RedisSlots(redis_url, key, limit, ttl=ttl)
     return LocalSlots(limit)

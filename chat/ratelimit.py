@@ -1,0 +1,93 @@
+"""Per-shopper limits that hold across processes: a token bucket for turns and caps on open sockets.
+
+Both live in Django's cache, which is Redis when ``REDIS_URL`` is set, so every process sees the same numbers; on
+one process the local-memory cache is enough. Cache reads and writes are not one atomic step, so two processes
+racing may each admit one extra request; a limit that is off by one under a race is fine for abuse protection,
+and it keeps the code free of backend-specific scripts.
+
+Keys are hashes: a shopper id or an IP address never appears in a cache key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+
+#: A socket counter outlives its last change by this long, so counts leaked by a killed process fade away.
+COUNTER_TTL = 15 * 60
+
+
+def _key(kind: str, value: str) -> str:
+    digest = hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()[:24]
+    return f"vizochok:{kind}:{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """``burst`` tokens at most, refilled at ``per_minute`` tokens a minute."""
+
+    per_minute: float
+    burst: float
+
+    async def take(self, who: str, *, now: float | None = None) -> float:
+        """Take one token for ``who``: 0 if allowed, else the seconds until a token is available."""
+        if self.per_minute <= 0:
+            return 0.0
+        key = _key("bucket", who)
+        now = time.time() if now is None else now
+        rate = self.per_minute / 60.0
+        stored = await cache.aget(key)
+        tokens, stamp = stored if isinstance(stored, tuple) and len(stored) == 2 else (self.burst, now)
+        tokens = min(self.burst, tokens + max(0.0, now - stamp) * rate)
+        if tokens < 1.0:
+            await cache.aset(key, (tokens, now), timeout=int(self.burst / rate) + 60)
+            return (1.0 - tokens) / rate
+        await cache.aset(key, (tokens - 1.0, now), timeout=int(self.burst / rate) + 60)
+        return 0.0
+
+
+def turn_bucket() -> Bucket:
+    return Bucket(
+        per_minute=float(getattr(settings, "VIZOCHOK_TURNS_PER_MINUTE", 12)),
+        burst=float(getattr(settings, "VIZOCHOK_TURN_BURST", 5)),
+    )
+
+
+class SocketCaps:
+    """Open browser sockets per session and per client IP, counted in the cache."""
+
+    def __init__(self) -> None:
+        self.per_session = int(getattr(settings, "VIZOCHOK_MAX_SOCKETS_PER_SESSION", 12))
+        self.per_ip = int(getattr(settings, "VIZOCHOK_MAX_SOCKETS_PER_IP", 60))
+
+    async def claim(self, session: str, ip: str) -> list[str] | None:
+        """Count one socket for ``session`` and ``ip``: the claimed keys, or None (nothing kept) if over a cap."""
+        claimed: list[str] = []
+        for key, cap in ((_key("sockets-session", session), self.per_session), (_key("sockets-ip", ip), self.per_ip)):
+            if cap <= 0:
+                continue
+            await cache.aadd(key, 0, timeout=COUNTER_TTL)
+            try:
+                count = await cache.aincr(key)
+            except ValueError:  # expired between add and incr
+                await cache.aset(key, 1, timeout=COUNTER_TTL)
+                count = 1
+            await cache.atouch(key, COUNTER_TTL)
+            claimed.append(key)
+            if count > cap:
+                await self.release(claimed)
+                return None
+        return claimed
+
+    @staticmethod
+    async def release(keys: list[str]) -> None:
+        for key in keys:
+            try:
+                if await cache.adecr(key) < 0:
+                    await cache.aset(key, 0, timeout=COUNTER_TTL)
+            except ValueError:
+                pass  # the counter expired: nothing to give back
