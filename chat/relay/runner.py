@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import translation
 
-from chat import liveness, rendering, store
+from chat import liveness, metrics, rendering, store
 from chat.models import Message
 from chat.relay.outbox import Outbox
 from chat.relay.slots import Lease, SlotTimeout
@@ -162,9 +163,11 @@ class ConversationRunner:
             self.lease.mark_busy()
             return
         await self._close_session()
+        queued = time.monotonic()
         self.lease = await self.relay.slots.acquire(
             settings.VIZOCHOK_QUEUE_TIMEOUT, on_wait=lambda: self.publish(rendering.status("waiting"))
         )
+        metrics.QUEUE_WAIT.observe(time.monotonic() - queued)
         try:
             await self._open()
         except BaseException:
@@ -177,7 +180,9 @@ class ConversationRunner:
             config,
             conversation_id=self.upstream_id or None,
             backoff=Backoff(max_attempts=settings.VIZOCHOK_OPEN_RETRIES),
-            on_retry=lambda attempt, delay, exc: self.publish(rendering.status("reconnecting")),
+            on_retry=metrics.counting_retries(
+                lambda attempt, delay, exc: self.publish(rendering.status("reconnecting"))
+            ),
         )
         await self._on_start(self.session)
 
@@ -312,6 +317,7 @@ class ConversationRunner:
                 await self._store_and_show(Kind.ERROR, payload, text=relay_code)
             owner = liveness.owner_token(self._turn_seq)
             await database_sync_to_async(store.end_turn)(self.pk, relay_code or upstream_code, owner)
+            metrics.turn_finished(relay_code or upstream_code)
         except Exception:
             logger.exception("could not close the turn of conversation %s cleanly", self.pk)
         self.publish(rendering.status(None))
