@@ -44,15 +44,18 @@ from chat.vizochok.messages import (
     MalformedFrame,
     Ping,
     Pong,
+    ResponseComplete,
     SessionRestored,
+    Status,
     TextDelta,
+    TextEnd,
     UserMessage,
     encoded_size,
     parse_client,
     to_json,
 )
 
-from .assistant import Assistant, Frame, InvalidInput, Session, read_input
+from .assistant import Assistant, Frame, InvalidInput, Session, TextRequest, read_input
 from .assistant import Request as TurnRequest
 from .catalog import DEFAULT_IMAGE_BASE, Catalog
 
@@ -91,6 +94,9 @@ class SandboxConfig:
     conversations_per_user_per_day: int = 20
     image_base: str = DEFAULT_IMAGE_BASE
     clock: Callable[[], float] = time.monotonic
+    #: Benchmark replies (off by default): the text ``bench <tokens> [<tokens per second>]`` gets a fixed reply of
+    #: that many ``text_delta`` frames, so ``manage.py bench_relay`` can choose the reply length and pace per turn.
+    bench_replies: bool = False
 
 
 def _key_id(token: str) -> str:
@@ -297,12 +303,17 @@ class _Connection:
     # Turns and keepalive ----------------------------------------------------------------------------------------
 
     async def _run_turn(self, session: Session, request: TurnRequest) -> None:
+        bench = _bench_request(request) if self.config.bench_replies else None
         try:
             async with asyncio.timeout(self.config.turn_timeout):
-                for frame in self.server.assistant.respond(session, request):
+                if bench is not None:
+                    frames = _bench_frames(session, bench[0])
+                else:
+                    frames = self.server.assistant.respond(session, request)
+                for frame in frames:
                     await self.send(frame)
                     if isinstance(frame, TextDelta):
-                        await self._pace()
+                        await self._pace(bench[1] if bench is not None else None)
         except TimeoutError:
             logger.warning("conversation %s: turn exceeded %ss", session.conversation_id, self.config.turn_timeout)
             await self._error_quietly("internal_error")
@@ -315,8 +326,8 @@ class _Connection:
             session.busy = False
             session.last_activity = self.config.clock()
 
-    async def _pace(self) -> None:
-        rate = self.config.tokens_per_second
+    async def _pace(self, rate: float | None = None) -> None:
+        rate = self.config.tokens_per_second if rate is None else rate
         await asyncio.sleep(1 / rate if rate > 0 else 0)
         await self.server.turn_gate.wait()
 
@@ -340,6 +351,30 @@ class _Connection:
                     return
         except ConnectionClosed:
             pass
+
+
+_BENCH = re.compile(r"bench (\d{1,5})(?: (\d+(?:\.\d+)?))?")
+_BENCH_WORDS = ("milk", "bread", "apples", "cheese", "butter", "eggs", "rice", "tea")
+
+
+def _bench_request(request: TurnRequest) -> tuple[int, float | None] | None:
+    """``bench <tokens> [<pace>]`` as (tokens, pace or None for the configured pace); None for any other input."""
+    match = _BENCH.fullmatch(request.text) if isinstance(request, TextRequest) else None
+    if match is None:
+        return None
+    return int(match[1]), float(match[2]) if match[2] is not None else None
+
+
+def bench_deltas(tokens: int) -> list[str]:
+    """The deltas of a benchmark reply of ``tokens`` tokens (one word each), so a client knows the whole text."""
+    return [f"{_BENCH_WORDS[i % len(_BENCH_WORDS)]}{i} " for i in range(tokens)]
+
+
+def _bench_frames(session: Session, tokens: int) -> list[Frame]:
+    """A fixed reply: one status, ``tokens`` deltas, text_end, response_complete."""
+    session.turns += 1
+    deltas = [TextDelta(delta=delta) for delta in bench_deltas(tokens)]
+    return [Status(code="thinking"), *deltas, TextEnd(), ResponseComplete(conversation_id=session.conversation_id)]
 
 
 class SandboxServer:

@@ -1,0 +1,617 @@
+"""How much the relay adds on top of the upstream, measured against the floor in the same run.
+
+Three paths carry the same load from the same sandbox process (``manage.py vizochok_sandbox --bench-replies``):
+
+* ``direct``: clients speak the VIZOCHOK protocol to the sandbox themselves (the upstream alone);
+* ``proxy``: the same clients through :mod:`bench.proxy`, a bare pass-through written with ``websockets`` alone
+  (the floor for any Python relay);
+* ``relay``: simulated browsers through the real app under Daphne (:mod:`bench.daphne_counted`): ``GET /`` for a
+  session cookie and a conversation, the socket at ``/ws/chat/?c=…``, a ``sync`` frame as the page sends on open,
+  then ``{"kind": "message", "text": …, "key": …}`` per turn, exactly what the htmx form sends.
+
+Every process is separate, so CPU and memory are read per process with psutil. Each phase is bounded (a turn
+timeout, a phase deadline) and stops by itself. Definitions of every number are in README ("Benchmark").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import psutil
+from websockets.asyncio.client import ClientConnection, connect
+
+from chat.sandbox.server import bench_deltas
+
+ROOT = Path(__file__).resolve().parent.parent
+KIB = 1024
+#: The API key the sandbox accepts; any ``sk_test_`` token works and no real key is ever used.
+TOKEN = "sk_test_bench"
+MAX_SIZE = 1 << 20
+
+#: Text of a live bubble in a browser frame: the first fragment and the ``beforeend`` ones both end in this.
+_LIVE_TEXT = re.compile(r'id="live-[^"]*-text"[^>]*>([^<]*)</div>')
+_FINAL = 'data-replaces="live-'
+_READY = 'id="turn-state" data-state="ready"'
+_ERROR = 'class="chat-error'
+_WS_CONNECT = re.compile(r'ws-connect="([^"]+)"')
+
+
+@dataclass
+class BenchOptions:
+    """What to run; the defaults are the issue's target load (200 conversations at 20 tokens/s)."""
+
+    browsers: int = 200
+    tokens: int = 40
+    pace: float = 20.0
+    turns: int = 3
+    #: Seconds over which the conversations start (the same schedule in every mode).
+    ramp: float = 2.0
+    #: Seconds a simulated shopper waits between a reply and the next message.
+    think: float = 0.3
+    throughput_browsers: int = 100
+    throughput_turns: int = 5
+    throughput_tokens: int = 100
+    #: Reply lengths whose DB writes per turn are compared (must not grow with the tokens).
+    db_tokens: tuple[int, int] = (10, 200)
+    modes: tuple[str, ...] = ("direct", "proxy", "relay")
+    database_url: str = ""
+    coalesce: float | None = None
+    output: Path | None = None
+    turn_timeout: float = 60.0
+    log: Callable[[str], None] = print
+
+
+# --- processes -------------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Child:
+    """A server in its own process; its first stdout line may be its URL. Stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], workdir: Path) -> None:
+        self.name = name
+        self.log_path = workdir / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self._log, start_new_session=True
+        )
+        self.ps = psutil.Process(self.process.pid)
+
+    def first_line(self, timeout: float = 30.0) -> str:
+        """The URL a server prints once bound (read with a deadline: a dead child must not hang the bench)."""
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        buffer = b""
+        fd = self.process.stdout.fileno()
+        os.set_blocking(fd, False)
+        while time.monotonic() < deadline and b"\n" not in buffer:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early; see {self.log_path}")
+            with contextlib.suppress(BlockingIOError):
+                buffer += os.read(fd, 4096)
+            time.sleep(0.02)  # a pipe has no awaitable here; bounded by the deadline
+        if b"\n" not in buffer:
+            raise TimeoutError(f"{self.name} did not print its URL")
+        return buffer.split(b"\n", 1)[0].decode().strip()
+
+    def cpu(self) -> float:
+        times = self.ps.cpu_times()
+        return float(times.user + times.system)
+
+    def rss(self) -> int:
+        return int(self.ps.memory_info().rss)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._log.close()
+
+
+def _wait_for_port(port: int, child: Child, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.process.poll() is not None:
+            raise RuntimeError(f"{child.name} exited early; see {child.log_path}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)  # polling a port; bounded by the deadline
+    raise TimeoutError(f"{child.name} did not listen on {port}")
+
+
+# --- clients ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Turn:
+    """One turn as a client saw it: ``frames`` are (seconds since the send, characters of the reply visible)."""
+
+    frames: list[tuple[float, int]] = field(default_factory=list)
+    end: float = 0.0
+    error: bool = False
+    started: float = 0.0
+
+
+class Client(Protocol):
+    async def open(self) -> None: ...
+
+    async def turn(self, text: str, total_chars: int) -> Turn: ...
+
+    async def close(self) -> None: ...
+
+
+class ProtocolClient:
+    """A VIZOCHOK protocol client (auth, then messages) for the ``direct`` and ``proxy`` paths."""
+
+    def __init__(self, url: str, user: str, timeout: float) -> None:
+        self.url = url
+        self.user = user
+        self.timeout = timeout
+        self.ws: ClientConnection | None = None
+
+    async def open(self) -> None:
+        self.ws = await connect(self.url, ping_interval=None, max_size=MAX_SIZE, open_timeout=self.timeout)
+        auth = {"type": "auth", "token": TOKEN, "store_id": "sandbox-store", "user_id": self.user}
+        await self.ws.send(json.dumps(auth))
+        async with asyncio.timeout(self.timeout):
+            while json.loads(await self.ws.recv()).get("type") not in ("conversation_started", "session_restored"):
+                pass
+
+    async def turn(self, text: str, total_chars: int) -> Turn:
+        assert self.ws is not None
+        turn = Turn(started=time.perf_counter())
+        await self.ws.send(json.dumps({"type": "message", "text": text}))
+        chars = 0
+        async with asyncio.timeout(self.timeout):
+            while True:
+                raw = await self.ws.recv()
+                now = time.perf_counter() - turn.started
+                frame = json.loads(raw)
+                kind = frame.get("type")
+                if kind == "text_delta":
+                    chars += len(frame.get("delta", ""))
+                    turn.frames.append((now, chars))
+                elif kind == "ping":
+                    await self.ws.send('{"type":"pong"}')
+                elif kind in ("response_complete", "error"):
+                    turn.end, turn.error = now, kind == "error"
+                    return turn
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+
+
+class BrowserClient:
+    """What a tab does: the page (session cookie, conversation), the socket, ``sync``, then form sends."""
+
+    def __init__(self, base: str, timeout: float) -> None:
+        self.base = base
+        self.timeout = timeout
+        self.cookie = ""
+        self.path = ""
+        self.ws: ClientConnection | None = None
+
+    def load_page(self) -> None:
+        """``GET /?lang=en`` (blocking; run in a thread): the session cookie and ``#chat[ws-connect]``."""
+        with urllib.request.urlopen(f"{self.base}/?lang=en", timeout=self.timeout) as response:
+            page = response.read().decode()
+            cookies = response.headers.get_all("Set-Cookie") or []
+        # The cookie is Secure when DEBUG is off; a jar would not send it over plain http, a browser on https would.
+        self.cookie = "; ".join(c.split(";", 1)[0] for c in cookies if c.startswith("sessionid="))
+        match = _WS_CONNECT.search(page)
+        if not self.cookie or match is None:
+            raise RuntimeError("the chat page gave no session cookie or socket URL")
+        self.path = html.unescape(match[1])
+
+    async def open(self) -> None:
+        url = "ws://" + self.base.split("://", 1)[1] + self.path
+        headers = {"Cookie": self.cookie, "Origin": self.base}
+        self.ws = await connect(
+            url, additional_headers=headers, ping_interval=None, max_size=MAX_SIZE, open_timeout=self.timeout
+        )
+        await self.ws.send(json.dumps({"kind": "sync", "after": 0}))
+        async with asyncio.timeout(self.timeout):
+            while _READY not in await self.ws.recv():
+                pass
+
+    async def turn(self, text: str, total_chars: int) -> Turn:
+        assert self.ws is not None
+        turn = Turn(started=time.perf_counter())
+        await self.ws.send(json.dumps({"kind": "message", "text": text, "key": uuid.uuid4().hex}))
+        chars = 0
+        async with asyncio.timeout(self.timeout):
+            while True:
+                raw = await self.ws.recv()
+                assert isinstance(raw, str)
+                now = time.perf_counter() - turn.started
+                parts = _LIVE_TEXT.findall(raw)
+                if parts:
+                    chars += sum(len(html.unescape(part)) for part in parts)
+                if _FINAL in raw:
+                    chars = total_chars  # the stored reply replaces the live bubble: the whole text is visible
+                if parts or _FINAL in raw:
+                    turn.frames.append((now, chars))
+                if _ERROR in raw:
+                    turn.error = True
+                if _READY in raw:
+                    turn.end = now
+                    return turn
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+
+
+# --- one load ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    conversations: int
+    turns: int
+    tokens: int
+    pace: float
+    ramp: float
+    think: float
+
+    @property
+    def text(self) -> str:
+        return f"bench {self.tokens} {self.pace:g}"
+
+
+async def _converse(client: Client, load: Load, delay: float, total: int, out: list[Turn]) -> None:
+    await asyncio.sleep(delay)
+    for index in range(load.turns):
+        if index:
+            await asyncio.sleep(load.think)
+        try:
+            out.append(await client.turn(load.text, total))
+        except (TimeoutError, OSError, Exception):  # noqa: BLE001 - a failed turn is counted, never fatal
+            out.append(Turn(error=True))
+            return
+
+
+async def _drive(clients: Sequence[Client], load: Load) -> tuple[list[Turn], float]:
+    """Run the load on already open clients; returns the turns and the wall time from first send to last end."""
+    total = sum(len(delta) for delta in bench_deltas(load.tokens))
+    out: list[Turn] = []
+    started = time.perf_counter()
+    n = len(clients)
+    await asyncio.gather(*(_converse(c, load, load.ramp * i / n, total, out) for i, c in enumerate(clients)))
+    return out, time.perf_counter() - started
+
+
+async def _open_all(clients: Sequence[Client], batch: int = 50) -> None:
+    """Open in batches, as a crowd of tabs would, without a SYN flood against a 2-core box."""
+    for start in range(0, len(clients), batch):
+        await asyncio.gather(*(client.open() for client in clients[start : start + batch]))
+
+
+async def _close_all(clients: Sequence[Client]) -> None:
+    await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
+
+
+class _Sampler:
+    """Peak RSS of a process while a load runs (sampled every 100 ms; stops with the load)."""
+
+    def __init__(self, child: Child | None) -> None:
+        self.child = child
+        self.peak = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        assert self.child is not None
+        while True:
+            self.peak = max(self.peak, self.child.rss())
+            await asyncio.sleep(0.1)
+
+    def __enter__(self) -> _Sampler:
+        if self.child is not None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+# --- statistics -------------------------------------------------------------------------------------------------
+
+
+def _pct(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def reference_times(turns: Sequence[Turn]) -> dict[int, float]:
+    """Median time (since the send) at which each character count of the reply became visible on the direct path."""
+    seen: dict[int, list[float]] = defaultdict(list)
+    for turn in turns:
+        for at, chars in turn.frames:
+            seen[chars].append(at)
+    return {chars: statistics.median(times) for chars, times in seen.items()}
+
+
+def added_latency(turns: Sequence[Turn], reference: dict[int, float]) -> list[float]:
+    """Per frame: arrival minus the direct path's median arrival of the same newest character, in seconds."""
+    return [at - reference[chars] for turn in turns for at, chars in turn.frames if chars in reference]
+
+
+def _summary(turns: Sequence[Turn], wall: float, tokens: int) -> dict[str, Any]:
+    good = [turn for turn in turns if not turn.error]
+    frames = sum(len(turn.frames) for turn in good)
+    return {
+        "turns": len(good),
+        "failed_turns": len(turns) - len(good),
+        "wall_seconds": round(wall, 3),
+        "turns_per_second": round(len(good) / wall, 2) if wall else 0.0,
+        "deltas_per_second": round(len(good) * tokens / wall, 1) if wall else 0.0,
+        "frames_per_turn": round(frames / len(good), 2) if good else 0.0,
+        "first_frame_p50_ms": round(_pct([t.frames[0][0] for t in good if t.frames], 50) * 1000, 2),
+        "turn_p50_ms": round(_pct([t.end for t in good], 50) * 1000, 1),
+    }
+
+
+# --- the run ----------------------------------------------------------------------------------------------------
+
+
+class Stack:
+    """The processes of one run: sandbox, bare proxy, and the app under Daphne on its own database."""
+
+    def __init__(self, options: BenchOptions, workdir: Path) -> None:
+        self.options = options
+        self.workdir = workdir
+        self.counters = workdir / "db-counters.json"
+        self.top: dict[str, int] = {}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("REDIS_URL", None)
+        py = sys.executable
+        self.sandbox = Child(
+            "sandbox",
+            [py, "manage.py", "vizochok_sandbox", "--port", "0", "--pace", "0", "--max-connections", "100000"]
+            + ["--bench-replies"],
+            env,
+            workdir,
+        )
+        self.sandbox_url = self.sandbox.first_line()
+        self.proxy = Child("proxy", [py, "-m", "bench.proxy", "--upstream", self.sandbox_url], env, workdir)
+        self.proxy_url = self.proxy.first_line()
+        database = options.database_url or f"sqlite:///{workdir / 'bench.sqlite3'}"
+        app_env = {
+            **env,
+            "DJANGO_SETTINGS_MODULE": "vizochok_site.settings",
+            "DATABASE_URL": database,
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SECRET_KEY": "bench-only-" + uuid.uuid4().hex,
+            "DJANGO_SECURE_SSL_REDIRECT": "0",
+            "DJANGO_HSTS_SECONDS": "0",
+            "VIZOCHOK_WS_URL": self.sandbox_url,
+            "VIZOCHOK_MAX_CONNECTIONS": str(max(options.browsers, options.throughput_browsers) + 50),
+            "VIZOCHOK_LOG_LEVEL": "WARNING",
+            "BENCH_COUNTERS_FILE": str(self.counters),
+        }
+        if options.coalesce is not None:
+            app_env["VIZOCHOK_COALESCE_SECONDS"] = str(options.coalesce)
+        if options.database_url.startswith("postgres"):
+            # Fresh tables for a repeatable run: the bench owns this database for its duration.
+            subprocess.run([py, "manage.py", "flush", "--noinput"], cwd=ROOT, env=app_env, check=True)
+        for step in (["migrate", "--noinput"], ["collectstatic", "--noinput", "-v", "0"]):
+            subprocess.run([py, "manage.py", *step], cwd=ROOT, env=app_env, check=True, capture_output=True)
+        port = _free_port()
+        self.app_url = f"http://127.0.0.1:{port}"
+        self.app = Child(
+            "daphne",
+            [py, "-m", "bench.daphne_counted", "-b", "127.0.0.1", "-p", str(port), "vizochok_site.asgi:application"],
+            app_env,
+            workdir,
+        )
+        _wait_for_port(port, self.app)
+
+    def children(self) -> list[Child]:
+        return [self.sandbox, self.proxy, self.app]
+
+    async def db_counts(self) -> dict[str, int]:
+        """Statement totals from the app process (it writes them on SIGUSR1)."""
+        before = self.counters.stat().st_mtime_ns if self.counters.exists() else 0
+        os.kill(self.app.process.pid, signal.SIGUSR1)
+        for _ in range(100):
+            if self.counters.exists() and self.counters.stat().st_mtime_ns != before:
+                data = json.loads(self.counters.read_text())
+                self.top = data.pop("top", {})
+                return {k: int(v) for k, v in data.items()}
+            await asyncio.sleep(0.02)
+        raise TimeoutError("the app did not write its DB counters")
+
+    def stop(self) -> None:
+        for child in reversed(self.children()):
+            child.stop()
+
+
+async def _browsers(stack: Stack, count: int, timeout: float) -> list[BrowserClient]:
+    clients = [BrowserClient(stack.app_url, timeout) for _ in range(count)]
+    for start in range(0, count, 16):
+        await asyncio.gather(*(asyncio.to_thread(c.load_page) for c in clients[start : start + 16]))
+    return clients
+
+
+def _protocol_clients(url: str, count: int, timeout: float) -> list[ProtocolClient]:
+    run = uuid.uuid4().hex[:8]
+    return [ProtocolClient(url, f"bench-{run}-{i}", timeout) for i in range(count)]
+
+
+async def _phase(
+    stack: Stack,
+    mode: str,
+    load: Load,
+    timeout: float,
+    *,
+    memory: bool = False,
+) -> tuple[list[Turn], dict[str, Any]]:
+    """One mode under one load: open the clients, (memory), run the turns, measure CPU per process."""
+    server = {"direct": None, "proxy": stack.proxy, "relay": stack.app}[mode]
+    clients: list[Any]
+    if mode == "relay":
+        clients = await _browsers(stack, load.conversations, timeout)
+    else:
+        url = stack.sandbox_url if mode == "direct" else stack.proxy_url
+        clients = _protocol_clients(url, load.conversations, timeout)
+    result: dict[str, Any] = {}
+    await asyncio.sleep(0.5)
+    rss_before = server.rss() if server else 0
+    await _open_all(clients)
+    await asyncio.sleep(1.0)
+    if server is not None and memory:
+        result["idle_kib_per_connection"] = round((server.rss() - rss_before) / load.conversations / KIB, 1)
+    db_before = await stack.db_counts() if mode == "relay" else {}
+    cpu_before = {child.name: child.cpu() for child in stack.children()}
+    own = psutil.Process()
+    own_before = own.cpu_times().user + own.cpu_times().system
+    with _Sampler(server) as sampler:
+        turns, wall = await _drive(clients, load)
+    cpu = {child.name: child.cpu() - cpu_before[child.name] for child in stack.children()}
+    cpu["clients"] = own.cpu_times().user + own.cpu_times().system - own_before
+    result.update(_summary(turns, wall, load.tokens))
+    deltas = max(1, result["turns"] * load.tokens)
+    result["cpu_seconds_per_1000_deltas"] = {name: round(value * 1000 / deltas, 3) for name, value in cpu.items()}
+    if server is not None and memory:
+        result["active_kib_per_connection"] = round((sampler.peak - rss_before) / load.conversations / KIB, 1)
+    if mode == "relay":
+        await asyncio.sleep(0.5)  # the last turn's writes finish before its "ready" frame; this is margin
+        db_after = await stack.db_counts()
+        good = max(1, result["turns"])
+        result["db_per_turn"] = {k: round((db_after.get(k, 0) - db_before.get(k, 0)) / good, 2) for k in db_after}
+        result["db_top_statements_cumulative"] = stack.top
+    await _close_all(clients)
+    return turns, result
+
+
+async def _run(options: BenchOptions, stack: Stack) -> dict[str, Any]:
+    log = options.log
+    latency_load = Load(options.browsers, options.turns, options.tokens, options.pace, options.ramp, options.think)
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": sys.platform},
+        "options": {k: v for k, v in asdict(options).items() if k not in ("log", "output")},
+        "latency": {},
+        "throughput": {},
+    }
+    results["options"]["database"] = options.database_url.split("@")[-1] if options.database_url else "sqlite"
+    # Warm-up: the first turns import templates and modules; they must not count as per-connection memory.
+    for mode in options.modes:
+        await _phase(stack, mode, Load(2, 1, 5, 0, 0, 0), options.turn_timeout)
+
+    reference: dict[int, float] = {}
+    for mode in options.modes:
+        log(f"latency phase: {mode}, {latency_load.conversations} conversations at {latency_load.pace:g} tokens/s")
+        turns, result = await _phase(stack, mode, latency_load, options.turn_timeout, memory=True)
+        if mode == "direct":
+            reference = reference_times(turns)
+        if reference:
+            added = added_latency([t for t in turns if not t.error], reference)
+            firsts = added_latency([Turn(frames=t.frames[:1]) for t in turns if not t.error and t.frames], reference)
+            result["added_ms"] = {
+                "p50": round(_pct(added, 50) * 1000, 2),
+                "p99": round(_pct(added, 99) * 1000, 2),
+                "max": round(max(added, default=float("nan")) * 1000, 2),
+                "first_frame_p99": round(_pct(firsts, 99) * 1000, 2),
+                "frames": len(added),
+            }
+        results["latency"][mode] = result
+        log(f"  {json.dumps(result)}")
+
+    throughput_load = Load(
+        options.throughput_browsers, options.throughput_turns, options.throughput_tokens, 0, 0.5, 0.0
+    )
+    for mode in options.modes:
+        log(f"throughput phase: {mode}, {throughput_load.conversations} conversations, sandbox unpaced")
+        _turns, result = await _phase(stack, mode, throughput_load, options.turn_timeout)
+        results["throughput"][mode] = result
+        log(f"  {json.dumps(result)}")
+
+    if "relay" in options.modes:
+        per_tokens: dict[str, Any] = {}
+        for tokens in options.db_tokens:
+            _turns, result = await _phase(stack, "relay", Load(5, 2, tokens, 0, 0.2, 0.1), options.turn_timeout)
+            per_tokens[str(tokens)] = result["db_per_turn"]
+        results["db_per_turn_by_tokens"] = per_tokens
+        log(f"DB statements per turn by reply length: {json.dumps(per_tokens)}")
+    results["summary"] = _targets(results, options)
+    return results
+
+
+def _targets(results: dict[str, Any], options: BenchOptions) -> dict[str, Any]:
+    """The issue's targets next to what this run measured (reported, never asserted)."""
+    latency, throughput = results["latency"], results["throughput"]
+    summary: dict[str, Any] = {}
+    relay, proxy = latency.get("relay", {}), latency.get("proxy", {})
+    if "added_ms" in relay:
+        summary["relay_added_p99_ms"] = relay["added_ms"]["p99"]
+        summary["target_p99_le_10ms"] = relay["added_ms"]["p99"] <= 10 and relay["failed_turns"] == 0
+    if "added_ms" in proxy:
+        summary["proxy_added_p99_ms"] = proxy["added_ms"]["p99"]
+    if "relay" in throughput and "proxy" in throughput and throughput["proxy"]["deltas_per_second"]:
+        ratio = throughput["relay"]["deltas_per_second"] / throughput["proxy"]["deltas_per_second"]
+        summary["throughput_vs_proxy"] = round(ratio, 3)
+        summary["target_throughput_ge_60pct"] = ratio >= 0.6
+    if "idle_kib_per_connection" in relay:
+        summary["idle_kib_per_browser"] = relay["idle_kib_per_connection"]
+        summary["target_idle_le_150kib"] = relay["idle_kib_per_connection"] <= 150
+    by_tokens = results.get("db_per_turn_by_tokens")
+    if by_tokens:
+        writes = [v.get("writes", 0) for v in by_tokens.values()]
+        summary["db_writes_per_turn_by_tokens"] = dict(zip(by_tokens, writes, strict=True))
+        summary["target_writes_constant"] = max(writes) - min(writes) < 0.5
+    return summary
+
+
+def run(options: BenchOptions) -> dict[str, Any]:
+    """Start the processes, run every phase, stop the processes; returns (and writes) the results."""
+    with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
+        stack = Stack(options, Path(tmp))
+        try:
+            results = asyncio.run(_run(options, stack))
+        except BaseException:
+            for child in stack.children():
+                with contextlib.suppress(OSError):
+                    tail = child.log_path.read_text(errors="replace")[-2000:]
+                    if tail.strip():
+                        options.log(f"--- {child.name} log tail ---\n{tail}")
+            raise
+        finally:
+            stack.stop()
+    if options.output is not None:
+        options.output.parent.mkdir(parents=True, exist_ok=True)
+        options.output.write_text(json.dumps(results, indent=2) + "\n")
+    return results
