@@ -266,3 +266,38 @@ async def test_upstream_down_gives_a_clear_error(sandbox: Any, settings: Any) ->
     assert 'data-code="upstream_unavailable"' in html
     users = [m for m in await stored(conversation) if m.role == "user"]
     assert [m.text for m in users] == ["milk"]  # what the shopper sent is kept
+
+
+async def test_turns_queue_for_the_deployment_wide_socket_limit(sandbox: Any, settings: Any) -> None:
+    settings.VIZOCHOK_MAX_CONNECTIONS = 1
+    first_key, first = await make_shopper("anon-first")
+    second_key, second = await make_shopper("anon-second")
+    sandbox.pause_turns()
+    async with connected(first_key, first) as tab_one, connected(second_key, second) as tab_two:
+        await send(tab_one, kind="message", text="milk", key="a")
+        await receive_until(tab_one, "-text")  # holds the only upstream socket, mid-reply
+        await send(tab_two, kind="message", text="bread", key="b")
+        waiting = await receive_until(tab_two, "All lines are busy")
+        assert 'id="chat-status"' in waiting
+        assert sandbox.connections == 1
+        sandbox.resume_turns()
+        await receive_until(tab_one, READY)
+        # The first conversation's warm socket is given up at once for the waiting turn, not after the grace.
+        assert "product-card" in await receive_until(tab_two, READY)
+    assert sandbox.connections <= 1
+
+
+async def test_a_turn_that_waits_too_long_for_a_socket_says_so(sandbox: Any, settings: Any) -> None:
+    settings.VIZOCHOK_MAX_CONNECTIONS = 1
+    settings.VIZOCHOK_QUEUE_TIMEOUT = 0.2
+    first_key, first = await make_shopper("anon-first")
+    second_key, second = await make_shopper("anon-second")
+    sandbox.pause_turns()
+    async with connected(first_key, first) as tab_one, connected(second_key, second) as tab_two:
+        await send(tab_one, kind="message", text="milk", key="a")
+        await receive_until(tab_one, "-text")
+        await send(tab_two, kind="message", text="bread", key="b")
+        html = await receive_until(tab_two, READY)
+        assert 'data-code="queue_timeout"' in html
+        sandbox.resume_turns()
+        await receive_until(tab_one, READY)
