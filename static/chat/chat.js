@@ -329,8 +329,17 @@
       // role=alert announces itself on insertion; repeating it in the polite announcer would read it twice.
     }
     if (node.dataset.role === "assistant" && node.dataset.seq && !node.classList.contains("msg--streaming")) {
-      announce(node.textContent); // once per finished reply, never per token
+      unannounced.push(node.textContent.trim()); // spoken when the turn is over: once per reply, never per token
     }
+  }
+
+  // A turn may finish several texts (a recipe, then "untick what you have"); setting the polite region once per
+  // text could replace one before a screen reader has read it, so the whole reply is announced at the turn's end.
+  var unannounced = [];
+  function announceFinishedReply() {
+    if (turnState !== "ready" || !unannounced.length) return;
+    announce(unannounced.join("\n\n"));
+    unannounced = [];
   }
 
   function announce(text) {
@@ -345,6 +354,7 @@
     records.forEach(function (record) {
       record.addedNodes.forEach(seen);
     });
+    announceFinishedReply();
     if (stick) log.scrollTop = log.scrollHeight;
   }).observe(chat, { childList: true, subtree: true });
 
