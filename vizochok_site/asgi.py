@@ -14,11 +14,15 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from chat.lifecycle import install_daphne_shutdown, lifespan  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
+
+install_daphne_shutdown()  # SIGTERM: mark running turns, close upstream sockets (uvicorn: the lifespan below)
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
+        "lifespan": lifespan,
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

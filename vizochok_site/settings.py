@@ -68,6 +68,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Above sessions and CSRF: rewrites their cookies as SameSite=None; Secure; Partitioned for framed visits.
+    "chat.embed.EmbedCookieMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -75,6 +77,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "chat.security.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
@@ -156,6 +159,39 @@ SESSION_COOKIE_AGE = 60 * 60 * 24 * 30
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 
+# --- Embedding: native WebViews and storefront iframes (chat/embed.py, docs/embedding.md) ------------------------
+# Words separated by spaces or commas; "*" is refused where it would open the door to every site.
+
+
+def env_words(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name)
+    return [item for item in value.replace(",", " ").split() if item] if value else default
+
+
+# HMAC secret shared with the hosts' backends that sign entry tokens (/?token=…); empty = token entry disabled.
+VIZOCHOK_EMBED_SECRET = os.environ.get("VIZOCHOK_EMBED_SECRET", "")
+# CSP frame-ancestors of the chat page: who may frame it, e.g. "'self' https://shop.example".
+VIZOCHOK_FRAME_ANCESTORS = env_words("VIZOCHOK_FRAME_ANCESTORS", ["'self'"])
+# Parent frames that receive the chat's events by postMessage and may send it commands (this site always may).
+VIZOCHOK_EMBED_PARENT_ORIGINS = env_words("VIZOCHOK_EMBED_PARENT_ORIGINS", [])
+# Extra WebSocket origins beyond ALLOWED_HOSTS, e.g. "null" or "capacitor://localhost" for WebViews.
+VIZOCHOK_WS_ALLOWED_ORIGINS = env_words("VIZOCHOK_WS_ALLOWED_ORIGINS", [])
+for _name, _words in (
+    ("VIZOCHOK_FRAME_ANCESTORS", VIZOCHOK_FRAME_ANCESTORS),
+    ("VIZOCHOK_EMBED_PARENT_ORIGINS", VIZOCHOK_EMBED_PARENT_ORIGINS),
+    ("VIZOCHOK_WS_ALLOWED_ORIGINS", VIZOCHOK_WS_ALLOWED_ORIGINS),
+):
+    if any(word == "*" or ";" in word or "*" in word.split("//")[0] for word in _words):
+        raise ImproperlyConfigured(f"{_name} must list origins; '*' and ';' are not allowed")
+# The official widget's options, per deployment; an embed's data- attributes override them (chat/embed.py).
+VIZOCHOK_WIDGET_PRIMARY_COLOR = os.environ.get("VIZOCHOK_WIDGET_PRIMARY_COLOR", "")
+VIZOCHOK_WIDGET_FONT_FAMILY = os.environ.get("VIZOCHOK_WIDGET_FONT_FAMILY", "")
+VIZOCHOK_WIDGET_BORDER_RADIUS = os.environ.get("VIZOCHOK_WIDGET_BORDER_RADIUS", "")
+VIZOCHOK_WIDGET_BOT_NAME = os.environ.get("VIZOCHOK_WIDGET_BOT_NAME", "")
+VIZOCHOK_WIDGET_BOT_AVATAR = os.environ.get("VIZOCHOK_WIDGET_BOT_AVATAR", "")
+VIZOCHOK_WIDGET_PLACEHOLDER = os.environ.get("VIZOCHOK_WIDGET_PLACEHOLDER", "")
+VIZOCHOK_WIDGET_WELCOME_MESSAGE = os.environ.get("VIZOCHOK_WIDGET_WELCOME_MESSAGE", "")
+
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
@@ -163,15 +199,30 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 60 * 60 * 24 * 365)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
+    if not SECURE_HSTS_PRELOAD:
+        # Opting out of the preload list is a deliberate choice (DJANGO_HSTS_PRELOAD=0), not a deploy mistake.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
     SECURE_CONTENT_TYPE_NOSNIFF = True
     SECURE_REFERRER_POLICY = "same-origin"
+    # Probes and scrapers talk plain HTTP to the process; everything else is redirected to HTTPS.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"conversation": {"()": "chat.logs.ConversationFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(conversation)s] %(message)s"},
+        "json": {"()": "chat.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if os.environ.get("VIZOCHOK_LOG_FORMAT") == "json" else "plain",
+            "filters": ["conversation"],
+        }
+    },
     "loggers": {
         "chat": {"handlers": ["console"], "level": os.environ.get("VIZOCHOK_LOG_LEVEL", "INFO"), "propagate": False},
     },

@@ -70,3 +70,10 @@ def get_relay() -> Relay:
     if relay is None:
         relay = _relays[loop] = Relay()
     return relay
+
+
+async def close_relay() -> None:
+    """Close the running loop's relay, if it has one (graceful shutdown: ``chat.lifecycle``)."""
+    relay = _relays.pop(asyncio.get_running_loop(), None)
+    if relay is not None:
+        await relay.close()
