@@ -116,7 +116,7 @@ class HeldSocket:
 
 @pytest.fixture
 def held(browser: Any, app_server: AppServer) -> Iterator[tuple[Any, HeldSocket]]:
-    page = new_page(browser, app_server.url)
+    page = new_page(browser, app_server.url, bypass_csp=True)  # axe is injected as an inline script
     socket = HeldSocket(page)
     yield page, socket
     page.context.close()
@@ -165,19 +165,6 @@ def test_every_state_has_no_axe_violations(held: tuple[Any, HeldSocket]) -> None
     wait_ready(page)
 
     assert {name: found for name, found in states.items() if found} == {}
-
-
-def test_the_ukrainian_page_has_no_axe_violations(browser: Any, app_server: AppServer) -> None:
-    page = new_page(browser, app_server.url, locale="uk-UA")
-    try:
-        open_chat(page, "/")
-        assert page.get_attribute("html", "lang") == "uk"
-        send_text(page, "молоко")
-        wait_ready(page)
-        page.wait_for_selector(".product-card")
-        assert axe_violations(page) == []
-    finally:
-        page.context.close()
 
 
 def test_one_polite_announcement_per_finished_reply(held: tuple[Any, HeldSocket]) -> None:
@@ -285,28 +272,3 @@ def test_reduced_motion_stops_the_streaming_cursor(held: tuple[Any, HeldSocket])
     assert page.evaluate(cursor) == "blink"
     socket.release()
     wait_ready(page)
-
-
-def test_every_control_has_a_name(page: Any) -> None:
-    """Buttons, inputs and the language links all have an accessible name, in a state with every control shown."""
-    open_chat(page)
-    send_text(page, "borscht")
-    wait_ready(page)
-    page.wait_for_selector("form.checklist")
-    send_text(page, "milk")
-    wait_ready(page)
-    page.wait_for_selector(".product-card")
-    snapshot = page.locator("#chat").aria_snapshot()
-    assert re.search(r'button "(Less|More)"', snapshot)
-    assert 'textbox "Message"' in snapshot
-    assert 'button "Send"' in snapshot
-    unnamed = page.evaluate(
-        """() => [...document.querySelectorAll('button, summary, a[href], textarea, input:not([type=hidden])')]
-          .filter((el) => {
-            const labelled = el.getAttribute('aria-label') || el.getAttribute('aria-labelledby')
-              || (el.labels && el.labels.length) || el.textContent.trim();
-            return !labelled;
-          })
-          .map((el) => el.outerHTML.slice(0, 120))"""
-    )
-    assert unnamed == []
