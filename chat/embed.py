@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -263,6 +264,24 @@ def parent_origins(request: HttpRequest) -> list[str]:
     own = f"{request.scheme}://{request.get_host()}"
     origins = list(settings.VIZOCHOK_EMBED_PARENT_ORIGINS)
     return origins if own in origins else [*origins, own]
+
+
+def embeddable(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Lets storefronts frame this view: CSP ``frame-ancestors`` from ``VIZOCHOK_FRAME_ANCESTORS`` decides.
+
+    chat.security reads the request mark; X-Frame-Options (which can only say DENY or SAMEORIGIN) is dropped for
+    these responses, since a browser that knows CSP ignores it anyway and one that does not would block the embed.
+    Every other page keeps ``frame-ancestors 'self'`` and X-Frame-Options.
+    """
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        request.vizochok_embeddable = True  # type: ignore[attr-defined]
+        response = view(request, *args, **kwargs)
+        response.xframe_options_exempt = True  # type: ignore[attr-defined]
+        return response
+
+    return wrapped
 
 
 # --- cookies for framed visits ---------------------------------------------------------------------------------

@@ -2,6 +2,9 @@
 
 VIZOCHOK turns ``user_id`` into per-user limits and the merchant's cart session (reference §4.1), so the id must
 be stable: the signed-in user's, else an anonymous id kept in the Django session (which lasts 30 days).
+
+A session opened with a host's signed entry token (chat/embed.py) is *bound*: its user and store are the host's,
+and they win over both everywhere, the page, the conversation lookup, the socket and the upstream auth.
 """
 
 from __future__ import annotations
@@ -14,6 +17,49 @@ from django.http import HttpRequest
 from django.utils import translation
 
 SESSION_USER_KEY = "vizochok_uid"
+SESSION_BOUND_USER_KEY = "vizochok_bound_uid"
+SESSION_BOUND_STORE_KEY = "vizochok_bound_store"
+SESSION_BOUND_LANG_KEY = "vizochok_bound_lang"
+
+
+def _bound(session: Any) -> tuple[str, str] | None:
+    """The host-bound (user_id, store_id) of a session, if an entry token bound it."""
+    if session is None:
+        return None
+    user_id, store_id = session.get(SESSION_BOUND_USER_KEY), session.get(SESSION_BOUND_STORE_KEY)
+    if isinstance(user_id, str) and user_id and isinstance(store_id, str) and store_id:
+        return user_id, store_id
+    return None
+
+
+def bind_session(request: HttpRequest, user_id: str, store_id: str, language: str | None, **extra: Any) -> None:
+    """Start a fresh session (new key: no fixation, nothing of the previous shopper) bound to the host's shopper."""
+    request.session.flush()
+    request.session[SESSION_BOUND_USER_KEY] = user_id
+    request.session[SESSION_BOUND_STORE_KEY] = store_id
+    if language:
+        request.session[SESSION_BOUND_LANG_KEY] = language
+    for key, value in extra.items():
+        request.session[key] = value
+    request.session.save()
+
+
+def bound_language(request: HttpRequest) -> str | None:
+    session = getattr(request, "session", None)
+    value = session.get(SESSION_BOUND_LANG_KEY) if session is not None else None
+    return value if isinstance(value, str) else None
+
+
+def store_id_for_request(request: HttpRequest) -> str:
+    """The bound session's store, else this deployment's ``VIZOCHOK_STORE_ID``."""
+    bound = _bound(getattr(request, "session", None))
+    return bound[1] if bound else settings.VIZOCHOK_STORE_ID
+
+
+def bound_store_from_scope(scope: dict[str, Any]) -> str | None:
+    """The socket's bound store, or None for an ordinary (unbound) session."""
+    bound = _bound(scope.get("session"))
+    return bound[1] if bound else None
 
 
 def _user_key(user: Any) -> str | None:
@@ -24,6 +70,9 @@ def _user_key(user: Any) -> str | None:
 
 def user_id_for_request(request: HttpRequest) -> str:
     """The request's shopper id, creating the anonymous one on first visit."""
+    bound = _bound(getattr(request, "session", None))
+    if bound:
+        return bound[0]
     signed_in = _user_key(getattr(request, "user", None))
     if signed_in:
         return signed_in
@@ -36,6 +85,9 @@ def user_id_for_request(request: HttpRequest) -> str:
 
 def user_id_from_scope(scope: dict[str, Any]) -> str | None:
     """The socket's shopper id; None without a session (the page sets it, so a socket without one is foreign)."""
+    bound = _bound(scope.get("session"))
+    if bound:
+        return bound[0]
     signed_in = _user_key(scope.get("user"))
     if signed_in:
         return signed_in
