@@ -1,0 +1,76 @@
+"""Ukrainian (the default) and English in Debian's Chromium: Accept-Language, the switcher, numbers and units."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import AppServer, new_page, open_chat, send_text, wait_ready
+from tests.browser.test_accessibility import axe_violations
+
+pytestmark = pytest.mark.browser
+
+UAH_UK = re.compile(r"\d+,\d{2}\u00a0₴")
+UAH_EN = re.compile(r"₴\d+\.\d{2}")
+
+
+def test_a_ukrainian_browser_gets_ukrainian_words_numbers_and_units(browser: Any, app_server: AppServer) -> None:
+    page = new_page(browser, app_server.url, locale="uk-UA", bypass_csp=True)  # bypass: axe is injected inline
+    try:
+        open_chat(page, "/")  # no ?lang=, no cookie: Accept-Language decides
+        assert page.get_attribute("html", "lang") == "uk"
+        assert page.locator("label[for=composer-text]").inner_text() == "Повідомлення"
+        assert page.get_attribute("#composer-text", "placeholder") == "Запитайте про продукти чи рецепт…"
+
+        send_text(page, "яблука")
+        wait_ready(page)
+        weighed = page.locator(".product-card[data-unit=kg]").first
+        assert re.fullmatch(r"\d+,\d\u00a0кг", weighed.locator(".stepper__value").inner_text())
+        price = weighed.locator(".product-card__price").inner_text()
+        assert UAH_UK.search(price) and "за\u00a0кг" in price.replace(" ", "\u00a0")
+        weighed.locator("button[data-action=increment]").click()
+        chosen = weighed.locator(".stepper__value").inner_text()
+        assert re.fullmatch(r"\d+,\d\u00a0кг", chosen)  # the page's own formatting after a step keeps the comma
+
+        weighed.locator("button[data-action=add]").click()
+        wait_ready(page)
+        page.wait_for_selector(".cart-note")
+        assert page.locator(".msg--action").last.inner_text().endswith(f"× {chosen}")
+        assert page.locator(".msg--action").last.inner_text().startswith("Додати: ")
+        assert page.locator(".cart-note").last.inner_text().startswith("Додано в кошик")
+        assert UAH_UK.fullmatch(page.locator("#cart-badge .cart-badge__total").inner_text())
+
+        assert axe_violations(page) == []
+    finally:
+        page.context.close()
+
+
+def test_the_switcher_changes_the_language_and_it_sticks(browser: Any, app_server: AppServer) -> None:
+    page = new_page(browser, app_server.url, locale="uk-UA")
+    try:
+        open_chat(page, "/")
+        send_text(page, "milk")
+        wait_ready(page)
+        page.wait_for_selector(".product-card")
+        assert UAH_UK.search(page.locator(".product-card__price").first.inner_text())
+
+        page.click(".menu summary")
+        assert page.get_attribute(".menu__langs a[aria-current]", "lang") == "uk"
+        page.click(".menu__langs a[lang=en]")
+        page.wait_for_selector("html[lang=en]")
+        wait_ready(page)
+        # The same conversation, now in English: words, prices, and the socket's language.
+        assert page.locator("label[for=composer-text]").inner_text() == "Message"
+        assert UAH_EN.search(page.locator(".product-card__price").first.inner_text())
+        assert "lang=en" in (page.get_attribute("#chat", "ws-connect") or "")
+
+        open_chat(page, "/")  # the choice beats the browser's Accept-Language from now on
+        assert page.get_attribute("html", "lang") == "en"
+        page.click(".menu summary")
+        page.click(".menu__langs a[lang=uk]")
+        page.wait_for_selector("html[lang=uk]")
+        assert page.locator("label[for=composer-text]").inner_text() == "Повідомлення"
+    finally:
+        page.context.close()
