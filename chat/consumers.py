@@ -54,6 +54,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         user_id = identity.user_id_from_scope(self.scope)
         public_id = query.get("c", [""])[0]
         conversation = await self._owned(public_id, user_id) if user_id and public_id else None
+        bound_store = identity.bound_store_from_scope(self.scope)
+        if conversation is not None and bound_store is not None and conversation.store_id != bound_store:
+            conversation = None  # a token-bound session sees only its own store's conversations
         if conversation is None:
             # No session cookie, or somebody else's conversation: a guessed id gives nothing.
             await self.close(code=4403)
@@ -207,7 +210,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     def _runner(self) -> ConversationRunner:
         conversation = self.conversation
-        ref = ConversationRef(conversation.pk, conversation.group_name, conversation.user_id, conversation.upstream_id)
+        ref = ConversationRef(
+            conversation.pk,
+            conversation.group_name,
+            conversation.user_id,
+            conversation.upstream_id,
+            conversation.store_id,
+        )
         return get_relay().runner(ref)
 
     async def _start_turn(

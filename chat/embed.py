@@ -35,8 +35,10 @@ from channels.security.websocket import OriginValidator
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils import translation
 from django.views.decorators.http import require_GET
 
 logger = logging.getLogger("chat.embed")
@@ -134,6 +136,47 @@ def verify_token(token: str, secret: str, now: float | None = None) -> EntryClai
     if not isinstance(lang, str) or not LANG_PATTERN.fullmatch(lang):
         lang = None
     return EntryClaims(str(user_id), str(store_id), int(exp), conversation_id, lang)
+
+
+def enter_with_token(request: HttpRequest, token: str) -> HttpResponse:
+    """``/?token=…``: bind a fresh session to the host's shopper and store, then drop the token from the URL.
+
+    A refused token gets a page saying so (403) and no session: nothing about the visitor is stored, and any
+    earlier session is left as it was rather than being bound to an identity nobody vouched for.
+    """
+    from chat import identity, store
+    from chat.models import Conversation
+
+    try:
+        claims = verify_token(token, settings.VIZOCHOK_EMBED_SECRET)
+    except InvalidToken as refused:
+        logger.info("entry token refused: %s", refused)
+        language = identity.request_language(request)
+        with translation.override(language):
+            return render(
+                request, "chat/token_error.html", {"reason": refused.reason, "language": language}, status=403
+            )
+    identity.bind_session(request, claims.user_id, claims.store_id, claims.lang, **{SESSION_EMBED_KEY: True})
+    session_key = request.session.session_key or ""
+    conversation = None
+    if claims.conversation_id:
+        try:
+            conversation = Conversation.objects.filter(
+                public_id=claims.conversation_id, user_id=claims.user_id, store_id=claims.store_id
+            ).first()
+        except ValidationError:
+            conversation = None
+        if conversation is None:  # not this shopper's (or unknown): a fresh one, never somebody else's
+            conversation = store.new_conversation(session_key, claims.user_id, claims.store_id)
+    else:
+        conversation = store.conversation_for(session_key, claims.user_id, claims.store_id)
+    widget_options(request)  # keep the embed's look for the navigations inside the frame
+    request.session.save()
+    location = f"{reverse('chat:page')}?{query_without(request, ['token', 'c'], c=str(conversation.public_id))}"
+    response = HttpResponseRedirect(location)
+    response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "no-referrer"  # the token must not leak to anything the next page loads
+    return response
 
 
 # --- widget options --------------------------------------------------------------------------------------------

@@ -9,24 +9,29 @@ from django.urls import reverse
 from django.utils import translation
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import identity, rendering, store
+from chat import embed, identity, rendering, store
 from chat.vizochok.backoff import Backoff
 
 
 def _language(request: HttpRequest) -> str:
-    return identity.request_language(request)
+    return identity.request_language(request, identity.bound_language(request))
 
 
+@embed.embeddable
 @require_GET
 def chat_page(request: HttpRequest) -> HttpResponse:
+    if "token" in request.GET:  # a host's signed entry (chat/embed.py): bind, then come back without the token
+        return embed.enter_with_token(request, request.GET["token"])
     language = _language(request)
     translation.activate(language)
     user_id = identity.user_id_for_request(request)
+    store_id = identity.store_id_for_request(request)
+    if request.GET.get(embed.EMBED_PARAM) == "1":
+        request.session[embed.SESSION_EMBED_KEY] = True
+    widget = embed.widget_options(request)
     if not request.session.session_key:
         request.session.save()
-    conversation = store.conversation_for(
-        request.session.session_key or "", user_id, settings.VIZOCHOK_STORE_ID, request.GET.get("c")
-    )
+    conversation = store.conversation_for(request.session.session_key or "", user_id, store_id, request.GET.get("c"))
     history = store.history(conversation.pk)
     backoff = Backoff()
     context = {
@@ -34,7 +39,9 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         "log_html": rendering.page_items(history),
         "last_seq": history[-1].seq if history else 0,
         "ws_url": f"/ws/chat/?c={conversation.public_id}&lang={language}",
-        "recent": store.recent_conversations(user_id, settings.VIZOCHOK_STORE_ID),
+        "recent": store.recent_conversations(user_id, store_id),
+        "widget": widget,
+        "parent_origins": " ".join(embed.parent_origins(request)),
         "cart_items": list(conversation.cart or []),
         "busy": conversation.is_busy(settings.VIZOCHOK_TURN_TIMEOUT + settings.VIZOCHOK_QUEUE_TIMEOUT),
         "language": language,
@@ -51,10 +58,13 @@ def chat_page(request: HttpRequest) -> HttpResponse:
     return response
 
 
+@embed.embeddable
 @require_POST
 def new_conversation(request: HttpRequest) -> HttpResponse:
     user_id = identity.user_id_for_request(request)
     if not request.session.session_key:
         request.session.save()
-    conversation = store.new_conversation(request.session.session_key or "", user_id, settings.VIZOCHOK_STORE_ID)
+    conversation = store.new_conversation(
+        request.session.session_key or "", user_id, identity.store_id_for_request(request)
+    )
     return HttpResponseRedirect(f"{reverse('chat:page')}?c={conversation.public_id}")

@@ -12,8 +12,8 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from chat.embed import websocket_origin_validator  # noqa: E402
 from chat.lifecycle import install_daphne_shutdown, lifespan  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
@@ -23,6 +23,7 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "lifespan": lifespan,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # Origins: ALLOWED_HOSTS plus VIZOCHOK_WS_ALLOWED_ORIGINS (WebViews' "null", custom schemes; never "*").
+        "websocket": websocket_origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

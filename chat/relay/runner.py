@@ -60,6 +60,8 @@ class ConversationRef:
     group: str
     user_id: str
     upstream_id: str
+    #: The conversation's store (a token-bound session's own); "" = the deployment's VIZOCHOK_STORE_ID.
+    store_id: str = ""
 
 
 def _cart_count(items: list[dict[str, Any]]) -> Decimal:
@@ -71,6 +73,7 @@ class ConversationRunner:
         self.relay = relay
         self.pk = ref.pk
         self.user_id = ref.user_id
+        self.store_id = ref.store_id
         self.upstream_id = ref.upstream_id
         self.outbox = Outbox(relay.layer, ref.group)
         self.window = SlidingWindow(limit=10, seconds=60.0)
@@ -175,7 +178,7 @@ class ConversationRunner:
             raise
 
     async def _open(self) -> None:
-        config = await upstream_config(self.user_id, self.relay.sandbox)
+        config = await upstream_config(self.user_id, self.relay.sandbox, self.store_id)
         self.session = await open_session(
             config,
             conversation_id=self.upstream_id or None,

@@ -42,13 +42,16 @@ class EmbeddedSandbox:
             self._server = self._url = None
 
 
-async def upstream_config(user_id: str, sandbox: EmbeddedSandbox) -> UpstreamConfig:
-    """The config for one upstream session of ``user_id``; the key stays here, on the server."""
+async def upstream_config(user_id: str, sandbox: EmbeddedSandbox, store_id: str = "") -> UpstreamConfig:
+    """The config for one upstream session of ``user_id`` in ``store_id``; the key stays here, on the server.
+
+    ``store_id`` is the conversation's: a session bound by a host's entry token talks to the host's store.
+    """
     url = settings.VIZOCHOK_WS_URL or await sandbox.url()
     return UpstreamConfig(
         url=url,
         token=settings.VIZOCHOK_API_KEY,
-        store_id=settings.VIZOCHOK_STORE_ID,
+        store_id=store_id or settings.VIZOCHOK_STORE_ID,
         user_id=user_id,
         turn_timeout=settings.VIZOCHOK_TURN_TIMEOUT,
     )

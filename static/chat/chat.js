@@ -60,10 +60,59 @@
       /* a broken host bridge must not break the chat */
     }
     if (window.parent !== window) {
+      // Only to the configured origins (#chat[data-parent-origins]): a page that frames us is not trusted by default.
       parentOrigins.forEach(function (origin) {
-        window.parent.postMessage({ type: type, detail: detail }, origin);
+        try { window.parent.postMessage(message, origin); } catch (err) { /* not a valid origin: skip */ }
       });
     }
+  }
+
+  // Host commands. Native hosts call window.vizochok.send(text) / .newConversation() (evaluateJavascript,
+  // injectJavaScript, runJavaScript); a parent frame posts {type: "vizochok:command", command, text} from a
+  // configured origin. A send waits for the "ready" state like the shopper's own; it returns whether it went.
+  function hostSend(text) {
+    text = String(text == null ? "" : text).trim();
+    if (!text || (chat.dataset.state !== "ready" && chat.dataset.state !== "offline")) return false;
+    textarea.value = text.slice(0, Number(textarea.maxLength) > 0 ? textarea.maxLength : 2000);
+    composer.requestSubmit();
+    return true;
+  }
+
+  function hostNewConversation() {
+    var button = document.getElementById("new-conversation");
+    if (!button) return false;
+    button.form.requestSubmit();
+    return true;
+  }
+
+  window.vizochok = Object.freeze({ send: hostSend, newConversation: hostNewConversation });
+
+  window.addEventListener("message", function (evt) {
+    if (evt.source !== window.parent || window.parent === window || parentOrigins.indexOf(evt.origin) < 0) return;
+    var data = evt.data;
+    if (typeof data === "string") {
+      try { data = JSON.parse(data); } catch (err) { return; }
+    }
+    if (!data || data.type !== "vizochok:command") return;
+    if (data.command === "send") hostSend(data.text);
+    if (data.command === "new_conversation") hostNewConversation();
+  });
+
+  // Theme from the embed's options (validated by the server): set through the CSSOM, which a strict CSP allows.
+  [["themePrimary", "--primary"], ["themePrimaryText", "--primary-text"], ["themeFont", "--font"],
+    ["themeRadius", "--radius"]].forEach(function (pair) {
+    if (chat.dataset[pair[0]]) document.documentElement.style.setProperty(pair[1], chat.dataset[pair[0]]);
+  });
+
+  // The on-screen keyboard must never cover the input. Chrome resizes the layout (interactive-widget), iOS only
+  // shrinks the visual viewport: follow its height and keep the composer in view while typing.
+  if (window.visualViewport) {
+    var fitViewport = function () {
+      document.documentElement.style.setProperty("--app-height", Math.round(window.visualViewport.height) + "px");
+      if (document.activeElement === textarea) textarea.scrollIntoView({ block: "nearest" });
+    };
+    window.visualViewport.addEventListener("resize", fitViewport);
+    fitViewport();
   }
 
   // --- state ------------------------------------------------------------------------------------------------
