@@ -9,8 +9,9 @@ through template autoescaping, assistant markdown through :func:`chat.markdown.r
 allowlist), and an image URL only reaches ``src`` if it is an absolute http(s) URL or a same-origin path.
 
 The list has to stay quick at 100,000+ conversations, so every column is a field of the conversation row
-(turns and cart are denormalised on it), the search matches ids exactly (indexed) and message text through a
-correlated ``EXISTS`` (no join, no ``DISTINCT``), and the unfiltered total is never counted.
+(turns and cart are denormalised on it), the search matches ids exactly (indexed) and message text through an
+``EXISTS`` (no join, no ``DISTINCT``), the date hierarchy hops along the ``created_at`` index, and the
+unfiltered total is never counted.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,11 +28,11 @@ from urllib.parse import urlsplit
 from django.contrib import admin
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, Min, OuterRef, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import formats
+from django.utils import formats, timezone
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
@@ -51,6 +52,8 @@ MAX_SEARCH_TERM = 200
 #: A notice's raw frame is shown for debugging, cut to this many characters.
 MAX_NOTICE_CHARS = 2000
 _MAX_URL = 2048
+#: Periods the date hierarchy lists at one level (years are few; months <= 12, days <= 31 within a level).
+MAX_HIERARCHY_PERIODS = 60
 #: Conversations named on a delete confirmation page; the rest are counted.
 DELETE_PREVIEW = 100
 
@@ -313,6 +316,46 @@ class HasCartFilter(admin.SimpleListFilter):
         return queryset
 
 
+# --- date hierarchy -------------------------------------------------------------------------------------------
+
+
+def _period_start(moment: datetime, kind: str, tz: tzinfo) -> datetime:
+    local = moment.astimezone(tz)
+    return datetime(local.year, 1 if kind == "year" else local.month, 1 if kind != "day" else local.day, tzinfo=tz)
+
+
+def _next_period(start: datetime, kind: str, tz: tzinfo) -> datetime:
+    if kind == "year":
+        return datetime(start.year + 1, 1, 1, tzinfo=tz)
+    if kind == "month":
+        year, month = divmod(start.month, 12)
+        return datetime(start.year + year, month + 1, 1, tzinfo=tz)
+    return datetime.combine(start.date() + timedelta(days=1), datetime.min.time(), tzinfo=tz)
+
+
+class ConversationAdminQuerySet(QuerySet):
+    """The changelist's queryset, with a ``datetimes()`` that hops along the ``created_at`` index.
+
+    Django's date hierarchy asks ``SELECT DISTINCT trunc(created_at)`` over every matching row; on SQLite the
+    truncation is a Python function called per row (~0.7 s at 100k conversations). Here each period costs one
+    ``MIN(created_at) WHERE created_at >= <start of next period>``, an index probe, so the cost follows the
+    number of periods shown (at most 12 months, 31 days, or the years in the data), not the number of rows.
+    """
+
+    def datetimes(self, field_name: str, kind: str, order: str = "ASC", tzinfo: tzinfo | None = None) -> Any:
+        if field_name != "created_at" or kind not in ("year", "month", "day") or order != "ASC":
+            return super().datetimes(field_name, kind, order=order, tzinfo=tzinfo)
+        tz = tzinfo or timezone.get_current_timezone()
+        periods: list[datetime] = []
+        earliest = self.aggregate(first=Min(field_name))["first"]
+        while earliest is not None and len(periods) < MAX_HIERARCHY_PERIODS:
+            start = _period_start(earliest, kind, tz)
+            periods.append(start)
+            later = self.filter(**{f"{field_name}__gte": _next_period(start, kind, tz)})
+            earliest = later.aggregate(first=Min(field_name))["first"]
+        return periods
+
+
 # --- conversation admin ---------------------------------------------------------------------------------------
 
 
@@ -359,14 +402,14 @@ class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = False
     list_per_page = 50
     show_full_result_count = False
-    date_hierarchy = "created_at"
+    date_hierarchy = "created_at"  # served by ConversationAdminQuerySet.datetimes
     ordering = ("-updated_at",)
     # Shown for the search box; the matching itself is get_search_results below.
     search_fields = ("public_id", "upstream_id", "user_id")
     search_help_text = _(
         "Exact conversation id (public UUID or upstream id) or user id; or any part of a message text "
         "(at least 3 characters)."
-    )
+    )  # a term equal to an id is not also looked for in texts: see get_search_results
     actions = ("export_json", "export_csv")
     # session_key is the shopper's session cookie: a credential, so it is never shown.
     fieldsets = (
@@ -392,6 +435,10 @@ class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "updated_at",
     )
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
+        queryset = super().get_queryset(request)
+        return ConversationAdminQuerySet(model=queryset.model, query=queryset.query, using=queryset.db)
+
     # ---- columns
 
     @admin.display(description=_("started"), ordering="created_at")
@@ -415,17 +462,26 @@ class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Conversation], search_term: str
     ) -> tuple[QuerySet[Conversation], bool]:
-        """Ids match exactly (each has an index); message text matches through ``EXISTS``, so no duplicates."""
+        """An exact id wins; only a term that is no id is looked for in message text.
+
+        Ids are compared for equality, each through its own index, so an id search costs a few index probes.
+        Text has no usable index (``icontains``), and ORing it with the ids would make every id search scan
+        all messages too; hence one cheap indexed ``exists()`` decides which meaning the term has. Text is
+        matched through a correlated ``EXISTS``: no join, so no duplicate rows and no ``DISTINCT``, and the page
+        query and the date hierarchy's index probes stop at the first matches. (``pk IN (subquery)`` counts
+        faster on SQLite but re-reads every message in each of those probes: 2.9 s against 1.1 s at 100k.)
+        """
         term = search_term.strip()[:MAX_SEARCH_TERM]
         if not term:
             return queryset, False
-        match = Q(upstream_id=term) | Q(user_id=term)
+        ids = Q(upstream_id=term) | Q(user_id=term)
         public_id = _as_uuid(term)
         if public_id is not None:
-            match |= Q(public_id=public_id)
-        if len(term) >= MIN_TEXT_SEARCH:
-            match |= Exists(Message.objects.filter(conversation=OuterRef("pk"), text__icontains=term))
-        return queryset.filter(match), False
+            ids |= Q(public_id=public_id)
+        if public_id is not None or len(term) < MIN_TEXT_SEARCH or Conversation.objects.filter(ids).exists():
+            return queryset.filter(ids), False
+        in_text = Exists(Message.objects.filter(conversation=OuterRef("pk"), text__icontains=term))
+        return queryset.filter(in_text), False
 
     # ---- actions
 

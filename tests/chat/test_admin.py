@@ -17,7 +17,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from chat.admin import POLL_SECONDS, build_entry, safe_image_src
+from chat.admin import POLL_SECONDS, ConversationAdminQuerySet, build_entry, safe_image_src
 from chat.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
@@ -367,9 +367,10 @@ def test_date_hierarchy_drills_down(three_chats: dict[str, Conversation], viewer
 
 # --- query bounds ---------------------------------------------------------------------------------------------
 
-#: Session, user, 2x permissions, store choices, filtered count, the page, date range, date hierarchy: 9,
+#: Session, user, 2x permissions, store choices, filtered count, the page, date range, date hierarchy (periods
+#: shown + 1 probes, here one day), plus the id check of a text search: 11,
 #: whatever the number of rows (no per-row query, no unfiltered total count).
-CHANGELIST_QUERY_BOUND = 9
+CHANGELIST_QUERY_BOUND = 11
 
 
 @pytest.mark.parametrize("rows", [3, 60])
@@ -488,3 +489,16 @@ def test_seed_demo_conversations_fills_the_list(viewer: Client) -> None:
     assert conversation.last_seq == conversation.messages.count() == 6
     assert viewer.get(reverse(CHANGELIST)).status_code == 200
     assert viewer.get(change_url(conversation)).status_code == 200
+
+
+@pytest.mark.parametrize("kind", ["year", "month", "day"])
+def test_date_hierarchy_periods_match_djangos(kind: str) -> None:
+    """The index-hopping ``datetimes()`` lists the same periods as Django's ``SELECT DISTINCT trunc(...)``."""
+    base = timezone.now()
+    offsets = [0, 0.01, 1, 2, 2.99, 31, 33, 60, 200, 400, 800]  # days back, crossing days, months and years
+    for days in offsets:
+        conversation = make_conversation()
+        Conversation.objects.filter(pk=conversation.pk).update(created_at=base - timedelta(days=days))
+    plain = Conversation.objects.filter(store_id="store-a")
+    hopping = ConversationAdminQuerySet(model=Conversation, query=plain.query)
+    assert list(hopping.datetimes("created_at", kind)) == list(plain.datetimes("created_at", kind))
