@@ -8,8 +8,9 @@ Token format (docs/embedding.md shows how to mint it in Python, Node, Swift and 
 
     base64url(JSON claims) "." base64url(HMAC-SHA256(secret, the first part as ASCII))
 
-without ``=`` padding. Claims: ``user_id`` and ``store_id`` (required, ``[A-Za-z0-9_.:@-]``, at most 100
-characters), ``exp`` (required, Unix seconds), ``conversation_id`` (optional, one of this shopper's conversations)
+without ``=`` padding. Claims: ``user_id`` (required, ``[A-Za-z0-9_.:@-]``, at most 100 characters),
+``store_id`` (required, letters, digits and ``_.:-``, starting with a letter or digit, at most 100), ``exp``
+(required, Unix seconds), ``conversation_id`` (optional, one of this shopper's conversations)
 and ``lang`` (optional). It is deliberately simpler than a JWT: one HMAC over one string is easy to get right in
 any language, and nothing here has to guess an algorithm from the token itself.
 """
@@ -47,6 +48,8 @@ logger = logging.getLogger("chat.embed")
 EXP_LEEWAY = 30
 MAX_TOKEN_CHARS = 4096
 ID_PATTERN = re.compile(r"[A-Za-z0-9_.:@-]{1,100}")
+#: VIZOCHOK's own rule for ``auth.store_id`` (an identifier), so a bound store is never refused upstream.
+STORE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 CONVERSATION_PATTERN = re.compile(r"[0-9a-fA-F-]{32,36}")
 LANG_PATTERN = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})?")
 
@@ -124,8 +127,8 @@ def verify_token(token: str, secret: str, now: float | None = None) -> EntryClai
     if (time.time() if now is None else now) > exp + EXP_LEEWAY:
         raise InvalidToken("expired")
     user_id, store_id = claims.get("user_id"), claims.get("store_id")
-    for name, value in (("user_id", user_id), ("store_id", store_id)):
-        if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+    for name, value, pattern in (("user_id", user_id, ID_PATTERN), ("store_id", store_id, STORE_PATTERN)):
+        if not isinstance(value, str) or not pattern.fullmatch(value):
             raise InvalidToken("invalid", f"{name} missing or malformed")
     conversation_id = claims.get("conversation_id")
     if conversation_id is not None and (
@@ -436,7 +439,15 @@ def demo_storefront(request: HttpRequest) -> HttpResponse:
         "options": options,
         "token_url": "/demo/token/" if settings.VIZOCHOK_EMBED_SECRET else "",
     }
-    return render(request, "chat/demo_storefront.html", context)
+    response = render(request, "chat/demo_storefront.html", context)
+    # What a storefront with a strict CSP adds for the chat: its origin for the script, its stylesheet and the frame.
+    chat_origin = context["chat_origin"]
+    response["Content-Security-Policy"] = (
+        f"default-src 'self'; script-src 'self' {chat_origin}; style-src 'self' {chat_origin}; "
+        f"frame-src {chat_origin}; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+        "frame-ancestors 'self'"
+    )
+    return response
 
 
 @require_GET
