@@ -21,9 +21,8 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.contrib import admin
 from django.contrib.admin.utils import quote, unquote
@@ -32,11 +31,12 @@ from django.db.models import Exists, Min, OuterRef, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import formats, timezone
+from django.utils import timezone
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
-from chat import exports
+from chat import exports, formatting
+from chat.images import safe_image_url
 from chat.markdown import render_markdown
 from chat.models import Conversation, Message
 
@@ -51,7 +51,6 @@ MIN_TEXT_SEARCH = 3
 MAX_SEARCH_TERM = 200
 #: A notice's raw frame is shown for debugging, cut to this many characters.
 MAX_NOTICE_CHARS = 2000
-_MAX_URL = 2048
 #: Periods the date hierarchy lists at one level (years are few; months <= 12, days <= 31 within a level).
 MAX_HIERARCHY_PERIODS = 60
 #: Conversations named on a delete confirmation page; the rest are counted.
@@ -69,52 +68,13 @@ CART_ACTIONS = {
 # --- untrusted payload helpers --------------------------------------------------------------------------------
 
 
-def safe_image_src(value: Any) -> str:
-    """``value`` if it may be put into ``src`` (absolute http(s) URL or same-origin ``/path``), else ``""``.
-
-    Rejects ``javascript:``/``data:`` URLs, protocol-relative ``//host`` and backslash variants browsers
-    normalise into it, control characters and absurd lengths.
-    """
-    if not isinstance(value, str):
-        return ""
-    url = value.strip()
-    if not url or len(url) > _MAX_URL or "\\" in url or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
-        return ""
-    if url.startswith("/"):
-        return "" if url.startswith("//") else url
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return ""
-    return url if parts.scheme.lower() in ("http", "https") and parts.netloc else ""
-
-
-def _decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-        return None
-    try:
-        number = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-    return number if number.is_finite() else None
-
-
 def money(value: Any) -> str:
-    """A hryvnia amount for display (``42,90 ₴`` in Ukrainian), or ``""`` for anything that is not a number."""
-    amount = _decimal(value)
-    if amount is None:
-        return ""
-    return f"{formats.number_format(amount, decimal_pos=2, use_l10n=True, force_grouping=True)}\u00a0₴"
+    return formatting.money(value)
 
 
 def quantity(value: Any) -> str:
     """A quantity without trailing zeros (``2``, ``0,5``)."""
-    amount = _decimal(value)
-    if amount is None:
-        return ""
-    amount = amount.normalize()
-    places = max(0, -int(amount.as_tuple().exponent))
-    return formats.number_format(amount, decimal_pos=places, use_l10n=True)
+    return formatting.number(value)
 
 
 def _text(value: Any) -> str:
@@ -159,7 +119,7 @@ def _product(item: dict[str, Any]) -> dict[str, Any]:
         "price": price,
         "promo_price": promo if promo and promo != price else "",
         "promo_label": _text(item.get("promo_label")),
-        "image_src": safe_image_src(item.get("image_url")),
+        "image_src": safe_image_url(item.get("image_url")),
         "unit": _text(item.get("unit")),
     }
 
