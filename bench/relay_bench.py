@@ -92,13 +92,13 @@ def _free_port() -> int:
 class Child:
     """A server in its own process; its first stdout line may be its URL. Stopped with SIGTERM, then SIGKILL."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], workdir: Path) -> None:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], workdir: Path, *, url: bool = True) -> None:
         self.name = name
         self.log_path = workdir / f"{name}.log"
         self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self._log, start_new_session=True
-        )
+        # Only a server that prints just its URL may write to a pipe: Daphne's access log would fill it and block.
+        stdout = subprocess.PIPE if url else self._log
+        self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=stdout, stderr=self._log, start_new_session=True)
         self.ps = psutil.Process(self.process.pid)
 
     def first_line(self, timeout: float = 30.0) -> str:
@@ -263,8 +263,8 @@ class BrowserClient:
                 if parts or _FINAL in raw:
                     turn.frames.append((now, chars))
                 if _ERROR in raw:
-                    turn.error = True
-                if _READY in raw:
+                    turn.error = True  # refused sends (rate limit, busy) never get a "ready": stop here
+                if _READY in raw or turn.error:
                     turn.end = now
                     return turn
 
@@ -437,6 +437,7 @@ class Stack:
             [py, "-m", "bench.daphne_counted", "-b", "127.0.0.1", "-p", str(port), "vizochok_site.asgi:application"],
             app_env,
             workdir,
+            url=False,
         )
         _wait_for_port(port, self.app)
 
