@@ -54,6 +54,7 @@ from chat.vizochok.messages import (
     parse_client,
     to_json,
 )
+from chat.vizochok.quiet_log import quiet_websockets_logger
 
 from .assistant import Assistant, Frame, InvalidInput, Session, TextRequest, read_input
 from .assistant import Request as TurnRequest
@@ -408,7 +409,7 @@ class SandboxServer:
             ping_interval=None,
             # Far above max_frame_bytes so an oversize frame gets a message_too_large answer, not a 1009 close.
             max_size=max(2**20, 4 * self.config.max_frame_bytes),
-            logger=logging.getLogger("chat.sandbox.websockets"),
+            logger=quiet_websockets_logger("chat.sandbox.websockets"),
         )
         self.host = host
         self.port = self._server.sockets[0].getsockname()[1]

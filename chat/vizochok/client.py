@@ -59,6 +59,7 @@ from .messages import (
     parse_server,
     to_json,
 )
+from .quiet_log import quiet_websockets_logger
 
 logger = logging.getLogger("chat.vizochok.client")
 
@@ -73,7 +74,7 @@ StartFrame: TypeAlias = ConversationStarted | SessionRestored
 RetryHook: TypeAlias = Callable[[int, float, UpstreamError], object]
 Sleep: TypeAlias = Callable[[float], Awaitable[object]]
 
-#: websockets' own logger gets this name; see :class:`_QuietFrames`.
+#: websockets' own logger gets this name; see :class:`~chat.vizochok.quiet_log.QuietFrames`.
 WEBSOCKETS_LOGGER = "chat.vizochok.client.websockets"
 
 _PING = to_json(Ping())
@@ -121,15 +122,7 @@ class UpstreamConfig:
         return Auth(token=self.token, store_id=self.store_id, user_id=self.user_id, conversation_id=conversation_id)
 
 
-class _QuietFrames(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """websockets logs every frame's text at DEBUG, and the first frame carries the API key. Dropping its DEBUG
-    output keeps the token out of logs even when someone turns debug logging on; INFO and above still pass."""
-
-    def isEnabledFor(self, level: int) -> bool:
-        return level > logging.DEBUG and self.logger.isEnabledFor(level)
-
-
-_WEBSOCKETS_LOG = _QuietFrames(logging.getLogger(WEBSOCKETS_LOGGER), {})
+_WEBSOCKETS_LOG = quiet_websockets_logger(WEBSOCKETS_LOGGER)
 
 
 class _End:
