@@ -261,6 +261,8 @@ class QuickReply:
     @classmethod
     def parse(cls, value: Any) -> QuickReply:
         if isinstance(value, str):
+            if not value:
+                raise MalformedFrame("quick reply needs a label or a value")
             return cls(label=value, value=value)
         data = _obj(value, "quick reply")
         label = _opt_str(data, "label") or _opt_str(data, "text") or _opt_str(data, "title")
