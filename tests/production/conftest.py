@@ -1,0 +1,307 @@
+"""Production-shaped fixtures: app processes (Daphne) sharing PostgreSQL and Redis, an upstream sandbox in a thread.
+
+Everything runs on loopback with real sockets. The sandbox runs in its own thread and event loop so that the app
+processes (started once per module) and each test's own loop can all talk to it; tests drive it (pause turns,
+count sockets) through ``Upstream.call``. Browser tabs are plain WebSocket clients carrying the session cookie a
+real page load set, so a "tab" can move from one process to another the way a reverse proxy would move it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from chat.sandbox.server import SandboxConfig, SandboxServer
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+REDIS_URL = os.environ.get("VIZOCHOK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+TIMEOUT = 15.0
+READY = 'data-state="ready"'
+
+T = TypeVar("T")
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def postgres_or_skip() -> None:
+    if not _port_open("127.0.0.1", 5432):
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+
+
+def redis_or_skip() -> None:
+    if not _port_open("127.0.0.1", 6379):
+        pytest.skip("Redis is not running on 127.0.0.1:6379")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# --- the upstream ------------------------------------------------------------------------------------------------
+
+
+class CountingSandbox(SandboxServer):
+    """The real sandbox, also recording the most sockets it ever had open at once (the limit under test)."""
+
+    peak = 0
+
+    async def _track(self, connection: Any, *, add: bool) -> None:
+        await super()._track(connection, add=add)
+        self.peak = max(self.peak, self.connections)
+
+
+class Upstream:
+    """A sandbox serving from its own thread; ``call`` runs a coroutine or function on that thread's loop."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.server = CountingSandbox(config)
+        self.thread = threading.Thread(target=self.loop.run_forever, name="sandbox", daemon=True)
+
+    def start(self) -> Upstream:
+        self.thread.start()
+        self.call(self.server.start("127.0.0.1", 0))
+        return self
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def call(self, work: Coroutine[Any, Any, T] | Any) -> Any:
+        if asyncio.iscoroutine(work):
+            return asyncio.run_coroutine_threadsafe(work, self.loop).result(TIMEOUT)
+
+        async def run() -> Any:
+            return work()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(TIMEOUT)
+
+    async def acall(self, work: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self.loop))
+
+    def pause(self) -> None:
+        self.call(self.server.pause_turns)
+
+    def resume(self) -> None:
+        self.call(self.server.resume_turns)
+
+    def stop(self) -> None:
+        self.call(self.server.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(TIMEOUT)
+
+
+# --- the database --------------------------------------------------------------------------------------------
+
+
+class Database:
+    """A throwaway PostgreSQL database for one module's app processes."""
+
+    def __init__(self) -> None:
+        self.name = f"vizochok_prod_{uuid.uuid4().hex[:12]}"
+        self.url = f"postgresql://postgres@127.0.0.1:5432/{self.name}"
+
+    def create(self) -> Database:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{self.name}"')
+        return self
+
+    def drop(self) -> None:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(self.url) as conn:
+            return list(conn.execute(sql, params).fetchall())
+
+
+# --- app processes -------------------------------------------------------------------------------------------
+
+
+class App:
+    """One Daphne process, as in production (``daphne -b 127.0.0.1 -p PORT vizochok_site.asgi:application``)."""
+
+    def __init__(self, name: str, log_dir: Path, env: dict[str, str]) -> None:
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> App:
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "vizochok_site.asgi:application"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while not _port_open("127.0.0.1", self.port):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} did not listen:\n{self.log()}")
+            # Polling a port has no event to await; bounded by the deadline.
+            time.sleep(0.05)
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, exactly like a crash or an OOM kill."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(TIMEOUT)
+
+    def terminate(self) -> int:
+        """SIGTERM (a deploy): the graceful shutdown path; returns the exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(TIMEOUT)
+
+    def stop(self) -> None:
+        if self.alive:
+            assert self.process is not None
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def app_env(database: Database, upstream: Upstream, **extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "vizochok_site.settings",
+        "DJANGO_DEBUG": "1",
+        "DATABASE_URL": database.url,
+        "REDIS_URL": REDIS_URL,
+        "VIZOCHOK_WS_URL": upstream.url,
+        # A key of its own, so the shared slot counter in Redis belongs to this test run only.
+        "VIZOCHOK_API_KEY": f"sk_test_{uuid.uuid4().hex}",
+        "VIZOCHOK_LOG_FORMAT": "json",
+    }
+    env.update(extra)
+    return env
+
+
+def migrate(env: dict[str, str]) -> None:
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True)
+
+
+# --- shoppers and tabs ---------------------------------------------------------------------------------------
+
+
+class Shopper:
+    """A visitor whose page load on ``app`` set the session cookie and chose the conversation."""
+
+    def __init__(self, cookie: str, ws_path: str, public_id: str) -> None:
+        self.cookie = cookie
+        self.ws_path = ws_path
+        self.public_id = public_id
+
+    @classmethod
+    async def visit(cls, app: App) -> Shopper:
+        def load() -> Shopper:
+            with urllib.request.urlopen(f"{app.url}/?lang=en", timeout=TIMEOUT) as response:
+                page = response.read().decode()
+                cookies = [value.split(";")[0] for value in response.headers.get_all("Set-Cookie") or []]
+            ws_path = html.unescape(re.search(r'ws-connect="([^"]+)"', page).group(1))  # type: ignore[union-attr]
+            public_id = re.search(r"c=([0-9a-f-]{36})", ws_path).group(1)  # type: ignore[union-attr]
+            return cls("; ".join(c for c in cookies if c.startswith("sessionid=")), ws_path, public_id)
+
+        return await asyncio.to_thread(load)
+
+    async def open(self, app: App) -> Tab:
+        ws = await connect(
+            f"ws://127.0.0.1:{app.port}{self.ws_path}",
+            origin=app.url,  # type: ignore[arg-type]
+            additional_headers={"Cookie": self.cookie},
+            open_timeout=TIMEOUT,
+        )
+        return Tab(ws)
+
+
+class Tab:
+    """A browser tab's socket: what it sends is what the page's forms send."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.seen: list[str] = []
+
+    async def send(self, **fields: Any) -> None:
+        await self.ws.send(json.dumps(fields))
+
+    async def until(self, needle: str, timeout: float = TIMEOUT) -> str:
+        """Frames received up to the first containing ``needle`` (joined)."""
+        frames: list[str] = []
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.ws.recv()
+                text = frame if isinstance(frame, str) else frame.decode()
+                frames.append(text)
+                self.seen.append(text)
+                if needle in text:
+                    return "".join(frames)
+
+    def last_seq(self) -> int:
+        seqs = [int(s) for s in re.findall(r'data-seq="(\d+)"', "".join(self.seen))]
+        return max(seqs, default=0)
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    running = Upstream(SandboxConfig(tokens_per_second=200.0, ping_interval=0.0)).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[Database]:
+    postgres_or_skip()
+    created = Database().create()
+    yield created
+    created.drop()
