@@ -569,6 +569,8 @@ async def _run(options: BenchOptions, stack: Stack) -> dict[str, Any]:
         results["db_per_turn_by_tokens"] = per_tokens
         log(f"DB statements per turn by reply length: {json.dumps(per_tokens)}")
     results["summary"] = _targets(results, options)
+    # Other processes on the box skew every number here; the load average says how much.
+    results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return results
 
 
