@@ -8,6 +8,7 @@ relay (``chat.relay``), not here, so closing the tab does not cut the reply off.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from decimal import Decimal
@@ -20,7 +21,7 @@ from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext as _
 
-from chat import formatting, identity, liveness, logs, metrics, ratelimit, rendering, store
+from chat import db, formatting, identity, liveness, logs, metrics, ratelimit, rendering, store
 from chat.models import Conversation, Message
 from chat.relay.runner import ConversationRef, ConversationRunner
 from chat.relay.service import get_relay
@@ -28,6 +29,9 @@ from chat.vizochok import actions
 from chat.vizochok import messages as wire
 
 logger = logging.getLogger("chat.consumers")
+
+#: Database work while the shopper waits on a send: retried briefly, then refused with a clear message.
+_db = functools.partial(db.call, retries=db.SEND_RETRIES)
 
 #: Browser frames are small forms; anything near the upstream's 64 KB frame limit is refused here.
 MAX_BROWSER_FRAME = 16 * 1024
@@ -90,7 +94,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         with translation.override(self.language):
             try:
-                await self._handle(self._decode(text_data, bytes_data))
+                try:
+                    await self._handle(self._decode(text_data, bytes_data))
+                except db.UNAVAILABLE:
+                    logger.warning("database unavailable; a send was refused", exc_info=True)
+                    raise Refused("service_unavailable") from None
             except Refused as refused:
                 metrics.REFUSED.labels(code=refused.code).inc()
                 await self.send(text_data=rendering.transient_error(refused.code, **refused.details))
@@ -152,7 +160,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _update_quantity(self, data: dict[str, Any]) -> tuple[wire.Action, str, None]:
         item = await self._cart_item(_field(data, "sku"))
-        product = await database_sync_to_async(store.shown_product)(self.conversation.pk, item["sku"]) or item
+        product = await _db(store.shown_product, self.conversation.pk, item["sku"]) or item
         quantity = _valid_quantity(data.get("quantity"), product)
         label = _("Change: %(name)s → %(quantity)s") % {
             "name": item.get("name", ""),
@@ -167,7 +175,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _quick_reply(self, data: dict[str, Any]) -> tuple[wire.Action, str, int]:
         seq = _int(data.get("seq"))
-        message = await database_sync_to_async(store.quick_replies)(self.conversation.pk, seq) if seq else None
+        message = await _db(store.quick_replies, self.conversation.pk, seq) if seq else None
         if message is None or message.data.get("retired"):
             raise Refused("choice_expired")
         value = _field(data, "value")
@@ -179,7 +187,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _checklist_submit(self, data: dict[str, Any]) -> tuple[wire.Action, str, int]:
         seq = _int(data.get("seq"))
-        message = await database_sync_to_async(store.checklist)(self.conversation.pk, seq) if seq else None
+        message = await _db(store.checklist, self.conversation.pk, seq) if seq else None
         if message is None or message.data.get("submitted") is not None:
             raise Refused("choice_expired")
         chosen = data.get("item", [])
@@ -194,13 +202,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         return actions.checklist_submit(str(item["id"]) for item in picked), label[:500], message.seq
 
     async def _shown_product(self, sku: str) -> dict[str, Any]:
-        product = await database_sync_to_async(store.shown_product)(self.conversation.pk, sku) if sku else None
+        product = await _db(store.shown_product, self.conversation.pk, sku) if sku else None
         if product is None:
             raise Refused("unknown_product")
         return product
 
     async def _cart_item(self, sku: str) -> dict[str, Any]:
-        items = await database_sync_to_async(store.cart_items)(self.conversation.pk)
+        items = await _db(store.cart_items, self.conversation.pk)
         for item in items:
             if isinstance(item, dict) and item.get("sku") == sku:
                 return item
@@ -235,7 +243,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if retry_after:
             raise Refused("rate_limited", retry_after=retry_after)
         payload = store.plain(frame) if isinstance(frame, wire.Action) else {}
-        started = await database_sync_to_async(store.begin_turn)(
+        started = await _db(
+            store.begin_turn,
             self.conversation.pk,
             kind=kind,
             text=text,
@@ -257,8 +266,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _catch_up(self, after: int) -> None:
         """Catch a (re)connected tab up: what it missed, the reply being streamed, the turn state, the cart."""
         pk = self.conversation.pk
-        missed = await database_sync_to_async(store.messages_after)(pk, after)
-        conversation = await database_sync_to_async(Conversation.objects.get)(pk=pk)
+        missed = await _db(store.messages_after, pk, after)
+        conversation = await _db(Conversation.objects.get, pk=pk)
         parts = [rendering.appended(missed)]
         runner = get_relay().existing(pk)
         live = runner.live_bubble() if runner is not None else None

@@ -53,6 +53,7 @@ ERROR_TEXTS: dict[str, Promise] = {
     "not_in_cart": _("That product is not in your cart."),
     "choice_expired": _("That choice is no longer available."),
     "nothing_selected": _("Please select at least one ingredient."),
+    "service_unavailable": _("The chat is briefly unavailable. Please send your message again in a moment."),
     "rate_limited": _("You are sending messages too quickly. Please wait a few seconds."),
 }
 

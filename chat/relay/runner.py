@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import translation
 
-from chat import liveness, metrics, rendering, store
+from chat import db, liveness, metrics, rendering, store
 from chat.models import Message
 from chat.relay.outbox import Outbox
 from chat.relay.slots import Lease, SlotTimeout
@@ -192,11 +191,11 @@ class ConversationRunner:
     async def _on_start(self, session: UpstreamSession) -> None:
         if session.conversation_id != self.upstream_id:
             self.upstream_id = session.conversation_id
-            await database_sync_to_async(store.set_upstream_id)(self.pk, self.upstream_id)
+            await db.call(store.set_upstream_id, self.pk, self.upstream_id)
         start = session.start
         if isinstance(start, wire.SessionRestored):
             items = [store.plain(item) for item in start.selected_items]
-            stored_items, _total, _count = await database_sync_to_async(store.cart_of)(self.pk)
+            stored_items, _total, _count = await db.call(store.cart_of, self.pk)
             if items != stored_items:
                 payload = {"type": "cart_changed", "action": "restored", "items": items, "total": start.cart_total}
                 await self._store_cart(store.plain(payload), items, start.cart_total)
@@ -268,7 +267,7 @@ class ConversationRunner:
                 kind = _RICH_KINDS[type(event)]
                 payload = store.plain(event)
                 resent = restoring and kind in _CHOICE_KINDS.values()
-                if resent and await database_sync_to_async(store.same_as_latest)(self.pk, kind, payload):
+                if resent and await db.call(store.same_as_latest, self.pk, kind, payload):
                     return None  # a pending choice re-sent on resume: it is on the page already
                 await self._store_and_show(kind, payload)
             case wire.CartChanged():
@@ -299,16 +298,16 @@ class ConversationRunner:
         text = stream.finish()
         if not text:
             return
-        message = await database_sync_to_async(store.save_assistant_text)(self.pk, text, complete=complete)
+        message = await db.call(store.save_assistant_text, self.pk, text, complete=complete)
         self.publish(rendering.text_end(stream.bubble, message))
 
     async def _store_and_show(self, kind: str, payload: dict[str, Any], text: str = "") -> None:
-        message = await database_sync_to_async(store.save_frame)(self.pk, kind, payload, text)
+        message = await db.call(store.save_frame, self.pk, kind, payload, text)
         self.publish(rendering.stored(message))
 
     async def _store_cart(self, payload: dict[str, Any], items: list[dict[str, Any]], total: Decimal) -> None:
         count = _cart_count(items)
-        message = await database_sync_to_async(store.save_cart)(self.pk, payload, items, total, count)
+        message = await db.call(store.save_cart, self.pk, payload, items, total, count)
         self.publish(rendering.stored(message))
 
     async def _finish(self, relay_code: str, upstream_code: str) -> None:
@@ -319,7 +318,7 @@ class ConversationRunner:
                 payload = {"type": "error", "code": relay_code, "source": "relay"}
                 await self._store_and_show(Kind.ERROR, payload, text=relay_code)
             owner = liveness.owner_token(self._turn_seq)
-            await database_sync_to_async(store.end_turn)(self.pk, relay_code or upstream_code, owner)
+            await db.call(store.end_turn, self.pk, relay_code or upstream_code, owner)
             metrics.turn_finished(relay_code or upstream_code)
         except Exception:
             logger.exception("could not close the turn of conversation %s cleanly", self.pk)
