@@ -101,7 +101,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     raise Refused("service_unavailable") from None
             except Refused as refused:
                 metrics.REFUSED.labels(code=refused.code).inc()
-                await self.send(text_data=rendering.transient_error(refused.code, **refused.details))
+                # The tab turned itself busy when it sent; nothing started, so it may send again (unless a turn
+                # of this conversation is what refused it).
+                state = "busy" if refused.code == "agent_busy" else "ready"
+                await self.send(
+                    text_data=rendering.transient_error(refused.code, **refused.details) + rendering.state(state)
+                )
 
     async def chat_fragment(self, event: dict[str, Any]) -> None:
         """Group handler: a fragment of this conversation, for every tab showing it."""

@@ -40,6 +40,7 @@
   var lastSeq = Number(chat.dataset.lastSeq) || 0;
   var turnState = document.getElementById("turn-state").dataset.state || "ready";
   var queuedWhileOffline = 0;
+  var unconfirmedText = ""; // the composer's last send, until the server shows it as the shopper's bubble
 
   // --- bridge to host pages and native apps -----------------------------------------------------------------
 
@@ -243,6 +244,7 @@
         return;
       }
       evt.detail.parameters.text = text;
+      unconfirmedText = text;
       textarea.value = "";
       autoGrow();
     }
@@ -371,6 +373,15 @@
       cart.action = node.dataset.change;
       clearPendingCards(null);
       emit("cart_changed", cart);
+    }
+    if (node.dataset.role === "user") unconfirmedText = "";
+    if (node.classList.contains("chat-error--transient") && unconfirmedText) {
+      // The send was refused before it was stored: give the shopper their words back instead of losing them.
+      if (!textarea.value.trim()) {
+        textarea.value = unconfirmedText;
+        autoGrow();
+      }
+      unconfirmedText = "";
     }
     if (node.classList.contains("chat-error")) {
       clearPendingCards(node.textContent.trim());

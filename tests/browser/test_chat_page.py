@@ -155,3 +155,14 @@ def test_hostile_product_data_renders_inert(page: Any, app_server: AppServer) ->
     assert "<script>" in card.locator(".product-card__name").inner_text()
     assert card.locator("img").count() == 0  # a javascript: URL never reaches src
     assert page.evaluate("() => window.pwned") is None
+
+
+def test_a_refused_send_gives_the_text_back(page: Any) -> None:
+    open_chat(page)
+    long_text = "x" * 2001  # over the relay's limit; the textarea's maxlength is bypassed on purpose
+    page.evaluate("(text) => { document.getElementById('composer-text').value = text; }", long_text)
+    page.press("#composer textarea[name=text]", "Enter")
+    page.wait_for_selector('.chat-error[data-code="message_too_long"]')
+    wait_ready(page)
+    assert page.locator("#composer textarea[name=text]").input_value() == long_text
+    assert page.locator(".msg[data-role=user]").count() == 0
