@@ -418,6 +418,16 @@
     if (stick) log.scrollTop = log.scrollHeight;
   }).observe(chat, { childList: true, subtree: true });
 
+  // A product image that fails to load (gone, refused, blocked) leaves the card's letter placeholder, not a broken icon.
+  document.addEventListener(
+    "error",
+    function (evt) {
+      var img = evt.target;
+      if (img && img.classList && img.classList.contains("product-card__img")) img.remove();
+    },
+    true
+  );
+
   // A streamed chunk whose bubble this tab lacks (it joined mid-reply): start the bubble with it.
   document.body.addEventListener("htmx:oobErrorNoTarget", function (evt) {
     var content = evt.detail.content;

@@ -135,7 +135,9 @@ def test_hostile_product_data_renders_inert(page: Any, app_server: AppServer) ->
     wait_ready(page)
     conversation_id = page.locator("#chat").get_attribute("ws-connect").split("c=")[1].split("&")[0]
     payload = (
-        '{"type":"product_cards","items":[{"sku":"evil-1","name":"<script>window.pwned=1</script><img src=x '
+        '{"type":"product_cards","items":['
+        '{"sku":"gone-1","name":"Gone","price":2,"image_url":"https://127.0.0.1:9/x.png"},'
+        '{"sku":"evil-1","name":"<script>window.pwned=1</script><img src=x '
         'onerror=window.pwned=2>","price":1,"image_url":"javascript:alert(1)","brand":"<b>x</b>"}]}'
     )
     with sqlite3.connect(app_server.db) as db:
@@ -155,6 +157,9 @@ def test_hostile_product_data_renders_inert(page: Any, app_server: AppServer) ->
     assert "<script>" in card.locator(".product-card__name").inner_text()
     assert card.locator("img").count() == 0  # a javascript: URL never reaches src
     assert page.evaluate("() => window.pwned") is None
+    # An image that cannot load gives way to the placeholder instead of a broken icon.
+    page.wait_for_selector('.product-card[data-sku="gone-1"] .product-card__placeholder')
+    page.wait_for_function("() => !document.querySelector('.product-card[data-sku=\"gone-1\"] img')")
 
 
 def test_a_refused_send_gives_the_text_back(page: Any) -> None:
