@@ -112,6 +112,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Group handler: a fragment of this conversation, for every tab showing it."""
         await self.send(text_data=event["html"])
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # channels runs close_old_connections() on the shared sync thread before every handler: for a fragment
+        # (the streaming hot path, no database work) that was one hop through the thread all DB work queues on,
+        # per browser frame. Other handlers keep it.
+        if message["type"] == "chat.fragment":
+            await self.chat_fragment(message)
+        else:
+            await super().dispatch(message)
+
     # --- browser frames --------------------------------------------------------------------------------------
 
     @staticmethod
