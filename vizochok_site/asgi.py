@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from django.core.asgi import get_asgi_application
+
+# Database work runs on one sync thread beside the event loop, and every query releases and re-takes the GIL. With
+# CPython's default 5 ms switch interval a busy loop made each re-take wait up to 5 ms, so a turn's ~11 statements
+# queued turn starts for hundreds of ms at 200 streaming conversations (manage.py bench_relay, README "Benchmark").
+sys.setswitchinterval(0.0005)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vizochok_site.settings")
 # Django must be set up before the consumers (and their models) are imported.
