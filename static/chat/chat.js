@@ -259,6 +259,7 @@
     var checklist = form.closest(".checklist");
     if (checklist) checklist.querySelector("fieldset").disabled = true;
     if (state !== "offline") setState("busy");
+    stick = true;
   });
 
   textarea.addEventListener("keydown", function (evt) {
@@ -407,7 +408,12 @@
     window.setTimeout(function () { announcer.textContent = text.trim().slice(0, 600); }, 50);
   }
 
+  // Follow new content while the shopper is at the bottom; leave them be while they read further up. Scrolling here
+  // is instant: a smooth scroll in flight fires scroll events that would read as "the shopper scrolled away".
   var stick = true;
+  function toBottom() {
+    log.scrollTo({ top: log.scrollHeight, behavior: "instant" });
+  }
   log.addEventListener("scroll", function () { stick = nearBottom(); }, { passive: true });
 
   new MutationObserver(function (records) {
@@ -415,7 +421,7 @@
       record.addedNodes.forEach(seen);
     });
     announceFinishedReply();
-    if (stick) log.scrollTop = log.scrollHeight;
+    if (stick) toBottom();
   }).observe(chat, { childList: true, subtree: true });
 
   // A product image that fails to load (gone, refused, blocked) leaves the card's letter placeholder, not a broken icon.
@@ -444,6 +450,6 @@
     log.appendChild(bubble);
   });
 
-  log.scrollTop = log.scrollHeight;
+  toBottom();
   autoGrow();
 })();
