@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.processes import Daphne
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -32,32 +29,13 @@ CHROMIUM_ARGS = [
 pytestmark = pytest.mark.browser
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+class AppServer(Daphne):
+    """The app with its own SQLite file and the embedded sandbox upstream."""
 
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the app server exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            # Polling a port has no event to await; the loop is bounded by the deadline.
-            time.sleep(0.05)
-    raise TimeoutError("the app server did not start listening")
-
-
-class AppServer:
     def __init__(self, tmp: Path, **env: str) -> None:
         self.tmp = tmp
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.db = tmp / "db.sqlite3"
-        self.env = {
+        full_env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "vizochok_site.settings",
             "DATABASE_URL": f"sqlite:///{self.db}",
@@ -67,33 +45,13 @@ class AppServer:
             "VIZOCHOK_IDLE_GRACE": "2",
             **env,
         }
-        self.env.pop("REDIS_URL", None)
-        self.process: subprocess.Popen[bytes] | None = None
+        full_env.pop("REDIS_URL", None)
+        super().__init__("the app server", tmp / "server.log", full_env)
 
     def start(self) -> AppServer:
-        migrate = [sys.executable, "manage.py", "migrate", "--noinput"]
-        subprocess.run(migrate, cwd=ROOT, env=self.env, check=True, capture_output=True)
-        log = (self.tmp / "server.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "vizochok_site.asgi:application"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        _wait_for_port(self.port, self.process, time.monotonic() + 30)
+        self.migrate()
+        self.launch()
         return self
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-
-    def log(self) -> str:
-        return (self.tmp / "server.log").read_text(errors="replace")
 
 
 @pytest.fixture(scope="session")

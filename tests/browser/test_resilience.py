@@ -5,23 +5,14 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.browser.conftest import (
-    ROOT,
-    AppServer,
-    _free_port,
-    _wait_for_port,
-    new_page,
-    open_chat,
-    send_text,
-    wait_ready,
-)
+from tests.browser.conftest import AppServer, new_page, open_chat, send_text, wait_ready
+from tests.processes import ROOT, free_port, wait_for_port
 
 pytestmark = pytest.mark.browser
 
@@ -179,7 +170,7 @@ class SandboxProcess:
             "25",
         ]
         self.process = subprocess.Popen(command, cwd=ROOT, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
-        _wait_for_port(self.port, self.process, time.monotonic() + 20)
+        wait_for_port(self.port, self.process, 20, describe="the sandbox")
         return self
 
     def kill(self) -> None:
@@ -189,7 +180,7 @@ class SandboxProcess:
 
 
 def test_upstream_killed_mid_reply(browser: Any, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     sandbox = SandboxProcess(port, tmp_path / "sandbox.log").start()
     app = AppServer(tmp_path, VIZOCHOK_WS_URL=f"ws://127.0.0.1:{port}/api/v1/ws/chat").start()
     page = new_page(browser, app.url)

@@ -14,7 +14,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.sessions.backends.db import SessionStore
 
 from chat import identity
-from chat.models import Conversation
+from chat.models import Conversation, Message
 from chat.relay.service import get_relay
 from chat.sandbox.server import SandboxConfig, SandboxServer
 
@@ -38,6 +38,17 @@ def make_shopper(user_id: str = "anon-test") -> tuple[str, Conversation]:
     session.create()
     conversation = Conversation.objects.create(session_key=session.session_key, user_id=user_id, store_id="s")
     return session.session_key or "", conversation
+
+
+@database_sync_to_async
+def stored(conversation: Conversation) -> list[Message]:
+    """The conversation's messages as the database has them, in order."""
+    return list(Message.objects.filter(conversation=conversation).order_by("seq"))
+
+
+@database_sync_to_async
+def reload(conversation: Conversation) -> Conversation:
+    return Conversation.objects.get(pk=conversation.pk)
 
 
 def communicator(session_key: str, conversation: Conversation, *, origin: bytes = b"http://testserver") -> Any:

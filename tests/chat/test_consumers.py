@@ -9,20 +9,10 @@ import pytest
 from channels.db import database_sync_to_async
 from django.db import connection
 
-from chat.models import Conversation, Message
-from tests.chat.conftest import READY, communicator, connected, make_shopper, receive_until, send
+from chat.models import Conversation
+from tests.chat.conftest import READY, communicator, connected, make_shopper, receive_until, reload, send, stored
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@database_sync_to_async
-def stored(conversation: Conversation) -> list[Message]:
-    return list(Message.objects.filter(conversation=conversation).order_by("seq"))
-
-
-@database_sync_to_async
-def reload(conversation: Conversation) -> Conversation:
-    return Conversation.objects.get(pk=conversation.pk)
 
 
 def first_sku(html: str) -> str:

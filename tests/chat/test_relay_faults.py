@@ -8,22 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from channels.db import database_sync_to_async
 
-from chat.models import Conversation, Message
-from tests.chat.conftest import READY, connected, make_shopper, receive_until, send
+from chat.models import Conversation
+from tests.chat.conftest import READY, connected, make_shopper, receive_until, reload, send, stored
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@database_sync_to_async
-def stored(conversation: Conversation) -> list[Message]:
-    return list(Message.objects.filter(conversation=conversation).order_by("seq"))
-
-
-@database_sync_to_async
-def status_of(conversation: Conversation) -> str:
-    return Conversation.objects.get(pk=conversation.pk).status
+async def status_of(conversation: Conversation) -> str:
+    return (await reload(conversation)).status
 
 
 @pytest.mark.parametrize(

@@ -13,12 +13,9 @@ import html
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 import uuid
 from collections.abc import Coroutine, Iterator
@@ -29,8 +26,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from chat.sandbox.server import SandboxConfig, SandboxServer
+from tests.processes import ROOT, Daphne, port_open
 
-ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = os.environ.get("VIZOCHOK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TIMEOUT = 15.0
@@ -39,28 +36,14 @@ READY = 'data-state="ready"'
 T = TypeVar("T")
 
 
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
 def postgres_or_skip() -> None:
-    if not _port_open("127.0.0.1", 5432):
+    if not port_open("127.0.0.1", 5432):
         pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
 
 
 def redis_or_skip() -> None:
-    if not _port_open("127.0.0.1", 6379):
+    if not port_open("127.0.0.1", 6379):
         pytest.skip("Redis is not running on 127.0.0.1:6379")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # --- the upstream ------------------------------------------------------------------------------------------------
@@ -150,63 +133,15 @@ class Database:
 # --- app processes -------------------------------------------------------------------------------------------
 
 
-class App:
-    """One Daphne process, as in production (``daphne -b 127.0.0.1 -p PORT vizochok_site.asgi:application``)."""
+class App(Daphne):
+    """One app process of a production-shaped deployment; its log is ``<log_dir>/<name>.log``."""
 
     def __init__(self, name: str, log_dir: Path, env: dict[str, str]) -> None:
-        self.name = name
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = env
-        self.log_path = log_dir / f"{name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(name, log_dir / f"{name}.log", env)
 
     def start(self) -> App:
-        log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "vizochok_site.asgi:application"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while not _port_open("127.0.0.1", self.port):
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name} did not listen:\n{self.log()}")
-            # Polling a port has no event to await; bounded by the deadline.
-            time.sleep(0.05)
+        self.launch()
         return self
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, exactly like a crash or an OOM kill."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(TIMEOUT)
-
-    def terminate(self) -> int:
-        """SIGTERM (a deploy): the graceful shutdown path; returns the exit code."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(TIMEOUT)
-
-    def stop(self) -> None:
-        if self.alive:
-            assert self.process is not None
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def app_env(database: Database, upstream: Upstream, **extra: str) -> dict[str, str]:

@@ -29,7 +29,7 @@ def sqlite_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     import subprocess
     import sys
 
-    from tests.production.conftest import ROOT
+    from tests.processes import ROOT
 
     tmp = tmp_path_factory.mktemp("storm")
     env = {

@@ -14,15 +14,14 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from tests.processes import ROOT, free_port
 from tests.production.conftest import (
     REDIS_URL,
-    ROOT,
     App,
     Database,
     Shopper,
     Upstream,
     app_env,
-    free_port,
     migrate,
     redis_or_skip,
 )
