@@ -31,7 +31,7 @@ from chat.vizochok.backoff import Backoff
 from chat.vizochok.client import UpstreamSession, open_session
 from chat.vizochok.errors import (
     AuthRejected,
-    ConversationLimit,
+    StartRefused,
     TurnTimeout,
     UpstreamClosed,
     UpstreamError,
@@ -133,8 +133,10 @@ class ConversationRunner:
             except AuthRejected as exc:
                 logger.error("upstream refused our key (close code %s)", exc.code)
                 relay_code = "auth_failed"
-            except ConversationLimit:
-                relay_code = "user_conversation_limit"
+            except StartRefused as exc:
+                # The upstream's own code (a daily conversation limit, a spent token budget): its wording says why.
+                logger.warning("upstream refused to start a conversation: %s", exc.code)
+                relay_code = exc.code
             except (TurnTimeout, TimeoutError):
                 relay_code = "turn_timeout"
             except TurnInterrupted:

@@ -8,8 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from channels.db import database_sync_to_async
 
 from chat.models import Conversation
+from chat.relay.service import get_relay
+from chat.sandbox.server import SandboxConfig, SandboxServer
 from tests.chat.conftest import READY, connected, make_shopper, receive_until, reload, send, stored
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -86,3 +89,24 @@ async def test_a_slow_upstream_ends_with_a_timeout_and_keeps_the_text(sandbox: A
     cut = [m for m in await stored(conversation) if m.role == "assistant" and m.kind == "text"]
     assert [m.complete for m in cut] == [False]
     assert await status_of(conversation) == Conversation.Status.IDLE
+
+
+async def test_the_daily_conversation_limit_is_explained(settings: Any) -> None:
+    config = SandboxConfig(tokens_per_second=0.0, ping_interval=0.0, conversations_per_user_per_day=1)
+    async with SandboxServer(config) as server:
+        settings.VIZOCHOK_WS_URL = server.url
+        key, first = await make_shopper("anon-limited")
+        second = await database_sync_to_async(Conversation.objects.create)(
+            session_key=key, user_id="anon-limited", store_id="s"
+        )
+        try:
+            async with connected(key, first) as tab:
+                await send(tab, kind="message", text="milk", key="k1")
+                assert "product-card" in await receive_until(tab, READY)
+            async with connected(key, second) as tab:
+                await send(tab, kind="message", text="milk", key="k2")
+                html = await receive_until(tab, READY)
+        finally:
+            await get_relay().close()
+    assert 'data-code="user_conversation_limit"' in html
+    assert "too many conversations today" in html
