@@ -20,14 +20,20 @@ def to_decimal(value: Any) -> Decimal | None:
     return number if number.is_finite() else None
 
 
-def number(value: Any, places: int | None = None) -> str:
+def number(value: Any, places: int | None = None, *, grouping: bool = True) -> str:
     amount = to_decimal(value)
     if amount is None:
         return ""
     if places is None:
         amount = amount.normalize()
         places = max(0, -amount.as_tuple().exponent)  # type: ignore[operator]
-    return formats.number_format(amount, decimal_pos=places, use_l10n=True, force_grouping=True)
+    return formats.number_format(amount, decimal_pos=places, use_l10n=True, force_grouping=grouping)
+
+
+def editable_number(value: Any) -> str:
+    """A quantity for a text input the shopper edits: the language's decimal mark (``0,5``), no grouping; the
+    server reads both marks back."""
+    return number(value, grouping=False)
 
 
 def money(value: Any) -> str:

@@ -29,6 +29,11 @@ def num(value: Any) -> str:
 
 
 @register.filter
+def editable_number(value: Any) -> str:
+    return formatting.editable_number(value)
+
+
+@register.filter
 def unit_label(value: str | None) -> str:
     return formatting.unit_label(value)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import AppServer, open_chat, send_text, wait_ready
+from tests.browser.conftest import AppServer, new_page, open_chat, send_text, wait_ready
 
 pytestmark = pytest.mark.browser
 
@@ -171,3 +171,25 @@ def test_a_refused_send_gives_the_text_back(page: Any) -> None:
     wait_ready(page)
     assert page.locator("#composer textarea[name=text]").input_value() == long_text
     assert page.locator(".msg[data-role=user]").count() == 0
+
+
+def test_cart_quantity_is_edited_with_the_languages_decimal_mark(browser: Any, app_server: AppServer) -> None:
+    page = new_page(browser, app_server.url, locale="uk-UA")
+    try:
+        open_chat(page, "/?lang=uk")
+        send_text(page, "яблука")
+        wait_ready(page)
+        card = page.locator(".product-card[data-unit=kg]").first
+        card.locator("button[data-action=add]").click()
+        wait_ready(page)
+        page.wait_for_selector("#cart-badge:not([data-count='0'])")
+        page.click("#cart-badge")
+        field = page.locator("#cart-panel .cart-line__input").first
+        assert "," in field.input_value() or field.input_value().isdigit()
+        field.fill("0,3")
+        page.locator("#cart-panel .cart-line__qty button[type=submit]").first.click()
+        page.wait_for_selector("#cart-badge[data-count='0.3']")
+        wait_ready(page)
+        assert page.locator("#cart-panel .cart-line__input").first.input_value() == "0,3"
+    finally:
+        page.context.close()

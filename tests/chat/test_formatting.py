@@ -34,3 +34,11 @@ def test_display_name_follows_the_language() -> None:
     with translation.override("uk"):
         assert formatting.display_name(product) == "Молоко"
     assert formatting.display_name({"name": "Хліб"}) == "Хліб"
+
+
+def test_editable_numbers_use_the_decimal_mark_without_grouping() -> None:
+    with translation.override("uk"):
+        assert formatting.editable_number(Decimal("0.50")) == "0,5"
+        assert formatting.editable_number(1000) == "1000"
+    with translation.override("en"):
+        assert formatting.editable_number("1.5") == "1.5"
