@@ -191,9 +191,16 @@ async def test_database_writes_per_turn_do_not_grow_with_the_reply(sandbox: Any)
             writes.append(sql)
         return execute(sql, params, many, context)
 
+    # Connections are per thread: the wrapper goes onto the connection of the thread that runs the relay's DB work.
+    def install() -> None:
+        connection.execute_wrappers.append(count_writes)
+
+    def uninstall() -> None:
+        connection.execute_wrappers.remove(count_writes)
+
     key, conversation = await make_shopper()
     results = []
-    await database_sync_to_async(connection.execute_wrappers.append)(count_writes)
+    await database_sync_to_async(install)()
     try:
         async with connected(key, conversation) as tab:
             for number, text in enumerate(["milk", "borscht recipe please"]):
@@ -205,9 +212,10 @@ async def test_database_writes_per_turn_do_not_grow_with_the_reply(sandbox: Any)
                 reply = max(len(m.text) for m in messages[before:] if m.role == "assistant")
                 results.append((len(writes), len(messages) - before, reply))
     finally:
-        await database_sync_to_async(connection.execute_wrappers.remove)(count_writes)
+        await database_sync_to_async(uninstall)()
     for write_count, added, reply_chars in results:
         # Claiming the turn and storing the user's message, one update + insert per stored event, one update to end.
+        assert write_count > 0  # the counter sees the relay's writes
         assert write_count <= 2 * added + 3, (write_count, added)
         assert reply_chars > write_count  # many tokens, few writes
 
