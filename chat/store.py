@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from chat import liveness
@@ -78,11 +78,26 @@ def _append(conversation_id: int, **fields: Any) -> Message:
     """Insert a message with the conversation's next sequence number (locked, so tabs never share a number)."""
     now = timezone.now()
     with transaction.atomic():
-        updated = Conversation.objects.filter(pk=conversation_id).update(last_seq=F("last_seq") + 1, updated_at=now)
-        if not updated:
-            raise Conversation.DoesNotExist(conversation_id)
-        seq = Conversation.objects.values_list("last_seq", flat=True).get(pk=conversation_id)
+        seq = _next_seq(conversation_id, now)
         return Message.objects.create(conversation_id=conversation_id, seq=seq, created_at=now, **fields)
+
+
+def _next_seq(conversation_id: int, now: datetime) -> int:
+    """Take the next sequence number in one statement (``UPDATE … RETURNING``: SQLite ≥ 3.35, PostgreSQL).
+
+    The ORM's ``update()`` cannot return the new value, and a second query for it would be one more round trip on
+    the single database thread for every stored event.
+    """
+    table = connection.ops.quote_name(Conversation._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET last_seq = last_seq + 1, updated_at = %s WHERE id = %s RETURNING last_seq",
+            [connection.ops.adapt_datetimefield_value(now), conversation_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise Conversation.DoesNotExist(conversation_id)
+    return int(row[0])
 
 
 def begin_turn(
