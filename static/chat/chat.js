@@ -252,7 +252,7 @@
     if (card) {
       card.dataset.pending = "true";
       card.querySelector("[data-action=add]").disabled = true;
-      emit("product_click", { sku: card.dataset.sku, quantity: Number(evt.detail.parameters.quantity) });
+      emit("product_click", { sku: card.dataset.sku, quantity: parseQuantity(evt.detail.parameters.quantity) });
     }
     var pills = form.closest(".quick-replies");
     if (pills) pills.querySelectorAll("button").forEach(function (b) { b.disabled = true; });
@@ -277,24 +277,47 @@
 
   // --- steppers, checklists, cart panel ----------------------------------------------------------------------
 
-  var numberFormat = new Intl.NumberFormat(lang, { maximumFractionDigits: 3 });
+  // Quantities are shown and typed with the language's decimal mark ("0,3" in Ukrainian); the server reads both.
+  var quantityFormat = new Intl.NumberFormat(lang, { maximumFractionDigits: 3, useGrouping: false });
+
+  function parseQuantity(text) {
+    var value = String(text == null ? "" : text).replace(/\s/g, "").replace(",", ".");
+    return value === "" ? NaN : Number(value);
+  }
 
   function decimals(value) {
     var text = String(value);
     return text.indexOf(".") < 0 ? 0 : text.length - text.indexOf(".") - 1;
   }
 
+  function bounds(card) {
+    var stepValue = Number(card.dataset.step) || 1;
+    return {
+      step: stepValue,
+      minimum: Number(card.dataset.min) || stepValue,
+      places: Math.max(decimals(card.dataset.step), decimals(card.dataset.min)),
+    };
+  }
+
+  function syncStepper(card) {
+    var current = parseQuantity(card.querySelector("input[name=quantity]").value);
+    card.querySelector("[data-action=decrement]").disabled = !(current > bounds(card).minimum);
+  }
+
   function step(card, direction) {
     var input = card.querySelector("input[name=quantity]");
-    var stepValue = Number(card.dataset.step) || 1;
-    var minimum = Number(card.dataset.min) || stepValue;
-    var places = Math.max(decimals(card.dataset.step), decimals(card.dataset.min));
-    var next = Number(input.value) + direction * stepValue;
-    next = Math.max(minimum, Math.min(999, Number(next.toFixed(places))));
-    input.value = next.toFixed(places);
-    card.querySelector(".stepper__value").textContent = numberFormat.format(next) + "\u00a0" + card.dataset.unitLabel;
-    card.querySelector("[data-action=decrement]").disabled = next <= minimum;
+    var limits = bounds(card);
+    var current = parseQuantity(input.value);
+    var next = (isNaN(current) ? limits.minimum : current) + direction * limits.step;
+    next = Math.max(limits.minimum, Math.min(999, Number(next.toFixed(limits.places))));
+    input.value = quantityFormat.format(next);
+    syncStepper(card);
   }
+
+  document.addEventListener("input", function (evt) {
+    var card = evt.target.matches && evt.target.matches("input[name=quantity]") && evt.target.closest(".product-card");
+    if (card) syncStepper(card);
+  });
 
   document.addEventListener("click", function (evt) {
     var button = evt.target.closest("button");
@@ -433,6 +456,11 @@
     },
     true
   );
+  // Images of the first paint may have failed before this deferred script was there to hear it.
+  // (decode() rejects only for a broken image; an SVG without a size of its own still decodes.)
+  document.querySelectorAll(".product-card__img").forEach(function (img) {
+    if (img.complete) img.decode().catch(function () { img.remove(); });
+  });
 
   // A streamed chunk whose bubble this tab lacks (it joined mid-reply): start the bubble with it.
   document.body.addEventListener("htmx:oobErrorNoTarget", function (evt) {

@@ -76,7 +76,7 @@ def test_stepper_honours_pieces_and_weighed_goods(page: Any) -> None:
     weighed.locator("button[data-action=increment]").click()
     value = float(weighed.locator("input[name=quantity]").input_value())
     assert value == pytest.approx(float(minimum) + 0.2)
-    assert weighed.locator(".stepper__value").inner_text().startswith(f"{value:.1f}")
+    assert weighed.locator(".stepper__unit").inner_text() == "kg"
     for _ in range(5):
         weighed.locator("button[data-action=decrement]").click(force=True)
     assert float(weighed.locator("input[name=quantity]").input_value()) == pytest.approx(float(minimum))
@@ -160,6 +160,7 @@ def test_hostile_product_data_renders_inert(page: Any, app_server: AppServer) ->
     # An image that cannot load gives way to the placeholder instead of a broken icon.
     page.wait_for_selector('.product-card[data-sku="gone-1"] .product-card__placeholder')
     page.wait_for_function("() => !document.querySelector('.product-card[data-sku=\"gone-1\"] img')")
+    assert page.locator('.product-card[data-sku="milk-001"] img').count() == 1  # good images stay
 
 
 def test_a_refused_send_gives_the_text_back(page: Any) -> None:
@@ -193,3 +194,20 @@ def test_cart_quantity_is_edited_with_the_languages_decimal_mark(browser: Any, a
         assert page.locator("#cart-panel .cart-line__input").first.input_value() == "0,3"
     finally:
         page.context.close()
+
+
+def test_a_typed_quantity_is_added(page: Any) -> None:
+    open_chat(page)
+    send_text(page, "milk")
+    wait_ready(page)
+    card = page.locator('.product-card[data-unit="pcs"]').first
+    card.locator("input[name=quantity]").fill("3")
+    assert card.locator("button[data-action=decrement]").is_enabled()
+    card.locator("button[data-action=add]").click()
+    page.wait_for_selector("#cart-badge[data-count='3']")
+    wait_ready(page)
+    card.locator("input[name=quantity]").fill("1.5")  # not a whole piece: refused with a clear message
+    card.locator("button[data-action=add]").click()
+    page.wait_for_selector('.chat-error[data-code="invalid_quantity"]')
+    wait_ready(page)
+    assert page.locator("#cart-badge").get_attribute("data-count") == "3"
