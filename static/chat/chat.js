@@ -399,6 +399,15 @@
       emit("cart_changed", cart);
     }
     if (node.dataset.role === "user") unconfirmedText = "";
+    if (node.classList.contains("chat-error--transient")) {
+      // Nothing was sent: choices this tab locked on sending are open again (the server re-renders used ones).
+      log.querySelectorAll("form.checklist:not(.checklist--submitted) fieldset[disabled]").forEach(function (set) {
+        set.disabled = false;
+      });
+      log.querySelectorAll(".quick-replies:not(.quick-replies--retired) button:disabled").forEach(function (pill) {
+        pill.disabled = false;
+      });
+    }
     if (node.classList.contains("chat-error--transient") && unconfirmedText) {
       // The send was refused before it was stored: give the shopper their words back instead of losing them.
       if (!textarea.value.trim()) {

@@ -211,3 +211,20 @@ def test_a_typed_quantity_is_added(page: Any) -> None:
     page.wait_for_selector('.chat-error[data-code="invalid_quantity"]')
     wait_ready(page)
     assert page.locator("#cart-badge").get_attribute("data-count") == "3"
+
+
+def test_a_refused_checklist_submit_can_be_corrected(page: Any) -> None:
+    open_chat(page)
+    send_text(page, "borscht")
+    wait_ready(page)
+    checklist = page.locator("form.checklist").first
+    checklist.locator("button[data-check=none]").click()
+    checklist.locator("button[type=submit]").click()  # nothing chosen: refused, nothing sent
+    page.wait_for_selector('.chat-error[data-code="nothing_selected"]')
+    wait_ready(page)
+    assert checklist.locator("fieldset").is_enabled()
+    checklist.locator("input[type=checkbox][name=item]").first.check()
+    checklist.locator("button[type=submit]").click()
+    page.wait_for_selector("#cart-badge:not([data-count='0'])")
+    wait_ready(page)
+    assert page.locator("form.checklist fieldset[disabled]").count() == 1
