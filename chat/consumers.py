@@ -343,8 +343,7 @@ def _valid_quantity(raw: Any, product: dict[str, Any]) -> Decimal:
     if isinstance(raw, list):
         raw = raw[0] if raw else None
     quantity = formatting.to_decimal(str(raw).replace(",", ".")) if raw is not None else Decimal(1)
-    step = formatting.to_decimal(product.get("quantity_step")) or Decimal(1)
-    minimum = formatting.to_decimal(product.get("min_quantity")) or step
+    step, minimum = formatting.stepper_bounds(product)
     if quantity is None or quantity < minimum or quantity > 1000 or (quantity - minimum) % step != 0:
         raise Refused("invalid_quantity")
     return quantity

@@ -72,6 +72,22 @@ def per_unit(unit: str | None) -> str:
     return _("per %(unit)s") % {"unit": unit_label(unit)}
 
 
+def stepper_bounds(product: Any) -> tuple[Decimal, Decimal]:
+    """A product's stepper increment and minimum: the catalog's ``quantity_step`` (else 1: a 0.1 step would be wrong
+    for pieces) and ``min_quantity`` (else one step). Product data is untrusted, so only positive values count."""
+    data = product if isinstance(product, dict) else {}
+    step = to_decimal(data.get("quantity_step"))
+    step = step if step is not None and step > 0 else Decimal(1)
+    minimum = to_decimal(data.get("min_quantity"))
+    return step, minimum if minimum is not None and minimum > 0 else step
+
+
+def cart_quantity(items: Any) -> Decimal:
+    """The badge's count: the sum of the quantities of the cart the upstream sent."""
+    lines = items if isinstance(items, list) else []
+    return sum((to_decimal(item.get("quantity")) or Decimal(0) for item in lines if isinstance(item, dict)), Decimal(0))
+
+
 def display_name(product: Any) -> str:
     """A product's name in the page's language: the catalog's English name for English readers, when there is one."""
     data = product if isinstance(product, dict) else {}

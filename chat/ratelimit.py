@@ -52,8 +52,8 @@ class Bucket:
 
 def turn_bucket() -> Bucket:
     return Bucket(
-        per_minute=float(getattr(settings, "VIZOCHOK_TURNS_PER_MINUTE", 12)),
-        burst=float(getattr(settings, "VIZOCHOK_TURN_BURST", 5)),
+        per_minute=float(settings.VIZOCHOK_TURNS_PER_MINUTE),
+        burst=float(settings.VIZOCHOK_TURN_BURST),
     )
 
 

@@ -33,7 +33,6 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         request.session.save()
     conversation = store.conversation_for(request.session.session_key or "", user_id, store_id, request.GET.get("c"))
     history = store.history(conversation.pk)
-    backoff = Backoff()
     context = {
         "conversation": conversation,
         "log_html": rendering.page_items(history),
@@ -45,12 +44,7 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         "cart_items": list(conversation.cart or []),
         "busy": conversation.is_busy(settings.VIZOCHOK_TURN_TIMEOUT + settings.VIZOCHOK_QUEUE_TIMEOUT),
         "language": language,
-        "backoff": {
-            "initial": int(backoff.initial * 1000),
-            "maximum": int(backoff.maximum * 1000),
-            "jitter": backoff.jitter,
-            "attempts": backoff.max_attempts,
-        },
+        "backoff": Backoff().as_js(),
     }
     response = render(request, "chat/page.html", context)
     if request.GET.get("lang"):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.utils import translation
 
-from chat import db, liveness, metrics, rendering, store
+from chat import db, formatting, liveness, metrics, rendering, store
 from chat.models import Message
 from chat.relay.outbox import Outbox
 from chat.relay.slots import Lease, SlotTimeout
@@ -61,10 +61,6 @@ class ConversationRef:
     upstream_id: str
     #: The conversation's store (a token-bound session's own); "" = the deployment's VIZOCHOK_STORE_ID.
     store_id: str = ""
-
-
-def _cart_count(items: list[dict[str, Any]]) -> Decimal:
-    return sum((Decimal(str(item.get("quantity", 0))) for item in items), Decimal(0))
 
 
 class ConversationRunner:
@@ -308,7 +304,7 @@ class ConversationRunner:
         self.publish(rendering.stored(message))
 
     async def _store_cart(self, payload: dict[str, Any], items: list[dict[str, Any]], total: Decimal) -> None:
-        count = _cart_count(items)
+        count = formatting.cart_quantity(items)
         message = await db.call(store.save_cart, self.pk, payload, items, total, count)
         self.publish(rendering.stored(message))
 

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import json
-from decimal import Decimal
 from typing import Any
 
 from django import template
@@ -9,6 +7,7 @@ from django import template
 from chat import formatting, texts
 from chat.images import safe_image_url
 from chat.markdown import render_markdown
+from chat.vizochok.messages import to_json
 
 register = template.Library()
 
@@ -79,32 +78,19 @@ def cart_action_text(action: str) -> str:
 @register.filter
 def stepper(product: Any) -> dict[str, str]:
     """A product's stepper bounds as machine numbers: weighed goods step 0.1, pieces step 1."""
-    data = product if isinstance(product, dict) else {}
-    step = formatting.to_decimal(data.get("quantity_step"))
-    step = step if step is not None and step > 0 else formatting.to_decimal(1)
-    minimum = formatting.to_decimal(data.get("min_quantity"))
-    minimum = minimum if minimum is not None and minimum > 0 else step
+    step, minimum = formatting.stepper_bounds(product)
     return {"step": machine(step), "min": machine(minimum)}
 
 
 @register.filter
 def cart_count(items: Any) -> str:
-    total = sum(
-        (formatting.to_decimal(item.get("quantity")) or 0 for item in items or [] if isinstance(item, dict)), start=0
-    )
-    return machine(total)
+    return machine(formatting.cart_quantity(items))
 
 
 @register.filter
 def cart_json(items: Any, total: Any) -> str:
     """The cart as JSON for ``data-cart``; host pages receive it in ``vizochok:cart_changed``."""
-    return json.dumps({"items": items or [], "total": formatting.to_decimal(total) or 0}, default=_json_number)
-
-
-def _json_number(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    raise TypeError(type(value).__name__)
+    return to_json({"items": items or [], "total": formatting.to_decimal(total) or 0})
 
 
 @register.filter
