@@ -39,7 +39,7 @@ from typing import Any, Protocol
 import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
-from chat.sandbox.server import bench_deltas
+from chat.sandbox.server import BENCH_STAMP, bench_reply_chars
 
 ROOT = Path(__file__).resolve().parent.parent
 KIB = 1024
@@ -77,6 +77,8 @@ class BenchOptions:
     database_url: str = ""
     coalesce: float | None = None
     output: Path | None = None
+    #: A folder for py-spy profiles (collapsed stacks) of the server process while each phase's turns run.
+    profile: Path | None = None
     turn_timeout: float = 60.0
     log: Callable[[str], None] = print
 
@@ -160,6 +162,8 @@ class Turn:
     """One turn as a client saw it: ``frames`` are (seconds since the send, characters of the reply visible)."""
 
     frames: list[tuple[float, int]] = field(default_factory=list)
+    #: Per text-bearing frame: seconds from the sandbox sending its newest token to the client reading the frame.
+    transit: list[float] = field(default_factory=list)
     end: float = 0.0
     error: bool = False
     started: float = 0.0
@@ -198,12 +202,15 @@ class ProtocolClient:
         async with asyncio.timeout(self.timeout):
             while True:
                 raw = await self.ws.recv()
+                wall = time.time()
                 now = time.perf_counter() - turn.started
                 frame = json.loads(raw)
                 kind = frame.get("type")
                 if kind == "text_delta":
-                    chars += len(frame.get("delta", ""))
+                    delta = frame.get("delta", "")
+                    chars += len(delta)
                     turn.frames.append((now, chars))
+                    _record_transit(turn, wall, delta)
                 elif kind == "ping":
                     await self.ws.send('{"type":"pong"}')
                 elif kind in ("response_complete", "error"):
@@ -256,11 +263,13 @@ class BrowserClient:
         async with asyncio.timeout(self.timeout):
             while True:
                 raw = await self.ws.recv()
+                wall = time.time()
                 assert isinstance(raw, str)
                 now = time.perf_counter() - turn.started
                 parts = _LIVE_TEXT.findall(raw)
                 if parts:
                     chars += sum(len(html.unescape(part)) for part in parts)
+                    _record_transit(turn, wall, "".join(parts))
                 if _FINAL in raw:
                     chars = total_chars  # the stored reply replaces the live bubble: the whole text is visible
                 if parts or _FINAL in raw:
@@ -274,6 +283,13 @@ class BrowserClient:
     async def close(self) -> None:
         if self.ws is not None:
             await self.ws.close()
+
+
+def _record_transit(turn: Turn, wall: float, text: str) -> None:
+    """The frame's transit from the upstream: now minus the send stamp of the newest token it carries."""
+    stamps = BENCH_STAMP.findall(text)
+    if stamps:
+        turn.transit.append(wall - max(int(stamp) for stamp in stamps) / 1e6)
 
 
 # --- one load ---------------------------------------------------------------------------------------------------
@@ -307,7 +323,7 @@ async def _converse(client: Client, load: Load, delay: float, total: int, out: l
 
 async def _drive(clients: Sequence[Client], load: Load) -> tuple[list[Turn], float]:
     """Run the load on already open clients; returns the turns and the wall time from first send to last end."""
-    total = sum(len(delta) for delta in bench_deltas(load.tokens))
+    total = bench_reply_chars(load.tokens)
     out: list[Turn] = []
     started = time.perf_counter()
     n = len(clients)
@@ -349,6 +365,35 @@ class _Sampler:
             self._task.cancel()
 
 
+class _Profiler:
+    """``py-spy record`` on a server process for the duration of a load (collapsed stacks, one file per phase).
+
+    Only the turns are profiled: page loads and socket opens before them would drown the streaming path.
+    """
+
+    def __init__(self, child: Child | None, folder: Path | None, name: str) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        if child is None or folder is None or name.startswith("warmup"):
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        argv = ["py-spy", "record", "--pid", str(child.process.pid), "--rate", "200", "--format", "raw"]
+        argv += ["--nonblocking", "--output", str(folder / f"{name}.txt")]
+        py_spy = Path(sys.executable).with_name("py-spy")
+        argv[0] = str(py_spy) if py_spy.exists() else "py-spy"
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def __enter__(self) -> _Profiler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
 # --- statistics -------------------------------------------------------------------------------------------------
 
 
@@ -357,6 +402,10 @@ def _pct(values: Sequence[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
 
 
 def reference_times(turns: Sequence[Turn]) -> dict[int, float]:
@@ -481,6 +530,7 @@ async def _phase(
     load: Load,
     timeout: float,
     *,
+    label: str = "warmup",
     memory: bool = False,
 ) -> tuple[list[Turn], dict[str, Any]]:
     """One mode under one load: open the clients, (memory), run the turns, measure CPU per process."""
@@ -502,7 +552,7 @@ async def _phase(
     cpu_before = {child.name: child.cpu() for child in stack.children()}
     own = psutil.Process()
     own_before = own.cpu_times().user + own.cpu_times().system
-    with _Sampler(server) as sampler:
+    with _Sampler(server) as sampler, _Profiler(server, stack.options.profile, f"{label}-{mode}"):
         turns, wall = await _drive(clients, load)
     cpu = {child.name: child.cpu() - cpu_before[child.name] for child in stack.children()}
     cpu["clients"] = own.cpu_times().user + own.cpu_times().system - own_before
@@ -536,20 +586,33 @@ async def _run(options: BenchOptions, stack: Stack) -> dict[str, Any]:
         await _phase(stack, mode, Load(2, 1, 5, 0, 0, 0), options.turn_timeout)
 
     reference: dict[int, float] = {}
+    floor: list[float] = []
     for mode in options.modes:
         log(f"latency phase: {mode}, {latency_load.conversations} conversations at {latency_load.pace:g} tokens/s")
-        turns, result = await _phase(stack, mode, latency_load, options.turn_timeout, memory=True)
+        turns, result = await _phase(stack, mode, latency_load, options.turn_timeout, label="latency", memory=True)
+        good = [turn for turn in turns if not turn.error]
+        transit = [seconds for turn in good for seconds in turn.transit]
+        result["transit_ms"] = {
+            "p50": _ms(_pct(transit, 50)),
+            "p99": _ms(_pct(transit, 99)),
+            "max": _ms(max(transit, default=float("nan"))),
+            "frames": len(transit),
+        }
         if mode == "direct":
-            reference = reference_times(turns)
+            reference, floor = reference_times(good), transit
         if reference:
-            added = added_latency([t for t in turns if not t.error], reference)
-            firsts = added_latency([Turn(frames=t.frames[:1]) for t in turns if not t.error and t.frames], reference)
+            since = added_latency(good, reference)
+            firsts = added_latency([Turn(frames=t.frames[:1]) for t in good if t.frames], reference)
             result["added_ms"] = {
-                "p50": round(_pct(added, 50) * 1000, 2),
-                "p99": round(_pct(added, 99) * 1000, 2),
-                "max": round(max(added, default=float("nan")) * 1000, 2),
-                "first_frame_p99": round(_pct(firsts, 99) * 1000, 2),
-                "frames": len(added),
+                # Per browser frame, what the path adds to the upstream's own delivery under the same load.
+                "p50": _ms(_pct(transit, 50) - _pct(floor, 50)),
+                "p99": _ms(_pct(transit, 99) - _pct(floor, 99)),
+                # Since the send, against the direct path's median for the same text: this includes the turn
+                # start (claim, stored message, upstream socket), which the per-frame numbers above do not.
+                "since_send_p50": _ms(_pct(since, 50)),
+                "since_send_p99": _ms(_pct(since, 99)),
+                "first_frame_p50": _ms(_pct(firsts, 50)),
+                "first_frame_p99": _ms(_pct(firsts, 99)),
             }
         results["latency"][mode] = result
         log(f"  {json.dumps(result)}")
@@ -559,7 +622,7 @@ async def _run(options: BenchOptions, stack: Stack) -> dict[str, Any]:
     )
     for mode in options.modes:
         log(f"throughput phase: {mode}, {throughput_load.conversations} conversations, sandbox unpaced")
-        _turns, result = await _phase(stack, mode, throughput_load, options.turn_timeout)
+        _turns, result = await _phase(stack, mode, throughput_load, options.turn_timeout, label="throughput")
         results["throughput"][mode] = result
         log(f"  {json.dumps(result)}")
 
@@ -584,6 +647,7 @@ def _targets(results: dict[str, Any], options: BenchOptions) -> dict[str, Any]:
     if "added_ms" in relay:
         summary["relay_added_p99_ms"] = relay["added_ms"]["p99"]
         summary["target_p99_le_10ms"] = relay["added_ms"]["p99"] <= 10 and relay["failed_turns"] == 0
+        summary["relay_first_frame_p99_ms"] = relay["added_ms"]["first_frame_p99"]
     if "added_ms" in proxy:
         summary["proxy_added_p99_ms"] = proxy["added_ms"]["p99"]
     if "relay" in throughput and "proxy" in throughput and throughput["proxy"]["deltas_per_second"]:

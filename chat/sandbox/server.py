@@ -312,6 +312,8 @@ class _Connection:
                 else:
                     frames = self.server.assistant.respond(session, request)
                 for frame in frames:
+                    if bench is not None and isinstance(frame, TextDelta):
+                        frame = TextDelta(delta=stamp_bench_delta(frame.delta))
                     await self.send(frame)
                     if isinstance(frame, TextDelta):
                         await self._pace(bench[1] if bench is not None else None)
@@ -366,9 +368,27 @@ def _bench_request(request: TurnRequest) -> tuple[int, float | None] | None:
     return int(match[1]), float(match[2]) if match[2] is not None else None
 
 
+#: A benchmark delta ends in ``@`` and the wall-clock microsecond it was sent, zero-padded: ``milk0@1795…123 ``.
+BENCH_STAMP = re.compile(r"@(\d{16}) ")
+_BENCH_STAMP_CHARS = 18
+
+
+def bench_reply_chars(tokens: int) -> int:
+    """The length of a whole stamped benchmark reply of ``tokens`` tokens."""
+    return sum(len(delta) + _BENCH_STAMP_CHARS for delta in bench_deltas(tokens))
+
+
 def bench_deltas(tokens: int) -> list[str]:
-    """The deltas of a benchmark reply of ``tokens`` tokens (one word each), so a client knows the whole text."""
-    return [f"{_BENCH_WORDS[i % len(_BENCH_WORDS)]}{i} " for i in range(tokens)]
+    """The deltas of a benchmark reply (one word each, before the stamp).
+
+    Each is stamped with the time it leaves the sandbox (:func:`stamp_bench_delta`), so a client on the same host
+    measures every frame's transit from the upstream, whatever relay and coalescing sit in between.
+    """
+    return [f"{_BENCH_WORDS[i % len(_BENCH_WORDS)]}{i}" for i in range(tokens)]
+
+
+def stamp_bench_delta(delta: str) -> str:
+    return f"{delta}@{time.time_ns() // 1000:016d} "
 
 
 def _bench_frames(session: Session, tokens: int) -> list[Frame]:

@@ -37,6 +37,9 @@ class Command(BaseCommand):
             default=str(Path(settings.BASE_DIR) / "bench" / "results" / "latest.json"),
             help="JSON result file (default bench/results/latest.json)",
         )
+        parser.add_argument(
+            "--profile", type=Path, default=None, help="folder for py-spy profiles of the server during each phase"
+        )
         parser.add_argument("--quick", action="store_true", help="a tiny run (a few browsers) to check it works")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -59,6 +62,7 @@ class Command(BaseCommand):
             database_url=options["database_url"],
             modes=modes,
             output=Path(options["output"]),
+            profile=options["profile"],
             log=lambda line: self.stdout.write(line),
         )
         if options["quick"]:
