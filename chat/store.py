@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from chat import liveness
@@ -114,45 +115,22 @@ def begin_turn(
 
     A repeated ``client_key`` (a queue resent after a reconnect) is a duplicate, not a second turn; a running turn
     (in any process: the flag is in the database) makes this one busy.
+
+    This runs on Channels' single database thread for every message a shopper sends, so the usual case (an idle
+    conversation) is one ``UPDATE … RETURNING`` that claims it and one ``INSERT``; a repeated key then fails the
+    insert's unique constraint and undoes the claim. Only a busy flag takes the locking path below, which also
+    tells a live turn from one whose process died.
     """
-    if client_key and Message.objects.filter(conversation_id=conversation_id, client_key=client_key).exists():
-        return TurnStart(duplicate=True)
     now = timezone.now()
     try:
         with transaction.atomic():
-            conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
-            if conversation.is_busy(turn_limit):
-                return TurnStart(busy=True)
-            if conversation.status == Conversation.Status.BUSY:
-                # The previous turn's process died without closing it: say so before the new turn.
-                _note_interrupted(conversation, now)
+            seq = _claim_idle(conversation_id, now, text[:200])
+            if seq is None:
+                return _begin_contended(conversation_id, kind, text, payload, client_key, turn_limit, source_seq)
             changed = _retire_choices(conversation_id, kind, payload, source_seq)
-            conversation.last_seq += 1
-            conversation.status = Conversation.Status.BUSY
-            conversation.busy_since = now
-            conversation.busy_owner = liveness.owner_token(conversation.last_seq)
-            conversation.heartbeat_at = now
-            conversation.updated_at = now
-            conversation.turn_count += 1
-            conversation.last_error = ""
-            if not conversation.title:
-                conversation.title = text[:200]
-            conversation.save(
-                update_fields=[
-                    "last_seq",
-                    "status",
-                    "busy_since",
-                    "busy_owner",
-                    "heartbeat_at",
-                    "updated_at",
-                    "turn_count",
-                    "last_error",
-                    "title",
-                ]
-            )
             message = Message.objects.create(
                 conversation_id=conversation_id,
-                seq=conversation.last_seq,
+                seq=seq,
                 role=Role.USER,
                 kind=kind,
                 text=text,
@@ -161,16 +139,96 @@ def begin_turn(
                 created_at=now,
             )
     except IntegrityError:
-        # Two tabs raced with the same key: the other one won.
+        # The key was sent before (a replayed queue), or two tabs raced with the same key: the other one won.
         return TurnStart(duplicate=True)
     return TurnStart(message=message, changed=changed)
 
 
+def _claim_idle(conversation_id: int, now: datetime, title: str) -> int | None:
+    """Flag an idle conversation busy and take the user message's sequence number; None if it was flagged busy.
+
+    The owner token (``liveness.owner_token`` of the new number) is built in SQL from the number it names.
+    """
+    table = connection.ops.quote_name(Conversation._meta.db_table)
+    at = connection.ops.adapt_datetimefield_value(now)
+    owner_prefix = liveness.owner_token(0)[:-1]  # "<process>#"; the number is appended below
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET last_seq = last_seq + 1, status = %s, busy_since = %s, "
+            "busy_owner = %s || CAST(last_seq + 1 AS TEXT), heartbeat_at = %s, updated_at = %s, "
+            "turn_count = turn_count + 1, last_error = '', title = CASE WHEN title = '' THEN %s ELSE title END "
+            "WHERE id = %s AND status <> %s RETURNING last_seq",
+            [Conversation.Status.BUSY, at, owner_prefix, at, at, title, conversation_id, Conversation.Status.BUSY],
+        )
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+def _begin_contended(
+    conversation_id: int,
+    kind: str,
+    text: str,
+    payload: dict[str, Any],
+    client_key: str,
+    turn_limit: float,
+    source_seq: int | None,
+) -> TurnStart:
+    """``begin_turn`` on a conversation flagged busy, inside its transaction: a duplicate, busy, or a stale flag.
+
+    A stale flag (its process died without closing the turn) is taken over with a stored notice first.
+    """
+    if client_key and Message.objects.filter(conversation_id=conversation_id, client_key=client_key).exists():
+        return TurnStart(duplicate=True)
+    now = timezone.now()
+    conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+    if conversation.is_busy(turn_limit):
+        return TurnStart(busy=True)
+    _note_interrupted(conversation, now)
+    changed = _retire_choices(conversation_id, kind, payload, source_seq)
+    conversation.last_seq += 1
+    conversation.status = Conversation.Status.BUSY
+    conversation.busy_since = conversation.heartbeat_at = conversation.updated_at = now
+    conversation.busy_owner = liveness.owner_token(conversation.last_seq)
+    conversation.turn_count += 1
+    conversation.last_error = ""
+    conversation.title = conversation.title or text[:200]
+    conversation.save(
+        update_fields=[
+            "last_seq",
+            "status",
+            "busy_since",
+            "busy_owner",
+            "heartbeat_at",
+            "updated_at",
+            "turn_count",
+            "last_error",
+            "title",
+        ]
+    )
+    message = Message.objects.create(
+        conversation_id=conversation_id,
+        seq=conversation.last_seq,
+        role=Role.USER,
+        kind=kind,
+        text=text,
+        payload=payload,
+        client_key=client_key,
+        created_at=now,
+    )
+    return TurnStart(message=message, changed=changed)
+
+
 def _retire_choices(conversation_id: int, kind: str, payload: dict[str, Any], source_seq: int | None) -> list[Message]:
-    """Mark the quick replies a new turn makes stale and the choice this turn answers."""
+    """Mark the quick replies a new turn makes stale and the choice this turn answers.
+
+    Only the quick replies still open and the answered choice are read, so a turn with nothing to retire (the usual
+    case) reads no rows.
+    """
     changed: list[Message] = []
-    open_choices = Message.objects.filter(conversation_id=conversation_id, kind__in=UI_KINDS).order_by("-seq")[:5]
-    for message in open_choices:
+    open_replies = Q(kind=Kind.QUICK_REPLIES) & ~Q(payload__has_key="retired")
+    answered = Q(seq=source_seq, kind__in=UI_KINDS) if source_seq is not None else Q(pk__in=[])
+    candidates = Message.objects.filter(open_replies | answered, conversation_id=conversation_id).order_by("-seq")
+    for message in candidates[:20]:
         data = dict(message.data)
         if message.seq == source_seq and payload.get("action") == "quick_reply":
             data["used"] = payload.get("value")
