@@ -127,6 +127,16 @@ class Child:
         times = self.ps.cpu_times()
         return float(times.user + times.system)
 
+    def thread_cpu(self) -> tuple[float, float]:
+        """CPU seconds of the main thread (the event loop) and of all other threads (database, executors)."""
+        main = other = 0.0
+        for thread in self.ps.threads():
+            if thread.id == self.process.pid:
+                main += thread.user_time + thread.system_time
+            else:
+                other += thread.user_time + thread.system_time
+        return main, other
+
     def rss(self) -> int:
         return int(self.ps.memory_info().rss)
 
@@ -550,15 +560,24 @@ async def _phase(
         result["idle_kib_per_connection"] = round((server.rss() - rss_before) / load.conversations / KIB, 1)
     db_before = await stack.db_counts() if mode == "relay" else {}
     cpu_before = {child.name: child.cpu() for child in stack.children()}
+    threads_before = server.thread_cpu() if server is not None else (0.0, 0.0)
     own = psutil.Process()
     own_before = own.cpu_times().user + own.cpu_times().system
     with _Sampler(server) as sampler, _Profiler(server, stack.options.profile, f"{label}-{mode}"):
         turns, wall = await _drive(clients, load)
     cpu = {child.name: child.cpu() - cpu_before[child.name] for child in stack.children()}
     cpu["clients"] = own.cpu_times().user + own.cpu_times().system - own_before
+    threads_after = server.thread_cpu() if server is not None else (0.0, 0.0)
     result.update(_summary(turns, wall, load.tokens))
     deltas = max(1, result["turns"] * load.tokens)
     result["cpu_seconds_per_1000_deltas"] = {name: round(value * 1000 / deltas, 3) for name, value in cpu.items()}
+    if server is not None:
+        # The event loop and the other threads (Django's database thread) share one GIL: their sum is the bound.
+        main, other = (after - before for after, before in zip(threads_after, threads_before, strict=True))
+        result["server_cpu_split_per_1000_deltas"] = {
+            "event_loop": round(main * 1000 / deltas, 3),
+            "other_threads": round(other * 1000 / deltas, 3),
+        }
     if server is not None and memory:
         result["active_kib_per_connection"] = round((sampler.peak - rss_before) / load.conversations / KIB, 1)
     if mode == "relay":

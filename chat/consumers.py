@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -51,6 +52,9 @@ class Refused(Exception):
 class ChatConsumer(AsyncWebsocketConsumer):
     conversation: Conversation
     language: str
+    #: Fragments handed to this tab while one of its own handlers runs: sent after it, as the channel layer's queue
+    #: would, so a catch-up or a refusal is never overtaken by what the runner publishes meanwhile.
+    _held: list[str] | None = None
 
     async def connect(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
@@ -78,7 +82,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.user_key = user_id
         self.conversation = conversation
         await self.channel_layer.group_add(conversation.group_name, self.channel_name)
+        self._held = []
+        get_relay().tabs.attach(conversation.group_name, self.channel_name, self._deliver)
         await self.accept()
+        await self._release_held()
 
     async def disconnect(self, code: int) -> None:
         watcher = getattr(self, "_orphan_watch", None)
@@ -89,9 +96,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await ratelimit.SocketCaps.release(self._socket_claim)
             self._socket_claim = None
         if hasattr(self, "conversation"):
+            get_relay().tabs.detach(self.conversation.group_name, self.channel_name)
             await self.channel_layer.group_discard(self.conversation.group_name, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        self._held = []
+        try:
+            await self._receive(text_data, bytes_data)
+        finally:
+            await self._release_held()
+
+    async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
         with translation.override(self.language):
             try:
                 try:
@@ -109,17 +124,31 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 )
 
     async def chat_fragment(self, event: dict[str, Any]) -> None:
-        """Group handler: a fragment of this conversation, for every tab showing it."""
-        await self.send(text_data=event["html"])
+        """Group handler: a fragment of this conversation from another process (or an orphan watch)."""
+        if event.get("origin") == liveness.PROCESS_ID:
+            return  # this process's runner handed it to this tab directly (``chat.relay.tabs``)
+        await self._deliver(event["html"])
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        # channels runs close_old_connections() on the shared sync thread before every handler: for a fragment
-        # (the streaming hot path, no database work) that was one hop through the thread all DB work queues on,
-        # per browser frame. Other handlers keep it.
-        if message["type"] == "chat.fragment":
-            await self.chat_fragment(message)
+        # channels runs close_old_connections() through sync_to_async before every handler: one more hop through
+        # the single thread all database work queues on, per browser frame. Every database call here goes through
+        # database_sync_to_async (chat.db), which does the same around the call itself, so the hop is skipped.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def _deliver(self, html: str) -> None:
+        if self._held is not None:
+            self._held.append(html)
         else:
-            await super().dispatch(message)
+            await self.send(text_data=html)
+
+    async def _release_held(self) -> None:
+        while self._held:
+            batch, self._held = "".join(self._held), []
+            await self.send(text_data=batch)
+        self._held = None
 
     # --- browser frames --------------------------------------------------------------------------------------
 

@@ -6,19 +6,25 @@ import asyncio
 import logging
 from typing import Any
 
+from chat import liveness
+from chat.relay.tabs import LocalTabs, spans_processes
+
 logger = logging.getLogger("chat.relay.outbox")
 
 
 class Outbox:
-    """Fragments for one channel-layer group, sent in the order they were put.
+    """Fragments for one conversation, sent in the order they were put.
 
     Fragments come from the event loop of a turn and from coalescing timers; sending each from its own task could
-    reorder them, so one sender drains the queue, joining whatever piled up meanwhile into a single frame.
+    reorder them, so one sender drains the queue, joining whatever piled up meanwhile into a single frame. Tabs in
+    this process get it directly; with a layer that spans processes, the group gets it too, for tabs elsewhere.
     """
 
-    def __init__(self, layer: Any, group: str) -> None:
+    def __init__(self, layer: Any, group: str, tabs: LocalTabs) -> None:
         self._layer = layer
         self._group = group
+        self._tabs = tabs
+        self._remote = spans_processes(layer)
         self._pending: list[str] = []
         self._sender: asyncio.Task[None] | None = None
 
@@ -32,8 +38,12 @@ class Outbox:
     async def _send_all(self) -> None:
         while self._pending:
             batch, self._pending = "".join(self._pending), []
+            await self._tabs.deliver(self._group, batch)
+            if not self._remote:
+                continue
+            message = {"type": "chat.fragment", "html": batch, "origin": liveness.PROCESS_ID}
             try:
-                await self._layer.group_send(self._group, {"type": "chat.fragment", "html": batch})
+                await self._layer.group_send(self._group, message)
             except Exception:
                 # A full or broken layer must not kill the turn: the database still has everything.
                 logger.exception("could not deliver a fragment to %s", self._group)

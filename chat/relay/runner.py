@@ -70,7 +70,7 @@ class ConversationRunner:
         self.user_id = ref.user_id
         self.store_id = ref.store_id
         self.upstream_id = ref.upstream_id
-        self.outbox = Outbox(relay.layer, ref.group)
+        self.outbox = Outbox(relay.layer, ref.group, relay.tabs)
         self.window = SlidingWindow(limit=10, seconds=60.0)
         self.session: UpstreamSession | None = None
         self.lease: Lease | None = None
@@ -80,6 +80,8 @@ class ConversationRunner:
         self._closing: asyncio.Task[None] | None = None
         #: Between turns with a warm socket: the socket may be closed at any moment to free its slot.
         self._parked = False
+        #: From ``start`` until the turn's end is stored and "ready" is published (the task drains a little longer).
+        self._in_turn = False
         self._turn_seq = 0
         self._bubbles = 0
 
@@ -87,12 +89,14 @@ class ConversationRunner:
 
     @property
     def running(self) -> bool:
-        return self.task is not None and not self.task.done()
+        """Whether a turn is under way: a tab told "ready" may send the next one at once, even from this process."""
+        return self._in_turn
 
     def start(self, frame: wire.UserMessage | wire.Action, seq: int, language: str) -> asyncio.Task[None]:
         """Run one turn in the background: it outlives the tab that asked for it."""
         self._turn_seq = seq
         self._bubbles = 0
+        self._in_turn = True
         self.task = asyncio.get_running_loop().create_task(self._turn(frame, language))
         liveness.keep_alive(self.task, self.pk, seq)  # other processes see this turn alive while it beats
         return self.task
@@ -112,6 +116,9 @@ class ConversationRunner:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.task
+        if self._closing is not None:
+            with contextlib.suppress(Exception):
+                await self._closing
         await self._close_session()
 
     # --- the turn --------------------------------------------------------------------------------------------
@@ -320,15 +327,17 @@ class ConversationRunner:
             metrics.turn_finished(relay_code or upstream_code)
         except Exception:
             logger.exception("could not close the turn of conversation %s cleanly", self.pk)
-        self.publish(rendering.status(None))
-        self.publish(rendering.state("ready"))
-        await self.outbox.drain()
         # After an interrupted turn the resumed session is fresh and worth keeping; after a timeout the upstream
-        # may still be working on the old turn, so that socket is not reused.
+        # may still be working on the old turn, so that socket is not reused. Either way this is settled before
+        # "ready" goes out: the next turn may start the moment a tab has it.
+        self._in_turn = False
         if relay_code in ("", "upstream_lost") and self.session is not None and not self.session.closed:
             self._park()
         else:
-            await self._close_session()
+            self._closing = asyncio.get_running_loop().create_task(self._close_session())
+        self.publish(rendering.status(None))
+        self.publish(rendering.state("ready"))
+        await self.outbox.drain()
 
     # --- the socket between turns ----------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from django.conf import settings
 
 from chat.relay.runner import ConversationRef, ConversationRunner
 from chat.relay.slots import LocalSlots, RedisSlots, make_slots
+from chat.relay.tabs import LocalTabs
 from chat.relay.upstream import EmbeddedSandbox
 
 
@@ -26,6 +27,8 @@ class Relay:
             f"vizochok:upstream-slots:{key_hash}",
             ttl=getattr(settings, "VIZOCHOK_SLOT_TTL", 30.0),
         )
+        #: The tabs connected to this loop: the runners' fragments reach them without the channel layer.
+        self.tabs = LocalTabs()
         self._runners: dict[int, ConversationRunner] = {}
 
     def runner(self, ref: ConversationRef) -> ConversationRunner:
