@@ -13,12 +13,29 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
 
 #: A socket counter outlives its last change by this long, so counts leaked by a killed process fade away.
 COUNTER_TTL = 15 * 60
+
+
+async def _cache(method: str, *args: Any, **kwargs: Any) -> Any:
+    """Call a method of the default cache without queueing behind database work.
+
+    Django's ``cache.aget`` and friends run the sync method through ``sync_to_async(thread_sensitive=True)``: the
+    one thread every database call of the process queues on, twice per message a shopper sends. A local-memory
+    cache needs no thread at all; a networked one (Redis) gets a worker thread of its own.
+    """
+    backend = caches["default"]
+    call = getattr(backend, method)
+    if isinstance(backend, LocMemCache):
+        return call(*args, **kwargs)
+    return await sync_to_async(call, thread_sensitive=False)(*args, **kwargs)
 
 
 def _key(kind: str, value: str) -> str:
@@ -40,13 +57,13 @@ class Bucket:
         key = _key("bucket", who)
         now = time.time() if now is None else now
         rate = self.per_minute / 60.0
-        stored = await cache.aget(key)
+        stored = await _cache("get", key)
         tokens, stamp = stored if isinstance(stored, tuple) and len(stored) == 2 else (self.burst, now)
         tokens = min(self.burst, tokens + max(0.0, now - stamp) * rate)
         if tokens < 1.0:
-            await cache.aset(key, (tokens, now), timeout=int(self.burst / rate) + 60)
+            await _cache("set", key, (tokens, now), timeout=int(self.burst / rate) + 60)
             return (1.0 - tokens) / rate
-        await cache.aset(key, (tokens - 1.0, now), timeout=int(self.burst / rate) + 60)
+        await _cache("set", key, (tokens - 1.0, now), timeout=int(self.burst / rate) + 60)
         return 0.0
 
 
@@ -70,13 +87,13 @@ class SocketCaps:
         for key, cap in ((_key("sockets-session", session), self.per_session), (_key("sockets-ip", ip), self.per_ip)):
             if cap <= 0:
                 continue
-            await cache.aadd(key, 0, timeout=COUNTER_TTL)
+            await _cache("add", key, 0, timeout=COUNTER_TTL)
             try:
-                count = await cache.aincr(key)
+                count = await _cache("incr", key)
             except ValueError:  # expired between add and incr
-                await cache.aset(key, 1, timeout=COUNTER_TTL)
+                await _cache("set", key, 1, timeout=COUNTER_TTL)
                 count = 1
-            await cache.atouch(key, COUNTER_TTL)
+            await _cache("touch", key, COUNTER_TTL)
             claimed.append(key)
             if count > cap:
                 await self.release(claimed)
@@ -87,7 +104,7 @@ class SocketCaps:
     async def release(keys: list[str]) -> None:
         for key in keys:
             try:
-                if await cache.adecr(key) < 0:
-                    await cache.aset(key, 0, timeout=COUNTER_TTL)
+                if await _cache("decr", key) < 0:
+                    await _cache("set", key, 0, timeout=COUNTER_TTL)
             except ValueError:
                 pass  # the counter expired: nothing to give back
