@@ -14,7 +14,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from chat import liveness
@@ -221,41 +220,57 @@ def _begin_contended(
 def _retire_choices(conversation_id: int, kind: str, payload: dict[str, Any], source_seq: int | None) -> list[Message]:
     """Mark the quick replies a new turn makes stale and the choice this turn answers.
 
-    Only the quick replies still open and the answered choice are read, so a turn with nothing to retire (the usual
-    case) reads no rows.
+    The newest choices are read with one plain query (the ORM's query building cost more than the rest of the
+    turn start together) and only the ones that change are loaded as models, to be saved and re-rendered.
     """
-    changed: list[Message] = []
-    open_replies = Q(kind=Kind.QUICK_REPLIES) & ~Q(payload__has_key="retired")
-    answered = Q(seq=source_seq, kind__in=UI_KINDS) if source_seq is not None else Q(pk__in=[])
-    candidates = Message.objects.filter(open_replies | answered, conversation_id=conversation_id).order_by("-seq")
-    for message in candidates[:20]:
-        data = dict(message.data)
-        if message.seq == source_seq and payload.get("action") == "quick_reply":
+    table = connection.ops.quote_name(Message._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, seq, kind, payload FROM {table} WHERE conversation_id = %s AND kind IN (%s, %s) "
+            "ORDER BY seq DESC LIMIT 5",
+            [conversation_id, *UI_KINDS],
+        )
+        rows = cursor.fetchall()
+    updates: dict[int, dict[str, Any]] = {}
+    for pk, seq, choice_kind, raw in rows:
+        stored = json.loads(raw) if isinstance(raw, (str, bytes)) else raw  # text on SQLite, decoded on PostgreSQL
+        stored = stored if isinstance(stored, dict) else {}
+        data = dict(stored)
+        if seq == source_seq and payload.get("action") == "quick_reply":
             data["used"] = payload.get("value")
-        if message.seq == source_seq and payload.get("action") == "checklist_submit":
+        if seq == source_seq and payload.get("action") == "checklist_submit":
             data["submitted"] = list(payload.get("items", []))
-        if message.kind == Kind.QUICK_REPLIES:
+        if choice_kind == Kind.QUICK_REPLIES:
             data["retired"] = True
-        if data != message.data:
-            message.payload = data
-            message.save(update_fields=["payload"])
-            changed.append(message)
+        if data != stored:
+            updates[pk] = data
+    changed = list(Message.objects.filter(pk__in=updates)) if updates else []
+    for message in changed:
+        message.payload = updates[message.pk]
+        message.save(update_fields=["payload"])
     return changed
 
 
 def end_turn(conversation_id: int, error_code: str = "", owner: str = "") -> None:
-    """Free the conversation; with ``owner``, only if that turn still holds it (a taken-over turn stays)."""
-    mine = Conversation.objects.filter(pk=conversation_id)
-    if owner:
-        mine = mine.filter(busy_owner=owner)
-    mine.update(
-        status=Conversation.Status.IDLE,
-        busy_since=None,
-        busy_owner="",
-        heartbeat_at=None,
-        last_error=error_code,
-        updated_at=timezone.now(),
+    """Free the conversation; with ``owner``, only if that turn still holds it (a taken-over turn stays).
+
+    One plain ``UPDATE``: it ends every turn, and the ORM's query building cost more than the statement.
+    """
+    table = connection.ops.quote_name(Conversation._meta.db_table)
+    sql = (
+        f"UPDATE {table} SET status = %s, busy_since = NULL, busy_owner = '', heartbeat_at = NULL, "
+        "last_error = %s, updated_at = %s WHERE id = %s"
     )
+    params: list[Any] = [Conversation.Status.IDLE, error_code[:64], _db_now(), conversation_id]
+    if owner:
+        sql += " AND busy_owner = %s"
+        params.append(owner)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def _db_now() -> Any:
+    return connection.ops.adapt_datetimefield_value(timezone.now())
 
 
 #: Stored when a turn's process died mid-turn (killed, crashed, lost its database for longer than the lapse).

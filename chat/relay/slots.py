@@ -171,7 +171,8 @@ class RedisSlots:
     def __init__(self, url: str, key: str, limit: int, *, ttl: float = 30.0, poll: float = 0.05) -> None:
         from redis.asyncio import Redis
 
-        self._redis = Redis.from_url(url)
+        # Bounded reads: a lost reply must fail a release or a renewal, never hang the turn that awaits it.
+        self._redis = Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
         self.key = key
         self.limit = limit
         self.ttl = ttl
