@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.template.loader import render_to_string
+from django.utils import translation
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
@@ -105,11 +106,24 @@ def text_end(bubble: str, message: Message) -> str:
 
 
 def status(code: str | None) -> str:
-    return fragment("status", code=code or "")
+    return _status(code or "", translation.get_language())
 
 
 def state(value: str) -> str:
     """The turn state every tab's ``#chat[data-state]`` follows (``ready`` or ``busy``)."""
+    return _state(value, translation.get_language())
+
+
+# Status and state fragments go out several times per turn and depend only on their value and the active
+# language (an argument here only to key the cache), so each is rendered once. Bounded: status codes come from the
+# upstream.
+@functools.lru_cache(maxsize=256)
+def _status(code: str, language: str | None) -> str:
+    return fragment("status", code=code)
+
+
+@functools.lru_cache(maxsize=16)
+def _state(value: str, language: str | None) -> str:
     return fragment("response_complete" if value == "ready" else "turn_state", state=value)
 
 

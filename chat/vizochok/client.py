@@ -125,6 +125,12 @@ class UpstreamConfig:
 _WEBSOCKETS_LOG = quiet_websockets_logger(WEBSOCKETS_LOGGER)
 
 
+class _Expired:
+    """Queue item put by a turn's deadline timer: one timer per turn instead of a timeout per awaited frame."""
+
+    __slots__ = ()
+
+
 class _End:
     """Queue sentinel put once the reader stops; ``error`` is ``None`` after a close we asked for."""
 
@@ -169,7 +175,9 @@ class UpstreamSession:
         #: Frames skipped as malformed, binary or oversize since the connection opened (handshake included).
         self.bad_frames = bad_frames
         self._ws = ws
-        self._queue: asyncio.Queue[ServerMessage | _End] = asyncio.Queue()
+        self._queue: asyncio.Queue[ServerMessage | _End | _Expired] = asyncio.Queue()
+        #: The running turn's deadline marker; a marker of an earlier turn left in the queue is skipped.
+        self._deadline: _Expired | None = None
         self._end: _End | None = None
         self._closing = False
         self._local_close: UpstreamClosed | None = None
@@ -231,12 +239,13 @@ class UpstreamSession:
         timeout = self.config.turn_timeout
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        marker = self._deadline = _Expired()
+        timer = None if deadline is None else loop.call_at(deadline, self._queue.put_nowait, marker)
         try:
             async with asyncio.timeout_at(deadline):
                 await self.send(frame)
             while True:
-                async with asyncio.timeout_at(deadline):
-                    event = await self._next()
+                event = await self._next()
                 if event is None:
                     return
                 yield event
@@ -244,6 +253,11 @@ class UpstreamSession:
                     return
         except TimeoutError:
             raise TurnTimeout(timeout or 0.0) from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if self._deadline is marker:
+                self._deadline = None
 
     async def close(self) -> None:
         """Close with 1000 and stop the background tasks. Idempotent; never raises for a dead connection."""
@@ -279,8 +293,15 @@ class UpstreamSession:
     # Reading --------------------------------------------------------------------------------------------------
 
     async def _next(self) -> ServerMessage | None:
-        """The next queued frame; ``None`` after a clean close; raises the close error after an upstream close."""
+        """The next queued frame; ``None`` after a clean close; raises the close error after an upstream close.
+
+        Raises ``TimeoutError`` when the running turn's deadline passes.
+        """
         item = await self._queue.get()
+        while isinstance(item, _Expired):
+            if item is self._deadline:
+                raise TimeoutError
+            item = await self._queue.get()  # an earlier turn's marker
         if isinstance(item, _End):
             self._queue.put_nowait(item)  # every later call sees the end too
             if item.error is not None:
