@@ -127,16 +127,7 @@ def begin_turn(
             if seq is None:
                 return _begin_contended(conversation_id, kind, text, payload, client_key, turn_limit, source_seq)
             changed = _retire_choices(conversation_id, kind, payload, source_seq)
-            message = Message.objects.create(
-                conversation_id=conversation_id,
-                seq=seq,
-                role=Role.USER,
-                kind=kind,
-                text=text,
-                payload=payload,
-                client_key=client_key,
-                created_at=now,
-            )
+            message = _user_message(conversation_id, seq, kind, text, payload, client_key, now)
     except IntegrityError:
         # The key was sent before (a replayed queue), or two tabs raced with the same key: the other one won.
         return TurnStart(duplicate=True)
@@ -204,9 +195,16 @@ def _begin_contended(
             "title",
         ]
     )
-    message = Message.objects.create(
+    message = _user_message(conversation_id, conversation.last_seq, kind, text, payload, client_key, now)
+    return TurnStart(message=message, changed=changed)
+
+
+def _user_message(
+    conversation_id: int, seq: int, kind: str, text: str, payload: dict[str, Any], client_key: str, now: datetime
+) -> Message:
+    return Message.objects.create(
         conversation_id=conversation_id,
-        seq=conversation.last_seq,
+        seq=seq,
         role=Role.USER,
         kind=kind,
         text=text,
@@ -214,7 +212,6 @@ def _begin_contended(
         client_key=client_key,
         created_at=now,
     )
-    return TurnStart(message=message, changed=changed)
 
 
 def _retire_choices(conversation_id: int, kind: str, payload: dict[str, Any], source_seq: int | None) -> list[Message]:
