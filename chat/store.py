@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from chat import liveness
@@ -82,17 +83,27 @@ def _append(conversation_id: int, **fields: Any) -> Message:
         return Message.objects.create(conversation_id=conversation_id, seq=seq, created_at=now, **fields)
 
 
+def _table(model: type[Model]) -> str:
+    """A model's table name, quoted for the plain SQL below (where the ORM's query building costs too much)."""
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _sql_time(moment: datetime) -> Any:
+    """A datetime as a plain-SQL parameter, stored the way the ORM stores it (time zone, SQLite's text form)."""
+    return connection.ops.adapt_datetimefield_value(moment)
+
+
 def _next_seq(conversation_id: int, now: datetime) -> int:
     """Take the next sequence number in one statement (``UPDATE … RETURNING``: SQLite ≥ 3.35, PostgreSQL).
 
     The ORM's ``update()`` cannot return the new value, and a second query for it would be one more round trip on
     the single database thread for every stored event.
     """
-    table = connection.ops.quote_name(Conversation._meta.db_table)
+    table = _table(Conversation)
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET last_seq = last_seq + 1, updated_at = %s WHERE id = %s RETURNING last_seq",
-            [connection.ops.adapt_datetimefield_value(now), conversation_id],
+            [_sql_time(now), conversation_id],
         )
         row = cursor.fetchone()
     if row is None:
@@ -139,8 +150,8 @@ def _claim_idle(conversation_id: int, now: datetime, title: str) -> int | None:
 
     The owner token (``liveness.owner_token`` of the new number) is built in SQL from the number it names.
     """
-    table = connection.ops.quote_name(Conversation._meta.db_table)
-    at = connection.ops.adapt_datetimefield_value(now)
+    table = _table(Conversation)
+    at = _sql_time(now)
     owner_prefix = liveness.owner_token(0)[:-1]  # "<process>#"; the number is appended below
     with connection.cursor() as cursor:
         cursor.execute(
@@ -220,7 +231,7 @@ def _retire_choices(conversation_id: int, kind: str, payload: dict[str, Any], so
     The newest choices are read with one plain query (the ORM's query building cost more than the rest of the
     turn start together) and only the ones that change are loaded as models, to be saved and re-rendered.
     """
-    table = connection.ops.quote_name(Message._meta.db_table)
+    table = _table(Message)
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT id, seq, kind, payload FROM {table} WHERE conversation_id = %s AND kind IN (%s, %s) "
@@ -253,21 +264,17 @@ def end_turn(conversation_id: int, error_code: str = "", owner: str = "") -> Non
 
     One plain ``UPDATE``: it ends every turn, and the ORM's query building cost more than the statement.
     """
-    table = connection.ops.quote_name(Conversation._meta.db_table)
+    table = _table(Conversation)
     sql = (
         f"UPDATE {table} SET status = %s, busy_since = NULL, busy_owner = '', heartbeat_at = NULL, "
         "last_error = %s, updated_at = %s WHERE id = %s"
     )
-    params: list[Any] = [Conversation.Status.IDLE, error_code[:64], _db_now(), conversation_id]
+    params: list[Any] = [Conversation.Status.IDLE, error_code[:64], _sql_time(timezone.now()), conversation_id]
     if owner:
         sql += " AND busy_owner = %s"
         params.append(owner)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-
-
-def _db_now() -> Any:
-    return connection.ops.adapt_datetimefield_value(timezone.now())
 
 
 #: Stored when a turn's process died mid-turn (killed, crashed, lost its database for longer than the lapse).
