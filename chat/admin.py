@@ -5,7 +5,7 @@ the assistant said (the upstream keeps no history), so every field is read-only 
 Deleting stays possible for users holding the delete permission (privacy requests, test data).
 
 Everything shown from a message payload is untrusted upstream data. The page never marks it safe: texts go
-through template autoescaping, assistant markdown through :func:`chat.markdown.render_markdown` (nh3
+through template autoescaping, assistant markdown through :func:`chat.presentation.markdown.render_markdown` (nh3
 allowlist), and an image URL only reaches ``src`` if it is an absolute http(s) URL or a same-origin path.
 
 The list has to stay quick at 100,000+ conversations, so every column is a field of the conversation row
@@ -35,10 +35,11 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
-from chat import exports, formatting
-from chat.images import safe_image_url
-from chat.markdown import render_markdown
+from chat import exports
 from chat.models import Conversation, Message
+from chat.presentation import formatting
+from chat.presentation.images import safe_image_url
+from chat.presentation.markdown import render_markdown
 
 #: The live endpoint hands over at most this many messages per poll; the next poll fetches the rest.
 POLL_BATCH = 200

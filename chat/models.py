@@ -34,7 +34,7 @@ class Conversation(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.IDLE)
     #: When the running turn began; a busy flag older than the turn limit is stale (its process died).
     busy_since = models.DateTimeField(null=True, blank=True)
-    #: Which process runs the turn (``chat.liveness.owner_token``): only the owner may beat or end it.
+    #: Which process runs the turn (``chat.turns.liveness.owner_token``): only the owner may beat or end it.
     busy_owner = models.CharField(max_length=100, blank=True)
     #: Refreshed every few seconds by the owning process; a lapsed heartbeat means the owner died mid-turn.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -75,7 +75,7 @@ class Conversation(models.Model):
             return False
         now = timezone.now()
         if self.heartbeat_at is not None:
-            from chat.liveness import heartbeat_lapse
+            from chat.turns.liveness import heartbeat_lapse
 
             if now - self.heartbeat_at > timedelta(seconds=heartbeat_lapse()):
                 return False
@@ -128,3 +128,43 @@ class Message(models.Model):
     @property
     def data(self) -> dict[str, Any]:
         return self.payload if isinstance(self.payload, dict) else {}
+
+
+class Turn(models.Model):
+    """One turn as it ended: what the insights read, so they aggregate rows instead of message payloads.
+
+    Written once by the turn engine when the turn is over (one INSERT off the critical path); the running turn's
+    state lives on the conversation (``status``, ``busy_owner``, ``heartbeat_at``).
+    """
+
+    class Outcome(models.TextChoices):
+        ANSWERED = "answered", _("answered")
+        FAILED = "failed", _("failed")
+        STOPPED = "stopped", _("stopped")
+        INTERRUPTED = "interrupted", _("interrupted")
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
+    #: The ``seq`` of the shopper's message that started the turn.
+    seq = models.PositiveIntegerField()
+    store_id = models.CharField(max_length=100)
+    started_at = models.DateTimeField(db_index=True)
+    #: Milliseconds from the send to the first streamed token; null when no text came.
+    first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=12, choices=Outcome.choices, default=Outcome.ANSWERED)
+    #: The relay's or the upstream's error code that ended the turn ("" when it was answered).
+    error_code = models.CharField(max_length=64, blank=True)
+    #: The shopper's words for a text message ("" for an action), kept for "queries without products".
+    query = models.CharField(max_length=200, blank=True)
+    had_cards = models.BooleanField(default=False)
+    #: Adds in this turn (``cart_changed`` with ``action == "item_selected"``) and the cart total after it.
+    cart_adds = models.PositiveIntegerField(default=0)
+    cart_total = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [models.UniqueConstraint(fields=["conversation", "seq"], name="turn_unique_seq")]
+        indexes = [models.Index(fields=["store_id", "started_at"], name="turn_store_started")]
+
+    def __str__(self) -> str:
+        return f"{self.conversation_id}#{self.seq} {self.outcome}"

@@ -17,8 +17,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
-from chat import liveness
 from chat.models import Conversation, Message
+from chat.turns import liveness
 from chat.vizochok import messages as wire
 
 Kind = Message.Kind

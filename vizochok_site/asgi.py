@@ -20,9 +20,9 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from chat.embed import websocket_origin_validator  # noqa: E402
-from chat.lifecycle import install_daphne_shutdown, lifespan  # noqa: E402
-from chat.routing import websocket_urlpatterns  # noqa: E402
+from chat.ops.lifecycle import install_daphne_shutdown, lifespan  # noqa: E402
+from chat.web.embed import websocket_origin_validator  # noqa: E402
+from chat.web.routing import websocket_urlpatterns  # noqa: E402
 
 install_daphne_shutdown()  # SIGTERM: mark running turns, close upstream sockets (uvicorn: the lifespan below)
 

@@ -69,7 +69,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Above sessions and CSRF: rewrites their cookies as SameSite=None; Secure; Partitioned for framed visits.
-    "chat.embed.EmbedCookieMiddleware",
+    "chat.web.embed.EmbedCookieMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -77,7 +77,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "chat.security.ContentSecurityPolicyMiddleware",
+    "chat.ops.security.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
@@ -135,8 +135,8 @@ if REDIS_URL:
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
-    # channels' InMemoryChannelLayer with its expiry sweep on a timer instead of per send (see chat/layers.py).
-    CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.RelayChannelLayer", "CONFIG": {"capacity": 1500}}}
+    # channels' InMemoryChannelLayer with its expiry sweep on a timer instead of per send (see chat/feed/layers.py).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "chat.feed.layers.RelayChannelLayer", "CONFIG": {"capacity": 1500}}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -170,7 +170,7 @@ SESSION_COOKIE_AGE = 60 * 60 * 24 * 30
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 
-# --- Embedding: native WebViews and storefront iframes (chat/embed.py, docs/embedding.md) ------------------------
+# --- Embedding: native WebViews and storefront iframes (chat/web/embed.py, docs/embedding.md) ------------------------
 # Words separated by spaces or commas; "*" is refused where it would open the door to every site.
 
 
@@ -194,7 +194,7 @@ for _name, _words in (
 ):
     if any(word == "*" or ";" in word or "*" in word.split("//")[0] for word in _words):
         raise ImproperlyConfigured(f"{_name} must list origins; '*' and ';' are not allowed")
-# The official widget's options, per deployment; an embed's data- attributes override them (chat/embed.py).
+# The official widget's options, per deployment; an embed's data- attributes override them (chat/web/embed.py).
 VIZOCHOK_WIDGET_PRIMARY_COLOR = os.environ.get("VIZOCHOK_WIDGET_PRIMARY_COLOR", "")
 VIZOCHOK_WIDGET_FONT_FAMILY = os.environ.get("VIZOCHOK_WIDGET_FONT_FAMILY", "")
 VIZOCHOK_WIDGET_BORDER_RADIUS = os.environ.get("VIZOCHOK_WIDGET_BORDER_RADIUS", "")
@@ -222,10 +222,10 @@ if not DEBUG:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"conversation": {"()": "chat.logs.ConversationFilter"}},
+    "filters": {"conversation": {"()": "chat.ops.logs.ConversationFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(conversation)s] %(message)s"},
-        "json": {"()": "chat.logs.JsonFormatter"},
+        "json": {"()": "chat.ops.logs.JsonFormatter"},
     },
     "handlers": {
         "console": {
@@ -257,7 +257,7 @@ VIZOCHOK_OPEN_RETRIES = env_int("VIZOCHOK_OPEN_RETRIES", 5)
 VIZOCHOK_SANDBOX_PACE = float(os.environ.get("VIZOCHOK_SANDBOX_PACE", "40"))
 # Browser frames are coalesced: at most one streaming fragment per conversation per this many seconds.
 VIZOCHOK_COALESCE_SECONDS = float(os.environ.get("VIZOCHOK_COALESCE_SECONDS", "0.03"))
-# --- production: liveness, limits, observability (chat/liveness.py, chat/ratelimit.py, chat/metrics.py) ------
+# --- production: liveness, limits, observability (chat/turns/liveness.py, chat/ops/ratelimit.py, metrics.py) ---
 # The process running a turn refreshes its heartbeat this often; 3 missed beats make the turn stale elsewhere.
 VIZOCHOK_HEARTBEAT_SECONDS = float(os.environ.get("VIZOCHOK_HEARTBEAT_SECONDS", "5"))
 # Seconds a crashed process's upstream slot (a Redis lease) outlives it.

@@ -8,57 +8,101 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Conversation',
+            name="Conversation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('upstream_id', models.CharField(blank=True, db_index=True, max_length=100)),
-                ('store_id', models.CharField(max_length=100)),
-                ('user_id', models.CharField(max_length=200)),
-                ('session_key', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('title', models.CharField(blank=True, max_length=200)),
-                ('status', models.CharField(choices=[('idle', 'idle'), ('busy', 'answering'), ('failed', 'failed'), ('closed', 'closed')], default='idle', max_length=10)),
-                ('busy_since', models.DateTimeField(blank=True, null=True)),
-                ('turn_count', models.PositiveIntegerField(default=0)),
-                ('last_seq', models.PositiveIntegerField(default=0)),
-                ('cart', models.JSONField(blank=True, default=list)),
-                ('cart_count', models.DecimalField(decimal_places=3, default=Decimal('0'), max_digits=12)),
-                ('cart_total', models.DecimalField(decimal_places=2, default=Decimal('0'), max_digits=12)),
-                ('last_error', models.CharField(blank=True, max_length=64)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("public_id", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                ("upstream_id", models.CharField(blank=True, db_index=True, max_length=100)),
+                ("store_id", models.CharField(max_length=100)),
+                ("user_id", models.CharField(max_length=200)),
+                ("session_key", models.CharField(blank=True, db_index=True, max_length=64)),
+                ("title", models.CharField(blank=True, max_length=200)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("idle", "idle"), ("busy", "answering"), ("failed", "failed"), ("closed", "closed")],
+                        default="idle",
+                        max_length=10,
+                    ),
+                ),
+                ("busy_since", models.DateTimeField(blank=True, null=True)),
+                ("turn_count", models.PositiveIntegerField(default=0)),
+                ("last_seq", models.PositiveIntegerField(default=0)),
+                ("cart", models.JSONField(blank=True, default=list)),
+                ("cart_count", models.DecimalField(decimal_places=3, default=Decimal("0"), max_digits=12)),
+                ("cart_total", models.DecimalField(decimal_places=2, default=Decimal("0"), max_digits=12)),
+                ("last_error", models.CharField(blank=True, max_length=64)),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'ordering': ['-updated_at'],
-                'indexes': [models.Index(fields=['user_id', '-updated_at'], name='conv_user_recent'), models.Index(fields=['session_key', '-updated_at'], name='conv_session_recent'), models.Index(fields=['store_id', '-created_at'], name='conv_store_created'), models.Index(fields=['-updated_at'], name='conv_updated'), models.Index(fields=['status'], name='conv_status')],
+                "ordering": ["-updated_at"],
+                "indexes": [
+                    models.Index(fields=["user_id", "-updated_at"], name="conv_user_recent"),
+                    models.Index(fields=["session_key", "-updated_at"], name="conv_session_recent"),
+                    models.Index(fields=["store_id", "-created_at"], name="conv_store_created"),
+                    models.Index(fields=["-updated_at"], name="conv_updated"),
+                    models.Index(fields=["status"], name="conv_status"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Message',
+            name="Message",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seq', models.PositiveIntegerField()),
-                ('role', models.CharField(choices=[('user', 'shopper'), ('assistant', 'assistant'), ('system', 'system')], max_length=10)),
-                ('kind', models.CharField(choices=[('text', 'text'), ('action', 'action'), ('product_cards', 'product cards'), ('quick_replies', 'quick replies'), ('checklist', 'ingredient checklist'), ('cart', 'cart change'), ('error', 'error'), ('notice', 'notice')], default='text', max_length=20)),
-                ('text', models.TextField(blank=True)),
-                ('payload', models.JSONField(blank=True, default=dict)),
-                ('complete', models.BooleanField(default=True)),
-                ('client_key', models.CharField(blank=True, max_length=64)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='chat.conversation')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("seq", models.PositiveIntegerField()),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("user", "shopper"), ("assistant", "assistant"), ("system", "system")], max_length=10
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("text", "text"),
+                            ("action", "action"),
+                            ("product_cards", "product cards"),
+                            ("quick_replies", "quick replies"),
+                            ("checklist", "ingredient checklist"),
+                            ("cart", "cart change"),
+                            ("error", "error"),
+                            ("notice", "notice"),
+                        ],
+                        default="text",
+                        max_length=20,
+                    ),
+                ),
+                ("text", models.TextField(blank=True)),
+                ("payload", models.JSONField(blank=True, default=dict)),
+                ("complete", models.BooleanField(default=True)),
+                ("client_key", models.CharField(blank=True, max_length=64)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="messages", to="chat.conversation"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['conversation', 'seq'],
-                'indexes': [models.Index(fields=['kind'], name='msg_kind')],
-                'constraints': [models.UniqueConstraint(fields=('conversation', 'seq'), name='msg_unique_seq'), models.UniqueConstraint(condition=models.Q(('client_key', ''), _negated=True), fields=('conversation', 'client_key'), name='msg_unique_client_key')],
+                "ordering": ["conversation", "seq"],
+                "indexes": [models.Index(fields=["kind"], name="msg_kind")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("conversation", "seq"), name="msg_unique_seq"),
+                    models.UniqueConstraint(
+                        condition=models.Q(("client_key", ""), _negated=True),
+                        fields=("conversation", "client_key"),
+                        name="msg_unique_client_key",
+                    ),
+                ],
             },
         ),
     ]

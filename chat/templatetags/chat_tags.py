@@ -4,9 +4,9 @@ from typing import Any
 
 from django import template
 
-from chat import formatting, texts
-from chat.images import safe_image_url
-from chat.markdown import render_markdown
+from chat.presentation import formatting, texts
+from chat.presentation.images import safe_image_url
+from chat.presentation.markdown import render_markdown
 from chat.vizochok.messages import to_json
 
 register = template.Library()

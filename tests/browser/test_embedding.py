@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from chat.embed import mint_token
+from chat.web.embed import mint_token
 from tests.browser.conftest import AppServer, new_page, send_text, wait_ready
 
 SECRET = secrets.token_urlsafe(32)  # generated per run: no secret in the repository

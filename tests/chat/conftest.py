@@ -13,10 +13,10 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.sessions.backends.db import SessionStore
 
-from chat import identity
 from chat.models import Conversation, Message
-from chat.relay.service import get_relay
 from chat.sandbox.server import SandboxConfig, SandboxServer
+from chat.turns.service import get_relay
+from chat.web import identity
 
 TIMEOUT = 5.0
 

@@ -13,7 +13,8 @@ from django.template import Context, Template
 from django.test import Client, RequestFactory
 from django.utils import translation
 
-from chat import formatting, identity, texts
+from chat.presentation import formatting, texts
+from chat.web import identity
 
 LOCALE = Path(settings.BASE_DIR) / "locale"
 PO = LOCALE / "uk" / "LC_MESSAGES" / "django.po"

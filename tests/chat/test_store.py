@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from chat import liveness, store
+from chat import store
 from chat.models import Conversation, Message
+from chat.turns import liveness
 
 pytestmark = pytest.mark.django_db
 

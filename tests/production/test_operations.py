@@ -74,7 +74,7 @@ def test_readyz_checks_redis_when_configured(client: Client, settings: Any) -> N
 
 @pytest.mark.django_db
 def test_metrics_are_exposed_in_prometheus_format(client: Client) -> None:
-    from chat import metrics
+    from chat.ops import metrics
 
     metrics.turn_finished("")
     metrics.turn_finished("upstream_lost")

@@ -1,0 +1,82 @@
+"""The relay of one event loop: its upstream slots, its embedded sandbox and its conversation runners."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import weakref
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from chat.feed.tabs import LocalTabs
+from chat.turns.runner import ConversationRef, ConversationRunner
+from chat.turns.slots import LocalSlots, RedisSlots, make_slots
+from chat.turns.upstream import EmbeddedSandbox
+
+
+class Relay:
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        self.sandbox = EmbeddedSandbox()
+        # The limit belongs to the key, so the shared counter is named after (a hash of) the key, never the key.
+        key_hash = hashlib.sha256(settings.VIZOCHOK_API_KEY.encode()).hexdigest()[:16]
+        self.slots: LocalSlots | RedisSlots = make_slots(
+            settings.VIZOCHOK_MAX_CONNECTIONS,
+            settings.REDIS_URL,
+            f"vizochok:upstream-slots:{key_hash}",
+            ttl=getattr(settings, "VIZOCHOK_SLOT_TTL", 30.0),
+        )
+        #: The tabs connected to this loop: the runners' fragments reach them without the channel layer.
+        self.tabs = LocalTabs()
+        self._runners: dict[int, ConversationRunner] = {}
+
+    def runner(self, ref: ConversationRef) -> ConversationRunner:
+        runner = self._runners.get(ref.pk)
+        if runner is None:
+            runner = self._runners[ref.pk] = ConversationRunner(self, ref)
+        elif ref.upstream_id and not runner.upstream_id:
+            runner.upstream_id = ref.upstream_id
+        return runner
+
+    def existing(self, pk: int) -> ConversationRunner | None:
+        return self._runners.get(pk)
+
+    def adopt(self, runner: ConversationRunner) -> None:
+        """Register a runner again that was forgotten while a new turn was already starting on it."""
+        self._runners.setdefault(runner.pk, runner)
+
+    def forget(self, runner: ConversationRunner) -> None:
+        if self._runners.get(runner.pk) is runner:
+            del self._runners[runner.pk]
+
+    @property
+    def runners(self) -> int:
+        return len(self._runners)
+
+    async def close(self) -> None:
+        """Close every upstream socket (graceful shutdown, tests); running turns end as interrupted."""
+        await asyncio.gather(*(runner.close() for runner in list(self._runners.values())), return_exceptions=True)
+        self._runners.clear()
+        await self.sandbox.close()
+        if isinstance(self.slots, RedisSlots):
+            await self.slots.close()
+
+
+_relays: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Relay] = weakref.WeakKeyDictionary()
+
+
+def get_relay() -> Relay:
+    """The relay of the running loop: sockets and tasks belong to one loop and cannot be shared across loops."""
+    loop = asyncio.get_running_loop()
+    relay = _relays.get(loop)
+    if relay is None:
+        relay = _relays[loop] = Relay()
+    return relay
+
+
+async def close_relay() -> None:
+    """Close the running loop's relay, if it has one (graceful shutdown: ``chat.ops.lifecycle``)."""
+    relay = _relays.pop(asyncio.get_running_loop(), None)
+    if relay is not None:
+        await relay.close()

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.utils import translation
+
+from chat.presentation import formatting
+
+
+def test_ukrainian_prices_and_weights() -> None:
+    with translation.override("uk"):
+        assert formatting.money(Decimal("42.9")) == "42,90\u00a0₴"
+        assert formatting.money(Decimal("1234.5")) == "1\u00a0234,50\u00a0₴"
+        assert formatting.quantity(Decimal("0.3"), "kg") == "0,3\u00a0кг"
+        assert formatting.quantity(2, "pcs") == "2\u00a0шт."
+
+
+def test_english_prices_and_weights() -> None:
+    with translation.override("en"):
+        assert formatting.money("42.9") == "₴42.90"
+        assert formatting.quantity("0.30", "kg") == "0.3\u00a0kg"
+
+
+def test_garbage_is_not_formatted() -> None:
+    assert formatting.money("NaN") == ""
+    assert formatting.money(True) == ""
+    assert formatting.quantity(None) == ""
+
+
+def test_display_name_follows_the_language() -> None:
+    product = {"name": "Молоко", "name_en": "Milk"}
+    with translation.override("en"):
+        assert formatting.display_name(product) == "Milk"
+    with translation.override("uk"):
+        assert formatting.display_name(product) == "Молоко"
+    assert formatting.display_name({"name": "Хліб"}) == "Хліб"
+
+
+def test_editable_numbers_use_the_decimal_mark_without_grouping() -> None:
+    with translation.override("uk"):
+        assert formatting.editable_number(Decimal("0.50")) == "0,5"
+        assert formatting.editable_number(1000) == "1000"
+    with translation.override("en"):
+        assert formatting.editable_number("1.5") == "1.5"

@@ -1,0 +1,123 @@
+"""The markdown sanitiser: ordinary markdown renders, anything executable comes out inert."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+from django.utils.safestring import SafeString
+
+from chat.presentation.markdown import render_markdown
+
+LINK_ATTRS = 'target="_blank" rel="noopener noreferrer nofollow"'
+
+
+def test_bold_italic_and_lists_render() -> None:
+    html = render_markdown("**Молоко** і *хліб*\n\n- яйця\n- сир\n\n1. one\n2. two")
+    assert "<strong>Молоко</strong>" in html
+    assert "<em>хліб</em>" in html
+    assert "<ul>" in html
+    assert "<li>яйця</li>" in html
+    assert "<ol>" in html
+
+
+def test_result_is_marked_safe_for_templates() -> None:
+    assert isinstance(render_markdown("hi"), SafeString)
+    assert render_markdown("") == ""
+
+
+def test_http_link_opens_in_new_tab_without_referrer() -> None:
+    html = render_markdown("[shop](https://example.com/a?b=1&c=2)")
+    assert f'<a href="https://example.com/a?b=1&amp;c=2" {LINK_ATTRS}>shop</a>' in html
+
+
+def test_mailto_link_is_allowed() -> None:
+    assert 'href="mailto:help@example.com"' in render_markdown("[mail](mailto:help@example.com)")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "[x](javascript:alert(1))",
+        "[x](JaVaScRiPt:alert(1))",
+        "[x](java\tscript:alert(1))",
+        "[x](vbscript:msgbox(1))",
+        "[x](data:text/html;base64,PHNjcmlwdD4=)",
+        "<javascript:alert(1)>",
+        "[x](/relative/path)",
+        "[x](//evil.example/path)",
+    ],
+)
+def test_non_http_links_are_not_links(source: str) -> None:
+    html = render_markdown(source)
+    assert "<a" not in html
+    assert "href" not in html
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "<script>alert(1)</script>",
+        "<img src=x onerror=alert(1)>",
+        '<a href="javascript:alert(1)">x</a>',
+        "<iframe src=https://evil.example></iframe>",
+        '<div onclick="alert(1)">x</div>',
+        "<style>body{display:none}</style>",
+    ],
+)
+def test_raw_html_is_escaped_text(source: str) -> None:
+    html = render_markdown(source)
+    assert not re.search(r"<(script|img|iframe|div|style)\b", html)
+    assert "&lt;" in html
+
+
+class _AttributeNames(HTMLParser):
+    """Every (tag, attribute) pair a browser would see, so quoted look-alikes inside values do not count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.seen.extend((tag, name) for name, _ in attrs)
+
+
+def test_no_event_handler_attribute_survives() -> None:
+    html = render_markdown('[x](https://e.com "t\\" onerror=\\"alert(1)") <b onmouseover=alert(1)>hi</b>')
+    parser = _AttributeNames()
+    parser.feed(html)
+    assert parser.seen
+    assert all(not name.startswith("on") for _, name in parser.seen)
+    assert {name for _, name in parser.seen} <= {"href", "title", "target", "rel"}
+
+
+def test_images_render_as_their_alt_text() -> None:
+    html = render_markdown("![Молоко <b>2.5%</b>](https://cdn.example/milk.png) ![x](javascript:alert(1))")
+    assert "<img" not in html
+    assert "src=" not in html
+    assert "Молоко" in html
+    assert "<b>" not in html
+
+
+def test_code_is_escaped() -> None:
+    html = render_markdown("```html\n<script>alert(1)</script>\n```\n\n`<b>`")
+    assert "<pre><code>&lt;script&gt;" in html
+    assert "<code>&lt;b&gt;</code>" in html
+    assert "class=" not in html
+
+
+def test_tables_and_strikethrough_render() -> None:
+    html = render_markdown("| a | b |\n|---|---|\n| 1 | 2 |\n\n~~42 ₴~~ 39 ₴")
+    assert "<table>" in html
+    assert "<td>1</td>" in html
+    assert "<s>42 ₴</s>" in html
+
+
+def test_single_newline_is_a_line_break() -> None:
+    assert "<br>" in render_markdown("first\nsecond")
+
+
+def test_huge_input_is_bounded() -> None:
+    html = render_markdown("a" * 500_000)
+    assert len(html) < 200_000

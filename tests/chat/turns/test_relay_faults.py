@@ -1,0 +1,112 @@
+"""The relay under a rude upstream: closes with every code mid-reply, garbage, unknown and oversize frames, slowness.
+
+Each case ends with no crash, everything stored kept, and a clear message in the tab.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+
+from chat.models import Conversation
+from chat.sandbox.server import SandboxConfig, SandboxServer
+from chat.turns.service import get_relay
+from tests.chat.conftest import READY, connected, make_shopper, receive_until, reload, send, stored
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def status_of(conversation: Conversation) -> str:
+    return (await reload(conversation)).status
+
+
+@pytest.mark.parametrize(
+    ("code", "shown"),
+    [
+        (1000, "upstream_lost"),
+        (1001, "upstream_lost"),
+        (1006, "upstream_lost"),
+        (1011, "upstream_lost"),
+        (4029, "upstream_lost"),
+        (4001, "auth_failed"),
+        (4003, "auth_failed"),
+        (4004, "auth_failed"),
+    ],
+)
+async def test_upstream_closing_mid_reply(sandbox: Any, code: int, shown: str) -> None:
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        sandbox.pause_turns()
+        await send(tab, kind="message", text="borscht", key="k1")
+        await receive_until(tab, "-text")
+        await sandbox.drop_all(code=code)
+        html = await receive_until(tab, READY)
+        sandbox.resume_turns()
+        assert f'data-code="{shown}"' in html
+        if shown == "upstream_lost":
+            # Resumed: the next message goes through at once.
+            await send(tab, kind="message", text="milk", key="k2")
+            assert "product-card" in await receive_until(tab, READY)
+    messages = await stored(conversation)
+    cut = [m for m in messages if m.role == "assistant" and m.kind == "text" and not m.complete]
+    assert len(cut) == 1  # what streamed before the close is kept
+    assert messages[0].text == "borscht"
+    assert await status_of(conversation) == Conversation.Status.IDLE
+
+
+async def test_garbage_unknown_and_oversize_upstream_frames(sandbox: Any) -> None:
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        sandbox.pause_turns()
+        await send(tab, kind="message", text="milk", key="k1")
+        await receive_until(tab, "-text")
+        await sandbox.send_raw_to_all("this is not json")
+        await sandbox.send_raw_to_all('{"no": "type"}')
+        await sandbox.send_raw_to_all('{"type": "product_cards", "items": [{"sku": 1}]}')
+        await sandbox.send_raw_to_all('{"type": "text_delta", "delta": "' + "x" * 70_000 + '"}')
+        await sandbox.send_raw_to_all('{"type": "meal_plan", "days": [{"day": "Mon", "meals": ["борщ"]}]}')
+        sandbox.resume_turns()
+        html = await receive_until(tab, READY)
+    assert 'class="notice"' in html  # the unknown type, shown neutrally
+    assert "x" * 1000 not in html  # the oversize frame was refused, not relayed
+    assert "chat-error" not in html
+    kinds = [m.kind for m in await stored(conversation)]
+    assert "notice" in kinds
+    assert "product_cards" in kinds  # the real cards still arrived
+
+
+async def test_a_slow_upstream_ends_with_a_timeout_and_keeps_the_text(sandbox: Any, settings: Any) -> None:
+    settings.VIZOCHOK_TURN_TIMEOUT = 0.5
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        sandbox.pause_turns()  # the upstream goes quiet mid-reply
+        await send(tab, kind="message", text="milk", key="k1")
+        html = await receive_until(tab, READY)
+        sandbox.resume_turns()
+    assert 'data-code="turn_timeout"' in html
+    cut = [m for m in await stored(conversation) if m.role == "assistant" and m.kind == "text"]
+    assert [m.complete for m in cut] == [False]
+    assert await status_of(conversation) == Conversation.Status.IDLE
+
+
+async def test_the_daily_conversation_limit_is_explained(settings: Any) -> None:
+    config = SandboxConfig(tokens_per_second=0.0, ping_interval=0.0, conversations_per_user_per_day=1)
+    async with SandboxServer(config) as server:
+        settings.VIZOCHOK_WS_URL = server.url
+        key, first = await make_shopper("anon-limited")
+        second = await database_sync_to_async(Conversation.objects.create)(
+            session_key=key, user_id="anon-limited", store_id="s"
+        )
+        try:
+            async with connected(key, first) as tab:
+                await send(tab, kind="message", text="milk", key="k1")
+                assert "product-card" in await receive_until(tab, READY)
+            async with connected(key, second) as tab:
+                await send(tab, kind="message", text="milk", key="k2")
+                html = await receive_until(tab, READY)
+        finally:
+            await get_relay().close()
+    assert 'data-code="user_conversation_limit"' in html
+    assert "too many conversations today" in html
