@@ -52,8 +52,10 @@ from .messages import (
     MalformedFrame,
     Ping,
     Pong,
+    ResponseComplete,
     ServerMessage,
     SessionRestored,
+    TextEnd,
     UserMessage,
     check_size,
     parse_server,
@@ -76,6 +78,9 @@ Sleep: TypeAlias = Callable[[float], Awaitable[object]]
 
 #: websockets' own logger gets this name; see :class:`~chat.vizochok.quiet_log.QuietFrames`.
 WEBSOCKETS_LOGGER = "chat.vizochok.client.websockets"
+
+#: Frames that only end something: one that comes before anything of a turn belongs to an earlier turn.
+_ENDS_ONLY = (ResponseComplete, TextEnd)
 
 _PING = to_json(Ping())
 _PONG = to_json(Pong())
@@ -101,6 +106,13 @@ class UpstreamConfig:
     open_timeout: float = 10.0
     #: How long a close waits for the upstream's close frame before dropping the TCP connection.
     close_timeout: float = 5.0
+    #: After an ``error`` ends a turn, how long its ``response_complete`` may still come (the reference leaves open
+    #: whether one follows, §6): the socket serves no other turn before it came or this passed.
+    error_grace: float = 1.0
+    #: Quiet the socket must have had before it serves the next turn: a frame the upstream sends right after
+    #: ``response_complete`` (a repeated one, a late block) arrives within it and is set apart, not read as the
+    #: next turn's reply. Only turns that follow each other this closely wait at all.
+    settle_grace: float = 0.1
     #: HTTP(S)/SOCKS proxy URL, ``True`` for the environment's proxy settings, ``None`` to connect directly.
     #: Direct by default: a server-side relay should not route its API key through whatever proxy is in its env.
     proxy: str | bool | None = None
@@ -114,7 +126,8 @@ class UpstreamConfig:
             f"UpstreamConfig(url={self.url!r}, token='***', store_id={self.store_id!r}, user_id={self.user_id!r}, "
             f"auth_timeout={self.auth_timeout!r}, turn_timeout={self.turn_timeout!r}, "
             f"ping_interval={self.ping_interval!r}, pong_timeout={self.pong_timeout!r}, "
-            f"open_timeout={self.open_timeout!r}, close_timeout={self.close_timeout!r})"
+            f"open_timeout={self.open_timeout!r}, close_timeout={self.close_timeout!r}, "
+            f"error_grace={self.error_grace!r}, settle_grace={self.settle_grace!r})"
         )
 
     def auth(self, conversation_id: str | None = None) -> Auth:
@@ -183,6 +196,16 @@ class UpstreamSession:
         self._local_close: UpstreamClosed | None = None
         self._send_lock = asyncio.Lock()
         self._heard = asyncio.Event()
+        #: Loop time of the last frame received (keepalive frames excepted): the settle before a turn counts from it.
+        self._last_frame = 0.0
+        #: The last turn ended with an ``error`` at this loop time and its ``response_complete`` has not come yet.
+        self._error_open_since: float | None = None
+        #: Turns served; frames waiting before the first one are the resume's (pending choices), not strays.
+        self._turns = 0
+        #: Frames that belonged to no turn (after one ended, before the next began): counted and handed to
+        #: ``on_stray``, never yielded as a turn's.
+        self.strays = 0
+        self.on_stray: Callable[[ServerMessage, str], object] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._keepalive: asyncio.Task[None] | None = None
 
@@ -231,23 +254,41 @@ class UpstreamSession:
     async def turn(self, frame: ClientMessage) -> AsyncIterator[ServerMessage]:
         """Send ``frame``, then yield frames up to and including the one that ends the turn.
 
+        Turn boundaries hold whatever the upstream does at them (reference §6 leaves open whether
+        ``response_complete`` follows an ``error``): before sending, the socket settles (see :meth:`_settle`) and
+        frames that arrived between turns are set apart as strays; a ``response_complete`` or ``text_end`` before
+        any frame of this turn is a stray too (a repeated one), since no turn ends before it began. Frames waiting
+        before the first turn of a resumed session (pending choices re-sent) are yielded first.
+
         The deadline covers the whole turn, not the gap between frames: an upstream that trickles frames forever
         still times out. After :class:`TurnTimeout` the rest of that turn may still arrive, so a caller should
-        close the session rather than start another turn on it. Frames received before ``frame`` was sent (for
-        instance pending tools re-sent after ``session_restored``) come first.
+        close the session rather than start another turn on it.
         """
         timeout = self.config.turn_timeout
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         marker = self._deadline = _Expired()
         timer = None if deadline is None else loop.call_at(deadline, self._queue.put_nowait, marker)
+        first_turn = self._turns == 0
+        self._turns += 1
+        began = False
         try:
             async with asyncio.timeout_at(deadline):
+                if not first_turn:
+                    await self._settle()
                 await self.send(frame)
             while True:
                 event = await self._next()
                 if event is None:
                     return
+                if not began and isinstance(event, _ENDS_ONLY):
+                    self._set_apart(event, "before the turn's first frame")
+                    continue
+                began = True
+                if isinstance(event, ErrorMessage):
+                    self._error_open_since = loop.time()
+                elif isinstance(event, ResponseComplete):
+                    self._error_open_since = None
                 yield event
                 if isinstance(event, TURN_ENDING):
                     return
@@ -258,6 +299,49 @@ class UpstreamSession:
                 timer.cancel()
             if self._deadline is marker:
                 self._deadline = None
+
+    async def _settle(self) -> None:
+        """Make the socket ready for a new turn: nothing of the previous one may be read as this one's.
+
+        After an ``error``, wait up to ``error_grace`` for its ``response_complete`` (consumed quietly). Then wait
+        until the socket has been quiet for ``settle_grace``, and set apart whatever arrived meanwhile.
+        """
+        loop = asyncio.get_running_loop()
+        if self._error_open_since is not None:
+            until = self._error_open_since + self.config.error_grace
+            while self._error_open_since is not None and (left := until - loop.time()) > 0:
+                try:
+                    async with asyncio.timeout(left):
+                        item = await self._queue.get()
+                except TimeoutError:
+                    break
+                if isinstance(item, _End):
+                    self._queue.put_nowait(item)
+                    return
+                if isinstance(item, _Expired):
+                    continue
+                if isinstance(item, ResponseComplete):
+                    self._error_open_since = None  # the erroring turn's own end: not a stray
+                else:
+                    self._set_apart(item, "after an error, before its response_complete")
+            self._error_open_since = None
+        # Waiting for the absence of frames: there is no event to await, only a quiet period to let pass.
+        while (quiet := self._last_frame + self.config.settle_grace - loop.time()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(quiet)
+        waiting = []
+        while not self._queue.empty():
+            waiting.append(self._queue.get_nowait())
+        for item in waiting:
+            if isinstance(item, _End):
+                self._queue.put_nowait(item)
+            elif not isinstance(item, _Expired):
+                self._set_apart(item, "between turns")
+
+    def _set_apart(self, frame: ServerMessage, where: str) -> None:
+        self.strays += 1
+        logger.info("upstream frame %s %s in conversation %s: set apart", frame.type, where, self.conversation_id)
+        if self.on_stray is not None:
+            self.on_stray(frame, where)
 
     async def close(self) -> None:
         """Close with 1000 and stop the background tasks. Idempotent; never raises for a dead connection."""
@@ -334,6 +418,7 @@ class UpstreamSession:
         if isinstance(frame, Ping):
             await self._send_text(_PONG)
         elif not isinstance(frame, Pong):
+            self._last_frame = asyncio.get_running_loop().time()
             self._queue.put_nowait(frame)
 
     def _end_error(self) -> UpstreamClosed | None:
