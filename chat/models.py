@@ -7,7 +7,6 @@ it is written once per upstream event, never per token.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -65,21 +64,6 @@ class Conversation(models.Model):
     def group_name(self) -> str:
         """Channel-layer group every tab showing this conversation joins."""
         return f"chat.{self.public_id.hex}"
-
-    def is_busy(self, turn_limit: float) -> bool:
-        """Whether a live turn holds the conversation: flagged, younger than the limit and its owner still beating.
-
-        The heartbeat makes a crashed process's turn stale within seconds instead of after the whole turn limit.
-        """
-        if self.status != self.Status.BUSY or self.busy_since is None:
-            return False
-        now = timezone.now()
-        if self.heartbeat_at is not None:
-            from chat.turns.liveness import heartbeat_lapse
-
-            if now - self.heartbeat_at > timedelta(seconds=heartbeat_lapse()):
-                return False
-        return now - self.busy_since < timedelta(seconds=turn_limit)
 
 
 class Message(models.Model):

@@ -24,6 +24,11 @@ QUEUE_WAIT = Histogram(
     buckets=(0.005, 0.05, 0.25, 1, 2.5, 5, 10, 20, 30, 60),
 )
 ACTIVE_SOCKETS = Gauge("vizochok_active_sockets", "Open browser WebSockets in this process.")
+STRAY_FRAMES = Counter(
+    "vizochok_stray_upstream_frames_total",
+    "Upstream frames set apart: between turns, after an error, or repeated within a turn.",
+    ["where"],
+)
 REAPED_TURNS = Counter("vizochok_reaped_turns_total", "Turns closed because their owning process died.")
 
 

@@ -85,20 +85,24 @@ def stored(message: Message) -> str:
     return fragment(name, message=message, data=message.data)
 
 
-_BUBBLE, _TEXT = "\x00bubble\x00", "\x00text\x00"
+_BUBBLE, _TEXT, _OFFSET = "\x00bubble\x00", "\x00text\x00", "\x00offset\x00"
 
 
 @functools.cache
 def _text_delta_parts(first: bool) -> tuple[str, ...]:
-    """The text_delta template rendered once with markers and cut where the bubble id and the text go."""
-    return tuple(re.split(f"({_BUBBLE}|{_TEXT})", fragment("text_delta", bubble=_BUBBLE, text=_TEXT, first=first)))
+    """The text_delta template rendered once with markers and cut where the bubble id, offset and text go."""
+    html = fragment("text_delta", bubble=_BUBBLE, text=_TEXT, offset=0 if first else _OFFSET)
+    return tuple(re.split(f"({_BUBBLE}|{_TEXT}|{_OFFSET})", html))
 
 
-def text_delta(bubble: str, text: str, *, first: bool) -> str:
-    """The streaming fragment: the hottest path of the relay (one per coalesced delta), so the template is not
-    re-rendered each time; the output is byte-identical to rendering ``fragments/text_delta.html`` (autoescaped)."""
-    values = {_BUBBLE: escape(bubble), _TEXT: escape(text)}
-    return "".join(values.get(part, part) for part in _text_delta_parts(first))
+def text_delta(bubble: str, text: str, *, offset: int) -> str:
+    """The streaming fragment: ``text`` starts at character ``offset`` of the bubble (0 creates the bubble).
+
+    The hottest path of the relay (one per coalesced delta), so the template is not re-rendered each time; the
+    output is byte-identical to rendering ``fragments/text_delta.html`` (autoescaped).
+    """
+    values = {_BUBBLE: escape(bubble), _TEXT: escape(text), _OFFSET: str(offset)}
+    return "".join(values.get(part, part) for part in _text_delta_parts(offset == 0))
 
 
 def text_end(bubble: str, message: Message) -> str:

@@ -1,62 +1,39 @@
-"""Turn ownership across processes: who runs a conversation's turn, and how the others notice when it died.
+"""Turn ownership across processes: how the others notice that the process running a turn died.
 
-``store.begin_turn`` flags a conversation busy in the database, so a second process cannot start a parallel turn.
+``claims.begin_turn`` flags a conversation busy in the database, so a second process cannot start a parallel turn.
 If the owning process is killed mid-turn nothing clears that flag; waiting for the whole turn limit (minutes) would
 lock the shopper out. So the owner refreshes ``Conversation.heartbeat_at`` every few seconds while its turn runs,
-and everybody else treats the flag as stale once the heartbeat lapses (three missed beats). A tab that reconnects to
-a surviving process while the flag is still fresh watches it (``watch_orphan``) and, when it lapses, the interrupted
-turn is closed with a stored notice, so the shopper sees why the reply stopped and can continue. What the dead
-process had already stored stays; only the reply it was streaming (not yet stored) is lost.
+and everybody else treats the flag as stale once the heartbeat lapses (``TurnLimits.lapse``). A tab that reconnects
+to a surviving process while the flag is still fresh watches it (``watch_orphan``) and, when it lapses, the
+interrupted turn is closed with a stored notice, so the shopper sees why the reply stopped and can continue. What the
+dead process had already stored stays; only the reply it was streaming (not yet stored) is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Awaitable, Callable
 
 from channels.db import database_sync_to_async
-from django.conf import settings
+
+from chat.ops.process import owner_token
+from chat.turns import claims
+from chat.turns.limits import limits
 
 logger = logging.getLogger("chat.turns.liveness")
-
-#: This process, distinct from every other process (and from an earlier process with the same pid).
-PROCESS_ID = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-#: Missed beats after which the owner is considered dead.
-MISSED_BEATS = 3
-
-
-def heartbeat_interval() -> float:
-    return max(0.05, float(getattr(settings, "VIZOCHOK_HEARTBEAT_SECONDS", 5.0)))
-
-
-def heartbeat_lapse() -> float:
-    """Seconds without a beat after which a busy flag is stale."""
-    return heartbeat_interval() * MISSED_BEATS
-
-
-def owner_token(seq: int) -> str:
-    """The owner of the turn started by the user message ``seq`` in this process."""
-    return f"{PROCESS_ID}#{seq}"[:100]
 
 
 async def beat(pk: int, owner: str) -> None:
     """Refresh the heartbeat until cancelled; stops by itself when the turn is no longer ours.
 
     A failing database does not stop the beat: the next one may succeed, and if the outage outlasts the lapse
-    another process may take the conversation over, which ``store.heartbeat`` then reports as lost ownership.
+    another process may take the conversation over, which ``claims.heartbeat`` then reports as lost ownership.
     """
-    from chat import store
-
-    interval = heartbeat_interval()
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(limits().heartbeat)
         try:
-            mine = await database_sync_to_async(store.heartbeat)(pk, owner)
+            mine = await database_sync_to_async(claims.heartbeat)(pk, owner)
         except Exception as exc:  # the database may be briefly away; keep trying
             logger.warning("heartbeat of conversation %s failed: %s", pk, type(exc).__name__)
             continue
@@ -71,30 +48,26 @@ def keep_alive(turn: asyncio.Task[None], pk: int, seq: int) -> asyncio.Task[None
     return beating
 
 
-async def watch_orphan(pk: int, publish: Callable[[str], Awaitable[None]]) -> None:
+#: What a watcher tells every tab: the stored notice of a reaped turn (or None when the turn ended normally).
+Publish = Callable[["claims.Message | None"], Awaitable[None]]
+
+
+async def watch_orphan(pk: int, publish: Publish) -> None:
     """Wait while another process's turn holds ``pk``; if its owner dies, close the turn and tell every tab.
 
     Polls the database once per heartbeat interval: there is no cross-process event for "a process died".
     Returns when the turn ends normally (its owner publishes that) or after the orphan was reaped.
     """
-    from chat import store
-    from chat.presentation import rendering
-
-    interval = heartbeat_interval()
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(limits().heartbeat)
         try:
-            state = await database_sync_to_async(store.turn_state)(pk)
+            state = await database_sync_to_async(claims.turn_state)(pk)
             if state == "live":
                 continue
-            if state == "stale":
-                notice = await database_sync_to_async(store.reap_stale)(pk)
-                if notice is not None:
-                    logger.warning("conversation %s: owner of the running turn died; turn closed", pk)
-                    html = rendering.stored(notice) + rendering.status(None) + rendering.state("ready")
-                    await publish(html)
-                    return
-            await publish(rendering.state("ready"))
+            notice = await database_sync_to_async(claims.reap_stale)(pk) if state == "stale" else None
+            if notice is not None:
+                logger.warning("conversation %s: owner of the running turn died; turn closed", pk)
+            await publish(notice)
             return
         except asyncio.CancelledError:
             raise

@@ -10,24 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from django.conf import settings
-from django.utils import translation
 
 from chat import db, store
-from chat.feed.outbox import Outbox
-from chat.feed.stream import BubbleStream
+from chat.feed.feed import ConversationFeed, Piece
+from chat.feed.live import LiveText
+from chat.feed.tabs import LocalTabs
 from chat.models import Message
 from chat.ops import metrics
+from chat.ops.process import owner_token
 from chat.presentation import formatting, rendering
-from chat.turns import liveness
-from chat.turns.slots import Lease, SlotTimeout
-from chat.turns.upstream import upstream_config
+from chat.turns import claims, liveness
+from chat.turns.limits import limits
+from chat.turns.record import STOPPED, TurnRecord
+from chat.turns.slots import Lease, Slots, SlotTimeout
+from chat.turns.upstream import EmbeddedSandbox, upstream_config
 from chat.turns.window import SlidingWindow
 from chat.vizochok import messages as wire
 from chat.vizochok.backoff import Backoff
@@ -40,9 +44,6 @@ from chat.vizochok.errors import (
     UpstreamError,
 )
 
-if TYPE_CHECKING:
-    from chat.turns.service import Relay
-
 logger = logging.getLogger("chat.turns.runner")
 
 Kind = Message.Kind
@@ -50,6 +51,12 @@ Kind = Message.Kind
 #: Frames that offer a choice and may be re-sent by the upstream after ``session_restored``.
 _CHOICE_KINDS = {wire.QuickReplies: Kind.QUICK_REPLIES, wire.IngredientChecklist: Kind.CHECKLIST}
 _RICH_KINDS = {**_CHOICE_KINDS, wire.ProductCards: Kind.PRODUCT_CARDS}
+
+
+def _count_stray(frame: Any, where: str) -> None:
+    """An upstream frame that belonged to no turn, or repeated one it had already sent: counted, never shown."""
+    logger.info("upstream %s frame %s: not shown", getattr(frame, "type", "?"), where)
+    metrics.STRAY_FRAMES.labels(where=where).inc()
 
 
 class TurnInterrupted(Exception):
@@ -66,19 +73,41 @@ class ConversationRef:
     store_id: str = ""
 
 
+class RunnerHost(Protocol):
+    """What a runner needs of the relay that holds it (``chat.turns.service.Relay``)."""
+
+    layer: Any
+    sandbox: EmbeddedSandbox
+    slots: Slots
+    tabs: LocalTabs
+    live: LiveText | None
+
+    def adopt(self, runner: ConversationRunner) -> None: ...
+
+    def forget(self, runner: ConversationRunner) -> None: ...
+
+
 class ConversationRunner:
-    def __init__(self, relay: Relay, ref: ConversationRef) -> None:
+    def __init__(self, relay: RunnerHost, ref: ConversationRef) -> None:
         self.relay = relay
         self.pk = ref.pk
         self.user_id = ref.user_id
         self.store_id = ref.store_id
         self.upstream_id = ref.upstream_id
-        self.outbox = Outbox(relay.layer, ref.group, relay.tabs)
+        self.feed = ConversationFeed(
+            ref.group, relay.tabs, relay.layer, interval=settings.VIZOCHOK_COALESCE_SECONDS, live=relay.live
+        )
         self.window = SlidingWindow(limit=10, seconds=60.0)
         self.session: UpstreamSession | None = None
         self.lease: Lease | None = None
         self.task: asyncio.Task[None] | None = None
-        self.stream: BubbleStream | None = None
+        #: The bubble being streamed (its text lives in the feed).
+        self._bubble: str | None = None
+        #: Set by :meth:`stop`: the running turn is being cut short on the shopper's request.
+        self._stopping = False
+        #: The last payload of each rich kind in this turn: an identical repeat is the upstream's echo.
+        self._shown: dict[str, dict[str, Any]] = {}
+        self._record: TurnRecord | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._closing: asyncio.Task[None] | None = None
         #: Between turns with a warm socket: the socket may be closed at any moment to free its slot.
@@ -95,23 +124,32 @@ class ConversationRunner:
         """Whether a turn is under way: a tab told "ready" may send the next one at once, even from this process."""
         return self._in_turn
 
-    def start(self, frame: wire.UserMessage | wire.Action, seq: int, language: str) -> asyncio.Task[None]:
+    def start(self, frame: wire.UserMessage | wire.Action, seq: int, record: TurnRecord) -> asyncio.Task[None]:
         """Run one turn in the background: it outlives the tab that asked for it."""
         self._turn_seq = seq
         self._bubbles = 0
         self._in_turn = True
-        self.task = asyncio.get_running_loop().create_task(self._turn(frame, language))
+        self._stopping = False
+        self._shown = {}
+        self._record = record
+        self.task = asyncio.get_running_loop().create_task(self._turn(frame))
         liveness.keep_alive(self.task, self.pk, seq)  # other processes see this turn alive while it beats
         return self.task
 
+    def stop(self) -> bool:
+        """Cut the running turn short (the protocol has no cancel): its socket is closed, what streamed is kept."""
+        if not self._in_turn or self.task is None or self.task.done() or self._stopping:
+            return False
+        self._stopping = True
+        self.task.cancel()
+        return True
+
     def live_bubble(self) -> tuple[str, str] | None:
         """The bubble being streamed now and its text so far, for a tab that joins mid-reply."""
-        if self.stream is None or not self.stream.text:
-            return None
-        return self.stream.bubble, self.stream.text
+        return self.feed.live()
 
-    def publish(self, html: str) -> None:
-        self.outbox.put(html)
+    def publish(self, piece: Piece) -> None:
+        self.feed.put(piece)
 
     async def close(self) -> None:
         self._cancel_idle()
@@ -126,41 +164,44 @@ class ConversationRunner:
 
     # --- the turn --------------------------------------------------------------------------------------------
 
-    async def _turn(self, frame: wire.UserMessage | wire.Action, language: str) -> None:
-        with translation.override(language):
-            upstream_code = relay_code = ""
-            try:
-                budget = settings.VIZOCHOK_QUEUE_TIMEOUT + settings.VIZOCHOK_TURN_TIMEOUT + 15
-                async with asyncio.timeout(budget):
-                    await self._ensure_session()
-                    upstream_code = await self._exchange(frame)
-            except SlotTimeout:
-                relay_code = "queue_timeout"
-            except AuthRejected as exc:
-                logger.error("upstream refused our key (close code %s)", exc.code)
-                relay_code = "auth_failed"
-            except StartRefused as exc:
-                # The upstream's own code (a daily conversation limit, a spent token budget): its wording says why.
-                logger.warning("upstream refused to start a conversation: %s", exc.code)
-                relay_code = exc.code
-            except (TurnTimeout, TimeoutError):
-                relay_code = "turn_timeout"
-            except TurnInterrupted:
-                relay_code = "upstream_lost"
-            except UpstreamClosed as exc:
-                logger.warning("upstream closed mid-turn: %s %s", exc.code, exc.reason)
-                relay_code = "upstream_lost"
-            except UpstreamError as exc:
-                logger.warning("upstream unavailable: %s", exc)
-                relay_code = "upstream_unavailable"
-            except asyncio.CancelledError:
+    async def _turn(self, frame: wire.UserMessage | wire.Action) -> None:
+        upstream_code = relay_code = ""
+        try:
+            async with asyncio.timeout(limits().task):
+                await self._ensure_session()
+                upstream_code = await self._exchange(frame)
+        except SlotTimeout:
+            relay_code = "queue_timeout"
+        except AuthRejected as exc:
+            logger.error("upstream refused our key (close code %s)", exc.code)
+            relay_code = "auth_failed"
+        except StartRefused as exc:
+            # The upstream's own code (a daily conversation limit, a spent token budget): its wording says why.
+            logger.warning("upstream refused to start a conversation: %s", exc.code)
+            relay_code = exc.code
+        except (TurnTimeout, TimeoutError):
+            relay_code = "turn_timeout"
+        except TurnInterrupted:
+            relay_code = "upstream_lost"
+        except UpstreamClosed as exc:
+            logger.warning("upstream closed mid-turn: %s %s", exc.code, exc.reason)
+            relay_code = "upstream_lost"
+        except UpstreamError as exc:
+            logger.warning("upstream unavailable: %s", exc)
+            relay_code = "upstream_unavailable"
+        except asyncio.CancelledError:
+            if not self._stopping:
                 relay_code = "relay_shutdown"
-                raise
-            except Exception:
-                logger.exception("turn failed in conversation %s", self.pk)
-                relay_code = "relay_error"
-            finally:
                 await asyncio.shield(self._finish(relay_code, upstream_code))
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # the shopper's stop: this turn ends here, normally
+            relay_code = STOPPED
+        except Exception:
+            logger.exception("turn failed in conversation %s", self.pk)
+            relay_code = "relay_error"
+        await asyncio.shield(self._finish(relay_code, upstream_code))
 
     async def _ensure_session(self) -> None:
         self._cancel_idle()
@@ -174,9 +215,7 @@ class ConversationRunner:
             return
         await self._close_session()
         queued = time.monotonic()
-        self.lease = await self.relay.slots.acquire(
-            settings.VIZOCHOK_QUEUE_TIMEOUT, on_wait=lambda: self.publish(rendering.status("waiting"))
-        )
+        self.lease = await self.relay.slots.acquire(limits().queue, on_wait=lambda: self._status("waiting"))
         metrics.QUEUE_WAIT.observe(time.monotonic() - queued)
         try:
             await self._open()
@@ -184,16 +223,17 @@ class ConversationRunner:
             await self._release()
             raise
 
-    async def _open(self) -> None:
+    async def _open(self, dropped: float | None = None) -> None:
+        """Open a socket that resumes the conversation; ``dropped``: seconds since the previous one dropped."""
         config = await upstream_config(self.user_id, self.relay.sandbox, self.store_id)
         self.session = await open_session(
             config,
             conversation_id=self.upstream_id or None,
             backoff=Backoff(max_attempts=settings.VIZOCHOK_OPEN_RETRIES),
-            on_retry=metrics.counting_retries(
-                lambda attempt, delay, exc: self.publish(rendering.status("reconnecting"))
-            ),
+            on_retry=metrics.counting_retries(lambda attempt, delay, exc: self._status("reconnecting")),
+            dropped=dropped,
         )
+        self.session.on_stray = _count_stray
         await self._on_start(self.session)
 
     async def _on_start(self, session: UpstreamSession) -> None:
@@ -224,6 +264,14 @@ class ConversationRunner:
             await self._reopen()
             events = self.session.turn(frame)
             first = await anext(events)
+        retries = Backoff().delays()
+        while isinstance(first, wire.ErrorMessage) and first.code == "agent_busy":
+            # The upstream still runs an earlier turn of this conversation (one that was stopped: the protocol
+            # has no cancel). Wait on the documented schedule within this turn's deadline, then send again.
+            self._status("waiting")
+            await asyncio.sleep(next(retries, 10.0))
+            events = self.session.turn(frame)
+            first = await anext(events)
         restoring = self.session.restored
         event: Any = first
         while True:
@@ -249,37 +297,55 @@ class ConversationRunner:
         """
         logger.warning("upstream closed mid-turn (%s %s); resuming %s", exc.code, exc.reason, self.upstream_id)
         await self._end_bubble(complete=False)
-        self.publish(rendering.status("reconnecting"))
+        self._status("reconnecting")
         await self._reopen()
 
     async def _reopen(self) -> None:
+        """A fresh socket after the last one dropped, on the reconnect schedule counted from the drop."""
+        dropped = 0.0
         if self.session is not None:
+            ended = self.session.ended_at
+            dropped = 0.0 if ended is None else asyncio.get_running_loop().time() - ended
             await self.session.close()
         self.session = None
-        await self._open()
+        await self._open(dropped=dropped)
 
     async def _relay(self, event: Any, restoring: bool) -> str | None:
         """Handle one event; a non-None result ends the turn (the upstream error code, or "")."""
         match event:
             case wire.TextDelta(delta=delta):
-                if self.stream is None:
+                if self._bubble is None:
                     self._bubbles += 1
-                    bubble = f"live-{self._turn_seq}-{self._bubbles}"
-                    self.stream = BubbleStream(bubble, self._emit_delta, settings.VIZOCHOK_COALESCE_SECONDS)
-                self.stream.add(delta)
+                    self._bubble = f"live-{self._turn_seq}-{self._bubbles}"
+                    self.feed.begin(self._bubble)
+                    if self._record is not None:
+                        self._record.first_token()
+                self.feed.add(delta)
             case wire.TextEnd():
                 await self._end_bubble(complete=True)
             case wire.Status(code=code):
-                self.publish(rendering.status(code))
+                self._status(code)
             case wire.ProductCards() | wire.QuickReplies() | wire.IngredientChecklist():
                 kind = _RICH_KINDS[type(event)]
                 payload = store.plain(event)
+                if self._shown.get(kind) == payload:
+                    _count_stray(event, "repeated within its turn")
+                    return None
+                self._shown[kind] = payload
                 resent = restoring and kind in _CHOICE_KINDS.values()
                 if resent and await db.call(store.same_as_latest, self.pk, kind, payload):
                     return None  # a pending choice re-sent on resume: it is on the page already
+                if kind == Kind.PRODUCT_CARDS and self._record is not None:
+                    self._record.had_cards = True
                 await self._store_and_show(kind, payload)
             case wire.CartChanged():
                 payload = store.plain(event)
+                if self._shown.get(Kind.CART) == payload:
+                    _count_stray(event, "repeated within its turn")
+                    return None
+                self._shown[Kind.CART] = payload
+                if self._record is not None:
+                    self._record.cart_changed(event)
                 await self._store_cart(payload, payload.get("items", []), event.total)
             case wire.ErrorMessage(code=code):
                 await self._end_bubble(complete=False)
@@ -296,51 +362,53 @@ class ConversationRunner:
                 logger.debug("ignored %s during a turn", type(event).__name__)
         return None
 
-    def _emit_delta(self, bubble: str, text: str, first: bool) -> None:
-        self.publish(rendering.text_delta(bubble, text, first=first))
+    def _status(self, code: str | None) -> None:
+        self.publish(functools.partial(rendering.status, code))
 
-    async def _end_bubble(self, *, complete: bool) -> None:
-        stream, self.stream = self.stream, None
-        if stream is None:
+    async def _end_bubble(self, *, complete: bool, stopped: bool = False) -> None:
+        bubble, self._bubble = self._bubble, None
+        if bubble is None:
             return
-        text = stream.finish()
+        text = self.feed.end()
         if not text:
             return
-        message = await db.call(store.save_assistant_text, self.pk, text, complete=complete)
-        self.publish(rendering.text_end(stream.bubble, message))
+        message = await db.call(store.save_assistant_text, self.pk, text, complete=complete, stopped=stopped)
+        self.publish(functools.partial(rendering.text_end, bubble, message))
 
     async def _store_and_show(self, kind: str, payload: dict[str, Any], text: str = "") -> None:
         message = await db.call(store.save_frame, self.pk, kind, payload, text)
-        self.publish(rendering.stored(message))
+        self.publish(functools.partial(rendering.stored, message))
 
     async def _store_cart(self, payload: dict[str, Any], items: list[dict[str, Any]], total: Decimal) -> None:
         count = formatting.cart_quantity(items)
         message = await db.call(store.save_cart, self.pk, payload, items, total, count)
-        self.publish(rendering.stored(message))
+        self.publish(functools.partial(rendering.stored, message))
 
     async def _finish(self, relay_code: str, upstream_code: str) -> None:
         """Whatever happened: keep the cut reply, say what went wrong, free the conversation and the tabs."""
+        stopped = relay_code == STOPPED
         try:
-            await self._end_bubble(complete=False)
-            if relay_code:
+            await self._end_bubble(complete=False, stopped=stopped)
+            if relay_code and not stopped:
                 payload = {"type": "error", "code": relay_code, "source": "relay"}
                 await self._store_and_show(Kind.ERROR, payload, text=relay_code)
-            owner = liveness.owner_token(self._turn_seq)
-            await db.call(store.end_turn, self.pk, relay_code or upstream_code, owner)
-            metrics.turn_finished(relay_code or upstream_code)
+            code = relay_code or upstream_code
+            record = self._record.finish(code) if self._record is not None else None
+            await db.call(claims.end_turn, self.pk, code, owner_token(self._turn_seq), record)
+            metrics.turn_finished(code)
         except Exception:
             logger.exception("could not close the turn of conversation %s cleanly", self.pk)
-        # After an interrupted turn the resumed session is fresh and worth keeping; after a timeout the upstream
-        # may still be working on the old turn, so that socket is not reused. Either way this is settled before
-        # "ready" goes out: the next turn may start the moment a tab has it.
+        # After an interrupted turn the resumed session is fresh and worth keeping; after a timeout or a stop the
+        # upstream may still be working on the old turn, so that socket is not reused. Either way this is settled
+        # before "ready" goes out: the next turn may start the moment a tab has it.
         self._in_turn = False
         if relay_code in ("", "upstream_lost") and self.session is not None and not self.session.closed:
             self._park()
         else:
             self._closing = asyncio.get_running_loop().create_task(self._close_session())
-        self.publish(rendering.status(None))
-        self.publish(rendering.state("ready"))
-        await self.outbox.drain()
+        self._status(None)
+        self.publish(functools.partial(rendering.state, "ready"))
+        await self.feed.drain()
 
     # --- the socket between turns ----------------------------------------------------------------------------
 

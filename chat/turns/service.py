@@ -9,7 +9,8 @@ import weakref
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from chat.feed.tabs import LocalTabs
+from chat.feed.live import LiveText
+from chat.feed.tabs import LocalTabs, spans_processes
 from chat.turns.runner import ConversationRef, ConversationRunner
 from chat.turns.slots import LocalSlots, RedisSlots, make_slots
 from chat.turns.upstream import EmbeddedSandbox
@@ -25,10 +26,14 @@ class Relay:
             settings.VIZOCHOK_MAX_CONNECTIONS,
             settings.REDIS_URL,
             f"vizochok:upstream-slots:{key_hash}",
-            ttl=getattr(settings, "VIZOCHOK_SLOT_TTL", 30.0),
+            ttl=settings.VIZOCHOK_SLOT_TTL,
         )
         #: The tabs connected to this loop: the runners' fragments reach them without the channel layer.
         self.tabs = LocalTabs()
+        #: The reply being streamed, mirrored for catch-ups in other processes (only when there are others).
+        self.live: LiveText | None = (
+            LiveText(settings.REDIS_URL) if settings.REDIS_URL and spans_processes(self.layer) else None
+        )
         self._runners: dict[int, ConversationRunner] = {}
 
     def runner(self, ref: ConversationRef) -> ConversationRunner:
@@ -54,6 +59,15 @@ class Relay:
     def runners(self) -> int:
         return len(self._runners)
 
+    async def live_text(self, pk: int, group: str) -> tuple[str, str] | None:
+        """The reply being streamed in ``pk``, from its runner here or from the mirror of another process's."""
+        runner = self._runners.get(pk)
+        if runner is not None and runner.running:
+            return runner.live_bubble()
+        if self.live is not None:
+            return await self.live.read(group)
+        return None
+
     async def close(self) -> None:
         """Close every upstream socket (graceful shutdown, tests); running turns end as interrupted."""
         await asyncio.gather(*(runner.close() for runner in list(self._runners.values())), return_exceptions=True)
@@ -61,6 +75,8 @@ class Relay:
         await self.sandbox.close()
         if isinstance(self.slots, RedisSlots):
             await self.slots.close()
+        if self.live is not None:
+            await self.live.close()
 
 
 _relays: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Relay] = weakref.WeakKeyDictionary()

@@ -206,6 +206,8 @@ class UpstreamSession:
         #: ``on_stray``, never yielded as a turn's.
         self.strays = 0
         self.on_stray: Callable[[ServerMessage, str], object] | None = None
+        #: Loop time the connection ended (closed by either side), for the reconnect schedule.
+        self.ended_at: float | None = None
         self._reader: asyncio.Task[None] | None = None
         self._keepalive: asyncio.Task[None] | None = None
 
@@ -434,6 +436,7 @@ class UpstreamSession:
         if self._end is not None:
             return
         self._end = _End(error)
+        self.ended_at = asyncio.get_running_loop().time()
         self._queue.put_nowait(self._end)
         self._stop_keepalive()
         if error is None:
@@ -497,14 +500,22 @@ async def open_session(
     backoff: Backoff | None = None,
     sleep: Sleep = asyncio.sleep,
     on_retry: RetryHook | None = None,
+    dropped: float | None = None,
 ) -> UpstreamSession:
     """Open a session, resuming ``conversation_id`` when given, retrying per :func:`should_retry`.
 
     The first attempt is immediate; each retry waits the next of ``backoff.delays()`` (so at most
     ``1 + backoff.max_attempts`` attempts), calling ``on_retry(attempt, delay, exc)`` before sleeping. Auth
     rejections and daily limits are raised at once; otherwise the last error is raised when delays run out.
+
+    ``dropped`` (seconds since an earlier connection of this conversation dropped) makes this a reconnect: its first
+    attempt, too, waits the schedule's first step (reference §12), less the time already gone since the drop.
     """
     schedule = (backoff or Backoff()).delays()
+    if dropped is not None:
+        step = next(schedule, None)
+        if step is not None and step > dropped:
+            await sleep(step - dropped)
     attempt = 0
     while True:
         try:

@@ -18,16 +18,18 @@ from urllib.parse import parse_qs
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext as _
 
 from chat import db, store
+from chat.feed.feed import Piece, languages, render_all
 from chat.models import Conversation, Message
 from chat.ops import logs, metrics, ratelimit
+from chat.ops.process import PROCESS_ID
 from chat.presentation import formatting, rendering
-from chat.turns import liveness
-from chat.turns.runner import ConversationRef, ConversationRunner
+from chat.turns import engine, liveness
+from chat.turns.engine import Refused
+from chat.turns.runner import ConversationRef
 from chat.turns.service import get_relay
 from chat.vizochok import actions
 from chat.vizochok import messages as wire
@@ -42,15 +44,8 @@ _db = functools.partial(db.call, retries=db.SEND_RETRIES)
 MAX_BROWSER_FRAME = 16 * 1024
 MAX_TEXT_CHARS = 2000
 MAX_KEY_CHARS = 64
-
-
-class Refused(Exception):
-    """A browser frame that is not sent upstream; ``code`` is shown to the tab that sent it."""
-
-    def __init__(self, code: str, **details: Any) -> None:
-        super().__init__(code)
-        self.code = code
-        self.details = details
+#: Stored messages per catch-up frame: a long conversation comes back in several frames, none of them huge.
+CATCH_UP_PAGE = 50
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -87,7 +82,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.conversation = conversation
         await self.channel_layer.group_add(conversation.group_name, self.channel_name)
         self._held = []
-        get_relay().tabs.attach(conversation.group_name, self.channel_name, self._deliver)
+        get_relay().tabs.attach(conversation.group_name, self.channel_name, self._deliver, self.language)
         await self.accept()
         await self._release_held()
 
@@ -129,9 +124,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def chat_fragment(self, event: dict[str, Any]) -> None:
         """Group handler: a fragment of this conversation from another process (or an orphan watch)."""
-        if event.get("origin") == liveness.PROCESS_ID:
+        if event.get("origin") == PROCESS_ID:
             return  # this process's runner handed it to this tab directly (``chat.feed.tabs``)
-        await self._deliver(event["html"])
+        html = event.get("html")
+        if isinstance(html, dict):
+            html = html.get(self.language) or next(iter(html.values()), "")
+        if isinstance(html, str) and html:
+            await self._deliver(html)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # channels runs close_old_connections() through sync_to_async before every handler: one more hop through
@@ -173,7 +172,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _handle(self, data: dict[str, Any]) -> None:
         kind = _field(data, "kind") or "message"
         if kind == "sync":
-            await self._catch_up(_int(data.get("after")) or 0)
+            await self._catch_up(_int(data.get("after")) or 0, _field(data, "bubble"), _int(data.get("offset")) or 0)
+            return
+        if kind == "stop":
+            engine.stop(self.conversation.pk)
             return
         key = _field(data, "key")[:MAX_KEY_CHARS]
         if kind == "message":
@@ -263,16 +265,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     # --- turns -----------------------------------------------------------------------------------------------
 
-    def _runner(self) -> ConversationRunner:
+    def _ref(self) -> ConversationRef:
         conversation = self.conversation
-        ref = ConversationRef(
+        return ConversationRef(
             conversation.pk,
             conversation.group_name,
             conversation.user_id,
             conversation.upstream_id,
             conversation.store_id,
         )
-        return get_relay().runner(ref)
 
     async def _start_turn(
         self,
@@ -283,45 +284,34 @@ class ChatConsumer(AsyncWebsocketConsumer):
         *,
         source_seq: int | None = None,
     ) -> None:
-        runner = self._runner()
-        if runner.running:
-            raise Refused("agent_busy")
-        retry_after = await ratelimit.turn_bucket().take(self.user_key) or runner.window.retry_after()
-        if retry_after:
-            raise Refused("rate_limited", retry_after=retry_after)
-        payload = store.plain(frame) if isinstance(frame, wire.Action) else {}
-        started = await _db(
-            store.begin_turn,
-            self.conversation.pk,
-            kind=kind,
-            text=text,
-            payload=payload,
-            client_key=key,
-            turn_limit=settings.VIZOCHOK_TURN_TIMEOUT + settings.VIZOCHOK_QUEUE_TIMEOUT,
-            source_seq=source_seq,
-        )
-        if started.duplicate:
-            logger.info("duplicate send %s ignored in conversation %s", key, self.conversation.pk)
-            return
-        if started.busy or started.message is None:
-            raise Refused("agent_busy")
-        runner.publish(rendering.state("busy"))
-        runner.publish(rendering.replaced(started.changed) + rendering.appended([started.message]))
-        runner.publish(rendering.status("thinking"))
-        runner.start(frame, started.message.seq, self.language)
+        send = engine.Send(frame, kind, text, key, source_seq)
+        await engine.begin(self._ref(), send, shopper=self.user_key)
 
-    async def _catch_up(self, after: int) -> None:
-        """Catch a (re)connected tab up: what it missed, the reply being streamed, the turn state, the cart."""
+    async def _catch_up(self, after: int, bubble: str, offset: int) -> None:
+        """Catch a (re)connected tab up from what it says it has: stored messages after ``after``, the reply
+        being streamed beyond ``offset`` characters of ``bubble``, then the turn state and the cart.
+
+        Fragments the feed hands this tab meanwhile are held and sent after (``_held``); they overlap the snapshot
+        at most, and the page keeps only what lies beyond what it has (positions, ``chat.feed.feed``).
+        """
         pk = self.conversation.pk
-        missed = await _db(store.messages_after, pk, after)
+        while True:
+            missed = await _db(store.messages_after, pk, after, limit=CATCH_UP_PAGE)
+            if missed:
+                await self.send(text_data=rendering.appended(missed))
+                after = missed[-1].seq
+            if len(missed) < CATCH_UP_PAGE:
+                break
         conversation = await _db(Conversation.objects.get, pk=pk)
-        parts = [rendering.appended(missed)]
-        runner = get_relay().existing(pk)
-        live = runner.live_bubble() if runner is not None else None
+        parts = []
+        busy = engine.is_busy(conversation)
+        live = await engine.live_text(pk, conversation.group_name) if busy else None
         if live is not None:
-            parts.append(rendering.text_delta(live[0], live[1], first=True))
-        busy = conversation.is_busy(settings.VIZOCHOK_TURN_TIMEOUT + settings.VIZOCHOK_QUEUE_TIMEOUT)
-        if busy and (runner is None or not runner.running):
+            live_bubble, text = live
+            start = offset if live_bubble == bubble and offset <= len(text) else 0
+            if len(text) > start:
+                parts.append(rendering.text_delta(live_bubble, text[start:], offset=start))
+        if busy and not engine.runs_here(pk):
             self._watch_orphan()  # the turn runs in another process: notice if that process dies
         parts.append(rendering.state("busy" if busy else "ready"))
         parts.append(
@@ -333,16 +323,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if getattr(self, "_orphan_watch", None) is not None and not self._orphan_watch.done():
             return
         group = self.conversation.group_name
-        language = self.language
 
-        async def publish(html: str) -> None:
+        async def publish(notice: Message | None) -> None:
+            pieces: list[Piece] = [functools.partial(rendering.stored, notice)] if notice is not None else []
+            pieces += [functools.partial(rendering.status, None), functools.partial(rendering.state, "ready")]
+            html = render_all(pieces, languages())
             await self.channel_layer.group_send(group, {"type": "chat.fragment", "html": html})
 
-        async def watch() -> None:
-            with translation.override(language):
-                await liveness.watch_orphan(self.conversation.pk, publish)
-
-        self._orphan_watch: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(watch())
+        watch = liveness.watch_orphan(self.conversation.pk, publish)
+        self._orphan_watch: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(watch)
 
     @database_sync_to_async
     def _owned(self, public_id: str, user_id: str) -> Conversation | None:

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from chat import store
 from chat.presentation import rendering
+from chat.turns.claims import is_busy
 from chat.vizochok.backoff import Backoff
 from chat.web import embed, identity
 
@@ -44,7 +45,7 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         "widget": widget,
         "parent_origins": " ".join(embed.parent_origins(request)),
         "cart_items": list(conversation.cart or []),
-        "busy": conversation.is_busy(settings.VIZOCHOK_TURN_TIMEOUT + settings.VIZOCHOK_QUEUE_TIMEOUT),
+        "busy": is_busy(conversation),
         "language": language,
         "backoff": Backoff().as_js(),
     }

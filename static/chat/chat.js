@@ -177,7 +177,8 @@
       retryTimer = null;
     }
     // Catch up first: anything stored while this tab was away comes back, then the turn state.
-    socket.sendImmediately(JSON.stringify({ kind: "sync", after: lastSeq }));
+    syncWanted = true;
+    socket.sendImmediately(syncFrame());
     applyTurnState();
     emit("connect", {});
   });
@@ -383,6 +384,7 @@
     var seq = Number(node.dataset && node.dataset.seq);
     if (seq > lastSeq) lastSeq = seq;
     if (node.id === "turn-state") {
+      syncWanted = false; // a catch-up ends with the turn state
       turnState = node.dataset.state;
       if (turnState === "ready") {
         // A bubble still streaming when the turn is over lost its end while this tab was away; the stored
@@ -471,20 +473,62 @@
     if (img.complete) img.decode().catch(function () { img.remove(); });
   });
 
-  // A streamed chunk whose bubble this tab lacks (it joined mid-reply): start the bubble with it.
+  // --- streamed text by position (chat/feed/feed.py) ---------------------------------------------------------
+  // Every piece of a streaming bubble says where it starts in the bubble's text (data-offset, in code points).
+  // This tab keeps only what lies beyond what it has, so a catch-up that overlaps live pieces never shows text
+  // twice; a piece that would leave a gap (or whose bubble this tab lacks) asks for a catch-up instead of
+  // showing a middle piece alone. A sync says what the tab has: the last stored seq and the live bubble's length.
+
+  var syncWanted = false;
+
+  function chars(text) {
+    return Array.from(text).length;
+  }
+
+  function syncFrame() {
+    var frame = { kind: "sync", after: lastSeq };
+    var live = log.querySelector(".msg--streaming");
+    var liveText = live && document.getElementById(live.id + "-text");
+    if (liveText) {
+      frame.bubble = live.id;
+      frame.offset = chars(liveText.textContent);
+    }
+    return JSON.stringify(frame);
+  }
+
+  function requestSync() {
+    if (!isOpen || !socket || syncWanted) return;
+    syncWanted = true;
+    socket.sendImmediately(syncFrame());
+  }
+
+  document.body.addEventListener("htmx:oobBeforeSwap", function (evt) {
+    var piece = evt.detail.fragment;
+    if (!piece || !piece.querySelector) return;
+    var bubble = piece.querySelector(".msg--streaming");
+    if (bubble) {
+      // The first piece of a bubble this tab already has (from a catch-up): keep the longer one it has.
+      if (document.getElementById(bubble.id)) evt.detail.shouldSwap = false;
+      return;
+    }
+    if (!piece.dataset || piece.dataset.offset === undefined) return;
+    var offset = Number(piece.dataset.offset);
+    var have = chars(evt.detail.target.textContent);
+    var text = Array.from(piece.textContent);
+    if (offset > have) {
+      evt.detail.shouldSwap = false;
+      requestSync();
+    } else if (offset + text.length <= have) {
+      evt.detail.shouldSwap = false;
+    } else if (offset < have) {
+      piece.textContent = text.slice(have - offset).join("");
+    }
+  });
+
+  // A streamed piece whose bubble this tab lacks (it joined mid-reply): catch up rather than start from the middle.
   document.body.addEventListener("htmx:oobErrorNoTarget", function (evt) {
     var content = evt.detail.content;
-    if (!content || !content.dataset || content.dataset.fallback !== "bubble") return;
-    var bubble = document.createElement("article");
-    bubble.className = "msg msg--streaming";
-    bubble.id = content.dataset.bubble;
-    bubble.dataset.role = "assistant";
-    var text = document.createElement("div");
-    text.className = "msg__text";
-    text.id = content.dataset.bubble + "-text";
-    text.textContent = content.textContent;
-    bubble.appendChild(text);
-    log.appendChild(bubble);
+    if (content && content.dataset && content.dataset.fallback === "bubble") requestSync();
   });
 
   toBottom();

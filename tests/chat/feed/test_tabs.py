@@ -21,12 +21,12 @@ async def test_every_tab_of_the_group_gets_it_even_if_one_fails() -> None:
     async def collect_b(html: str) -> None:
         got["b"].append(html)
 
-    tabs.attach("conv-1", "a", collect_a)
-    tabs.attach("conv-1", "broken", broken)
-    tabs.attach("conv-1", "b", collect_b)
-    tabs.attach("conv-2", "other", broken)
-    await tabs.deliver("conv-1", "<p>1</p>")
-    await tabs.deliver("conv-1", "<p>2</p>")
+    tabs.attach("conv-1", "a", collect_a, "en")
+    tabs.attach("conv-1", "broken", broken, "en")
+    tabs.attach("conv-1", "b", collect_b, "en")
+    tabs.attach("conv-2", "other", broken, "en")
+    await tabs.deliver("conv-1", {"en": "<p>1</p>"})
+    await tabs.deliver("conv-1", {"en": "<p>2</p>"})
 
     assert got == {"a": ["<p>1</p>", "<p>2</p>"], "b": ["<p>1</p>", "<p>2</p>"]}
 
@@ -38,10 +38,10 @@ async def test_a_detached_tab_gets_nothing_and_empty_groups_go() -> None:
     async def collect(html: str) -> None:
         got.append(html)
 
-    tabs.attach("conv-1", "a", collect)
+    tabs.attach("conv-1", "a", collect, "en")
     tabs.detach("conv-1", "a")
     tabs.detach("conv-1", "a")  # twice (a disconnect after a failed connect) is harmless
-    await tabs.deliver("conv-1", "<p>late</p>")
+    await tabs.deliver("conv-1", {"en": "<p>late</p>"})
 
     assert got == [] and tabs.count("conv-1") == 0
 

@@ -1,4 +1,4 @@
-"""``chat.store.begin_turn``: the claim every send makes, on the real database (the default SQLite; they pass the
+"""``chat.turns.claims.begin_turn``: the claim every send makes, on the real database (the default SQLite; they pass the
 same with ``DATABASE_URL`` set to PostgreSQL, whose SQL for the claim differs)."""
 
 from __future__ import annotations
@@ -11,17 +11,18 @@ from django.utils import timezone
 
 from chat import store
 from chat.models import Conversation, Message
-from chat.turns import liveness
+from chat.ops.process import owner_token
+from chat.turns import claims
+from chat.turns.limits import limits
 
 pytestmark = pytest.mark.django_db
 
-LIMIT = 300.0
 Kind = Message.Kind
 
 
-def begin(conversation: Conversation, text: str = "hi", key: str = "", **extra: Any) -> store.TurnStart:
+def begin(conversation: Conversation, text: str = "hi", key: str = "", **extra: Any) -> claims.TurnStart:
     options: dict[str, Any] = {"kind": Kind.TEXT, "payload": {}, **extra}
-    return store.begin_turn(conversation.pk, text=text, client_key=key, turn_limit=LIMIT, **options)
+    return claims.begin_turn(conversation.pk, text=text, client_key=key, **options)
 
 
 @pytest.fixture
@@ -36,8 +37,8 @@ def test_an_idle_conversation_is_claimed_and_the_message_stored(conversation: Co
     assert started.message.seq == 1 and started.message.client_key == "k1"
     conversation.refresh_from_db()
     assert conversation.status == Conversation.Status.BUSY
-    assert conversation.busy_owner == liveness.owner_token(1)  # built in SQL: the heartbeat must match it
-    assert conversation.is_busy(LIMIT)
+    assert conversation.busy_owner == owner_token(1)  # built in SQL: the heartbeat must match it
+    assert claims.is_busy(conversation)
     assert (conversation.last_seq, conversation.turn_count, conversation.title) == (1, 1, "Борщ на чотирьох")
 
 
@@ -51,7 +52,7 @@ def test_a_second_send_while_a_turn_runs_is_busy_and_stores_nothing(conversation
 def test_a_repeated_key_is_a_duplicate_and_undoes_its_claim(conversation: Conversation) -> None:
     first = begin(conversation, key="k1")
     assert first.message is not None
-    store.end_turn(conversation.pk, owner=liveness.owner_token(first.message.seq))
+    claims.end_turn(conversation.pk, owner=owner_token(first.message.seq))
 
     again = begin(conversation, "hi, resent", key="k1")
 
@@ -71,7 +72,7 @@ def test_a_repeated_key_while_its_turn_runs_is_a_duplicate_not_busy(conversation
 def test_later_turns_keep_the_first_title(conversation: Conversation) -> None:
     first = begin(conversation, "first question")
     assert first.message is not None
-    store.end_turn(conversation.pk)
+    claims.end_turn(conversation.pk)
     begin(conversation, "second question")
 
     conversation.refresh_from_db()
@@ -81,16 +82,16 @@ def test_later_turns_keep_the_first_title(conversation: Conversation) -> None:
 
 def test_a_dead_owners_turn_is_taken_over_with_a_notice(conversation: Conversation) -> None:
     begin(conversation, key="k1")
-    long_ago = timezone.now() - timedelta(seconds=liveness.heartbeat_lapse() + 5)
+    long_ago = timezone.now() - timedelta(seconds=limits().lapse + 5)
     Conversation.objects.filter(pk=conversation.pk).update(heartbeat_at=long_ago)
 
     started = begin(conversation, "are you there?", key="k2")
 
     assert started.message is not None and started.message.seq == 3
     notice = Message.objects.get(seq=2)
-    assert (notice.kind, notice.text) == (Kind.ERROR, store.INTERRUPTED)
+    assert (notice.kind, notice.text) == (Kind.ERROR, claims.INTERRUPTED)
     conversation.refresh_from_db()
-    assert conversation.busy_owner == liveness.owner_token(3)
+    assert conversation.busy_owner == owner_token(3)
 
 
 def test_a_new_turn_retires_open_quick_replies_and_marks_the_answered_choice(conversation: Conversation) -> None:

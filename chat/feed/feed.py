@@ -1,0 +1,210 @@
+"""One conversation's live feed: everything its tabs are sent, in order, each piece with its position.
+
+In the manner of Zulip's event queue, a tab can always say what it has and be sent exactly what it lacks:
+
+* a stored message carries its ``seq`` (``Message.seq``); a tab keeps the highest it has seen;
+* streamed text carries its character offset in its bubble (``data-offset``); a tab keeps each bubble's length,
+  appends only what lies beyond it and asks for a catch-up when a piece would leave a gap.
+
+So a reload, a second tab or a reconnect mid-reply never shows a piece twice, out of order, or a middle piece
+alone. This is the only coalescer on the path: streamed text goes out at most once per ``interval`` per
+conversation, and whatever piled up while a frame was being sent goes out joined in the next one.
+
+Pieces are rendered per language, once per language present among the receiving tabs (``Render`` callables run
+under that language; plain strings and text deltas are the same in every language). With a channel layer that
+spans processes the group gets every language's rendering, and the live text is mirrored into Redis
+(:mod:`chat.feed.live`) so a tab that reconnects to another process catches up from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from django.conf import settings
+from django.utils import translation
+
+from chat.feed.live import LiveText
+from chat.feed.tabs import LocalTabs, spans_processes
+from chat.ops.process import PROCESS_ID
+from chat.presentation import rendering
+
+logger = logging.getLogger("chat.feed")
+
+#: Renders a fragment under the active language.
+Render: TypeAlias = Callable[[], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """Streamed text: ``text`` starts at character ``offset`` of ``bubble``."""
+
+    bubble: str
+    offset: int
+    text: str
+
+    def html(self) -> str:
+        return rendering.text_delta(self.bubble, self.text, offset=self.offset)
+
+
+Piece: TypeAlias = str | Delta | Render
+
+
+def languages() -> list[str]:
+    return [code for code, _name in settings.LANGUAGES]
+
+
+def render(pieces: Iterable[Piece], language: str) -> str:
+    """The pieces as one frame for a tab in ``language``."""
+    out: list[str] = []
+    with translation.override(language):
+        for piece in pieces:
+            if isinstance(piece, str):
+                out.append(piece)
+            elif isinstance(piece, Delta):
+                out.append(piece.html())
+            else:
+                out.append(piece())
+    return "".join(out)
+
+
+def render_all(pieces: list[Piece], wanted: Iterable[str]) -> dict[str, str]:
+    """One rendering per language; computed once when no piece depends on the language."""
+    wanted = list(dict.fromkeys(wanted))
+    if all(isinstance(piece, (str, Delta)) for piece in pieces):
+        html = render(pieces, wanted[0] if wanted else settings.LANGUAGE_CODE)
+        return dict.fromkeys(wanted, html)
+    return {language: render(pieces, language) for language in wanted}
+
+
+class ConversationFeed:
+    def __init__(
+        self, group: str, tabs: LocalTabs, layer: Any, *, interval: float, live: LiveText | None = None
+    ) -> None:
+        self._group = group
+        self._tabs = tabs
+        self._layer = layer
+        self._remote = spans_processes(layer)
+        self._live = live if self._remote else None
+        self._interval = interval
+        self._pending: list[Piece] = []
+        self._sender: asyncio.Task[None] | None = None
+        # The bubble being streamed: its whole text so far and how much of it went out as deltas.
+        self._bubble: str | None = None
+        self._parts: list[str] = []
+        self._length = 0
+        self._sent = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_flush = float("-inf")
+
+    # --- streamed text -----------------------------------------------------------------------------------------
+
+    def begin(self, bubble: str) -> None:
+        self.end()
+        self._bubble = bubble
+
+    def add(self, delta: str) -> None:
+        """Streamed text of the current bubble: out at once if the last frame is ``interval`` old, else soon."""
+        if not delta or self._bubble is None:
+            return
+        self._parts.append(delta)
+        self._length += len(delta)
+        if self._timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._last_flush + self._interval - loop.time()
+        if wait <= 0:
+            self._flush_text()
+        else:
+            self._timer = loop.call_later(wait, self._flush_text)
+
+    def end(self) -> str:
+        """Close the bubble and return its whole text; text not yet sent is not (the stored reply replaces it)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        text = "".join(self._parts)
+        had = self._bubble is not None
+        self._bubble, self._parts, self._length, self._sent = None, [], 0, 0
+        if had and self._live is not None:
+            self._pending.append(_CLEAR_LIVE)
+            self._kick()
+        return text
+
+    def live(self) -> tuple[str, str] | None:
+        """The bubble being streamed and its text so far (unsent text included), for a tab that catches up."""
+        if self._bubble is None or not self._length:
+            return None
+        return self._bubble, "".join(self._parts)
+
+    def _flush_text(self) -> None:
+        self._timer = None
+        if self._bubble is None or self._sent >= self._length:
+            return
+        text = "".join(self._parts)[self._sent :]
+        self._pending.append(Delta(self._bubble, self._sent, text))
+        self._sent = self._length
+        self._last_flush = asyncio.get_running_loop().time()
+        self._kick()
+
+    # --- everything else -----------------------------------------------------------------------------------------
+
+    def put(self, piece: Piece) -> None:
+        """A fragment for every tab, after any streamed text that came before it."""
+        if isinstance(piece, str) and not piece:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._flush_text()
+        self._pending.append(piece)
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_all())
+
+    async def _send_all(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            pieces = [piece for piece in batch if piece is not _CLEAR_LIVE]
+            wanted = self._tabs.languages(self._group)
+            if self._remote:
+                wanted = languages()
+            if pieces and wanted:
+                html = render_all(pieces, wanted)
+                await self._tabs.deliver(self._group, html)
+            if not self._remote:
+                continue
+            try:
+                await self._mirror(batch)
+                if pieces:
+                    message = {"type": "chat.fragment", "html": html, "origin": PROCESS_ID}
+                    await self._layer.group_send(self._group, message)
+            except Exception:
+                # A full or broken layer must not kill the turn: the database still has everything.
+                logger.exception("could not deliver a fragment to %s", self._group)
+
+    async def _mirror(self, batch: list[Piece]) -> None:
+        """Keep the live text in Redis in step with what went out, for catch-ups in other processes."""
+        if self._live is None:
+            return
+        for piece in batch:
+            if piece is _CLEAR_LIVE:
+                await self._live.clear(self._group)
+            elif isinstance(piece, Delta):
+                await self._live.write(self._group, piece.bubble, piece.offset, piece.text)
+
+    async def drain(self) -> None:
+        while self._sender is not None and not self._sender.done():
+            await asyncio.shield(self._sender)
+
+
+def _clear_live() -> str:
+    return ""
+
+
+#: A marker in the queue: the live bubble ended (its mirror is cleared in order with the deltas before it).
+_CLEAR_LIVE: Render = _clear_live

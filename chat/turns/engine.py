@@ -1,0 +1,102 @@
+"""The turn engine's front door: the consumer checks a browser frame, then starts, stops or reads turns here.
+
+A turn's whole life is owned by ``chat.turns``: the claim in the database (``claims``, idempotent by the send's
+key), the per-shopper limits, the run upstream and its heartbeat (``runner``, ``liveness``), its end and record,
+and reaping a dead owner's turn. Nothing outside this package writes turn state.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from chat import db, store
+from chat.models import Message
+from chat.ops import ratelimit
+from chat.presentation import rendering
+from chat.turns import claims
+from chat.turns.record import TurnRecord
+from chat.turns.runner import ConversationRef
+from chat.turns.service import get_relay
+from chat.vizochok import messages as wire
+
+logger = logging.getLogger("chat.turns.engine")
+
+
+class Refused(Exception):
+    """A browser frame that is not sent upstream; ``code`` is shown to the tab that sent it."""
+
+    def __init__(self, code: str, **details: Any) -> None:
+        super().__init__(code)
+        self.code = code
+        self.details = details
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """What a shopper sent, checked: the upstream frame, and how the shopper's side of it is stored and shown."""
+
+    frame: wire.UserMessage | wire.Action
+    kind: str
+    text: str
+    key: str
+    #: The choice (quick replies, checklist) this send answers, retired with the turn's start.
+    source_seq: int | None = None
+
+
+async def begin(ref: ConversationRef, send: Send, *, shopper: str) -> bool:
+    """Start a turn; False for a repeated key (a queue replayed after a reconnect). Raises :class:`Refused`."""
+    runner = get_relay().runner(ref)
+    if runner.running:
+        raise Refused("agent_busy")
+    retry_after = await ratelimit.turn_bucket().take(shopper) or runner.window.retry_after()
+    if retry_after:
+        raise Refused("rate_limited", retry_after=retry_after)
+    payload = store.plain(send.frame) if isinstance(send.frame, wire.Action) else {}
+    started = await db.call(
+        claims.begin_turn,
+        ref.pk,
+        kind=send.kind,
+        text=send.text,
+        payload=payload,
+        client_key=send.key,
+        source_seq=send.source_seq,
+        retries=db.SEND_RETRIES,
+    )
+    if started.duplicate:
+        logger.info("duplicate send %s ignored in conversation %s", send.key, ref.pk)
+        return False
+    if started.busy or started.message is None:
+        raise Refused("agent_busy")
+    message = started.message
+    runner.publish(functools.partial(rendering.state, "busy"))
+    runner.publish(functools.partial(_shown, started.changed, message))
+    runner.publish(functools.partial(rendering.status, "thinking"))
+    query = send.text if send.kind == Message.Kind.TEXT else ""
+    runner.start(send.frame, message.seq, TurnRecord(ref.pk, message.seq, ref.store_id, query=query))
+    return True
+
+
+def stop(pk: int) -> bool:
+    """Stop the turn running in this process for ``pk``; False when there is none here."""
+    runner = get_relay().existing(pk)
+    return runner is not None and runner.stop()
+
+
+def _shown(changed: list[Message], message: Message) -> str:
+    return rendering.replaced(changed) + rendering.appended([message])
+
+
+async def live_text(pk: int, group: str) -> tuple[str, str] | None:
+    """The reply being streamed in ``pk`` (bubble id and text so far), in this process or another."""
+    return await get_relay().live_text(pk, group)
+
+
+def runs_here(pk: int) -> bool:
+    runner = get_relay().existing(pk)
+    return runner is not None and runner.running
+
+
+is_busy = claims.is_busy
