@@ -89,6 +89,24 @@ async def test_error_completes_after_a_turn_timeout() -> None:
         await ws.close()
 
 
+async def test_error_completes_leaves_refusals_standalone() -> None:
+    """Only an error that ends a turn gets a response_complete; a refusal is outside any turn."""
+    async with SandboxServer(fast_config(error_completes=True)) as sandbox:
+        ws, _ = await authed(sandbox.url)
+        sandbox.pause_turns()
+        await ws.send(json.dumps(MILK))
+        held = await until(ws, "text_delta")
+        await ws.send(json.dumps(MILK))
+        assert await recv(ws) == {"type": "error", "code": "agent_busy"}
+        await ws.send("not json")
+        assert await recv(ws) == {"type": "error", "code": "invalid_json"}
+        sandbox.resume_turns()
+        frames = held + await until(ws, "response_complete")
+        assert types(frames) == [*MILK_TYPES, "response_complete"]
+        assert await rest(sandbox, ws) == []
+        await ws.close()
+
+
 async def test_failures_queue_one_per_turn(server: SandboxServer) -> None:
     ws, _ = await authed(server.url)
     server.fail_next_turn("internal_error", after_deltas=1)
