@@ -1,6 +1,7 @@
 """How much the relay adds on top of the upstream, measured against the floor in the same run.
 
-Three paths carry the same load from the same sandbox process (``manage.py vizochok_sandbox --bench-replies``):
+Three paths carry the same load from the same sandbox process (``python -m bench.sandbox``, the sandbox with the
+replies of :mod:`bench.sandbox_replies`):
 
 * ``direct``: clients speak the VIZOCHOK protocol to the sandbox themselves (the upstream alone);
 * ``proxy``: the same clients through :mod:`bench.proxy`, a bare pass-through written with ``websockets`` alone
@@ -39,7 +40,7 @@ from typing import Any, Protocol
 import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
-from chat.sandbox.server import BENCH_STAMP, bench_reply_chars
+from bench.sandbox_replies import BENCH_STAMP, bench_reply_chars
 
 ROOT = Path(__file__).resolve().parent.parent
 KIB = 1024
@@ -52,7 +53,6 @@ _LIVE_TEXT = re.compile(r'id="live-[^"]*-text"[^>]*>([^<]*)</div>')
 _FINAL = 'data-replaces="live-'
 _READY = 'id="turn-state" data-state="ready"'
 _ERROR = 'class="chat-error'
-BENCH = ["--bench-replies"]
 _WS_CONNECT = re.compile(r'ws-connect="([^"]+)"')
 
 
@@ -463,7 +463,7 @@ class Stack:
         py = sys.executable
         self.sandbox = Child(
             "sandbox",
-            [py, "manage.py", "vizochok_sandbox", "--port", "0", "--pace", "0", "--max-connections", "100000", *BENCH],
+            [py, "-m", "bench.sandbox", "--port", "0", "--pace", "0", "--max-connections", "100000"],
             env,
             workdir,
         )

@@ -22,7 +22,7 @@ import re
 import secrets
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -38,15 +38,18 @@ from chat.vizochok.messages import (
     Action,
     Auth,
     AuthOk,
+    CartChanged,
     ConversationStarted,
     ErrorMessage,
     FrameTooLarge,
+    IngredientChecklist,
     MalformedFrame,
     Ping,
     Pong,
+    ProductCards,
+    QuickReplies,
     ResponseComplete,
     SessionRestored,
-    Status,
     TextDelta,
     TextEnd,
     UserMessage,
@@ -56,7 +59,7 @@ from chat.vizochok.messages import (
 )
 from chat.vizochok.quiet_log import quiet_websockets_logger
 
-from .assistant import Assistant, Frame, InvalidInput, Session, TextRequest, read_input
+from .assistant import Assistant, Frame, InvalidInput, Session, read_input
 from .assistant import Request as TurnRequest
 from .catalog import DEFAULT_IMAGE_BASE, Catalog
 
@@ -77,8 +80,31 @@ CLOSE_PONG_TIMEOUT = 1011
 
 
 @dataclass
+class Reply:
+    """One turn's frames as a :data:`ReplyHook` supplies them in place of the assistant's."""
+
+    frames: list[Frame]
+    #: ``text_delta`` frames per second for this reply; None = the configured ``tokens_per_second``.
+    pace: float | None = None
+    #: Applied to each ``text_delta``'s text at the moment it is sent, so it can carry the send time.
+    on_delta: Callable[[str], str] | None = None
+
+
+#: ``(session, request) -> Reply | None``: the sandbox's one seam for other replies (the benchmark's live in
+#: ``bench/``). None lets the assistant answer. The switches below still apply to a hook's frames.
+ReplyHook = Callable[[Session, TurnRequest], Reply | None]
+
+#: The text block ``block_after_complete`` sends after a turn's ``response_complete``, one delta per item.
+LATE_BLOCK = ("Late ", "words.")
+
+
+@dataclass
 class SandboxConfig:
-    """Every limit of the reference, adjustable so tests can use tiny timeouts."""
+    """Every limit of the reference, adjustable so tests can use tiny timeouts.
+
+    The connection code reads this object at the moment of use, never a copy, so tests may change a field (or
+    replace ``server.config``) between turns.
+    """
 
     auth_timeout: float = 10.0
     #: Seconds between server JSON pings; 0 or less disables them.
@@ -95,9 +121,27 @@ class SandboxConfig:
     conversations_per_user_per_day: int = 20
     image_base: str = DEFAULT_IMAGE_BASE
     clock: Callable[[], float] = time.monotonic
-    #: Benchmark replies (off by default): the text ``bench <tokens> [<tokens per second>]`` gets a fixed reply of
-    #: that many ``text_delta`` frames, so ``manage.py bench_relay`` can choose the reply length and pace per turn.
-    bench_replies: bool = False
+    #: Replies other than the assistant's (see :data:`ReplyHook`); None = the assistant answers every turn.
+    reply_hook: ReplyHook | None = None
+
+    # How turns end. The reference leaves these open (§6, §22 item 11); each switch is one reading of it, so a
+    # client can be tested against every one. All off = the sandbox's own reading (docs/sandbox.md).
+
+    #: An ``error`` that ends a turn (``internal_error``, an injected failure) is followed by ``response_complete``.
+    error_completes: bool = False
+    #: Every turn's ``response_complete`` is sent twice in a row.
+    complete_twice: bool = False
+    #: After a turn's ``response_complete``, one more text block (:data:`LATE_BLOCK`, then ``text_end``): a stray
+    #: frame between turns.
+    block_after_complete: bool = False
+    #: Every rich frame (``product_cards``, ``quick_replies``, ``ingredient_checklist``, ``cart_changed``) and
+    #: every ``text_end`` of a turn is sent twice in a row.
+    repeat_frames: bool = False
+    #: ``response_complete`` comes this many seconds after the turn's last other frame (0 = at once).
+    late_complete_seconds: float = 0.0
+    #: A turn whose socket closes runs on to its end (its frames dropped) and keeps its conversation busy, as the
+    #: real API's Redis lock does; off = the turn ends with its socket.
+    turns_outlive_socket: bool = False
 
 
 def _key_id(token: str) -> str:
@@ -114,7 +158,6 @@ class _Connection:
 
     def __init__(self, server: SandboxServer, ws: ServerConnection) -> None:
         self.server = server
-        self.config = server.config
         self.ws = ws
         self.key: str | None = None
         self.session: Session | None = None
@@ -123,6 +166,12 @@ class _Connection:
         self._pong = asyncio.Event()
         self._send_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._turns: set[asyncio.Task[None]] = set()
+
+    @property
+    def config(self) -> SandboxConfig:
+        """The server's config as it is now: tests flip switches between turns of an open socket."""
+        return self.server.config
 
     # Sending ----------------------------------------------------------------------------------------------------
 
@@ -153,7 +202,10 @@ class _Connection:
             await self._serve(auth)
         finally:
             self.server._per_key[key] -= 1
-            for task in list(self._tasks):
+            ending = list(self._tasks)
+            if not self.config.turns_outlive_socket:
+                ending += self._turns
+            for task in ending:
                 task.cancel()
 
     async def _serve(self, auth: Auth) -> None:
@@ -279,7 +331,10 @@ class _Connection:
             await self.error("agent_busy")
             return
         session.busy = True
-        self._spawn(self._run_turn(session, request))
+        task = asyncio.create_task(self._run_turn(session, request))
+        self._turns.add(task)
+        task.add_done_callback(self._turns.discard)
+        self.server._track_turn(task)
 
     def _rate_limited(self) -> int | None:
         """Sliding window of accepted ``message``/``action`` frames on this connection (reference §14)."""
@@ -304,39 +359,83 @@ class _Connection:
     # Turns and keepalive ----------------------------------------------------------------------------------------
 
     async def _run_turn(self, session: Session, request: TurnRequest) -> None:
-        bench = _bench_request(request) if self.config.bench_replies else None
+        turn = _TurnState(session, self.server._take_failure())
         try:
-            async with asyncio.timeout(self.config.turn_timeout):
-                if bench is not None:
-                    frames = _bench_frames(session, bench[0])
-                else:
-                    frames = self.server.assistant.respond(session, request)
-                for frame in frames:
-                    if bench is not None and isinstance(frame, TextDelta):
-                        frame = TextDelta(delta=stamp_bench_delta(frame.delta))
-                    await self.send(frame)
-                    if isinstance(frame, TextDelta):
-                        await self._pace(bench[1] if bench is not None else None)
-        except TimeoutError:
-            logger.warning("conversation %s: turn exceeded %ss", session.conversation_id, self.config.turn_timeout)
-            await self._error_quietly("internal_error")
+            try:  # the outer try catches a socket closing while the inner handlers send the error
+                async with asyncio.timeout(self.config.turn_timeout):
+                    await self._play(turn, request)
+            except TimeoutError:
+                logger.warning("conversation %s: turn exceeded %ss", session.conversation_id, self.config.turn_timeout)
+                await self._fail(turn, "internal_error")
+            except ConnectionClosed:
+                pass
+            except Exception:
+                logger.exception("conversation %s: turn failed", session.conversation_id)
+                await self._fail(turn, "internal_error")
         except ConnectionClosed:
             pass
-        except Exception:
-            logger.exception("conversation %s: turn failed", session.conversation_id)
-            await self._error_quietly("internal_error")
         finally:
-            session.busy = False
+            if not turn.completed:  # else _complete freed it, and a next turn may hold it already
+                session.busy = False
             session.last_activity = self.config.clock()
+
+    async def _play(self, turn: _TurnState, request: TurnRequest) -> None:
+        """Send one turn's frames, ending the way the switches say."""
+        hook = self.config.reply_hook
+        reply = hook(turn.session, request) if hook is not None else None
+        if reply is None:
+            reply = Reply(self.server.assistant.respond(turn.session, request))
+        frames = reply.frames if turn.failure is None else _cut(reply.frames, turn.failure.after_deltas)
+        for frame in frames:
+            if isinstance(frame, ResponseComplete):
+                await self._complete(turn, frame)
+                continue
+            if isinstance(frame, TextDelta) and reply.on_delta is not None:
+                frame = TextDelta(delta=reply.on_delta(frame.delta))
+            await self._emit(frame)
+            if isinstance(frame, TextDelta):
+                await self._pace(reply.pace)
+        if turn.failure is not None:
+            await self._fail(turn, turn.failure.code)
+
+    async def _emit(self, frame: Frame) -> None:
+        """Send a turn's frame: twice when ``repeat_frames`` says so; dropped when the turn outlives its socket."""
+        copies = 2 if self.config.repeat_frames and isinstance(frame, _REPEATED) else 1
+        for _ in range(copies):
+            try:
+                await self.send(frame)
+            except ConnectionClosed:
+                if not self.config.turns_outlive_socket:
+                    raise
+
+    async def _fail(self, turn: _TurnState, code: str) -> None:
+        """End a turn with ``error {code}``, then ``response_complete`` only when ``error_completes``."""
+        if turn.completed:  # the client already saw this turn end; an error now would land in the next one
+            return
+        await self._emit(ErrorMessage(code=code))
+        if self.config.error_completes:
+            await self._complete(turn, ResponseComplete(conversation_id=turn.session.conversation_id))
+
+    async def _complete(self, turn: _TurnState, frame: ResponseComplete) -> None:
+        """``response_complete`` (late, twice, or followed by a stray block when switched so); the conversation is
+        free from the first copy on, as the real API's lock is released when the agent finishes."""
+        if self.config.late_complete_seconds > 0:
+            await asyncio.sleep(self.config.late_complete_seconds)
+        await self._emit(frame)
+        turn.completed = True
+        turn.session.busy = False
+        # Sent without pacing or a yield in between, so they precede any next turn's frames on this socket.
+        if self.config.complete_twice:
+            await self._emit(frame)
+        if self.config.block_after_complete:
+            for delta in LATE_BLOCK:
+                await self._emit(TextDelta(delta=delta))
+            await self._emit(TextEnd())
 
     async def _pace(self, rate: float | None = None) -> None:
         rate = self.config.tokens_per_second if rate is None else rate
         await asyncio.sleep(1 / rate if rate > 0 else 0)
         await self.server.turn_gate.wait()
-
-    async def _error_quietly(self, code: str) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            await self.error(code)
 
     async def _keepalive(self) -> None:
         """JSON ping every ``ping_interval``; no JSON pong within ``pong_timeout`` closes 1011 (reference §11)."""
@@ -356,46 +455,38 @@ class _Connection:
             pass
 
 
-_BENCH = re.compile(r"bench (\d{1,5})(?: (\d+(?:\.\d+)?))?")
-_BENCH_WORDS = ("milk", "bread", "apples", "cheese", "butter", "eggs", "rice", "tea")
+#: Frames ``repeat_frames`` sends twice.
+_REPEATED = (ProductCards, QuickReplies, IngredientChecklist, CartChanged, TextEnd)
 
 
-def _bench_request(request: TurnRequest) -> tuple[int, float | None] | None:
-    """``bench <tokens> [<pace>]`` as (tokens, pace or None for the configured pace); None for any other input."""
-    match = _BENCH.fullmatch(request.text) if isinstance(request, TextRequest) else None
-    if match is None:
-        return None
-    return int(match[1]), float(match[2]) if match[2] is not None else None
+@dataclass(frozen=True)
+class _Failure:
+    """A fault queued with :meth:`SandboxServer.fail_next_turn`."""
+
+    code: str
+    after_deltas: int
 
 
-#: A benchmark delta ends in ``@`` and the wall-clock microsecond it was sent, zero-padded: ``milk0@1795…123 ``.
-BENCH_STAMP = re.compile(r"@(\d{16}) ")
-_BENCH_STAMP_CHARS = 18
+@dataclass
+class _TurnState:
+    session: Session
+    failure: _Failure | None
+    #: Set once the first ``response_complete`` is out: the client considers the turn over.
+    completed: bool = False
 
 
-def bench_reply_chars(tokens: int) -> int:
-    """The length of a whole stamped benchmark reply of ``tokens`` tokens."""
-    return sum(len(delta) + _BENCH_STAMP_CHARS for delta in bench_deltas(tokens))
-
-
-def bench_deltas(tokens: int) -> list[str]:
-    """The deltas of a benchmark reply (one word each, before the stamp).
-
-    Each is stamped with the time it leaves the sandbox (:func:`stamp_bench_delta`), so a client on the same host
-    measures every frame's transit from the upstream, whatever relay and coalescing sit in between.
-    """
-    return [f"{_BENCH_WORDS[i % len(_BENCH_WORDS)]}{i}" for i in range(tokens)]
-
-
-def stamp_bench_delta(delta: str) -> str:
-    return f"{delta}@{time.time_ns() // 1000:016d} "
-
-
-def _bench_frames(session: Session, tokens: int) -> list[Frame]:
-    """A fixed reply: one status, ``tokens`` deltas, text_end, response_complete."""
-    session.turns += 1
-    deltas = [TextDelta(delta=delta) for delta in bench_deltas(tokens)]
-    return [Status(code="thinking"), *deltas, TextEnd(), ResponseComplete(conversation_id=session.conversation_id)]
+def _cut(frames: list[Frame], after_deltas: int) -> list[Frame]:
+    """The frames of a reply before its ``after_deltas + 1``-th ``text_delta``, without ``response_complete``."""
+    kept: list[Frame] = []
+    deltas = 0
+    for frame in frames:
+        if isinstance(frame, TextDelta):
+            if deltas == after_deltas:
+                break
+            deltas += 1
+        if not isinstance(frame, ResponseComplete):
+            kept.append(frame)
+    return kept
 
 
 class SandboxServer:
@@ -410,6 +501,10 @@ class SandboxServer:
         self.turn_gate = asyncio.Event()
         self.turn_gate.set()
         self._live: set[_Connection] = set()
+        #: Running turns of every socket (a turn may outlive its socket with ``turns_outlive_socket``).
+        self._turns: set[asyncio.Task[None]] = set()
+        self._turns_changed = asyncio.Event()
+        self._failures: deque[_Failure] = deque()
         self._per_key: Counter[str] = Counter()
         self._daily: Counter[tuple[str, str]] = Counter()
         self._changed = asyncio.Condition()
@@ -446,6 +541,10 @@ class SandboxServer:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        turns = list(self._turns)  # those that outlived their sockets
+        for task in turns:
+            task.cancel()
+        await asyncio.gather(*turns, return_exceptions=True)
 
     async def serve_forever(self) -> None:
         assert self._server is not None, "call start() first"
@@ -484,6 +583,25 @@ class SandboxServer:
     def resume_turns(self) -> None:
         self.turn_gate.set()
 
+    def fail_next_turn(self, code: str = "internal_error", after_deltas: int = 3) -> None:
+        """Make the next turn (of any socket) stream ``after_deltas`` ``text_delta`` frames of its reply, then
+        ``error {code}`` (and ``response_complete`` only with ``error_completes``). Calls queue: two calls fail
+        the next two turns. The session changes as the whole reply would (its tools ran, then it failed)."""
+        if after_deltas < 0:
+            raise ValueError("after_deltas must be >= 0")
+        self._failures.append(_Failure(code, after_deltas))
+
+    @property
+    def running_turns(self) -> int:
+        """Turns still running, including those whose socket has closed (``turns_outlive_socket``)."""
+        return len(self._turns)
+
+    async def wait_for_turns(self, count: int) -> None:
+        """Wait until exactly ``count`` turns run (e.g. 0: a turn that outlived its socket has ended)."""
+        while len(self._turns) != count:
+            self._turns_changed.clear()
+            await self._turns_changed.wait()
+
     async def send_raw_to_all(self, text: str) -> None:
         """Push an arbitrary text frame (garbage, unknown types) to every authenticated connection."""
         for connection in list(self._live):
@@ -515,6 +633,18 @@ class SandboxServer:
             else:
                 self._live.discard(connection)
             self._changed.notify_all()
+
+    def _track_turn(self, task: asyncio.Task[None]) -> None:
+        self._turns.add(task)
+        self._turns_changed.set()
+        task.add_done_callback(self._turn_done)
+
+    def _turn_done(self, task: asyncio.Task[None]) -> None:
+        self._turns.discard(task)
+        self._turns_changed.set()
+
+    def _take_failure(self) -> _Failure | None:
+        return self._failures.popleft() if self._failures else None
 
     def _expire_sessions(self, now: float) -> None:
         """Drop sessions idle longer than ``session_ttl`` (the reference's 1-hour Redis expiry)."""
@@ -553,16 +683,75 @@ async def run_sandbox(
         await server.close()
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m chat.sandbox.server``: the same as the management command, without Django."""
-    parser = argparse.ArgumentParser(description="Run the offline VIZOCHOK sandbox upstream.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--pace", type=float, default=40.0, help="text_delta frames per second (0 = unpaced)")
-    parser.add_argument("--auth-timeout", type=float, default=10.0)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The sandbox's command-line flags, shared by ``python -m chat.sandbox.server``, ``manage.py
+    vizochok_sandbox`` and ``python -m bench.sandbox``."""
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="port to bind; 0 picks a free one (default 8765)")
+    parser.add_argument("--pace", type=float, default=40.0, help="text_delta frames per second; 0 = unpaced")
+    parser.add_argument("--auth-timeout", type=float, default=10.0, help="seconds to wait for the auth frame")
+    parser.add_argument(
+        "--max-connections", type=int, default=3, help="open sockets per API key (default 3, as the API allows)"
+    )
+    turns = parser.add_argument_group("turn boundaries", "readings of what the reference leaves open (§6)")
+    turns.add_argument(
+        "--error-completes", action="store_true", help="an error that ends a turn is followed by response_complete"
+    )
+    turns.add_argument("--complete-twice", action="store_true", help="every response_complete is sent twice")
+    turns.add_argument(
+        "--block-after-complete", action="store_true", help="one more text block follows each response_complete"
+    )
+    turns.add_argument(
+        "--repeat-frames", action="store_true", help="every rich frame and every text_end is sent twice in a row"
+    )
+    turns.add_argument(
+        "--late-complete-seconds",
+        type=float,
+        default=0.0,
+        help="response_complete comes this long after the turn's last other frame",
+    )
+    turns.add_argument(
+        "--turns-outlive-socket",
+        action="store_true",
+        help="a turn whose socket closes runs on (frames dropped) and keeps its conversation busy",
+    )
+
+
+def config_from_options(options: Mapping[str, Any], **fields: Any) -> SandboxConfig:
+    """A config from parsed :func:`add_arguments` options (plus ``fields``); ValueError names a bad value."""
+    if options["pace"] < 0 or options["auth_timeout"] <= 0 or options["max_connections"] < 1:
+        raise ValueError("--pace must be >= 0, --auth-timeout > 0 and --max-connections >= 1")
+    if not options["late_complete_seconds"] >= 0:
+        raise ValueError("--late-complete-seconds must be >= 0")
+    return SandboxConfig(
+        tokens_per_second=options["pace"],
+        auth_timeout=options["auth_timeout"],
+        max_connections_per_key=options["max_connections"],
+        error_completes=options["error_completes"],
+        complete_twice=options["complete_twice"],
+        block_after_complete=options["block_after_complete"],
+        repeat_frames=options["repeat_frames"],
+        late_complete_seconds=options["late_complete_seconds"],
+        turns_outlive_socket=options["turns_outlive_socket"],
+        **fields,
+    )
+
+
+def main(
+    argv: list[str] | None = None,
+    *,
+    reply_hook: ReplyHook | None = None,
+    description: str = "Run the offline VIZOCHOK sandbox upstream.",
+) -> None:
+    """``python -m chat.sandbox.server``: the same as the management command, without Django; prints the URL."""
+    parser = argparse.ArgumentParser(description=description)
+    add_arguments(parser)
     args = parser.parse_args(argv)
+    try:
+        config = config_from_options(vars(args), reply_hook=reply_hook)
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.INFO)
-    config = SandboxConfig(tokens_per_second=args.pace, auth_timeout=args.auth_timeout)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_sandbox(args.host, args.port, config, on_ready=lambda url: print(url, flush=True)))
 
