@@ -250,6 +250,10 @@ VIZOCHOK_IDLE_GRACE = float(os.environ.get("VIZOCHOK_IDLE_GRACE", "15"))
 # Seconds a turn may wait in the queue for an upstream slot before the shopper is told to try again.
 VIZOCHOK_QUEUE_TIMEOUT = float(os.environ.get("VIZOCHOK_QUEUE_TIMEOUT", "30"))
 VIZOCHOK_TURN_TIMEOUT = float(os.environ.get("VIZOCHOK_TURN_TIMEOUT", "120"))
+# After an upstream error ends a turn, how long its response_complete may still come before the socket serves the
+# next turn; and the quiet a socket must have had before a turn (frames in it belong to no turn: set apart).
+VIZOCHOK_ERROR_GRACE = float(os.environ.get("VIZOCHOK_ERROR_GRACE", "1.0"))
+VIZOCHOK_SETTLE_GRACE = float(os.environ.get("VIZOCHOK_SETTLE_GRACE", "0.03"))
 # Retries (on the documented backoff schedule) when opening an upstream socket for a waiting shopper: the SDK's 30
 # would keep a shopper staring at "reconnecting" for minutes, so a turn gives up sooner and says so.
 VIZOCHOK_OPEN_RETRIES = env_int("VIZOCHOK_OPEN_RETRIES", 5)

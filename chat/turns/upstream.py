@@ -54,4 +54,6 @@ async def upstream_config(user_id: str, sandbox: EmbeddedSandbox, store_id: str 
         store_id=store_id or settings.VIZOCHOK_STORE_ID,
         user_id=user_id,
         turn_timeout=settings.VIZOCHOK_TURN_TIMEOUT,
+        error_grace=settings.VIZOCHOK_ERROR_GRACE,
+        settle_grace=settings.VIZOCHOK_SETTLE_GRACE,
     )

@@ -112,7 +112,7 @@ class UpstreamConfig:
     #: Quiet the socket must have had before it serves the next turn: a frame the upstream sends right after
     #: ``response_complete`` (a repeated one, a late block) arrives within it and is set apart, not read as the
     #: next turn's reply. Only turns that follow each other this closely wait at all.
-    settle_grace: float = 0.1
+    settle_grace: float = 0.03
     #: HTTP(S)/SOCKS proxy URL, ``True`` for the environment's proxy settings, ``None`` to connect directly.
     #: Direct by default: a server-side relay should not route its API key through whatever proxy is in its env.
     proxy: str | bool | None = None
