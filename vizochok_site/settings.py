@@ -268,3 +268,7 @@ VIZOCHOK_TURN_BURST = float(os.environ.get("VIZOCHOK_TURN_BURST", "10"))
 # Open browser sockets per shopper session and per client address (0 = no cap).
 VIZOCHOK_MAX_SOCKETS_PER_SESSION = env_int("VIZOCHOK_MAX_SOCKETS_PER_SESSION", 12)
 VIZOCHOK_MAX_SOCKETS_PER_IP = env_int("VIZOCHOK_MAX_SOCKETS_PER_IP", 200)
+# Reverse proxies in front of the app that append the address they saw to X-Forwarded-For (0 = none: the socket's
+# peer is the client). With N, the N-th entry from the right is the client: whatever the client wrote itself sits
+# further left and is never trusted (daphne --proxy-headers alone would take the leftmost, the client's own words).
+VIZOCHOK_TRUSTED_PROXY_HOPS = env_int("VIZOCHOK_TRUSTED_PROXY_HOPS", 0)

@@ -108,3 +108,26 @@ class SocketCaps:
                     await _cache("set", key, 0, timeout=COUNTER_TTL)
             except ValueError:
                 pass  # the counter expired: nothing to give back
+
+
+def client_address(scope: dict[str, Any]) -> str:
+    """The address a socket cap counts: the one our own proxies saw, never one the client wrote.
+
+    With ``VIZOCHOK_TRUSTED_PROXY_HOPS = N`` each of our N proxies appended the address it saw to X-Forwarded-For,
+    so the N-th entry from the right is the client as the outermost proxy saw it; anything further left came from
+    the client and can name anybody (``daphne --proxy-headers`` puts the leftmost one in ``scope["client"]``, so it
+    is not used then). A header with fewer entries than proxies did not pass them all: the peer address counts.
+    """
+    hops = int(getattr(settings, "VIZOCHOK_TRUSTED_PROXY_HOPS", 0))
+    if hops > 0:
+        forwarded = [
+            entry.strip()
+            for name, value in scope.get("headers", [])
+            if name.lower() == b"x-forwarded-for"
+            for entry in value.decode("latin-1").split(",")
+            if entry.strip()
+        ]
+        if len(forwarded) >= hops:
+            return forwarded[-hops]
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"

@@ -1,0 +1,155 @@
+"""A real app process for the attack regressions (issue 15): Daphne with its own SQLite file and the sandbox.
+
+The attacks go over real sockets exactly as a hostile browser or crawler would send them: raw HTTP requests with
+whatever headers the attacker likes, WebSocket clients that send crafted frames or never read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import http.client
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from tests.processes import Daphne
+
+TIMEOUT = 10.0
+READY = 'data-state="ready"'
+
+
+class Site(Daphne):
+    """The app behind ``--proxy-headers`` (as in production) with small caps, on its own SQLite file."""
+
+    def __init__(self, tmp: Path, **env: str) -> None:
+        self.db = tmp / "db.sqlite3"
+        full_env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "vizochok_site.settings",
+            "DATABASE_URL": f"sqlite:///{self.db}",
+            "DJANGO_DEBUG": "1",
+            "VIZOCHOK_WS_URL": "",
+            "VIZOCHOK_SANDBOX_PACE": "0",
+            "VIZOCHOK_IDLE_GRACE": "1",
+            **env,
+        }
+        full_env.pop("REDIS_URL", None)
+        super().__init__("the attacked app", tmp / "server.log", full_env, args=("--proxy-headers",))
+
+    def start(self) -> Site:
+        self.migrate()
+        self.launch()
+        return self
+
+    def request(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, body: str | None = None
+    ) -> Response:
+        """One HTTP request, redirects not followed (an attacker's client sees exactly what the server says)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
+        try:
+            connection.request(method, path, body=body, headers={"Host": f"127.0.0.1:{self.port}", **(headers or {})})
+            reply = connection.getresponse()
+            return Response(reply.status, reply.getheaders(), reply.read().decode("utf-8", "replace"))
+        finally:
+            connection.close()
+
+    def metric(self, name: str) -> float:
+        page = self.request("GET", "/metrics").body
+        match = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", page, re.M)
+        return float(match.group(1)) if match else 0.0
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[str, str]]
+    body: str
+
+    def header(self, name: str) -> str:
+        return next((value for key, value in self.headers if key.lower() == name.lower()), "")
+
+    @property
+    def set_cookies(self) -> list[str]:
+        return [value for key, value in self.headers if key.lower() == "set-cookie"]
+
+    def cookies(self) -> dict[str, str]:
+        jar: dict[str, str] = {}
+        for line in self.set_cookies:
+            parsed = SimpleCookie()
+            parsed.load(line)
+            jar.update({name: morsel.value for name, morsel in parsed.items()})
+        return jar
+
+
+@dataclass
+class Visitor:
+    """A browser that loaded the chat page: its cookies and the socket path the page names."""
+
+    site: Site
+    cookies: dict[str, str] = field(default_factory=dict)
+    ws_path: str = ""
+
+    @classmethod
+    def arrive(cls, site: Site, path: str = "/?lang=en") -> Visitor:
+        visitor = cls(site)
+        visitor.load(path)
+        return visitor
+
+    def load(self, path: str = "/?lang=en") -> Response:
+        response = self.get(path)
+        self.cookies.update(response.cookies())
+        found = re.search(r'ws-connect="([^"]+)"', response.body)
+        if found:
+            self.ws_path = html.unescape(found.group(1))
+        return response
+
+    def get(self, path: str, **headers: str) -> Response:
+        return self.site.request("GET", path, headers={**self.cookie_header(), **headers})
+
+    def cookie_header(self) -> dict[str, str]:
+        return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
+
+    @property
+    def public_id(self) -> str:
+        return re.search(r"c=([0-9a-f-]{36})", self.ws_path).group(1)  # type: ignore[union-attr]
+
+    async def socket(self, *, path: str | None = None, forwarded_for: str | None = None, **options: Any) -> Tab:
+        headers = dict(self.cookie_header())
+        if forwarded_for is not None:
+            headers["X-Forwarded-For"] = forwarded_for
+        ws = await connect(
+            f"ws://127.0.0.1:{self.site.port}{path or self.ws_path}",
+            origin=self.site.url,  # type: ignore[arg-type]
+            additional_headers=headers,
+            open_timeout=TIMEOUT,
+            **options,
+        )
+        return Tab(ws)
+
+
+class Tab:
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+
+    async def send(self, **fields: Any) -> None:
+        await self.ws.send(json.dumps(fields))
+
+    async def until(self, needle: str, timeout: float = TIMEOUT) -> str:
+        """Frames received up to the first containing ``needle`` (joined)."""
+        frames: list[str] = []
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.ws.recv()
+                frames.append(frame if isinstance(frame, str) else frame.decode())
+                if needle in frames[-1]:
+                    return "".join(frames)
+
+    async def close(self) -> None:
+        await self.ws.close()

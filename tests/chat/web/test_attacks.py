@@ -1,0 +1,107 @@
+"""The attack review's findings (issue 15), each reproduced against a real Daphne process over real sockets.
+
+One app process serves the whole module: behind ``--proxy-headers`` with one trusted proxy hop, small socket caps,
+and the embedded sandbox as its upstream. Each test uses addresses and shoppers of its own, so the caps of one
+test never touch another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from tests.chat.web.attack_site import READY, TIMEOUT, Site, Visitor
+
+SESSION_CAP = 3
+ADDRESS_CAP = 4
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    running = Site(
+        tmp_path_factory.mktemp("attacked"),
+        VIZOCHOK_MAX_SOCKETS_PER_SESSION=str(SESSION_CAP),
+        VIZOCHOK_MAX_SOCKETS_PER_IP=str(ADDRESS_CAP),
+        VIZOCHOK_TRUSTED_PROXY_HOPS="1",
+    ).start()
+    yield running
+    running.stop()
+
+
+async def sockets_settle(site: Site, expected: float) -> None:
+    """Wait until the server's open-socket gauge reads ``expected`` (a closed socket is released just after)."""
+    async with asyncio.timeout(TIMEOUT):
+        # A gauge in another process has no event to await; the loop is bounded by the timeout.
+        while await asyncio.to_thread(site.metric, "vizochok_active_sockets") != expected:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
+# --- 1. one crafted frame ------------------------------------------------------------------------------------
+
+NESTED = '{"kind":"sync","a":' + "[" * 7000 + "]" * 7000 + "}"
+
+
+async def test_a_deeply_nested_frame_is_refused_and_leaks_no_socket_cap(site: Site) -> None:
+    visitor = Visitor.arrive(site)
+    for _ in range(SESSION_CAP + 2):  # more crafted sockets than the session may hold
+        tab = await visitor.socket(forwarded_for="10.1.0.1")
+        await tab.ws.send(NESTED)
+        assert 'data-code="invalid_frame"' in await tab.until("chat-error")
+        await tab.send(kind="sync", after=0)  # the socket is still open and still answers
+        assert READY in await tab.until(READY)
+        await tab.close()
+    await sockets_settle(site, 0)
+    tabs = [await visitor.socket(forwarded_for="10.1.0.1") for _ in range(SESSION_CAP)]
+    for tab in tabs:
+        await tab.send(kind="sync", after=0)
+        assert READY in await tab.until(READY)
+        await tab.close()
+    await sockets_settle(site, 0)
+    assert "Traceback" not in site.log() and "RecursionError" not in site.log()
+
+
+async def refused_with_4429(visitor: Visitor, forwarded_for: str) -> bool:
+    tab = await visitor.socket(forwarded_for=forwarded_for)
+    try:
+        await tab.until("too_many_connections")
+        await tab.ws.recv()
+    except ConnectionClosed as closed:
+        return closed.rcvd is not None and closed.rcvd.code == 4429
+    finally:
+        await tab.close()
+    return False
+
+
+async def test_behind_the_proxy_the_cap_counts_the_address_the_proxy_saw(site: Site) -> None:
+    # The attacker (10.2.0.66) writes the victim's address (10.2.0.7) first; our proxy appends the real one.
+    attackers = [Visitor.arrive(site), Visitor.arrive(site)]
+    spoofed = "10.2.0.7, 10.2.0.66"
+    held = [await attackers[i % 2].socket(forwarded_for=spoofed) for i in range(ADDRESS_CAP)]
+    try:
+        for tab in held:
+            await tab.send(kind="sync", after=0)
+            await tab.until(READY)
+        assert await refused_with_4429(attackers[0], spoofed)  # the attacker's own address is full
+        victim = Visitor.arrive(site)
+        tab = await victim.socket(forwarded_for="10.2.0.7")
+        await tab.send(kind="sync", after=0)
+        assert READY in await tab.until(READY)  # the victim is not locked out
+        await tab.close()
+    finally:
+        for tab in held:
+            await tab.close()
+    await sockets_settle(site, 0)
+
+
+async def test_the_socket_refusals_do_not_leak(site: Site) -> None:
+    """A refused socket (over the cap) gives back what it claimed, so the address is free again afterwards."""
+    visitors = [Visitor.arrive(site) for _ in range(2)]
+    for _ in range(3):
+        held = [await visitors[i % 2].socket(forwarded_for="10.3.0.9") for i in range(ADDRESS_CAP)]
+        assert await refused_with_4429(visitors[0], "10.3.0.9")
+        for tab in held:
+            await tab.close()
+        await sockets_settle(site, 0)
