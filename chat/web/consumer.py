@@ -65,8 +65,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         self.language = identity.pick_language(query.get("lang", [""])[0])
         user_id = identity.user_id_from_scope(self.scope)
-        public_id = query.get("c", [""])[0]
-        conversation = await self._owned(public_id, user_id) if user_id and public_id else None
+        public_id = identity.public_id(query.get("c", [""])[0])
+        if public_id is None:
+            await self.close(code=4404)  # a malformed id: refused before any query (the handshake gets a 403)
+            return
+        conversation = await self._owned(public_id, user_id) if user_id else None
         bound_store = identity.bound_store_from_scope(self.scope)
         if conversation is not None and bound_store is not None and conversation.store_id != bound_store:
             conversation = None  # a token-bound session sees only its own store's conversations

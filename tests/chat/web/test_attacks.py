@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.chat.web.attack_site import READY, TIMEOUT, Site, Visitor
 
@@ -105,3 +105,16 @@ async def test_the_socket_refusals_do_not_leak(site: Site) -> None:
         for tab in held:
             await tab.close()
         await sockets_settle(site, 0)
+
+
+# --- 7. malformed conversation ids ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["notauuid", "1", "%00", "0" * 40, "12345678-1234-1234-1234-1234567890zz"])
+async def test_a_malformed_conversation_id_is_a_404_and_a_refused_socket(site: Site, bad: str) -> None:
+    visitor = Visitor.arrive(site)
+    assert visitor.get(f"/?c={bad}").status == 404
+    with pytest.raises(InvalidStatus) as refused:
+        await visitor.socket(path=f"/ws/chat/?c={bad}&lang=en")
+    assert refused.value.response.status_code == 403  # a close before accept: the handshake is refused
+    assert "Traceback" not in site.log()
