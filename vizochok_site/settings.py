@@ -185,7 +185,8 @@ VIZOCHOK_EMBED_SECRET = os.environ.get("VIZOCHOK_EMBED_SECRET", "")
 VIZOCHOK_FRAME_ANCESTORS = env_words("VIZOCHOK_FRAME_ANCESTORS", ["'self'"])
 # Parent frames that receive the chat's events by postMessage and may send it commands (this site always may).
 VIZOCHOK_EMBED_PARENT_ORIGINS = env_words("VIZOCHOK_EMBED_PARENT_ORIGINS", [])
-# Extra WebSocket origins beyond ALLOWED_HOSTS, e.g. "null" or "capacitor://localhost" for WebViews.
+# Exact WebSocket origins besides this site itself (compared whole: scheme, host, port), e.g. "null" or
+# "capacitor://localhost" for WebViews, or a storefront page that opens the chat socket itself.
 VIZOCHOK_WS_ALLOWED_ORIGINS = env_words("VIZOCHOK_WS_ALLOWED_ORIGINS", [])
 for _name, _words in (
     ("VIZOCHOK_FRAME_ANCESTORS", VIZOCHOK_FRAME_ANCESTORS),

@@ -124,9 +124,9 @@ class Visitor:
         headers = dict(self.cookie_header())
         if forwarded_for is not None:
             headers["X-Forwarded-For"] = forwarded_for
+        options.setdefault("origin", self.site.url)
         ws = await connect(
             f"ws://127.0.0.1:{self.site.port}{path or self.ws_path}",
-            origin=self.site.url,  # type: ignore[arg-type]
             additional_headers=headers,
             open_timeout=TIMEOUT,
             **options,

@@ -118,3 +118,19 @@ async def test_a_malformed_conversation_id_is_a_404_and_a_refused_socket(site: S
         await visitor.socket(path=f"/ws/chat/?c={bad}&lang=en")
     assert refused.value.response.status_code == 403  # a close before accept: the handshake is refused
     assert "Traceback" not in site.log()
+
+
+# --- 8. the whole origin ---------------------------------------------------------------------------------------
+
+
+async def test_the_socket_origin_is_compared_whole(site: Site) -> None:
+    visitor = Visitor.arrive(site)
+    tab = await visitor.socket(forwarded_for="10.8.0.1")  # the page's own origin
+    await tab.close()
+    for origin in (
+        f"http://127.0.0.1:{site.port + 1}",  # another local app on another port
+        f"https://127.0.0.1:{site.port}",  # the socket is plain, so the page was too
+        f"http://localhost:{site.port}",  # another host name than the one the socket asked for
+    ):
+        with pytest.raises(InvalidStatus):
+            await visitor.socket(forwarded_for="10.8.0.1", origin=origin)
