@@ -354,7 +354,8 @@ class EmbedCookieMiddleware:
     """Makes the session and CSRF cookies of framed visits ``SameSite=None; Secure; Partitioned``.
 
     In a storefront's iframe the chat is a third party: ``Lax`` cookies are never sent there, and browsers that
-    block third-party cookies still keep a *partitioned* one (per top-level site). Ordinary visits keep ``Lax``.
+    block third-party cookies still keep a *partitioned* one (per top-level site). Ordinary visits keep ``Lax``,
+    and so does every view that is not the chat's (the admin above all).
     Must sit above SessionMiddleware and CsrfViewMiddleware so it sees the cookies they set.
     """
 
@@ -363,7 +364,9 @@ class EmbedCookieMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if not is_embedded(request) or not _trustworthy(request):
+        # Only the chat's own views (``@embeddable``): the admin, even in a browser that once framed the chat, keeps
+        # Lax cookies, which no other site's page can make the browser send.
+        if not getattr(request, "vizochok_embeddable", False) or not is_embedded(request) or not _trustworthy(request):
             return response
         names = {settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, settings.LANGUAGE_COOKIE_NAME}
         for name in names & set(response.cookies):

@@ -12,14 +12,16 @@ import http.client
 import json
 import os
 import re
+import subprocess
+import sys
 from dataclasses import dataclass, field
-from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.processes import Daphne
+from tests.processes import ROOT, Daphne
 
 TIMEOUT = 10.0
 READY = 'data-state="ready"'
@@ -47,6 +49,27 @@ class Site(Daphne):
         self.migrate()
         self.launch()
         return self
+
+    def add_admin(self, username: str, password: str) -> None:
+        command = [sys.executable, "manage.py", "createsuperuser", "--noinput", "--username", username]
+        env = {**self.env, "DJANGO_SUPERUSER_PASSWORD": password, "DJANGO_SUPERUSER_EMAIL": f"{username}@example.com"}
+        subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
+
+    def admin_login(self, visitor: Visitor, username: str, password: str) -> Response:
+        """Sign in on the admin's form as a browser would: load it (CSRF cookie and token), then post it."""
+        form = visitor.get("/admin/login/")
+        visitor.cookies.update(form.cookies())
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.body).group(1)  # type: ignore[union-attr]
+        body = urlencode({"csrfmiddlewaretoken": token, "username": username, "password": password, "next": "/admin/"})
+        headers = {
+            **visitor.cookie_header(),
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Referer": f"{self.url}/admin/login/",
+            "Origin": self.url,
+        }
+        response = self.request("POST", "/admin/login/", headers=headers, body=body)
+        visitor.cookies.update(response.cookies())
+        return response
 
     def request(
         self, method: str, path: str, *, headers: dict[str, str] | None = None, body: str | None = None
@@ -80,11 +103,11 @@ class Response:
         return [value for key, value in self.headers if key.lower() == "set-cookie"]
 
     def cookies(self) -> dict[str, str]:
+        # Only the name=value pair: SimpleCookie drops a whole line with an attribute it does not know (Partitioned).
         jar: dict[str, str] = {}
         for line in self.set_cookies:
-            parsed = SimpleCookie()
-            parsed.load(line)
-            jar.update({name: morsel.value for name, morsel in parsed.items()})
+            name, _, value = line.split(";", 1)[0].partition("=")
+            jar[name.strip()] = value.strip().strip('"')
         return jar
 
 

@@ -134,3 +134,17 @@ async def test_the_socket_origin_is_compared_whole(site: Site) -> None:
     ):
         with pytest.raises(InvalidStatus):
             await visitor.socket(forwarded_for="10.8.0.1", origin=origin)
+
+
+# --- 9. framed cookies stay with the chat ----------------------------------------------------------------------
+
+
+def test_an_embed_visit_does_not_make_the_admin_cookies_cross_site(site: Site) -> None:
+    site.add_admin("framed-admin", "a long admin password 9")
+    visitor = Visitor.arrive(site, "/?embed=1&lang=en")  # once framed (or a link that says so)
+    login = site.admin_login(visitor, "framed-admin", "a long admin password 9")
+    assert login.status == 302 and login.header("Location") == "/admin/"
+    admin_cookies = [line for line in login.set_cookies if line.startswith(("sessionid=", "csrftoken="))]
+    assert {line.split("=")[0] for line in admin_cookies} == {"sessionid", "csrftoken"}
+    for line in admin_cookies:
+        assert "SameSite=Lax" in line and "Partitioned" not in line and "SameSite=None" not in line, line
