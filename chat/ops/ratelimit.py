@@ -19,6 +19,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
+from django.http import HttpRequest
 
 #: A socket counter outlives its last change by this long, so counts leaked by a killed process fade away.
 COUNTER_TTL = 15 * 60
@@ -118,16 +119,22 @@ def client_address(scope: dict[str, Any]) -> str:
     the client and can name anybody (``daphne --proxy-headers`` puts the leftmost one in ``scope["client"]``, so it
     is not used then). A header with fewer entries than proxies did not pass them all: the peer address counts.
     """
+    headers = scope.get("headers", [])
+    forwarded = [value.decode("latin-1") for name, value in headers if name.lower() == b"x-forwarded-for"]
+    client = scope.get("client")
+    return _trusted_address(forwarded, str(client[0]) if client else "unknown")
+
+
+def request_client_address(request: HttpRequest) -> str:
+    """The same for an HTTP request (django-axes counts admin login failures per this address)."""
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+    return _trusted_address([forwarded] if forwarded else [], str(request.META.get("REMOTE_ADDR") or "unknown"))
+
+
+def _trusted_address(forwarded_headers: list[str], peer: str) -> str:
     hops = int(getattr(settings, "VIZOCHOK_TRUSTED_PROXY_HOPS", 0))
     if hops > 0:
-        forwarded = [
-            entry.strip()
-            for name, value in scope.get("headers", [])
-            if name.lower() == b"x-forwarded-for"
-            for entry in value.decode("latin-1").split(",")
-            if entry.strip()
-        ]
-        if len(forwarded) >= hops:
-            return forwarded[-hops]
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"
+        entries = [entry.strip() for header in forwarded_headers for entry in header.split(",") if entry.strip()]
+        if len(entries) >= hops:
+            return entries[-hops]
+    return peer

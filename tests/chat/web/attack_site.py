@@ -55,22 +55,6 @@ class Site(Daphne):
         env = {**self.env, "DJANGO_SUPERUSER_PASSWORD": password, "DJANGO_SUPERUSER_EMAIL": f"{username}@example.com"}
         subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
 
-    def admin_login(self, visitor: Visitor, username: str, password: str) -> Response:
-        """Sign in on the admin's form as a browser would: load it (CSRF cookie and token), then post it."""
-        form = visitor.get("/admin/login/")
-        visitor.cookies.update(form.cookies())
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.body).group(1)  # type: ignore[union-attr]
-        body = urlencode({"csrfmiddlewaretoken": token, "username": username, "password": password, "next": "/admin/"})
-        headers = {
-            **visitor.cookie_header(),
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Referer": f"{self.url}/admin/login/",
-            "Origin": self.url,
-        }
-        response = self.request("POST", "/admin/login/", headers=headers, body=body)
-        visitor.cookies.update(response.cookies())
-        return response
-
     def request(
         self, method: str, path: str, *, headers: dict[str, str] | None = None, body: str | None = None
     ) -> Response:
@@ -87,6 +71,13 @@ class Site(Daphne):
         page = self.request("GET", "/metrics").body
         match = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", page, re.M)
         return float(match.group(1)) if match else 0.0
+
+    def admin_login(self, visitor: Visitor, username: str, password: str) -> Response:
+        """Sign in on the admin's form as a browser would: load it (CSRF cookie and token), then post it."""
+        form = visitor.get("/admin/login/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.body).group(1)  # type: ignore[union-attr]
+        fields = {"csrfmiddlewaretoken": token, "username": username, "password": password, "next": "/admin/"}
+        return visitor.post("/admin/login/", fields)
 
 
 @dataclass
@@ -118,6 +109,8 @@ class Visitor:
     site: Site
     cookies: dict[str, str] = field(default_factory=dict)
     ws_path: str = ""
+    #: Sent with every HTTP request (e.g. the X-Forwarded-For our proxy would add).
+    headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def arrive(cls, site: Site, path: str = "/?lang=en") -> Visitor:
@@ -134,7 +127,21 @@ class Visitor:
         return response
 
     def get(self, path: str, **headers: str) -> Response:
-        return self.site.request("GET", path, headers={**self.cookie_header(), **headers})
+        response = self.site.request("GET", path, headers={**self.headers, **self.cookie_header(), **headers})
+        self.cookies.update(response.cookies())
+        return response
+
+    def post(self, path: str, fields: dict[str, Any]) -> Response:
+        headers = {
+            **self.headers,
+            **self.cookie_header(),
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Referer": f"{self.site.url}{path}",
+            "Origin": self.site.url,
+        }
+        response = self.site.request("POST", path, headers=headers, body=urlencode(fields, doseq=True))
+        self.cookies.update(response.cookies())
+        return response
 
     def cookie_header(self) -> dict[str, str]:
         return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}

@@ -8,6 +8,7 @@ test never touch another.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -148,3 +149,32 @@ def test_an_embed_visit_does_not_make_the_admin_cookies_cross_site(site: Site) -
     assert {line.split("=")[0] for line in admin_cookies} == {"sessionid", "csrftoken"}
     for line in admin_cookies:
         assert "SameSite=Lax" in line and "Partitioned" not in line and "SameSite=None" not in line, line
+
+
+# --- 6. admin login throttling ---------------------------------------------------------------------------------
+
+
+def test_repeated_wrong_admin_passwords_lock_the_login_until_an_admin_clears_it(site: Site) -> None:
+    site.add_admin("guessed-admin", "the right admin password 6")
+    site.add_admin("other-admin", "the other admin password 6")
+    attacker = Visitor.arrive(site)
+    attacker.headers["X-Forwarded-For"] = "10.6.0.66"
+    answers = [site.admin_login(attacker, "guessed-admin", f"wrong guess {n}").status for n in range(8)]
+    assert answers[0] == 200 and 429 in answers, answers  # the form again, then locked
+    assert answers[answers.index(429) :] == [429] * (8 - answers.index(429))
+    assert site.admin_login(attacker, "guessed-admin", "the right admin password 6").status == 429  # still locked
+
+    # Another admin (elsewhere) is not locked out, sees the lockout in the admin and clears it.
+    colleague = Visitor.arrive(site)
+    colleague.headers["X-Forwarded-For"] = "10.6.0.7"
+    assert site.admin_login(colleague, "other-admin", "the other admin password 6").status == 302
+    listing = colleague.get("/admin/axes/accessattempt/?q=guessed-admin")
+    assert listing.status == 200 and "10.6.0.66" in listing.body
+    ids = re.findall(r'name="_selected_action" value="(\d+)"', listing.body)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', listing.body).group(1)  # type: ignore[union-attr]
+    cleared = colleague.post(
+        "/admin/axes/accessattempt/",
+        {"csrfmiddlewaretoken": token, "action": "delete_selected", "_selected_action": ids, "post": "yes"},
+    )
+    assert cleared.status == 302
+    assert site.admin_login(attacker, "guessed-admin", "the right admin password 6").status == 302
