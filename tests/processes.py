@@ -45,8 +45,10 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float, d
 class Daphne:
     """One app process, as in production: ``daphne -b 127.0.0.1 -p PORT vizochok_site.asgi:application``."""
 
-    def __init__(self, name: str, log_path: Path, env: dict[str, str]) -> None:
+    def __init__(self, name: str, log_path: Path, env: dict[str, str], args: tuple[str, ...] = ()) -> None:
         self.name = name
+        #: Extra daphne options, e.g. ``("--proxy-headers",)`` as behind a reverse proxy.
+        self.args = args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = env
@@ -58,7 +60,7 @@ class Daphne:
         subprocess.run(migrate, cwd=ROOT, env=self.env, check=True, capture_output=True)
 
     def launch(self) -> None:
-        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
+        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *self.args]
         command.append("vizochok_site.asgi:application")
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)

@@ -30,7 +30,7 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "lifespan": lifespan,
-        # Origins: ALLOWED_HOSTS plus VIZOCHOK_WS_ALLOWED_ORIGINS (WebViews' "null", custom schemes; never "*").
+        # Origins: this site itself, whole (scheme, host, port), plus the exact VIZOCHOK_WS_ALLOWED_ORIGINS.
         "websocket": websocket_origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -8,6 +8,7 @@ the built-in sandbox upstream, so a fresh checkout runs with no configuration at
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -62,6 +63,7 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "template_partials",
+    "axes",
     "chat",
 ]
 
@@ -79,6 +81,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "chat.ops.security.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "vizochok_site.urls"
@@ -146,6 +150,17 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Admin login throttling (django-axes): after VIZOCHOK_ADMIN_LOGIN_FAILURES wrong passwords for one user name from
+# one address, that pair is locked out for VIZOCHOK_ADMIN_LOCKOUT_MINUTES (the right password too). Admins clear a
+# lockout in the admin ("Access attempts") or with `manage.py axes_reset`. Counting the pair, not the user name
+# alone, keeps an attacker from locking the real admins out; the address is the one our proxies saw.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("VIZOCHOK_ADMIN_LOGIN_FAILURES", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("VIZOCHOK_ADMIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "chat.ops.ratelimit.request_client_address"
+
 LANGUAGE_CODE = "uk"
 LANGUAGES = [("uk", "Українська"), ("en", "English")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
@@ -185,7 +200,8 @@ VIZOCHOK_EMBED_SECRET = os.environ.get("VIZOCHOK_EMBED_SECRET", "")
 VIZOCHOK_FRAME_ANCESTORS = env_words("VIZOCHOK_FRAME_ANCESTORS", ["'self'"])
 # Parent frames that receive the chat's events by postMessage and may send it commands (this site always may).
 VIZOCHOK_EMBED_PARENT_ORIGINS = env_words("VIZOCHOK_EMBED_PARENT_ORIGINS", [])
-# Extra WebSocket origins beyond ALLOWED_HOSTS, e.g. "null" or "capacitor://localhost" for WebViews.
+# Exact WebSocket origins besides this site itself (compared whole: scheme, host, port), e.g. "null" or
+# "capacitor://localhost" for WebViews, or a storefront page that opens the chat socket itself.
 VIZOCHOK_WS_ALLOWED_ORIGINS = env_words("VIZOCHOK_WS_ALLOWED_ORIGINS", [])
 for _name, _words in (
     ("VIZOCHOK_FRAME_ANCESTORS", VIZOCHOK_FRAME_ANCESTORS),
@@ -272,3 +288,7 @@ VIZOCHOK_TURN_BURST = float(os.environ.get("VIZOCHOK_TURN_BURST", "10"))
 # Open browser sockets per shopper session and per client address (0 = no cap).
 VIZOCHOK_MAX_SOCKETS_PER_SESSION = env_int("VIZOCHOK_MAX_SOCKETS_PER_SESSION", 12)
 VIZOCHOK_MAX_SOCKETS_PER_IP = env_int("VIZOCHOK_MAX_SOCKETS_PER_IP", 200)
+# Reverse proxies in front of the app that append the address they saw to X-Forwarded-For (0 = none: the socket's
+# peer is the client). With N, the N-th entry from the right is the client: whatever the client wrote itself sits
+# further left and is never trusted (daphne --proxy-headers alone would take the leftmost, the client's own words).
+VIZOCHOK_TRUSTED_PROXY_HOPS = env_int("VIZOCHOK_TRUSTED_PROXY_HOPS", 0)

@@ -19,6 +19,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
+from django.http import HttpRequest
 
 #: A socket counter outlives its last change by this long, so counts leaked by a killed process fade away.
 COUNTER_TTL = 15 * 60
@@ -108,3 +109,32 @@ class SocketCaps:
                     await _cache("set", key, 0, timeout=COUNTER_TTL)
             except ValueError:
                 pass  # the counter expired: nothing to give back
+
+
+def client_address(scope: dict[str, Any]) -> str:
+    """The address a socket cap counts: the one our own proxies saw, never one the client wrote.
+
+    With ``VIZOCHOK_TRUSTED_PROXY_HOPS = N`` each of our N proxies appended the address it saw to X-Forwarded-For,
+    so the N-th entry from the right is the client as the outermost proxy saw it; anything further left came from
+    the client and can name anybody (``daphne --proxy-headers`` puts the leftmost one in ``scope["client"]``, so it
+    is not used then). A header with fewer entries than proxies did not pass them all: the peer address counts.
+    """
+    headers = scope.get("headers", [])
+    forwarded = [value.decode("latin-1") for name, value in headers if name.lower() == b"x-forwarded-for"]
+    client = scope.get("client")
+    return _trusted_address(forwarded, str(client[0]) if client else "unknown")
+
+
+def request_client_address(request: HttpRequest) -> str:
+    """The same for an HTTP request (django-axes counts admin login failures per this address)."""
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+    return _trusted_address([forwarded] if forwarded else [], str(request.META.get("REMOTE_ADDR") or "unknown"))
+
+
+def _trusted_address(forwarded_headers: list[str], peer: str) -> str:
+    hops = int(getattr(settings, "VIZOCHOK_TRUSTED_PROXY_HOPS", 0))
+    if hops > 0:
+        entries = [entry.strip() for header in forwarded_headers for entry in header.split(",") if entry.strip()]
+        if len(entries) >= hops:
+            return entries[-hops]
+    return peer

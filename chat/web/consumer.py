@@ -17,7 +17,9 @@ from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext as _
 
@@ -59,8 +61,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         self.language = identity.pick_language(query.get("lang", [""])[0])
         user_id = identity.user_id_from_scope(self.scope)
-        public_id = query.get("c", [""])[0]
-        conversation = await self._owned(public_id, user_id) if user_id and public_id else None
+        public_id = identity.public_id(query.get("c", [""])[0])
+        if public_id is None:
+            await self.close(code=4404)  # a malformed id: refused before any query (the handshake gets a 403)
+            return
+        conversation = await self._owned(public_id, user_id) if user_id else None
         bound_store = identity.bound_store_from_scope(self.scope)
         if conversation is not None and bound_store is not None and conversation.store_id != bound_store:
             conversation = None  # a token-bound session sees only its own store's conversations
@@ -69,7 +74,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=4403)
             return
         logs.bind_conversation(conversation.pk)
-        self._socket_claim = await ratelimit.SocketCaps().claim(user_id, _client_ip(self.scope))
+        self._socket_claim = await ratelimit.SocketCaps().claim(user_id, ratelimit.client_address(self.scope))
         if self._socket_claim is None:
             # Too many sockets for this shopper or address: say so in the tab, then close for good (no retry).
             await self.accept()
@@ -83,20 +88,41 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(conversation.group_name, self.channel_name)
         self._held = []
         get_relay().tabs.attach(conversation.group_name, self.channel_name, self._deliver, self.language)
+        self._attached = True
         await self.accept()
         await self._release_held()
 
     async def disconnect(self, code: int) -> None:
+        await self._let_go()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # channels runs disconnect() only when the websocket.disconnect message is dispatched: not when a handler
+        # raised (the application ends there) nor when the server cancels an application that took too long to
+        # finish. What this socket holds (its caps, the gauge, its tab) is given back on every way out.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._let_go()
+
+    async def _let_go(self) -> None:
+        """Give back everything this socket holds; safe to call more than once."""
         watcher = getattr(self, "_orphan_watch", None)
         if watcher is not None:
             watcher.cancel()
-        if getattr(self, "_socket_claim", None):
+        claim, self._socket_claim = getattr(self, "_socket_claim", None), None
+        if claim is not None:  # an empty claim (both caps off) still counted in the gauge
             metrics.ACTIVE_SOCKETS.dec()
-            await ratelimit.SocketCaps.release(self._socket_claim)
-            self._socket_claim = None
-        if hasattr(self, "conversation"):
+            try:
+                await ratelimit.SocketCaps.release(claim)
+            except Exception:  # the cache is down: the counters fade with their TTL
+                logger.warning("could not release a socket claim", exc_info=True)
+        if getattr(self, "_attached", False):
+            self._attached = False
             get_relay().tabs.detach(self.conversation.group_name, self.channel_name)
-            await self.channel_layer.group_discard(self.conversation.group_name, self.channel_name)
+            try:
+                await self.channel_layer.group_discard(self.conversation.group_name, self.channel_name)
+            except Exception:  # a channel layer that is down forgets the membership with its expiry
+                logger.warning("could not leave the conversation's group", exc_info=True)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         self._held = []
@@ -139,7 +165,28 @@ class ChatConsumer(AsyncWebsocketConsumer):
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        try:
+            await handler(message)
+        except StopConsumer:
+            raise
+        except Exception as exc:
+            await self._failed(message["type"], exc)
+
+    async def _failed(self, message_type: str, exc: Exception) -> None:
+        """A handler raised: whatever a browser sent, the answer is a refusal, never a broken socket (1011).
+
+        One log line per failure: a browser can cause these at will, so a traceback each time would let it fill the
+        log (the traceback is there at DEBUG).
+        """
+        logger.error("%s failed: %s: %.200s", message_type, type(exc).__name__, exc)
+        logger.debug("%s failed", message_type, exc_info=exc)
+        if message_type == "websocket.connect":
+            await self._let_go()
+            await self.close(code=1011)  # before accept: the handshake is refused; the page retries later
+        elif message_type == "websocket.receive":
+            metrics.REFUSED.labels(code="relay_error").inc()
+            with translation.override(getattr(self, "language", None) or settings.LANGUAGE_CODE):
+                await self.send(text_data=rendering.transient_error("relay_error") + rendering.state("ready"))
 
     async def _deliver(self, html: str) -> None:
         if self._held is not None:
@@ -163,7 +210,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise Refused("frame_too_large", max_size=MAX_BROWSER_FRAME)
         try:
             data = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: brackets nested deeper than the parser recurses
             raise Refused("invalid_frame") from None
         if not isinstance(data, dict):
             raise Refused("invalid_frame")
@@ -336,12 +383,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
     @database_sync_to_async
     def _owned(self, public_id: str, user_id: str) -> Conversation | None:
         return store.owned_conversation(public_id, user_id)
-
-
-def _client_ip(scope: dict[str, Any]) -> str:
-    """The peer address (the proxy's client address when Daphne runs with ``--proxy-headers``)."""
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"
 
 
 def _field(data: dict[str, Any], name: str) -> str:

@@ -32,11 +32,12 @@ from http.cookies import Morsel
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from channels.security.websocket import OriginValidator
+from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http.request import split_domain_port, validate_host
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
@@ -353,7 +354,8 @@ class EmbedCookieMiddleware:
     """Makes the session and CSRF cookies of framed visits ``SameSite=None; Secure; Partitioned``.
 
     In a storefront's iframe the chat is a third party: ``Lax`` cookies are never sent there, and browsers that
-    block third-party cookies still keep a *partitioned* one (per top-level site). Ordinary visits keep ``Lax``.
+    block third-party cookies still keep a *partitioned* one (per top-level site). Ordinary visits keep ``Lax``,
+    and so does every view that is not the chat's (the admin above all).
     Must sit above SessionMiddleware and CsrfViewMiddleware so it sees the cookies they set.
     """
 
@@ -362,7 +364,9 @@ class EmbedCookieMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if not is_embedded(request) or not _trustworthy(request):
+        # Only the chat's own views (``@embeddable``): the admin, even in a browser that once framed the chat, keeps
+        # Lax cookies, which no other site's page can make the browser send.
+        if not getattr(request, "vizochok_embeddable", False) or not is_embedded(request) or not _trustworthy(request):
             return response
         names = {settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, settings.LANGUAGE_COOKIE_NAME}
         for name in names & set(response.cookies):
@@ -381,27 +385,76 @@ class EmbedCookieMiddleware:
 # --- WebSocket origins -----------------------------------------------------------------------------------------
 
 
-class EmbedOriginValidator(OriginValidator):
-    """Channels' origin check, plus exact entries for WebViews whose pages send ``Origin: null``.
+def _secure_socket(scope: dict[str, Any], headers: dict[bytes, bytes]) -> bool:
+    """Whether the browser reached us over TLS: a ``wss`` scope, or the proxy's header Django trusts for HTTP."""
+    if scope.get("scheme") == "wss":
+        return True
+    proxy_header = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+    if not proxy_header:
+        return False
+    name, secure_value = proxy_header
+    value = headers.get(name.removeprefix("HTTP_").lower().replace("_", "-").encode("latin-1"), b"")
+    return value.decode("latin-1").split(",", 1)[0].strip() == secure_value
 
-    ``null`` (and custom schemes such as ``capacitor://localhost``) come only from ``VIZOCHOK_WS_ALLOWED_ORIGINS``;
-    ``*`` is refused there by the settings.
+
+def _origin(value: str) -> str | None:
+    """An origin in canonical form (lower case, no default port), or None if it is not ``scheme://host[:port]``."""
+    if value == "null":
+        return value
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.hostname or parts.path or parts.query or parts.fragment or parts.username:
+        return None
+    scheme, host = parts.scheme.lower(), parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or (scheme, port) in {("http", 80), ("https", 443)}:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def socket_origin_allowed(scope: dict[str, Any]) -> bool:
+    """The page that opens the socket must be this site itself, compared whole: scheme, host and port.
+
+    This site is what the browser asked for (the Host header, which must be one of ALLOWED_HOSTS) over the scheme
+    it used (TLS when the socket came over TLS); a page served elsewhere, by plain HTTP under our name or from
+    another port of the same host does not match. ``VIZOCHOK_WS_ALLOWED_ORIGINS`` adds exact origins (WebViews'
+    ``null``, ``capacitor://localhost``).
     """
+    headers = {name: value for name, value in scope.get("headers", [])}
+    raw_origin = headers.get(b"origin")
+    origin = _origin(raw_origin.decode("latin-1")) if raw_origin else None
+    if origin is None:
+        return False
+    extra = {_origin(entry) for entry in settings.VIZOCHOK_WS_ALLOWED_ORIGINS}
+    if origin in extra:
+        return True
+    host = headers.get(b"host", b"").decode("latin-1")
+    allowed_hosts = list(settings.ALLOWED_HOSTS) or (["localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
+    domain, _port = split_domain_port(host)
+    if not domain or not validate_host(domain, allowed_hosts):
+        return False
+    own = _origin(f"{'https' if _secure_socket(scope, headers) else 'http'}://{host}")
+    return own is not None and origin == own
 
-    def valid_origin(self, parsed_origin: Any) -> bool:
-        if parsed_origin is not None and parsed_origin.geturl() == "null":
-            return "null" in self.allowed_origins
-        return bool(super().valid_origin(parsed_origin))
+
+class SameOriginValidator:
+    """ASGI middleware: sockets whose page is not this site (see :func:`socket_origin_allowed`) are refused."""
+
+    def __init__(self, application: Any) -> None:
+        self.application = application
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope.get("type") == "websocket" and not socket_origin_allowed(scope):
+            return await WebsocketDenier()(scope, receive, send)
+        return await self.application(scope, receive, send)
 
 
-def websocket_origins() -> list[str]:
-    """ALLOWED_HOSTS (any scheme, as before) plus the configured extra origins."""
-    hosts = list(settings.ALLOWED_HOSTS) or (["localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
-    return [*hosts, *settings.VIZOCHOK_WS_ALLOWED_ORIGINS]
-
-
-def websocket_origin_validator(application: Any) -> EmbedOriginValidator:
-    return EmbedOriginValidator(application, websocket_origins())
+def websocket_origin_validator(application: Any) -> SameOriginValidator:
+    return SameOriginValidator(application)
 
 
 # --- demo storefront (DEBUG only) ------------------------------------------------------------------------------

@@ -96,6 +96,16 @@ def user_id_from_scope(scope: dict[str, Any]) -> str | None:
     return anonymous if isinstance(anonymous, str) and anonymous else None
 
 
+def public_id(value: str | None) -> str | None:
+    """A conversation id from a URL in its canonical form; None if it is not a UUID (a 404, never a query)."""
+    if not value:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
 def pick_language(*candidates: str | None) -> str:
     """The first candidate that names a configured language (``en-GB`` counts as ``en``), else the default."""
     codes = [code for code, _name in settings.LANGUAGES]

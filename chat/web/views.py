@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
@@ -34,7 +34,10 @@ def chat_page(request: HttpRequest) -> HttpResponse:
     widget = embed.widget_options(request)
     if not request.session.session_key:
         request.session.save()
-    conversation = store.conversation_for(request.session.session_key or "", user_id, store_id, request.GET.get("c"))
+    wanted = request.GET.get("c")
+    if wanted is not None and identity.public_id(wanted) is None:
+        raise Http404("no such conversation")  # a malformed id never reaches a query
+    conversation = store.conversation_for(request.session.session_key or "", user_id, store_id, wanted)
     history = store.history(conversation.pk)
     context = {
         "conversation": conversation,

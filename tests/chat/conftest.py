@@ -57,7 +57,7 @@ def communicator(session_key: str, conversation: Conversation, *, origin: bytes 
     return WebsocketCommunicator(
         application,
         f"/ws/chat/?c={conversation.public_id}&lang=en",
-        headers=[(b"origin", origin), (b"cookie", f"sessionid={session_key}".encode())],
+        headers=[(b"origin", origin), (b"host", b"testserver"), (b"cookie", f"sessionid={session_key}".encode())],
     )
 
 

@@ -109,8 +109,8 @@ def test_the_demo_storefront_is_debug_only(client: Any, settings: Any) -> None:
 # --- sockets ---------------------------------------------------------------------------------------------------
 
 
-def _validated(origins: list[str]) -> Any:
-    return embed.EmbedOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), origins)
+def _validated() -> Any:
+    return embed.websocket_origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
 
 
 @database_sync_to_async
@@ -125,11 +125,23 @@ def _bound_shopper(user_id: str, store_id: str, conversation_store: str) -> tupl
     return session.session_key or "", conversation
 
 
-async def _connects(application: Any, session_key: str, conversation: Conversation, origin: bytes) -> bool:
+async def _connects(
+    application: Any,
+    session_key: str,
+    conversation: Conversation,
+    origin: bytes,
+    host: bytes = b"testserver",
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> bool:
     tab = WebsocketCommunicator(
         application,
         f"/ws/chat/?c={conversation.public_id}&lang=en",
-        headers=[(b"origin", origin), (b"cookie", f"sessionid={session_key}".encode())],
+        headers=[
+            (b"origin", origin),
+            (b"host", host),
+            (b"cookie", f"sessionid={session_key}".encode()),
+            *(extra or []),
+        ],
     )
     accepted, _code = await tab.connect(timeout=TIMEOUT)
     await tab.disconnect()
@@ -145,19 +157,50 @@ async def _connects(application: Any, session_key: str, conversation: Conversati
         (b"capacitor://localhost", True),
         (b"https://evil.example", False),
         (b"capacitor://evil", False),
+        (b"https://testserver", False),  # the socket came over plain HTTP: the page did too
+        (b"http://testserver:8080", False),  # another port of the same host is another site
+        (b"http://testserver/path", False),
     ],
 )
-async def test_websocket_origins_come_from_the_configured_list(origin: bytes, allowed: bool, settings: Any) -> None:
+async def test_websocket_origins_are_this_site_or_the_configured_list(
+    origin: bytes, allowed: bool, settings: Any
+) -> None:
     settings.VIZOCHOK_WS_ALLOWED_ORIGINS = ["null", "capacitor://localhost"]
     session_key, conversation = await _bound_shopper("u-1", "store-7", "store-7")
-    assert await _connects(_validated(embed.websocket_origins()), session_key, conversation, origin) is allowed
+    assert await _connects(_validated(), session_key, conversation, origin) is allowed
 
 
 @pytest.mark.django_db(transaction=True)
 async def test_null_origin_is_refused_unless_configured(settings: Any) -> None:
     settings.VIZOCHOK_WS_ALLOWED_ORIGINS = []
     session_key, conversation = await _bound_shopper("u-1", "store-7", "store-7")
-    assert not await _connects(_validated(embed.websocket_origins()), session_key, conversation, b"null")
+    assert not await _connects(_validated(), session_key, conversation, b"null")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        (b"https://chat.example.com", True),
+        (b"https://chat.example.com:443", True),
+        (b"http://chat.example.com", False),  # a page on plain HTTP under our name (a network attacker's)
+        (b"https://chat.example.com:8443", False),
+        (b"https://evil.chat.example.com", False),
+    ],
+)
+async def test_behind_a_tls_proxy_the_origin_must_be_https(origin: bytes, allowed: bool, settings: Any) -> None:
+    settings.ALLOWED_HOSTS = ["chat.example.com"]
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    session_key, conversation = await _bound_shopper("u-1", "store-7", "store-7")
+    tls = [(b"x-forwarded-proto", b"https")]
+    assert await _connects(_validated(), session_key, conversation, origin, b"chat.example.com", tls) is allowed
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_host_outside_allowed_hosts_is_refused(settings: Any) -> None:
+    settings.ALLOWED_HOSTS = ["chat.example.com"]
+    session_key, conversation = await _bound_shopper("u-1", "store-7", "store-7")
+    assert not await _connects(_validated(), session_key, conversation, b"http://evil.example", b"evil.example")
 
 
 @pytest.mark.django_db(transaction=True)

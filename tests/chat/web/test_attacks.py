@@ -1,0 +1,180 @@
+"""The attack review's findings (issue 15), each reproduced against a real Daphne process over real sockets.
+
+One app process serves the whole module: behind ``--proxy-headers`` with one trusted proxy hop, small socket caps,
+and the embedded sandbox as its upstream. Each test uses addresses and shoppers of its own, so the caps of one
+test never touch another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.chat.web.attack_site import READY, TIMEOUT, Site, Visitor
+
+SESSION_CAP = 3
+ADDRESS_CAP = 4
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    running = Site(
+        tmp_path_factory.mktemp("attacked"),
+        VIZOCHOK_MAX_SOCKETS_PER_SESSION=str(SESSION_CAP),
+        VIZOCHOK_MAX_SOCKETS_PER_IP=str(ADDRESS_CAP),
+        VIZOCHOK_TRUSTED_PROXY_HOPS="1",
+    ).start()
+    yield running
+    running.stop()
+
+
+async def sockets_settle(site: Site, expected: float) -> None:
+    """Wait until the server's open-socket gauge reads ``expected`` (a closed socket is released just after)."""
+    async with asyncio.timeout(TIMEOUT):
+        # A gauge in another process has no event to await; the loop is bounded by the timeout.
+        while await asyncio.to_thread(site.metric, "vizochok_active_sockets") != expected:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
+# --- 1. one crafted frame ------------------------------------------------------------------------------------
+
+NESTED = '{"kind":"sync","a":' + "[" * 7000 + "]" * 7000 + "}"
+
+
+async def test_a_deeply_nested_frame_is_refused_and_leaks_no_socket_cap(site: Site) -> None:
+    visitor = Visitor.arrive(site)
+    for _ in range(SESSION_CAP + 2):  # more crafted sockets than the session may hold
+        tab = await visitor.socket(forwarded_for="10.1.0.1")
+        await tab.ws.send(NESTED)
+        assert 'data-code="invalid_frame"' in await tab.until("chat-error")
+        await tab.send(kind="sync", after=0)  # the socket is still open and still answers
+        assert READY in await tab.until(READY)
+        await tab.close()
+    await sockets_settle(site, 0)
+    tabs = [await visitor.socket(forwarded_for="10.1.0.1") for _ in range(SESSION_CAP)]
+    for tab in tabs:
+        await tab.send(kind="sync", after=0)
+        assert READY in await tab.until(READY)
+        await tab.close()
+    await sockets_settle(site, 0)
+    assert "Traceback" not in site.log() and "RecursionError" not in site.log()
+
+
+async def refused_with_4429(visitor: Visitor, forwarded_for: str) -> bool:
+    tab = await visitor.socket(forwarded_for=forwarded_for)
+    try:
+        await tab.until("too_many_connections")
+        await tab.ws.recv()
+    except ConnectionClosed as closed:
+        return closed.rcvd is not None and closed.rcvd.code == 4429
+    finally:
+        await tab.close()
+    return False
+
+
+async def test_behind_the_proxy_the_cap_counts_the_address_the_proxy_saw(site: Site) -> None:
+    # The attacker (10.2.0.66) writes the victim's address (10.2.0.7) first; our proxy appends the real one.
+    attackers = [Visitor.arrive(site), Visitor.arrive(site)]
+    spoofed = "10.2.0.7, 10.2.0.66"
+    held = [await attackers[i % 2].socket(forwarded_for=spoofed) for i in range(ADDRESS_CAP)]
+    try:
+        for tab in held:
+            await tab.send(kind="sync", after=0)
+            await tab.until(READY)
+        assert await refused_with_4429(attackers[0], spoofed)  # the attacker's own address is full
+        victim = Visitor.arrive(site)
+        tab = await victim.socket(forwarded_for="10.2.0.7")
+        await tab.send(kind="sync", after=0)
+        assert READY in await tab.until(READY)  # the victim is not locked out
+        await tab.close()
+    finally:
+        for tab in held:
+            await tab.close()
+    await sockets_settle(site, 0)
+
+
+async def test_the_socket_refusals_do_not_leak(site: Site) -> None:
+    """A refused socket (over the cap) gives back what it claimed, so the address is free again afterwards."""
+    visitors = [Visitor.arrive(site) for _ in range(2)]
+    for _ in range(3):
+        held = [await visitors[i % 2].socket(forwarded_for="10.3.0.9") for i in range(ADDRESS_CAP)]
+        assert await refused_with_4429(visitors[0], "10.3.0.9")
+        for tab in held:
+            await tab.close()
+        await sockets_settle(site, 0)
+
+
+# --- 7. malformed conversation ids ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["notauuid", "1", "%00", "0" * 40, "12345678-1234-1234-1234-1234567890zz"])
+async def test_a_malformed_conversation_id_is_a_404_and_a_refused_socket(site: Site, bad: str) -> None:
+    visitor = Visitor.arrive(site)
+    assert visitor.get(f"/?c={bad}").status == 404
+    with pytest.raises(InvalidStatus) as refused:
+        await visitor.socket(path=f"/ws/chat/?c={bad}&lang=en")
+    assert refused.value.response.status_code == 403  # a close before accept: the handshake is refused
+    assert "Traceback" not in site.log()
+
+
+# --- 8. the whole origin ---------------------------------------------------------------------------------------
+
+
+async def test_the_socket_origin_is_compared_whole(site: Site) -> None:
+    visitor = Visitor.arrive(site)
+    tab = await visitor.socket(forwarded_for="10.8.0.1")  # the page's own origin
+    await tab.close()
+    for origin in (
+        f"http://127.0.0.1:{site.port + 1}",  # another local app on another port
+        f"https://127.0.0.1:{site.port}",  # the socket is plain, so the page was too
+        f"http://localhost:{site.port}",  # another host name than the one the socket asked for
+    ):
+        with pytest.raises(InvalidStatus):
+            await visitor.socket(forwarded_for="10.8.0.1", origin=origin)
+
+
+# --- 9. framed cookies stay with the chat ----------------------------------------------------------------------
+
+
+def test_an_embed_visit_does_not_make_the_admin_cookies_cross_site(site: Site) -> None:
+    site.add_admin("framed-admin", "a long admin password 9")
+    visitor = Visitor.arrive(site, "/?embed=1&lang=en")  # once framed (or a link that says so)
+    login = site.admin_login(visitor, "framed-admin", "a long admin password 9")
+    assert login.status == 302 and login.header("Location") == "/admin/"
+    admin_cookies = [line for line in login.set_cookies if line.startswith(("sessionid=", "csrftoken="))]
+    assert {line.split("=")[0] for line in admin_cookies} == {"sessionid", "csrftoken"}
+    for line in admin_cookies:
+        assert "SameSite=Lax" in line and "Partitioned" not in line and "SameSite=None" not in line, line
+
+
+# --- 6. admin login throttling ---------------------------------------------------------------------------------
+
+
+def test_repeated_wrong_admin_passwords_lock_the_login_until_an_admin_clears_it(site: Site) -> None:
+    site.add_admin("guessed-admin", "the right admin password 6")
+    site.add_admin("other-admin", "the other admin password 6")
+    attacker = Visitor.arrive(site)
+    attacker.headers["X-Forwarded-For"] = "10.6.0.66"
+    answers = [site.admin_login(attacker, "guessed-admin", f"wrong guess {n}").status for n in range(8)]
+    assert answers[0] == 200 and 429 in answers, answers  # the form again, then locked
+    assert answers[answers.index(429) :] == [429] * (8 - answers.index(429))
+    assert site.admin_login(attacker, "guessed-admin", "the right admin password 6").status == 429  # still locked
+
+    # Another admin (elsewhere) is not locked out, sees the lockout in the admin and clears it.
+    colleague = Visitor.arrive(site)
+    colleague.headers["X-Forwarded-For"] = "10.6.0.7"
+    assert site.admin_login(colleague, "other-admin", "the other admin password 6").status == 302
+    listing = colleague.get("/admin/axes/accessattempt/?q=guessed-admin")
+    assert listing.status == 200 and "10.6.0.66" in listing.body
+    ids = re.findall(r'name="_selected_action" value="(\d+)"', listing.body)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', listing.body).group(1)  # type: ignore[union-attr]
+    cleared = colleague.post(
+        "/admin/axes/accessattempt/",
+        {"csrfmiddlewaretoken": token, "action": "delete_selected", "_selected_action": ids, "post": "yes"},
+    )
+    assert cleared.status == 302
+    assert site.admin_login(attacker, "guessed-admin", "the right admin password 6").status == 302
