@@ -26,6 +26,7 @@ from chat.models import Message
 from chat.ops import metrics
 from chat.presentation import formatting, rendering
 from chat.turns import liveness
+from chat.turns.record import TurnRecord  # issue 17: the turn's Turn row
 from chat.turns.slots import Lease, SlotTimeout
 from chat.turns.upstream import upstream_config
 from chat.turns.window import SlidingWindow
@@ -87,6 +88,7 @@ class ConversationRunner:
         self._in_turn = False
         self._turn_seq = 0
         self._bubbles = 0
+        self._record = TurnRecord()  # issue 17: replaced per turn in start()
 
     # --- public ---------------------------------------------------------------------------------------------
 
@@ -99,6 +101,7 @@ class ConversationRunner:
         """Run one turn in the background: it outlives the tab that asked for it."""
         self._turn_seq = seq
         self._bubbles = 0
+        self._record = TurnRecord.begin(frame)  # issue 17
         self._in_turn = True
         self.task = asyncio.get_running_loop().create_task(self._turn(frame, language))
         liveness.keep_alive(self.task, self.pk, seq)  # other processes see this turn alive while it beats
@@ -260,6 +263,7 @@ class ConversationRunner:
 
     async def _relay(self, event: Any, restoring: bool) -> str | None:
         """Handle one event; a non-None result ends the turn (the upstream error code, or "")."""
+        self._record.see(event)  # issue 17
         match event:
             case wire.TextDelta(delta=delta):
                 if self.stream is None:
@@ -328,6 +332,11 @@ class ConversationRunner:
             owner = liveness.owner_token(self._turn_seq)
             await db.call(store.end_turn, self.pk, relay_code or upstream_code, owner)
             metrics.turn_finished(relay_code or upstream_code)
+            # --- issue 17: one Turn row per finished turn, for the admin insights ---
+            await db.call(
+                store.record_turn, self.pk, **self._record.fields(self._turn_seq, relay_code or upstream_code)
+            )
+            # --- end issue 17 ---
         except Exception:
             logger.exception("could not close the turn of conversation %s cleanly", self.pk)
         # After an interrupted turn the resumed session is fresh and worth keeping; after a timeout the upstream
