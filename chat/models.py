@@ -13,6 +13,10 @@ from typing import Any
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
+
+#: Conversation.search_text keeps at most this many characters: appends beyond it are dropped (see chat.store).
+SEARCH_TEXT_LIMIT = 100_000
 
 
 class Conversation(models.Model):
@@ -23,31 +27,48 @@ class Conversation(models.Model):
         CLOSED = "closed", _("closed")
 
     #: The id browsers and URLs see; the integer key never leaves the server, so ids cannot be walked.
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.UUIDField(
+        pgettext_lazy("admin", "conversation id"), default=uuid.uuid4, unique=True, editable=False
+    )
     #: VIZOCHOK's conversation_id, reused across reconnects to stay within 20 new conversations a day.
-    upstream_id = models.CharField(max_length=100, blank=True, db_index=True)
-    store_id = models.CharField(max_length=100)
-    user_id = models.CharField(max_length=200)
-    session_key = models.CharField(max_length=64, blank=True, db_index=True)
-    title = models.CharField(max_length=200, blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.IDLE)
+    upstream_id = models.CharField(
+        pgettext_lazy("admin", "assistant's conversation id"), max_length=100, blank=True, db_index=True
+    )
+    store_id = models.CharField(pgettext_lazy("admin", "store"), max_length=100)
+    user_id = models.CharField(pgettext_lazy("admin", "shopper id"), max_length=200)
+    session_key = models.CharField(pgettext_lazy("admin", "session key"), max_length=64, blank=True, db_index=True)
+    #: The shopper's first words (set when the first turn is claimed): what the admin list shows as the name.
+    title = models.CharField(pgettext_lazy("admin", "first message"), max_length=200, blank=True)
+    status = models.CharField(
+        pgettext_lazy("admin", "status"), max_length=10, choices=Status.choices, default=Status.IDLE
+    )
     #: When the running turn began; a busy flag older than the turn limit is stale (its process died).
-    busy_since = models.DateTimeField(null=True, blank=True)
+    busy_since = models.DateTimeField(pgettext_lazy("admin", "answering since"), null=True, blank=True)
     #: Which process runs the turn (``chat.turns.liveness.owner_token``): only the owner may beat or end it.
-    busy_owner = models.CharField(max_length=100, blank=True)
+    busy_owner = models.CharField(pgettext_lazy("admin", "turn owner"), max_length=100, blank=True)
     #: Refreshed every few seconds by the owning process; a lapsed heartbeat means the owner died mid-turn.
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    turn_count = models.PositiveIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(pgettext_lazy("admin", "last heartbeat"), null=True, blank=True)
+    turn_count = models.PositiveIntegerField(pgettext_lazy("admin", "turns"), default=0)
     #: Last sequence number handed to a message; a page catches up from the last one it saw.
-    last_seq = models.PositiveIntegerField(default=0)
-    cart = models.JSONField(default=list, blank=True)
-    cart_count = models.DecimalField(max_digits=12, decimal_places=3, default=Decimal(0))
-    cart_total = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal(0))
-    last_error = models.CharField(max_length=64, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    updated_at = models.DateTimeField(default=timezone.now)
+    last_seq = models.PositiveIntegerField(pgettext_lazy("admin", "messages"), default=0)
+    cart = models.JSONField(pgettext_lazy("admin", "cart"), default=list, blank=True)
+    cart_count = models.DecimalField(
+        pgettext_lazy("admin", "items in cart"), max_digits=12, decimal_places=3, default=Decimal(0)
+    )
+    cart_total = models.DecimalField(
+        pgettext_lazy("admin", "cart total"), max_digits=12, decimal_places=2, default=Decimal(0)
+    )
+    last_error = models.CharField(pgettext_lazy("admin", "last error"), max_length=64, blank=True)
+    created_at = models.DateTimeField(pgettext_lazy("admin", "started"), default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(pgettext_lazy("admin", "last activity"), default=timezone.now)
+    #: The texts of the conversation (shopper's and assistant's) case-folded with Python's ``str.casefold``, so the
+    #: admin's search is case-insensitive for Cyrillic on SQLite too (its LIKE folds ASCII only). Appended by
+    #: ``chat.store`` in the statement that stores each text; at most ``SEARCH_TEXT_LIMIT`` characters.
+    search_text = models.TextField(pgettext_lazy("admin", "search text"), blank=True, default="", editable=False)
 
     class Meta:
+        verbose_name = pgettext_lazy("admin", "conversation")
+        verbose_name_plural = pgettext_lazy("admin", "conversations")
         ordering = ["-updated_at"]
         indexes = [
             models.Index(fields=["user_id", "-updated_at"], name="conv_user_recent"),
@@ -82,19 +103,26 @@ class Message(models.Model):
         ERROR = "error", _("error")
         NOTICE = "notice", _("notice")
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
-    seq = models.PositiveIntegerField()
-    role = models.CharField(max_length=10, choices=Role.choices)
-    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.TEXT)
-    text = models.TextField(blank=True)
-    payload = models.JSONField(default=dict, blank=True)
+    conversation = models.ForeignKey(
+        Conversation,
+        on_delete=models.CASCADE,
+        related_name="messages",
+        verbose_name=pgettext_lazy("admin", "conversation"),
+    )
+    seq = models.PositiveIntegerField(pgettext_lazy("admin", "number"))
+    role = models.CharField(pgettext_lazy("admin", "role"), max_length=10, choices=Role.choices)
+    kind = models.CharField(pgettext_lazy("admin", "kind"), max_length=20, choices=Kind.choices, default=Kind.TEXT)
+    text = models.TextField(pgettext_lazy("admin", "text"), blank=True)
+    payload = models.JSONField(pgettext_lazy("admin", "data"), default=dict, blank=True)
     #: False for an assistant reply cut off mid-stream (upstream dropped, timeout, shutdown).
-    complete = models.BooleanField(default=True)
+    complete = models.BooleanField(pgettext_lazy("admin", "complete"), default=True)
     #: The browser's idempotency key for a send, so a resent queue never starts a second turn.
-    client_key = models.CharField(max_length=64, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    client_key = models.CharField(pgettext_lazy("admin", "send key"), max_length=64, blank=True)
+    created_at = models.DateTimeField(pgettext_lazy("admin", "time"), default=timezone.now)
 
     class Meta:
+        verbose_name = pgettext_lazy("admin", "message")
+        verbose_name_plural = pgettext_lazy("admin", "messages")
         ordering = ["conversation", "seq"]
         constraints = [
             models.UniqueConstraint(fields=["conversation", "seq"], name="msg_unique_seq"),
@@ -122,33 +150,59 @@ class Turn(models.Model):
     """
 
     class Outcome(models.TextChoices):
-        ANSWERED = "answered", _("answered")
-        FAILED = "failed", _("failed")
-        STOPPED = "stopped", _("stopped")
-        INTERRUPTED = "interrupted", _("interrupted")
+        ANSWERED = "answered", pgettext_lazy("admin", "answered")
+        FAILED = "failed", pgettext_lazy("admin", "failed")
+        STOPPED = "stopped", pgettext_lazy("admin", "stopped")
+        INTERRUPTED = "interrupted", pgettext_lazy("admin", "interrupted")
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
+    conversation = models.ForeignKey(
+        Conversation,
+        on_delete=models.CASCADE,
+        related_name="turns",
+        verbose_name=pgettext_lazy("admin", "conversation"),
+    )
     #: The ``seq`` of the shopper's message that started the turn.
-    seq = models.PositiveIntegerField()
-    store_id = models.CharField(max_length=100)
-    started_at = models.DateTimeField(db_index=True)
+    seq = models.PositiveIntegerField(pgettext_lazy("admin", "message number"))
+    store_id = models.CharField(pgettext_lazy("admin", "store"), max_length=100)
+    #: The conversation's shopper, copied when the turn is recorded: "shoppers" counts them without a join.
+    user_id = models.CharField(pgettext_lazy("admin", "shopper id"), max_length=200, blank=True, default="")
+    started_at = models.DateTimeField(pgettext_lazy("admin", "started"), db_index=True)
+    #: ``started_at``'s date in the site's time zone, written with the row: the insights group by it per day
+    #: through an index, where truncating a timestamp would call a Python function per row on SQLite.
+    day = models.DateField(pgettext_lazy("admin", "day"), null=True, blank=True)
     #: Milliseconds from the send to the first streamed token; null when no text came.
-    first_token_ms = models.PositiveIntegerField(null=True, blank=True)
-    duration_ms = models.PositiveIntegerField(null=True, blank=True)
-    outcome = models.CharField(max_length=12, choices=Outcome.choices, default=Outcome.ANSWERED)
+    first_token_ms = models.PositiveIntegerField(
+        pgettext_lazy("admin", "time to first token, ms"), null=True, blank=True
+    )
+    duration_ms = models.PositiveIntegerField(pgettext_lazy("admin", "duration, ms"), null=True, blank=True)
+    outcome = models.CharField(
+        pgettext_lazy("admin", "outcome"), max_length=12, choices=Outcome.choices, default=Outcome.ANSWERED
+    )
     #: The relay's or the upstream's error code that ended the turn ("" when it was answered).
-    error_code = models.CharField(max_length=64, blank=True)
+    error_code = models.CharField(pgettext_lazy("admin", "error code"), max_length=64, blank=True)
     #: The shopper's words for a text message ("" for an action), kept for "queries without products".
-    query = models.CharField(max_length=200, blank=True)
-    had_cards = models.BooleanField(default=False)
+    query = models.CharField(pgettext_lazy("admin", "shopper's query"), max_length=200, blank=True)
+    had_cards = models.BooleanField(pgettext_lazy("admin", "showed products"), default=False)
     #: Adds in this turn (``cart_changed`` with ``action == "item_selected"``) and the cart total after it.
-    cart_adds = models.PositiveIntegerField(default=0)
-    cart_total = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    cart_adds = models.PositiveIntegerField(pgettext_lazy("admin", "adds to cart"), default=0)
+    cart_total = models.DecimalField(
+        pgettext_lazy("admin", "cart total"), max_digits=12, decimal_places=2, null=True, blank=True
+    )
+    #: What those adds were, ``[{"sku", "name", "quantity"}, ...]``, for "top products added"; written in the
+    #: turn's one INSERT instead of a second table.
+    added = models.JSONField(pgettext_lazy("admin", "products added"), default=list, blank=True)
 
     class Meta:
+        verbose_name = pgettext_lazy("admin", "turn")
+        verbose_name_plural = pgettext_lazy("admin", "turns")
         ordering = ["-started_at"]
         constraints = [models.UniqueConstraint(fields=["conversation", "seq"], name="turn_unique_seq")]
-        indexes = [models.Index(fields=["store_id", "started_at"], name="turn_store_started")]
+        indexes = [
+            models.Index(fields=["store_id", "started_at"], name="turn_store_started"),
+            # The insights read a range of days, for every store or for one.
+            models.Index(fields=["day"], name="turn_day"),
+            models.Index(fields=["store_id", "day"], name="turn_store_day"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.conversation_id}#{self.seq} {self.outcome}"

@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
-from chat.models import Conversation, Message
+from chat.models import SEARCH_TEXT_LIMIT, Conversation, Message, Turn
 from chat.vizochok import messages as wire
 
 Kind = Message.Kind
@@ -67,8 +67,9 @@ def owned_conversation(public_id: str, user_id: str) -> Conversation | None:
 def _append(conversation_id: int, **fields: Any) -> Message:
     """Insert a message with the conversation's next sequence number (locked, so tabs never share a number)."""
     now = timezone.now()
+    searchable = fields.get("text", "") if fields.get("kind") == Kind.TEXT else ""
     with transaction.atomic():
-        seq = _next_seq(conversation_id, now)
+        seq = _next_seq(conversation_id, now, searchable)
         return Message.objects.create(conversation_id=conversation_id, seq=seq, created_at=now, **fields)
 
 
@@ -82,17 +83,53 @@ def sql_time(moment: datetime) -> Any:
     return connection.ops.adapt_datetimefield_value(moment)
 
 
-def _next_seq(conversation_id: int, now: datetime) -> int:
+# --- admin search column (issue 17) ---------------------------------------------------------------------------
+
+
+def folded(text: str) -> str:
+    """Text as the admin's search compares it: ``str.casefold`` handles Cyrillic, SQLite's LIKE folds ASCII only."""
+    return text.casefold()
+
+
+def search_append(text: str) -> tuple[str, list[Any]]:
+    """The ``SET`` fragment (with a leading comma) and parameters that append ``text`` to the search column.
+
+    Capped at ``SEARCH_TEXT_LIMIT`` characters so a very long chat cannot make every append rewrite megabytes.
+    Nothing to append gives an empty fragment: the statement stays as it was.
+    """
+    if not text.strip():
+        return "", []
+    return ", search_text = substr(search_text || %s, 1, %s)", ["\n" + folded(text), SEARCH_TEXT_LIMIT]
+
+
+def index_text(conversation_id: int, text: str) -> None:
+    """Add a message text to the conversation's search column, for a writer that has no statement to fold it into.
+
+    ``_append`` (assistant texts) and ``_claim_idle`` (the shopper's message) fold it into the ``UPDATE`` they run
+    anyway; this is the one-statement form for the other paths.
+    """
+    search_sql, params = search_append(text)
+    if not search_sql:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table_name(Conversation)} SET {search_sql[2:]} WHERE id = %s", [*params, conversation_id]
+        )
+
+
+def _next_seq(conversation_id: int, now: datetime, searchable: str = "") -> int:
     """Take the next sequence number in one statement (``UPDATE … RETURNING``: SQLite ≥ 3.35, PostgreSQL).
 
     The ORM's ``update()`` cannot return the new value, and a second query for it would be one more round trip on
-    the single database thread for every stored event.
+    the single database thread for every stored event. A text message's words join the search column in the
+    same statement (see ``index_text``).
     """
     table = table_name(Conversation)
+    search_sql, search_params = search_append(searchable)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table} SET last_seq = last_seq + 1, updated_at = %s WHERE id = %s RETURNING last_seq",
-            [sql_time(now), conversation_id],
+            f"UPDATE {table} SET last_seq = last_seq + 1, updated_at = %s{search_sql} WHERE id = %s RETURNING last_seq",
+            [sql_time(now), *search_params, conversation_id],
         )
         row = cursor.fetchone()
     if row is None:
@@ -168,3 +205,71 @@ def quick_replies(conversation_id: int, seq: int) -> Message | None:
 
 def cart_items(conversation_id: int) -> list[dict[str, Any]]:
     return cart_of(conversation_id)[0]
+
+
+# --- turn records for the admin insights (issue 17) -------------------------------------------------------------
+
+#: The columns ``record_turn`` writes besides the ones copied from the conversation row.
+_TURN_FIELDS = (
+    "seq",
+    "started_at",
+    "day",
+    "first_token_ms",
+    "duration_ms",
+    "outcome",
+    "error_code",
+    "query",
+    "had_cards",
+    "cart_adds",
+    "cart_total",
+    "added",
+)
+
+
+def record_turn(
+    conversation_id: int,
+    *,
+    seq: int,
+    started_at: datetime,
+    first_token_ms: int | None,
+    duration_ms: int | None,
+    outcome: str,
+    error_code: str = "",
+    query: str = "",
+    had_cards: bool = False,
+    cart_adds: int = 0,
+    cart_total: Decimal | None = None,
+    added: list[dict[str, Any]] | None = None,
+) -> None:
+    """Store how a finished turn went, for the admin insights: one ``INSERT``, once per turn.
+
+    The store and the shopper are copied from the conversation row inside the statement (scalar subqueries on its
+    primary key), so the caller passes only what it saw during the turn. ``day`` is the start's date in the site's
+    time zone, so the insights group by day through an index. A turn recorded twice (same ``seq``) keeps the first.
+    """
+    values = {
+        "seq": seq,
+        "started_at": started_at,
+        "day": timezone.localdate(started_at),
+        "first_token_ms": first_token_ms,
+        "duration_ms": duration_ms,
+        "outcome": outcome,
+        "error_code": error_code[:64],
+        "query": query.strip()[:200],
+        "had_cards": had_cards,
+        "cart_adds": cart_adds,
+        "cart_total": cart_total,
+        "added": added or [],
+    }
+    params = [Turn._meta.get_field(name).get_db_prep_save(values[name], connection) for name in _TURN_FIELDS]
+    turns, conversations = table_name(Turn), table_name(Conversation)
+    columns = ", ".join(connection.ops.quote_name(name) for name in _TURN_FIELDS)
+    placeholders = ", ".join(["%s"] * len(_TURN_FIELDS))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {turns} (conversation_id, store_id, user_id, {columns}) VALUES (%s, "
+            f"(SELECT store_id FROM {conversations} WHERE id = %s), "
+            f"(SELECT user_id FROM {conversations} WHERE id = %s), "
+            f"{placeholders}) ON CONFLICT (conversation_id, seq) DO NOTHING",
+            [conversation_id, conversation_id, conversation_id, *params],
+        )

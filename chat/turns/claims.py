@@ -16,9 +16,9 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from chat.models import Conversation, Message, Turn
+from chat.models import Conversation, Message
 from chat.ops.process import owner_token
-from chat.store import UI_KINDS, sql_time, table_name
+from chat.store import UI_KINDS, index_text, search_append, sql_time, table_name
 from chat.turns.limits import limits
 
 Kind = Message.Kind
@@ -72,7 +72,7 @@ def begin_turn(
     now = timezone.now()
     try:
         with transaction.atomic():
-            seq = _claim_idle(conversation_id, now, text[:200])
+            seq = _claim_idle(conversation_id, now, text)
             if seq is None:
                 return _begin_contended(conversation_id, kind, text, payload, client_key, source_seq)
             changed = _retire_choices(conversation_id, kind, payload, source_seq)
@@ -83,21 +83,33 @@ def begin_turn(
     return TurnStart(message=message, changed=changed)
 
 
-def _claim_idle(conversation_id: int, now: datetime, title: str) -> int | None:
+def _claim_idle(conversation_id: int, now: datetime, text: str) -> int | None:
     """Flag an idle conversation busy and take the user message's sequence number; None if it was flagged busy.
 
-    The owner token (``owner_token`` of the new number) is built in SQL from the number it names.
+    The owner token (``owner_token`` of the new number) is built in SQL from the number it names, and the
+    shopper's words join the admin's search column in the same statement.
     """
     table = table_name(Conversation)
     at = sql_time(now)
     owner_prefix = owner_token(0)[:-1]  # "<process>#"; the number is appended below
+    search_sql, search_params = search_append(text)
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET last_seq = last_seq + 1, status = %s, busy_since = %s, "
             "busy_owner = %s || CAST(last_seq + 1 AS TEXT), heartbeat_at = %s, updated_at = %s, "
-            "turn_count = turn_count + 1, last_error = '', title = CASE WHEN title = '' THEN %s ELSE title END "
-            "WHERE id = %s AND status <> %s RETURNING last_seq",
-            [Conversation.Status.BUSY, at, owner_prefix, at, at, title, conversation_id, Conversation.Status.BUSY],
+            "turn_count = turn_count + 1, last_error = '', title = CASE WHEN title = '' THEN %s ELSE title END"
+            f"{search_sql} WHERE id = %s AND status <> %s RETURNING last_seq",
+            [
+                Conversation.Status.BUSY,
+                at,
+                owner_prefix,
+                at,
+                at,
+                text[:200],
+                *search_params,
+                conversation_id,
+                Conversation.Status.BUSY,
+            ],
         )
         row = cursor.fetchone()
     return None if row is None else int(row[0])
@@ -144,6 +156,7 @@ def _begin_contended(
         ]
     )
     message = _user_message(conversation_id, conversation.last_seq, kind, text, payload, client_key, now)
+    index_text(conversation_id, text)  # the admin's search column (a rare path: one more statement is fine)
     return TurnStart(message=message, changed=changed)
 
 
@@ -196,11 +209,10 @@ def _retire_choices(conversation_id: int, kind: str, payload: dict[str, Any], so
     return changed
 
 
-def end_turn(conversation_id: int, error_code: str = "", owner: str = "", record: Turn | None = None) -> None:
+def end_turn(conversation_id: int, error_code: str = "", owner: str = "") -> None:
     """Free the conversation; with ``owner``, only if that turn still holds it (a taken-over turn stays).
 
-    One plain ``UPDATE`` (the ORM's query building cost more than the statement), and the turn's record for the
-    insights (one ``INSERT``). The shopper is waiting for "ready" only after this, never before the turn's send.
+    One plain ``UPDATE``: it ends every turn, and the ORM's query building cost more than the statement.
     """
     table = table_name(Conversation)
     sql = (
@@ -211,15 +223,8 @@ def end_turn(conversation_id: int, error_code: str = "", owner: str = "", record
     if owner:
         sql += " AND busy_owner = %s"
         params.append(owner)
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-        if record is not None:
-            try:
-                with transaction.atomic():
-                    record.save(force_insert=True)
-            except IntegrityError:  # recorded already (a turn taken over and ended twice): the first one stays
-                pass
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def heartbeat(conversation_id: int, owner: str) -> bool:

@@ -74,8 +74,7 @@ async def begin(ref: ConversationRef, send: Send, *, shopper: str) -> bool:
     runner.publish(functools.partial(rendering.state, "busy"))
     runner.publish(functools.partial(_shown, started.changed, message))
     runner.publish(functools.partial(rendering.status, "thinking"))
-    query = send.text if send.kind == Message.Kind.TEXT else ""
-    runner.start(send.frame, message.seq, TurnRecord(ref.pk, message.seq, ref.store_id, query=query))
+    runner.start(send.frame, message.seq, TurnRecord.begin(send.frame))
     return True
 
 

@@ -1,4 +1,8 @@
-"""What a turn did, gathered while it runs and written once when it ends (``models.Turn``, read by the insights)."""
+"""What one turn did, gathered while it runs and stored once as a ``Turn`` row when it ends (issue 17).
+
+The admin insights aggregate these rows instead of message payloads. Gathering is a few attribute writes per
+upstream event; the only database work is ``chat.store.record_turn``'s single INSERT at the end of the turn.
+"""
 
 from __future__ import annotations
 
@@ -11,58 +15,67 @@ from typing import Any
 from django.utils import timezone
 
 from chat.models import Turn
+from chat.vizochok import messages as wire
 
-#: Relay codes of turns cut off by something other than the upstream's answer.
-_INTERRUPTIONS = {"relay_shutdown", "upstream_lost", "turn_interrupted"}
+#: Codes after which the shopper's turn was cut short by the relay's side, not answered with an error.
+INTERRUPTING = frozenset({"relay_shutdown", "turn_interrupted", "upstream_lost"})
+#: The relay's code for a turn the shopper stopped (not an error: nothing went wrong).
 STOPPED = "stopped"
+
+
+def outcome(code: str) -> str:
+    if not code:
+        return Turn.Outcome.ANSWERED
+    if code == STOPPED:
+        return Turn.Outcome.STOPPED
+    return Turn.Outcome.INTERRUPTED if code in INTERRUPTING else Turn.Outcome.FAILED
+
+
+def _ms(since: float, until: float | None) -> int | None:
+    return None if until is None else max(0, round((until - since) * 1000))
 
 
 @dataclass(slots=True)
 class TurnRecord:
-    conversation_id: int
-    seq: int
-    store_id: str
-    #: The shopper's words for a text message ("" for an action).
+    """Started with the turn; ``see`` every upstream event; ``fields`` gives ``store.record_turn``'s arguments."""
+
     query: str = ""
     started_at: datetime = field(default_factory=timezone.now)
-    _started: float = field(default_factory=time.monotonic)
-    first_token_ms: int | None = None
+    started: float = field(default_factory=time.monotonic)
+    first_token: float | None = None
     had_cards: bool = False
     cart_adds: int = 0
     cart_total: Decimal | None = None
+    added: list[dict[str, Any]] = field(default_factory=list)
 
-    def first_token(self) -> None:
-        if self.first_token_ms is None:
-            self.first_token_ms = round((time.monotonic() - self._started) * 1000)
+    @classmethod
+    def begin(cls, frame: wire.UserMessage | wire.Action) -> TurnRecord:
+        return cls(query=frame.text if isinstance(frame, wire.UserMessage) else "")
 
-    def cart_changed(self, event: Any) -> None:
-        if getattr(event, "action", "") == "item_selected":
-            self.cart_adds += 1
-        total = getattr(event, "total", None)
-        if total is not None:
-            self.cart_total = Decimal(str(total))
+    def see(self, event: Any) -> None:
+        match event:
+            case wire.TextDelta() if self.first_token is None:
+                self.first_token = time.monotonic()
+            case wire.ProductCards():
+                self.had_cards = True
+            case wire.CartChanged():
+                self.cart_total = event.total
+                if event.action == "item_selected":
+                    self.cart_adds += 1
+                    quantity = "" if event.quantity is None else str(event.quantity)
+                    self.added.append({"sku": event.sku or "", "name": event.name or "", "quantity": quantity})
 
-    def finish(self, code: str) -> Turn:
-        """The row to store, for a turn that ended with ``code`` ("" when answered)."""
-        if not code:
-            outcome = Turn.Outcome.ANSWERED
-        elif code == STOPPED:
-            outcome = Turn.Outcome.STOPPED
-        elif code in _INTERRUPTIONS:
-            outcome = Turn.Outcome.INTERRUPTED
-        else:
-            outcome = Turn.Outcome.FAILED
-        return Turn(
-            conversation_id=self.conversation_id,
-            seq=self.seq,
-            store_id=self.store_id,
-            started_at=self.started_at,
-            first_token_ms=self.first_token_ms,
-            duration_ms=round((time.monotonic() - self._started) * 1000),
-            outcome=outcome,
-            error_code="" if outcome == Turn.Outcome.STOPPED else code[:64],
-            query=self.query[:200],
-            had_cards=self.had_cards,
-            cart_adds=self.cart_adds,
-            cart_total=self.cart_total,
-        )
+    def fields(self, seq: int, code: str) -> dict[str, Any]:
+        return {
+            "seq": seq,
+            "started_at": self.started_at,
+            "first_token_ms": _ms(self.started, self.first_token),
+            "duration_ms": _ms(self.started, time.monotonic()),
+            "outcome": outcome(code),
+            "error_code": "" if code == STOPPED else code,
+            "query": self.query,
+            "had_cards": self.had_cards,
+            "cart_adds": self.cart_adds,
+            "cart_total": self.cart_total,
+            "added": self.added,
+        }

@@ -116,6 +116,7 @@ class ConversationRunner:
         self._in_turn = False
         self._turn_seq = 0
         self._bubbles = 0
+        self._record = TurnRecord()  # issue 17: replaced per turn in start()
 
     # --- public ---------------------------------------------------------------------------------------------
 
@@ -128,6 +129,7 @@ class ConversationRunner:
         """Run one turn in the background: it outlives the tab that asked for it."""
         self._turn_seq = seq
         self._bubbles = 0
+        self._record = TurnRecord.begin(frame)  # issue 17
         self._in_turn = True
         self._stopping = False
         self._shown = {}
@@ -312,14 +314,13 @@ class ConversationRunner:
 
     async def _relay(self, event: Any, restoring: bool) -> str | None:
         """Handle one event; a non-None result ends the turn (the upstream error code, or "")."""
+        self._record.see(event)  # issue 17
         match event:
             case wire.TextDelta(delta=delta):
                 if self._bubble is None:
                     self._bubbles += 1
                     self._bubble = f"live-{self._turn_seq}-{self._bubbles}"
                     self.feed.begin(self._bubble)
-                    if self._record is not None:
-                        self._record.first_token()
                 self.feed.add(delta)
             case wire.TextEnd():
                 await self._end_bubble(complete=True)
@@ -335,8 +336,6 @@ class ConversationRunner:
                 resent = restoring and kind in _CHOICE_KINDS.values()
                 if resent and await db.call(store.same_as_latest, self.pk, kind, payload):
                     return None  # a pending choice re-sent on resume: it is on the page already
-                if kind == Kind.PRODUCT_CARDS and self._record is not None:
-                    self._record.had_cards = True
                 await self._store_and_show(kind, payload)
             case wire.CartChanged():
                 payload = store.plain(event)
@@ -344,8 +343,6 @@ class ConversationRunner:
                     _count_stray(event, "repeated within its turn")
                     return None
                 self._shown[Kind.CART] = payload
-                if self._record is not None:
-                    self._record.cart_changed(event)
                 await self._store_cart(payload, payload.get("items", []), event.total)
             case wire.ErrorMessage(code=code):
                 await self._end_bubble(complete=False)
@@ -393,9 +390,10 @@ class ConversationRunner:
                 payload = {"type": "error", "code": relay_code, "source": "relay"}
                 await self._store_and_show(Kind.ERROR, payload, text=relay_code)
             code = relay_code or upstream_code
-            record = self._record.finish(code) if self._record is not None else None
-            await db.call(claims.end_turn, self.pk, code, owner_token(self._turn_seq), record)
+            await db.call(claims.end_turn, self.pk, code, owner_token(self._turn_seq))
             metrics.turn_finished(code)
+            if self._record is not None:  # one Turn row per finished turn, for the admin insights
+                await db.call(store.record_turn, self.pk, **self._record.fields(self._turn_seq, code))
         except Exception:
             logger.exception("could not close the turn of conversation %s cleanly", self.pk)
         # After an interrupted turn the resumed session is fresh and worth keeping; after a timeout or a stop the

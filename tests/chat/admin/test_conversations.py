@@ -17,6 +17,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from chat import store
 from chat.admin import POLL_SECONDS, ConversationAdminQuerySet, build_entry
 from chat.models import Conversation, Message
 
@@ -54,15 +55,19 @@ def superuser_client() -> Client:
 
 
 def add_message(conversation: Conversation, role: str, kind: str, text: str = "", **extra: Any) -> Message:
+    """A stored message, its text indexed for the search the way the relay's store does it."""
     conversation.last_seq += 1
     conversation.save(update_fields=["last_seq"])
+    if role == "user" or kind == "text":
+        store.index_text(conversation.pk, text)
     return Message.objects.create(
         conversation=conversation, seq=conversation.last_seq, role=role, kind=kind, text=text, **extra
     )
 
 
 def make_conversation(**fields: Any) -> Conversation:
-    defaults: dict[str, Any] = {"user_id": "user-1", "store_id": "store-a"}
+    """A conversation with one turn: the list hides those without any by default."""
+    defaults: dict[str, Any] = {"user_id": "user-1", "store_id": "store-a", "turn_count": 1}
     return Conversation.objects.create(**(defaults | fields))
 
 
@@ -72,6 +77,7 @@ def full_chat() -> Conversation:
     conversation = make_conversation(
         upstream_id="up-123",
         user_id="shopper-42",
+        title="Хочу <script>alert('u')</script> молоко",
         turn_count=2,
         cart=[{"sku": "milk-001", "name": "Молоко", "price": 42.9, "promo_price": 38.5, "quantity": 2, "unit": "pcs"}],
         cart_count=Decimal(2),
@@ -215,9 +221,26 @@ def test_changelist_shows_the_columns(full_chat: Conversation, viewer: Client) -
     response = viewer.get(reverse(CHANGELIST))
     assert response.status_code == 200
     page = response.content.decode()
-    for text in ("shopper-42", "store-a", "up-123", "77,00"):
+    for text in ("Хочу &lt;script&gt;alert(&#x27;u&#x27;)&lt;/script&gt; молоко", "store-a", "2 × 77,00"):
         assert text in page
+    assert "<script>alert(" not in page
     assert response.context["cl"].show_full_result_count is False
+
+
+def test_changelist_previews_a_long_first_message(viewer: Client) -> None:
+    words = "Підкажіть, будь ласка, що приготувати на святковий стіл для великої родини без м'яса"
+    make_conversation(title=words)
+    page = viewer.get(reverse(CHANGELIST)).content.decode()
+    preview = words[:69].rstrip()
+    assert f'title="{words.replace(chr(39), "&#x27;")}">{preview.replace(chr(39), "&#x27;")}…</span>' in page
+
+
+def test_changelist_hides_conversations_without_turns_by_default(viewer: Client) -> None:
+    talked = make_conversation(title="молоко")
+    empty = make_conversation(turn_count=0)
+    assert listed_ids(viewer.get(reverse(CHANGELIST))) == {talked.pk}
+    assert listed_ids(viewer.get(reverse(CHANGELIST), {"turns": "none"})) == {empty.pk}
+    assert listed_ids(viewer.get(reverse(CHANGELIST), {"turns": "all"})) == {talked.pk, empty.pk}
 
 
 def test_conversation_page_renders_every_kind(full_chat: Conversation, viewer: Client) -> None:
