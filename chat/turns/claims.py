@@ -48,6 +48,9 @@ class TurnStart:
     busy: bool = False
     #: Messages whose look changed (retired quick replies, a used checklist) and must be re-rendered.
     changed: list[Message] = field(default_factory=list)
+    #: The conversation was claimed but the shopper's message is not stored yet: :func:`store_sent` does that
+    #: while the turn already goes upstream.
+    unsaved: bool = False
 
 
 def begin_turn(
@@ -59,32 +62,50 @@ def begin_turn(
     client_key: str,
     source_seq: int | None = None,
 ) -> TurnStart:
-    """Claim the conversation for one turn and store what the shopper sent, atomically.
+    """Claim the conversation for one turn: busy if a turn runs (in any process), a duplicate for a repeated key.
 
-    A repeated ``client_key`` (a queue resent after a reconnect) is a duplicate, not a second turn; a running turn
-    (in any process: the flag is in the database) makes this one busy.
-
-    This runs on Channels' single database thread for every message a shopper sends, so the usual case (an idle
-    conversation) is one ``UPDATE … RETURNING`` that claims it and one ``INSERT``; a repeated key then fails the
-    insert's unique constraint and undoes the claim. Only a busy flag takes the locking path below, which also
-    tells a live turn from one whose process died.
+    This runs on Channels' single database thread before anything goes upstream, so the usual case (an idle
+    conversation, a new key) is one ``UPDATE … RETURNING``: it flags the conversation busy, takes the message's
+    sequence number and checks the key, all at once. Storing the message and retiring the choices it answers
+    (:func:`store_sent`) can wait until the send is on its way. Only a busy flag or a known key takes the locking
+    path, which also tells a live turn from one whose process died and a duplicate from a busy conversation.
     """
     now = timezone.now()
+    seq = _claim_idle(conversation_id, now, text, client_key)
+    if seq is not None:
+        message = Message(
+            conversation_id=conversation_id,
+            seq=seq,
+            role=Role.USER,
+            kind=kind,
+            text=text,
+            payload=payload,
+            client_key=client_key,
+            created_at=now,
+        )
+        return TurnStart(message=message, unsaved=True)
     try:
         with transaction.atomic():
-            seq = _claim_idle(conversation_id, now, text)
-            if seq is None:
-                return _begin_contended(conversation_id, kind, text, payload, client_key, source_seq)
-            changed = _retire_choices(conversation_id, kind, payload, source_seq)
-            message = _user_message(conversation_id, seq, kind, text, payload, client_key, now)
+            return _begin_contended(conversation_id, kind, text, payload, client_key, source_seq)
     except IntegrityError:
-        # The key was sent before (a replayed queue), or two tabs raced with the same key: the other one won.
+        # Two tabs raced with the same key: the other one won.
         return TurnStart(duplicate=True)
-    return TurnStart(message=message, changed=changed)
 
 
-def _claim_idle(conversation_id: int, now: datetime, text: str) -> int | None:
-    """Flag an idle conversation busy and take the user message's sequence number; None if it was flagged busy.
+def store_sent(message: Message, source_seq: int | None) -> list[Message]:
+    """Store the shopper's message of a claimed turn and retire the choices it makes stale; the changed ones.
+
+    Submitted to the database thread before the turn's own writes, so it is stored before anything of its reply.
+    """
+    with transaction.atomic():
+        changed = _retire_choices(message.conversation_id, message.kind, message.data, source_seq)
+        message.save(force_insert=True)
+    return changed
+
+
+def _claim_idle(conversation_id: int, now: datetime, text: str, client_key: str) -> int | None:
+    """Flag an idle conversation busy and take the user message's sequence number; None if it was flagged busy
+    or ``client_key`` was sent before (the unique index on the key makes that check a lookup).
 
     The owner token (``owner_token`` of the new number) is built in SQL from the number it names, and the
     shopper's words join the admin's search column in the same statement.
@@ -93,12 +114,18 @@ def _claim_idle(conversation_id: int, now: datetime, text: str) -> int | None:
     at = sql_time(now)
     owner_prefix = owner_token(0)[:-1]  # "<process>#"; the number is appended below
     search_sql, search_params = search_append(text)
+    key_sql, key_params = "", []
+    if client_key:
+        key_sql = (
+            f" AND NOT EXISTS (SELECT 1 FROM {table_name(Message)} WHERE conversation_id = %s AND client_key = %s)"
+        )
+        key_params = [conversation_id, client_key]
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET last_seq = last_seq + 1, status = %s, busy_since = %s, "
             "busy_owner = %s || CAST(last_seq + 1 AS TEXT), heartbeat_at = %s, updated_at = %s, "
             "turn_count = turn_count + 1, last_error = '', title = CASE WHEN title = '' THEN %s ELSE title END"
-            f"{search_sql} WHERE id = %s AND status <> %s RETURNING last_seq",
+            f"{search_sql} WHERE id = %s AND status <> %s{key_sql} RETURNING last_seq",
             [
                 Conversation.Status.BUSY,
                 at,
@@ -109,6 +136,7 @@ def _claim_idle(conversation_id: int, now: datetime, text: str) -> int | None:
                 *search_params,
                 conversation_id,
                 Conversation.Status.BUSY,
+                *key_params,
             ],
         )
         row = cursor.fetchone()

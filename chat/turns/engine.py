@@ -7,6 +7,7 @@ and reaping a dead owner's turn. Nothing outside this package writes turn state.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from chat.ops import ratelimit
 from chat.presentation import rendering
 from chat.turns import claims
 from chat.turns.record import TurnRecord
-from chat.turns.runner import ConversationRef
+from chat.turns.runner import ConversationRef, ConversationRunner
 from chat.turns.service import get_relay
 from chat.vizochok import messages as wire
 
@@ -74,8 +75,28 @@ async def begin(ref: ConversationRef, send: Send, *, shopper: str) -> bool:
     runner.publish(functools.partial(rendering.state, "busy"))
     runner.publish(functools.partial(_shown, started.changed, message))
     runner.publish(functools.partial(rendering.status, "thinking"))
+    if started.unsaved:
+        # Queued on the database thread before the turn's first write, so the message is stored before its reply;
+        # the send upstream does not wait for it.
+        saving = asyncio.get_running_loop().create_task(_store_sent(runner, message, send.source_seq))
+        _saving.add(saving)
+        saving.add_done_callback(_saving.discard)
     runner.start(send.frame, message.seq, TurnRecord.begin(send.frame))
     return True
+
+
+#: Stores of shoppers' messages under way (a reference, so a task is not collected before it is done).
+_saving: set[asyncio.Task[None]] = set()
+
+
+async def _store_sent(runner: ConversationRunner, message: Message, source_seq: int | None) -> None:
+    try:
+        changed = await db.call(claims.store_sent, message, source_seq, retries=db.SEND_RETRIES)
+    except Exception:
+        logger.exception("could not store the shopper's message %s of conversation %s", message.seq, runner.pk)
+        return
+    if changed:
+        runner.publish(functools.partial(rendering.replaced, changed))
 
 
 def stop(pk: int) -> bool:

@@ -21,8 +21,27 @@ Kind = Message.Kind
 
 
 def begin(conversation: Conversation, text: str = "hi", key: str = "", **extra: Any) -> claims.TurnStart:
+    """The claim, then (as the engine does once the send is on its way) the store of the shopper's message."""
     options: dict[str, Any] = {"kind": Kind.TEXT, "payload": {}, **extra}
-    return claims.begin_turn(conversation.pk, text=text, client_key=key, **options)
+    started = claims.begin_turn(conversation.pk, text=text, client_key=key, **options)
+    if started.unsaved:
+        assert started.message is not None
+        started.changed = claims.store_sent(started.message, extra.get("source_seq"))
+    return started
+
+
+def test_the_usual_claim_is_one_statement(conversation: Conversation) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        started = claims.begin_turn(conversation.pk, kind=Kind.TEXT, text="hi", payload={}, client_key="k1")
+    assert started.unsaved and len(queries) == 1
+    assert started.message is not None
+    claims.store_sent(started.message, None)
+    with CaptureQueriesContext(connection) as queries:
+        again = claims.begin_turn(conversation.pk, kind=Kind.TEXT, text="hi", payload={}, client_key="k1")
+    assert again.duplicate
 
 
 @pytest.fixture
