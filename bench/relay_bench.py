@@ -71,6 +71,10 @@ class BenchOptions:
     throughput_browsers: int = 100
     throughput_turns: int = 5
     throughput_tokens: int = 100
+    #: The burst: this many new conversations send their first message at once, each an unpaced reply of
+    #: ``burst_tokens`` (turn start under load: claims, first upstream sockets, first frames).
+    burst_browsers: int = 20
+    burst_tokens: int = 200
     #: Reply lengths whose DB writes per turn are compared (must not grow with the tokens).
     db_tokens: tuple[int, int] = (10, 200)
     modes: tuple[str, ...] = ("direct", "proxy", "relay")
@@ -480,7 +484,9 @@ class Stack:
             "DJANGO_SECURE_SSL_REDIRECT": "0",
             "DJANGO_HSTS_SECONDS": "0",
             "VIZOCHOK_WS_URL": self.sandbox_url,
-            "VIZOCHOK_MAX_CONNECTIONS": str(max(options.browsers, options.throughput_browsers) + 50),
+            "VIZOCHOK_MAX_CONNECTIONS": str(
+                max(options.browsers, options.throughput_browsers, options.burst_browsers) + 50
+            ),
             "VIZOCHOK_LOG_LEVEL": "WARNING",
             "BENCH_COUNTERS_FILE": str(self.counters),
         }
@@ -645,6 +651,14 @@ async def _run(options: BenchOptions, stack: Stack) -> dict[str, Any]:
         results["throughput"][mode] = result
         log(f"  {json.dumps(result)}")
 
+    burst_load = Load(options.burst_browsers, 1, options.burst_tokens, 0, 0.0, 0.0)
+    results["burst"] = {}
+    for mode in options.modes:
+        log(f"burst phase: {mode}, {burst_load.conversations} new conversations at once, {burst_load.tokens} tokens")
+        _turns, result = await _phase(stack, mode, burst_load, options.turn_timeout, label="burst")
+        results["burst"][mode] = result
+        log(f"  {json.dumps(result)}")
+
     if "relay" in options.modes:
         per_tokens: dict[str, Any] = {}
         for tokens in options.db_tokens:
@@ -673,6 +687,11 @@ def _targets(results: dict[str, Any], options: BenchOptions) -> dict[str, Any]:
         ratio = throughput["relay"]["deltas_per_second"] / throughput["proxy"]["deltas_per_second"]
         summary["throughput_vs_proxy"] = round(ratio, 3)
         summary["target_throughput_ge_60pct"] = ratio >= 0.6
+    burst = results.get("burst", {})
+    if "relay" in burst and "direct" in burst and burst["direct"]["wall_seconds"]:
+        ratio = burst["relay"]["wall_seconds"] / burst["direct"]["wall_seconds"]
+        summary["burst_relay_vs_direct_time"] = round(ratio, 2)
+        summary["target_burst_le_2x_direct"] = ratio <= 2 and burst["relay"]["failed_turns"] == 0
     if "idle_kib_per_connection" in relay:
         summary["idle_kib_per_browser"] = relay["idle_kib_per_connection"]
         summary["target_idle_le_150kib"] = relay["idle_kib_per_connection"] <= 150

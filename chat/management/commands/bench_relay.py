@@ -69,6 +69,7 @@ class Command(BaseCommand):
             bench.browsers, bench.turns, bench.tokens, bench.ramp = 4, 2, 10, 0.2
             bench.throughput_browsers, bench.throughput_turns, bench.throughput_tokens = 4, 2, 20
             bench.db_tokens = (5, 20)
+            bench.burst_browsers, bench.burst_tokens = 4, 20
         results = run(bench)
         self.stdout.write(json.dumps(results["summary"], indent=2))
         self.stdout.write(f"results written to {bench.output}")
