@@ -39,7 +39,8 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
             names = [f"{base}.{alias.name}" for alias in node.names] + [base]
         else:
             continue
@@ -81,7 +82,7 @@ def test_the_relay_reaches_the_sandbox_through_one_seam() -> None:
 
 
 def test_no_import_cycles() -> None:
-    edges = {module: {t for t in targets if not t == "chat"} for module, targets in graph().items()}
+    edges = {module: {t for t in targets if t != "chat"} for module, targets in graph().items()}
     # Package __init__ modules are namespaces here (they import nothing of their own package).
     cycles: list[list[str]] = []
     state: dict[str, int] = {}
@@ -90,7 +91,7 @@ def test_no_import_cycles() -> None:
         state[node] = 1
         for target in sorted(edges.get(node, ())):
             if state.get(target) == 1:
-                cycles.append(path[path.index(target) :] + [target])
+                cycles.append([*path[path.index(target) :], target])
             elif target not in state:
                 visit(target, [*path, target])
         state[node] = 2
