@@ -196,6 +196,8 @@ def env_words(name: str, default: list[str]) -> list[str]:
 
 # HMAC secret shared with the hosts' backends that sign entry tokens (/?token=…); empty = token entry disabled.
 VIZOCHOK_EMBED_SECRET = os.environ.get("VIZOCHOK_EMBED_SECRET", "")
+# Seconds an entry token may be valid for (its exp at most this far ahead); each token opens one session only.
+VIZOCHOK_TOKEN_MAX_LIFETIME = env_int("VIZOCHOK_TOKEN_MAX_LIFETIME", 600)
 # CSP frame-ancestors of the chat page: who may frame it, e.g. "'self' https://shop.example".
 VIZOCHOK_FRAME_ANCESTORS = env_words("VIZOCHOK_FRAME_ANCESTORS", ["'self'"])
 # Parent frames that receive the chat's events by postMessage and may send it commands (this site always may).

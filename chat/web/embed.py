@@ -10,7 +10,8 @@ Token format (docs/embedding.md shows how to mint it in Python, Node, Swift and 
 
 without ``=`` padding. Claims: ``user_id`` (required, ``[A-Za-z0-9_.:@-]``, at most 100 characters),
 ``store_id`` (required, letters, digits and ``_.:-``, starting with a letter or digit, at most 100), ``exp``
-(required, Unix seconds), ``conversation_id`` (optional, one of this shopper's conversations)
+(required, Unix seconds, at most ``VIZOCHOK_TOKEN_MAX_LIFETIME`` ahead), ``jti`` (required, a unique id of this
+token: each token opens one session), ``conversation_id`` (optional, one of this shopper's conversations)
 and ``lang`` (optional). It is deliberately simpler than a JWT: one HMAC over one string is easy to get right in
 any language, and nothing here has to guess an algorithm from the token itself.
 """
@@ -24,10 +25,13 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.cookies import Morsel
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -52,6 +56,8 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9_.:@-]{1,100}")
 #: VIZOCHOK's own rule for ``auth.store_id`` (an identifier), so a bound store is never refused upstream.
 STORE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 CONVERSATION_PATTERN = re.compile(r"[0-9a-fA-F-]{32,36}")
+#: A token's unique id: long enough that a host's random ids (a UUID) never collide by chance.
+JTI_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{16,128}")
 LANG_PATTERN = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})?")
 
 #: Query parameter and session key that mark a framed/WebView visit (its cookies must work cross-site).
@@ -68,7 +74,7 @@ class InvalidToken(Exception):
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason  # "disabled", "expired" or "invalid"
+        self.reason = reason  # "disabled", "expired", "used" or "invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +82,7 @@ class EntryClaims:
     user_id: str
     store_id: str
     exp: int
+    jti: str = ""
     conversation_id: str | None = None
     lang: str | None = None
 
@@ -103,6 +110,12 @@ def mint_token(claims: dict[str, Any], secret: str) -> str:
     return f"{payload_b64}.{_b64encode(_signature(secret, payload_b64))}"
 
 
+def entry_token(user_id: str, store_id: str, secret: str, *, ttl: int = 300, **extra: Any) -> str:
+    """A fresh entry token for one visit: what docs/embedding.md tells a host's backend to mint."""
+    claims = {"user_id": user_id, "store_id": store_id, "exp": int(time.time()) + ttl, "jti": uuid.uuid4().hex}
+    return mint_token({**claims, **extra}, secret)
+
+
 def verify_token(token: str, secret: str, now: float | None = None) -> EntryClaims:
     """The token's claims if its signature is ours and it has not expired; raises InvalidToken otherwise.
 
@@ -117,16 +130,22 @@ def verify_token(token: str, secret: str, now: float | None = None) -> EntryClai
     if not hmac.compare_digest(_b64decode(signature_b64), _signature(secret, payload_b64)):
         raise InvalidToken("invalid", "bad signature")
     try:
-        claims = json.loads(_b64decode(payload_b64))
-    except (ValueError, UnicodeDecodeError):
+        claims = json.loads(_b64decode(payload_b64), parse_constant=_no_constant, object_pairs_hook=_unique_keys)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidToken("invalid", "payload is not JSON") from None
     if not isinstance(claims, dict):
         raise InvalidToken("invalid", "payload is not an object")
     exp = claims.get("exp")
-    if isinstance(exp, bool) or not isinstance(exp, int | float):
-        raise InvalidToken("invalid", "exp missing")
-    if (time.time() if now is None else now) > exp + EXP_LEEWAY:
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
+        raise InvalidToken("invalid", "exp missing or not a number")
+    now = time.time() if now is None else now
+    if now > exp + EXP_LEEWAY:
         raise InvalidToken("expired")
+    if exp > now + settings.VIZOCHOK_TOKEN_MAX_LIFETIME + EXP_LEEWAY:
+        raise InvalidToken("invalid", "exp further ahead than VIZOCHOK_TOKEN_MAX_LIFETIME")
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not JTI_PATTERN.fullmatch(jti):
+        raise InvalidToken("invalid", "jti missing or malformed")
     user_id, store_id = claims.get("user_id"), claims.get("store_id")
     for name, value, pattern in (("user_id", user_id, ID_PATTERN), ("store_id", store_id, STORE_PATTERN)):
         if not isinstance(value, str) or not pattern.fullmatch(value):
@@ -139,7 +158,36 @@ def verify_token(token: str, secret: str, now: float | None = None) -> EntryClai
     lang = claims.get("lang")
     if not isinstance(lang, str) or not LANG_PATTERN.fullmatch(lang):
         lang = None
-    return EntryClaims(str(user_id), str(store_id), int(exp), conversation_id, lang)
+    return EntryClaims(str(user_id), str(store_id), int(exp), jti, conversation_id, lang)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a token may carry")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A claim given twice is refused: parsers disagree on which one wins, so neither can be trusted."""
+    claims = dict(pairs)
+    if len(claims) != len(pairs):
+        raise ValueError("a claim appears twice")
+    return claims
+
+
+def spend(claims: EntryClaims) -> None:
+    """Mark the token used; InvalidToken("used") if it was. Its row is kept until the token could expire anyway."""
+    from django.db import IntegrityError, transaction
+    from django.utils import timezone
+
+    from chat.models import SpentEntryToken
+
+    now = timezone.now()
+    SpentEntryToken.objects.filter(expires_at__lt=now).delete()
+    expires_at = datetime.fromtimestamp(claims.exp + EXP_LEEWAY, tz=UTC)
+    try:
+        with transaction.atomic():
+            SpentEntryToken.objects.create(jti=claims.jti, expires_at=expires_at)
+    except IntegrityError:
+        raise InvalidToken("used", claims.jti[:16]) from None
 
 
 def enter_with_token(request: HttpRequest, token: str) -> HttpResponse:
@@ -154,6 +202,7 @@ def enter_with_token(request: HttpRequest, token: str) -> HttpResponse:
 
     try:
         claims = verify_token(token, settings.VIZOCHOK_EMBED_SECRET)
+        spend(claims)
     except InvalidToken as refused:
         logger.info("entry token refused: %s", refused)
         language = identity.request_language(request)
@@ -510,8 +559,8 @@ def demo_token(request: HttpRequest) -> JsonResponse:
     _demo_only()
     if not settings.VIZOCHOK_EMBED_SECRET:
         raise Http404("VIZOCHOK_EMBED_SECRET is not set")
-    claims = {"user_id": "demo-shopper", "store_id": settings.VIZOCHOK_STORE_ID, "exp": int(time.time()) + 300}
-    response = JsonResponse({"token": mint_token(claims, settings.VIZOCHOK_EMBED_SECRET)})
+    token = entry_token("demo-shopper", settings.VIZOCHOK_STORE_ID, settings.VIZOCHOK_EMBED_SECRET, ttl=300)
+    response = JsonResponse({"token": token})
     response["Cache-Control"] = "no-store"
     return response
 

@@ -11,6 +11,7 @@ import os
 import secrets
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ def chat_page(browser: Any, embed_server: AppServer) -> Iterator[Any]:
 
 
 def _token(**claims: Any) -> str:
-    return mint_token({"exp": int(time.time()) + 120, **claims}, SECRET)
+    return mint_token({"exp": int(time.time()) + 120, "jti": uuid.uuid4().hex, **claims}, SECRET)
 
 
 def _conversations(server: AppServer) -> list[tuple[str, str, str]]:
@@ -117,7 +118,10 @@ def test_a_token_binds_the_session_and_leaves_the_url(chat_page: Any, embed_serv
     [
         (_token(user_id="shopper-42", store_id="store-7")[:-2] + "AA", "invalid"),
         (
-            mint_token({"user_id": "shopper-42", "store_id": "store-7", "exp": 2_000_000_000}, "not-our-secret"),
+            mint_token(
+                {"user_id": "shopper-42", "store_id": "store-7", "exp": int(time.time()) + 60, "jti": "j" * 32},
+                "not-our-secret",
+            ),
             "invalid",
         ),
         (_token(user_id="shopper-42", store_id="store-7", exp=int(time.time()) - 600), "expired"),

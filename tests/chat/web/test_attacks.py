@@ -8,16 +8,24 @@ test never touch another.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import re
+import time
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from chat.web.embed import mint_token
 from tests.chat.web.attack_site import READY, TIMEOUT, Site, Visitor
 
 SESSION_CAP = 3
 ADDRESS_CAP = 4
+SECRET = "attack-review-embed-secret"
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +35,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         VIZOCHOK_MAX_SOCKETS_PER_SESSION=str(SESSION_CAP),
         VIZOCHOK_MAX_SOCKETS_PER_IP=str(ADDRESS_CAP),
         VIZOCHOK_TRUSTED_PROXY_HOPS="1",
+        VIZOCHOK_EMBED_SECRET=SECRET,
     ).start()
     yield running
     running.stop()
@@ -178,3 +187,48 @@ def test_repeated_wrong_admin_passwords_lock_the_login_until_an_admin_clears_it(
     )
     assert cleared.status == 302
     assert site.admin_login(attacker, "guessed-admin", "the right admin password 6").status == 302
+
+
+# --- 10. entry tokens ----------------------------------------------------------------------------------------
+
+
+def token(**claims: Any) -> str:
+    return mint_token({"store_id": "store-7", "exp": int(time.time()) + 120, "jti": uuid.uuid4().hex, **claims}, SECRET)
+
+
+def signed_raw(payload: str) -> str:
+    """A token over exactly these JSON bytes (json.dumps would never write some of them)."""
+    payload_b64 = base64.urlsafe_b64encode(payload.encode()).rstrip(b"=").decode()
+    signature = hmac.new(SECRET.encode(), payload_b64.encode(), hashlib.sha256).digest()
+    return f"{payload_b64}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+def test_an_entry_token_binds_one_session_only(site: Site) -> None:
+    link = f"/?token={token(user_id='host-shopper-10')}&lang=en"
+    assert Visitor(site).get(link).status == 302
+    replay = Visitor(site).get(link)  # the same link, leaked or shared, in another browser
+    assert replay.status == 403 and 'data-reason="used"' in replay.body
+    assert not replay.set_cookies or all(not line.startswith("sessionid=") for line in replay.set_cookies)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"user_id":"u-10","store_id":"s","jti":"%(jti)s","exp":1e308}',
+        '{"user_id":"u-10","store_id":"s","jti":"%(jti)s","exp":Infinity}',
+        '{"user_id":"u-10","store_id":"s","jti":"%(jti)s","exp":-Infinity}',
+        '{"user_id":"u-10","store_id":"s","jti":"%(jti)s","exp":NaN}',
+        '{"user_id":"u-10","store_id":"s","jti":"%(jti)s","exp":"%(exp)s"}',
+        '{"user_id":"u-10","store_id":"s","jti":"%(jti)s","exp":%(far)s}',
+        '{"user_id":"u-10","store_id":"s","exp":%(exp)s}',
+        '{"user_id":"u-10","store_id":"s","jti":"","exp":%(exp)s}',
+        '{"user_id":"u-10","store_id":"s","jti":12345678,"exp":%(exp)s}',
+        '{"user_id":"u-10","store_id":"s","jti":"%(jti)s","exp":%(exp)s,"exp":1e999}',
+    ],
+)
+def test_every_bad_claim_gets_the_403_page(site: Site, payload: str) -> None:
+    now = int(time.time())
+    values = {"jti": uuid.uuid4().hex, "exp": now + 120, "far": now + 365 * 24 * 3600}
+    response = Visitor(site).get(f"/?token={signed_raw(payload % values)}&lang=en")
+    assert response.status == 403 and 'id="token-error"' in response.body
+    assert "Traceback" not in site.log()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,43 +22,77 @@ from tests.chat.conftest import READY, TIMEOUT, communicator, receive_until, sen
 SECRET = "s" * 40
 
 
+def soon() -> int:
+    return int(time.time()) + 120
+
+
+def claims(**values: Any) -> dict[str, Any]:
+    return {"user_id": "u", "store_id": "s", "exp": soon(), "jti": "a-unique-token-id-0001", **values}
+
+
 def test_a_minted_token_verifies_with_its_claims() -> None:
-    token = embed.mint_token(
-        {"user_id": "u-1", "store_id": "shop.kyiv", "exp": 2_000_000_000, "lang": "en", "extra": 1}, SECRET
-    )
-    claims = embed.verify_token(token, SECRET)
-    assert (claims.user_id, claims.store_id, claims.exp, claims.lang) == ("u-1", "shop.kyiv", 2_000_000_000, "en")
+    token = embed.entry_token("u-1", "shop.kyiv", SECRET, ttl=60, lang="en", extra=1)
+    verified = embed.verify_token(token, SECRET)
+    assert (verified.user_id, verified.store_id, verified.lang) == ("u-1", "shop.kyiv", "en")
+    assert len(verified.jti) == 32 and verified.exp > time.time()
 
 
 @pytest.mark.parametrize(
-    ("claims", "secret", "reason"),
+    ("values", "secret", "reason"),
     [
-        ({"user_id": "u", "store_id": "s", "exp": 2_000_000_000}, "another-secret", "invalid"),
-        ({"user_id": "u", "store_id": "s", "exp": 1_000}, SECRET, "expired"),
-        ({"user_id": "u", "store_id": "s"}, SECRET, "invalid"),
-        ({"user_id": "<script>", "store_id": "s", "exp": 2_000_000_000}, SECRET, "invalid"),
-        ({"user_id": "u", "store_id": "-s", "exp": 2_000_000_000}, SECRET, "invalid"),
-        ({"user_id": "u" * 101, "store_id": "s", "exp": 2_000_000_000}, SECRET, "invalid"),
+        ({}, "another-secret", "invalid"),
+        ({"exp": 1_000}, SECRET, "expired"),
+        ({"exp": None}, SECRET, "invalid"),
+        ({"exp": True}, SECRET, "invalid"),
+        ({"exp": 2_000_000_000}, SECRET, "invalid"),  # further ahead than VIZOCHOK_TOKEN_MAX_LIFETIME
+        ({"jti": None}, SECRET, "invalid"),
+        ({"jti": "short"}, SECRET, "invalid"),
+        ({"jti": "x" * 129}, SECRET, "invalid"),
+        ({"user_id": "<script>"}, SECRET, "invalid"),
+        ({"store_id": "-s"}, SECRET, "invalid"),
+        ({"user_id": "u" * 101}, SECRET, "invalid"),
     ],
 )
-def test_bad_tokens_are_refused(claims: dict[str, Any], secret: str, reason: str) -> None:
+def test_bad_tokens_are_refused(values: dict[str, Any], secret: str, reason: str) -> None:
     with pytest.raises(embed.InvalidToken) as refused:
-        embed.verify_token(embed.mint_token(claims, secret), SECRET)
+        embed.verify_token(embed.mint_token(claims(**values), secret), SECRET)
     assert refused.value.reason == reason
 
 
 def test_expiry_has_a_small_leeway_and_no_secret_disables_tokens() -> None:
     now = time.time()
-    token = embed.mint_token({"user_id": "u", "store_id": "s", "exp": int(now) - 10}, SECRET)
+    token = embed.mint_token(claims(exp=int(now) - 10), SECRET)
     assert embed.verify_token(token, SECRET, now=now).user_id == "u"
     with pytest.raises(embed.InvalidToken) as refused:
         embed.verify_token(token, "")
     assert refused.value.reason == "disabled"
 
 
+def test_the_lifetime_cap_is_a_setting(settings: Any) -> None:
+    token = embed.mint_token(claims(exp=soon() + 3600), SECRET)
+    with pytest.raises(embed.InvalidToken):
+        embed.verify_token(token, SECRET)
+    settings.VIZOCHOK_TOKEN_MAX_LIFETIME = 2 * 3600
+    assert embed.verify_token(token, SECRET).user_id == "u"
+
+
+@pytest.mark.django_db
+def test_a_token_is_spent_once_and_forgotten_after_it_expires() -> None:
+    from chat.models import SpentEntryToken
+
+    first = embed.verify_token(embed.mint_token(claims(jti="jti-of-the-first-token", exp=soon()), SECRET), SECRET)
+    embed.spend(first)
+    with pytest.raises(embed.InvalidToken) as refused:
+        embed.spend(first)
+    assert refused.value.reason == "used"
+    SpentEntryToken.objects.update(expires_at=datetime(2000, 1, 1, tzinfo=UTC))  # long expired
+    embed.spend(embed.verify_token(embed.mint_token(claims(jti="jti-of-the-second-token"), SECRET), SECRET))
+    assert list(SpentEntryToken.objects.values_list("jti", flat=True)) == ["jti-of-the-second-token"]
+
+
 def test_a_tampered_payload_fails_the_signature() -> None:
-    token = embed.mint_token({"user_id": "u", "store_id": "s", "exp": 2_000_000_000}, SECRET)
-    other = embed.mint_token({"user_id": "admin", "store_id": "s", "exp": 2_000_000_000}, SECRET)
+    token = embed.mint_token(claims(), SECRET)
+    other = embed.mint_token(claims(user_id="admin"), SECRET)
     with pytest.raises(embed.InvalidToken):
         embed.verify_token(other.split(".")[0] + "." + token.split(".")[1], SECRET)
 
