@@ -13,6 +13,7 @@ import logging
 from django.conf import settings
 
 from chat.vizochok.client import UpstreamConfig
+from chat.web.identity import upstream_user_id
 
 logger = logging.getLogger("chat.turns.upstream")
 
@@ -52,6 +53,6 @@ async def upstream_config(user_id: str, sandbox: EmbeddedSandbox, store_id: str 
         url=url,
         token=settings.VIZOCHOK_API_KEY,
         store_id=store_id or settings.VIZOCHOK_STORE_ID,
-        user_id=user_id,
+        user_id=upstream_user_id(user_id),
         turn_timeout=settings.VIZOCHOK_TURN_TIMEOUT,
     )

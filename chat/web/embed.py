@@ -150,6 +150,10 @@ def verify_token(token: str, secret: str, now: float | None = None) -> EntryClai
     for name, value, pattern in (("user_id", user_id, ID_PATTERN), ("store_id", store_id, STORE_PATTERN)):
         if not isinstance(value, str) or not pattern.fullmatch(value):
             raise InvalidToken("invalid", f"{name} missing or malformed")
+    from chat.web import identity
+
+    if identity.claims_reserved_id(str(user_id)):
+        raise InvalidToken("invalid", "user_id in a namespace of this site's own shoppers")
     conversation_id = claims.get("conversation_id")
     if conversation_id is not None and (
         not isinstance(conversation_id, str) or not CONVERSATION_PATTERN.fullmatch(conversation_id)
@@ -212,18 +216,19 @@ def enter_with_token(request: HttpRequest, token: str) -> HttpResponse:
             )
     identity.bind_session(request, claims.user_id, claims.store_id, claims.lang, **{SESSION_EMBED_KEY: True})
     session_key = request.session.session_key or ""
+    user_id = identity.host_user_id(claims.user_id)
     conversation = None
     if claims.conversation_id:
         try:
             conversation = Conversation.objects.filter(
-                public_id=claims.conversation_id, user_id=claims.user_id, store_id=claims.store_id
+                public_id=claims.conversation_id, user_id=user_id, store_id=claims.store_id
             ).first()
         except ValidationError:
             conversation = None
         if conversation is None:  # not this shopper's (or unknown): a fresh one, never somebody else's
-            conversation = store.new_conversation(session_key, claims.user_id, claims.store_id)
+            conversation = store.new_conversation(session_key, user_id, claims.store_id)
     else:
-        conversation = store.conversation_for(session_key, claims.user_id, claims.store_id)
+        conversation = store.conversation_for(session_key, user_id, claims.store_id)
     widget_options(request)  # keep the embed's look for the navigations inside the frame
     request.session.save()
     location = f"{reverse('chat:page')}?{query_without(request, ['token', 'c'], c=str(conversation.public_id))}"

@@ -1,7 +1,8 @@
 """Who the shopper is and which language they read.
 
 VIZOCHOK turns ``user_id`` into per-user limits and the merchant's cart session (reference §4.1), so the id must
-be stable: the signed-in user's, else an anonymous id kept in the Django session (which lasts 30 days).
+be stable: the signed-in user's, else an anonymous id kept in the Django session (which lasts 30 days). Each source
+has its own prefix (``user-``, ``anon-``, ``ext-``), and a host's token may not name the first two.
 
 A session opened with a host's signed entry token (chat/web/embed.py) is *bound*: its user and store are the host's,
 and they win over both everywhere, the page, the conversation lookup, the socket and the upstream auth.
@@ -16,10 +17,33 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.utils import translation
 
+#: One namespace per source of identity, so no source can name a shopper of another: Django's signed-in users,
+#: anonymous shoppers (a random id) and the shoppers a host's entry token vouches for (the host's own id).
+SIGNED_IN_PREFIX = "user-"
+ANONYMOUS_PREFIX = "anon-"
+HOST_PREFIX = "ext-"
+#: A host may not name ids of this site's own sources (``user-1`` would be a Django user).
+RESERVED_PREFIXES = (SIGNED_IN_PREFIX, ANONYMOUS_PREFIX)
+
 SESSION_USER_KEY = "vizochok_uid"
 SESSION_BOUND_USER_KEY = "vizochok_bound_uid"
 SESSION_BOUND_STORE_KEY = "vizochok_bound_store"
 SESSION_BOUND_LANG_KEY = "vizochok_bound_lang"
+
+
+def host_user_id(host_id: str) -> str:
+    """This site's id of a host's shopper (the session keeps the host's own id; the namespace is added here)."""
+    return f"{HOST_PREFIX}{host_id}"
+
+
+def upstream_user_id(user_id: str) -> str:
+    """What VIZOCHOK gets as ``auth.user_id``: a host's shopper under the host's own id (its cart webhooks and
+    personalisation know that one); this site's own shoppers under their prefixed ids."""
+    return user_id.removeprefix(HOST_PREFIX)
+
+
+def claims_reserved_id(host_id: str) -> bool:
+    return host_id.lower().startswith(RESERVED_PREFIXES)
 
 
 def _bound(session: Any) -> tuple[str, str] | None:
@@ -28,7 +52,7 @@ def _bound(session: Any) -> tuple[str, str] | None:
         return None
     user_id, store_id = session.get(SESSION_BOUND_USER_KEY), session.get(SESSION_BOUND_STORE_KEY)
     if isinstance(user_id, str) and user_id and isinstance(store_id, str) and store_id:
-        return user_id, store_id
+        return host_user_id(user_id), store_id
     return None
 
 
@@ -64,7 +88,7 @@ def bound_store_from_scope(scope: dict[str, Any]) -> str | None:
 
 def _user_key(user: Any) -> str | None:
     if user is not None and getattr(user, "is_authenticated", False):
-        return f"user-{user.pk}"
+        return f"{SIGNED_IN_PREFIX}{user.pk}"
     return None
 
 
@@ -78,7 +102,7 @@ def user_id_for_request(request: HttpRequest) -> str:
         return signed_in
     anonymous = request.session.get(SESSION_USER_KEY)
     if not isinstance(anonymous, str) or not anonymous:
-        anonymous = f"anon-{uuid.uuid4().hex}"
+        anonymous = f"{ANONYMOUS_PREFIX}{uuid.uuid4().hex}"
         request.session[SESSION_USER_KEY] = anonymous
     return anonymous
 

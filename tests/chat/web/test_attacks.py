@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import re
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -232,3 +233,35 @@ def test_every_bad_claim_gets_the_403_page(site: Site, payload: str) -> None:
     response = Visitor(site).get(f"/?token={signed_raw(payload % values)}&lang=en")
     assert response.status == 403 and 'id="token-error"' in response.body
     assert "Traceback" not in site.log()
+
+
+# --- 4. identity namespaces --------------------------------------------------------------------------------------
+
+
+def test_a_token_cannot_claim_a_signed_in_users_identity(site: Site) -> None:
+    site.add_admin("namespaced-admin", "the admin password of item 4")
+    admin = Visitor(site)
+    admin.headers["X-Forwarded-For"] = "10.4.0.1"
+    assert site.admin_login(admin, "namespaced-admin", "the admin password of item 4").status == 302
+    with sqlite3.connect(site.db) as db:
+        (pk,) = db.execute("SELECT id FROM auth_user WHERE username = 'namespaced-admin'").fetchone()
+    admin.load("/?lang=en")
+    asyncio.run(say(admin, "milk"))  # the admin's own conversation now has their words in it
+    stolen = Visitor(site).get(f"/?token={token(user_id=f'user-{pk}', conversation_id=admin.public_id)}&lang=en")
+    assert stolen.status == 403 and 'id="token-error"' in stolen.body
+    assert Visitor(site).get(f"/?token={token(user_id='anon-0123456789abcdef')}&lang=en").status == 403
+    # A host's own ids never reach the Django users' or the anonymous shoppers' conversations either.
+    entered = Visitor(site)
+    bound = entered.get(f"/?token={token(user_id=f'{pk}', conversation_id=admin.public_id)}&lang=en")
+    assert bound.status == 302
+    page = entered.load(bound.header("Location"))
+    assert entered.public_id != admin.public_id and "milk" not in page.body
+
+
+async def say(visitor: Visitor, text: str) -> None:
+    tab = await visitor.socket(forwarded_for="10.4.0.1")
+    try:
+        await tab.send(kind="message", text=text, key=uuid.uuid4().hex)
+        await tab.until(READY)
+    finally:
+        await tab.close()

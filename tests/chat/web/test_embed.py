@@ -17,7 +17,7 @@ from chat.models import Conversation
 from chat.turns.upstream import EmbeddedSandbox, upstream_config
 from chat.web import embed, identity
 from chat.web.routing import websocket_urlpatterns
-from tests.chat.conftest import READY, TIMEOUT, communicator, receive_until, send
+from tests.chat.conftest import READY, TIMEOUT, communicator, receive_until, reload, send
 
 SECRET = "s" * 40
 
@@ -51,6 +51,8 @@ def test_a_minted_token_verifies_with_its_claims() -> None:
         ({"user_id": "<script>"}, SECRET, "invalid"),
         ({"store_id": "-s"}, SECRET, "invalid"),
         ({"user_id": "u" * 101}, SECRET, "invalid"),
+        ({"user_id": "user-1"}, SECRET, "invalid"),  # a Django user's id
+        ({"user_id": "Anon-0123abcd"}, SECRET, "invalid"),  # an anonymous shopper's
     ],
 )
 def test_bad_tokens_are_refused(values: dict[str, Any], secret: str, reason: str) -> None:
@@ -155,7 +157,7 @@ def _bound_shopper(user_id: str, store_id: str, conversation_store: str) -> tupl
     session[identity.SESSION_BOUND_STORE_KEY] = store_id
     session.create()
     conversation = Conversation.objects.create(
-        session_key=session.session_key, user_id=user_id, store_id=conversation_store
+        session_key=session.session_key, user_id=identity.host_user_id(user_id), store_id=conversation_store
     )
     return session.session_key or "", conversation
 
@@ -250,8 +252,10 @@ async def test_a_bound_session_talks_to_its_own_store(sandbox: Any) -> None:
         assert "product-card" in frames
     finally:
         await tab.disconnect()
-    config = await upstream_config("shopper-42", EmbeddedSandbox(), "store-7")
-    assert config.store_id == "store-7" and config.user_id == "shopper-42"
+    assert (await reload(conversation)).user_id == "ext-shopper-42"  # the host's shopper, in the host namespace
+    config = await upstream_config("ext-shopper-42", EmbeddedSandbox(), "store-7")
+    assert config.store_id == "store-7" and config.user_id == "shopper-42"  # the host's own id goes upstream
+    assert (await upstream_config("user-7", EmbeddedSandbox(), "store-7")).user_id == "user-7"
 
     # The same shopper's conversation in another store is not reachable from this bound session.
     _key, elsewhere = await _bound_shopper("shopper-42", "store-7", "store-8")
