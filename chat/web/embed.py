@@ -85,6 +85,8 @@ class EntryClaims:
     jti: str = ""
     conversation_id: str | None = None
     lang: str | None = None
+    #: Widget options the host signed (cleaned like every option); kept in the bound session.
+    widget: dict[str, str] = field(default_factory=dict)
 
 
 def _b64encode(raw: bytes) -> str:
@@ -162,7 +164,9 @@ def verify_token(token: str, secret: str, now: float | None = None) -> EntryClai
     lang = claims.get("lang")
     if not isinstance(lang, str) or not LANG_PATTERN.fullmatch(lang):
         lang = None
-    return EntryClaims(str(user_id), str(store_id), int(exp), jti, conversation_id, lang)
+    widget = claims.get("widget")
+    widget = clean_options(widget) if isinstance(widget, dict) else {}
+    return EntryClaims(str(user_id), str(store_id), int(exp), jti, conversation_id, lang, widget)
 
 
 def _no_constant(name: str) -> Any:
@@ -214,7 +218,10 @@ def enter_with_token(request: HttpRequest, token: str) -> HttpResponse:
             return render(
                 request, "chat/token_error.html", {"reason": refused.reason, "language": language}, status=403
             )
-    identity.bind_session(request, claims.user_id, claims.store_id, claims.lang, **{SESSION_EMBED_KEY: True})
+    extra: dict[str, Any] = {SESSION_EMBED_KEY: True}
+    if claims.widget:
+        extra[SESSION_WIDGET_KEY] = claims.widget  # signed by the host: kept for the navigations inside the frame
+    identity.bind_session(request, claims.user_id, claims.store_id, claims.lang, **extra)
     session_key = request.session.session_key or ""
     user_id = identity.host_user_id(claims.user_id)
     conversation = None
@@ -229,7 +236,6 @@ def enter_with_token(request: HttpRequest, token: str) -> HttpResponse:
             conversation = store.new_conversation(session_key, user_id, claims.store_id)
     else:
         conversation = store.conversation_for(session_key, user_id, claims.store_id)
-    widget_options(request)  # keep the embed's look for the navigations inside the frame
     request.session.save()
     location = f"{reverse('chat:page')}?{query_without(request, ['token', 'c'], c=str(conversation.public_id))}"
     response = HttpResponseRedirect(location)
@@ -273,7 +279,7 @@ def _avatar(value: str) -> str | None:
     return value
 
 
-#: Option name (query parameter, settings suffix) → cleaner returning the safe value or None.
+#: Option name (token claim key, postMessage key, settings suffix) → cleaner returning the safe value or None.
 WIDGET_OPTIONS: dict[str, Callable[[str], str | None]] = {
     "primary_color": _matching(COLOR_PATTERN),
     "font_family": _matching(FONT_PATTERN),
@@ -329,7 +335,7 @@ def clean_options(raw: dict[str, str]) -> dict[str, str]:
 
 
 def deployment_defaults() -> dict[str, str]:
-    """``VIZOCHOK_WIDGET_*`` settings, validated like query parameters (a bad value is logged and ignored)."""
+    """``VIZOCHOK_WIDGET_*`` settings, validated like every option (a bad value is logged and ignored)."""
     raw = {name: getattr(settings, f"VIZOCHOK_WIDGET_{name.upper()}", "") or "" for name in WIDGET_OPTIONS}
     cleaned = clean_options(raw)
     for name, value in raw.items():
@@ -339,17 +345,16 @@ def deployment_defaults() -> dict[str, str]:
 
 
 def widget_options(request: HttpRequest) -> WidgetOptions:
-    """Options of this visit: the embed's query parameters, else those the session kept, else the deployment's.
+    """Options of this visit: those a host signed into its entry token (kept in the session), else the deployment's.
 
-    An embed passes its options on the iframe's first URL only; the session keeps them so the conversation menu,
-    the language links and "New conversation" (plain navigations inside the frame) keep the same look.
+    Never from the query string, and nothing is kept from one: a link anybody can write must not reword the chat on
+    our domain (a "bank security" name, a welcome text asking for a card number). A host that wants its own look
+    signs it into the token (the ``widget`` claim) or posts it from a configured parent origin (embed.js does;
+    chat.js applies it in that frame only).
     """
-    from_query = clean_options({name: request.GET[name] for name in WIDGET_OPTIONS if name in request.GET})
     session = getattr(request, "session", None)
-    if session is not None and from_query:
-        session[SESSION_WIDGET_KEY] = from_query
     kept = session.get(SESSION_WIDGET_KEY) if session is not None else None
-    chosen = {**deployment_defaults(), **clean_options(kept if isinstance(kept, dict) else {}), **from_query}
+    chosen = {**deployment_defaults(), **clean_options(kept if isinstance(kept, dict) else {})}
     return WidgetOptions(**chosen)
 
 

@@ -265,3 +265,29 @@ async def say(visitor: Visitor, text: str) -> None:
         await tab.until(READY)
     finally:
         await tab.close()
+
+
+# --- 5. a link cannot reword the chat ------------------------------------------------------------------------------
+
+PHISHING = (
+    "/?lang=en&bot_name=Bank+Security&welcome_message=Your+account+is+locked+type+your+card+number"
+    "&placeholder=Card+number+%2B+CVV&bot_avatar=https://evil.example/logo.png&primary_color=%23ff0000"
+)
+
+
+def test_a_link_cannot_reword_the_chat_now_or_later(site: Site) -> None:
+    visitor = Visitor(site)
+    for page in (visitor.load(PHISHING), visitor.load("/?lang=en")):  # the link, then a plain later visit
+        assert page.status == 200
+        for planted in ("Bank Security", "account is locked", "Card number", "evil.example", "#ff0000"):
+            assert planted not in page.body
+
+
+def test_a_signed_token_may_set_the_widget_options(site: Site) -> None:
+    visitor = Visitor(site)
+    widget = {"bot_name": "Shop helper", "primary_color": "#2d8a4e", "bot_avatar": "javascript:alert(1)"}
+    entered = visitor.get(f"/?token={token(user_id='themed-5', widget=widget)}&embed=1&lang=en")
+    assert entered.status == 302
+    for page in (visitor.load(entered.header("Location")), visitor.load("/?lang=en")):
+        assert "Shop helper" in page.body and 'data-theme-primary="#2d8a4e"' in page.body
+        assert "javascript:" not in page.body

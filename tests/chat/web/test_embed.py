@@ -123,13 +123,23 @@ def test_widget_options_keep_only_safe_values() -> None:
 @pytest.mark.django_db
 def test_the_page_escapes_options_and_takes_deployment_defaults(client: Any, settings: Any) -> None:
     settings.VIZOCHOK_WIDGET_BOT_NAME = "Deployment bot"
+    settings.VIZOCHOK_WIDGET_WELCOME_MESSAGE = "<img src=x onerror=alert(1)>"
     settings.VIZOCHOK_WIDGET_PRIMARY_COLOR = "not a colour"
-    page = client.get("/", {"welcome_message": "<img src=x onerror=alert(1)>", "lang": "en"}).content.decode()
+    page = client.get("/", {"lang": "en"}).content.decode()
     assert "Deployment bot" in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page and "<img src=x" not in page
     assert "data-theme-primary" not in page
-    # The session keeps the embed's options for navigations inside the frame.
-    assert "&lt;img src=x" in client.get("/").content.decode()
+
+
+@pytest.mark.django_db
+def test_a_tokens_widget_claim_is_cleaned_and_kept_for_the_frame(client: Any, settings: Any) -> None:
+    settings.VIZOCHOK_EMBED_SECRET = SECRET
+    widget = {"bot_name": "Host bot", "welcome_message": "<b>hi</b>", "bot_avatar": "javascript:alert(1)", "x": "y"}
+    token = embed.entry_token("u-5", "s", SECRET, widget=widget)
+    assert embed.verify_token(token, SECRET).widget == {"bot_name": "Host bot", "welcome_message": "<b>hi</b>"}
+    assert client.get("/", {"token": token}).status_code == 302
+    page = client.get("/", {"lang": "en", "bot_name": "Bank Security"}).content.decode()
+    assert "Host bot" in page and "&lt;b&gt;hi&lt;/b&gt;" in page and "Bank Security" not in page
 
 
 @pytest.mark.django_db
