@@ -268,6 +268,11 @@ VIZOCHOK_IDLE_GRACE = float(os.environ.get("VIZOCHOK_IDLE_GRACE", "15"))
 # Seconds a turn may wait in the queue for an upstream slot before the shopper is told to try again.
 VIZOCHOK_QUEUE_TIMEOUT = float(os.environ.get("VIZOCHOK_QUEUE_TIMEOUT", "30"))
 VIZOCHOK_TURN_TIMEOUT = float(os.environ.get("VIZOCHOK_TURN_TIMEOUT", "120"))
+# Seconds for the whole upstream handshake once connected (auth_ok and the start frame): an upstream that accepts
+# the socket and stays silent is given up after this long, with a clear message, and not retried.
+VIZOCHOK_AUTH_TIMEOUT = float(os.environ.get("VIZOCHOK_AUTH_TIMEOUT", "10"))
+# Seconds /readyz reuses its last upstream auth round trip (each one takes one of the key's three sockets briefly).
+VIZOCHOK_READY_UPSTREAM_CACHE = float(os.environ.get("VIZOCHOK_READY_UPSTREAM_CACHE", "10"))
 # Retries (on the documented backoff schedule) when opening an upstream socket for a waiting shopper: the SDK's 30
 # would keep a shopper staring at "reconnecting" for minutes, so a turn gives up sooner and says so.
 VIZOCHOK_OPEN_RETRIES = env_int("VIZOCHOK_OPEN_RETRIES", 5)

@@ -55,4 +55,5 @@ async def upstream_config(user_id: str, sandbox: EmbeddedSandbox, store_id: str 
         store_id=store_id or settings.VIZOCHOK_STORE_ID,
         user_id=upstream_user_id(user_id),
         turn_timeout=settings.VIZOCHOK_TURN_TIMEOUT,
+        auth_timeout=settings.VIZOCHOK_AUTH_TIMEOUT,
     )
