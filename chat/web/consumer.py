@@ -45,6 +45,16 @@ MAX_TEXT_CHARS = 2000
 MAX_KEY_CHARS = 64
 
 
+#: What an action refers to cannot exist before the conversation is stored; the refusal each would get anyway.
+_NOTHING_TO_ACT_ON = {
+    actions.ADD_TO_CART: "unknown_product",
+    actions.UPDATE_QUANTITY: "not_in_cart",
+    actions.REMOVE_FROM_CART: "not_in_cart",
+    actions.QUICK_REPLY: "choice_expired",
+    actions.CHECKLIST_SUBMIT: "choice_expired",
+}
+
+
 class Refused(Exception):
     """A browser frame that is not sent upstream; ``code`` is shown to the tab that sent it."""
 
@@ -69,15 +79,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if public_id is None:
             await self.close(code=4404)  # a malformed id: refused before any query (the handshake gets a 403)
             return
-        conversation = await self._owned(public_id, user_id) if user_id else None
-        bound_store = identity.bound_store_from_scope(self.scope)
-        if conversation is not None and bound_store is not None and conversation.store_id != bound_store:
-            conversation = None  # a token-bound session sees only its own store's conversations
+        conversation = await self._conversation(public_id, user_id) if user_id else None
         if conversation is None:
-            # No session cookie, or somebody else's conversation: a guessed id gives nothing.
+            # No shopper cookie, or somebody else's conversation: a guessed id gives nothing.
             await self.close(code=4403)
             return
-        logs.bind_conversation(conversation.pk)
+        if conversation.pk is not None:
+            logs.bind_conversation(conversation.pk)
         self._socket_claim = await ratelimit.SocketCaps().claim(user_id, ratelimit.client_address(self.scope))
         if self._socket_claim is None:
             # Too many sockets for this shopper or address: say so in the tab, then close for good (no retry).
@@ -218,7 +226,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _handle(self, data: dict[str, Any]) -> None:
         kind = _field(data, "kind") or "message"
+        if self.conversation.pk is None:
+            await self._adopt_stored()  # another tab of this shopper may have stored it meanwhile
         if kind == "sync":
+            if self.conversation.pk is None:
+                await self.send(text_data=_nothing_stored_yet())
+                return
             await self._catch_up(_int(data.get("after")) or 0)
             return
         key = _field(data, "key")[:MAX_KEY_CHARS]
@@ -228,8 +241,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 raise Refused("empty_message")
             if len(text) > MAX_TEXT_CHARS:
                 raise Refused("message_too_long", limit=MAX_TEXT_CHARS)
+            await self._stored()  # the conversation is stored first, then the turn starts as for any other
             await self._start_turn(wire.UserMessage(text=text), Message.Kind.TEXT, text, key)
             return
+        if self.conversation.pk is None:
+            # Nothing was shown in a conversation that is not stored yet: no card, cart item or choice to act on.
+            raise Refused(_NOTHING_TO_ACT_ON.get(kind, "unknown_kind"))
         builder = {
             actions.ADD_TO_CART: self._add_to_cart,
             actions.UPDATE_QUANTITY: self._update_quantity,
@@ -391,8 +408,45 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self._orphan_watch: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(watch())
 
     @database_sync_to_async
-    def _owned(self, public_id: str, user_id: str) -> Conversation | None:
-        return store.owned_conversation(public_id, user_id)
+    def _conversation(self, public_id: str, user_id: str) -> Conversation | None:
+        """The shopper's conversation by its id; a provisional one (not stored yet) if nobody has that id yet.
+
+        A page view stores nothing, so a first-time shopper's socket names an id no row has: it is stored when they
+        first send (:meth:`_stored`). An id that is somebody else's, or of another store for a token-bound session,
+        gives nothing.
+        """
+        store_id = identity.bound_store_from_scope(self.scope)
+        found = store.conversation_by_public_id(public_id)
+        if found is None:
+            return store.provisional_conversation(user_id, store_id or settings.VIZOCHOK_STORE_ID, public_id)
+        if found.user_id != user_id or (store_id is not None and found.store_id != store_id):
+            return None
+        return found
+
+    async def _adopt_stored(self) -> None:
+        """Take up the stored row of this provisional conversation if another tab of the shopper stored it."""
+        found = await _db(store.conversation_by_public_id, str(self.conversation.public_id))
+        if found is not None and (found.user_id, found.store_id) == (
+            self.conversation.user_id,
+            self.conversation.store_id,
+        ):
+            self.conversation = found
+            logs.bind_conversation(found.pk)
+
+    async def _stored(self) -> None:
+        """Store a provisional conversation: the shopper sends for the first time."""
+        if self.conversation.pk is not None:
+            return
+        stored = await _db(store.store_provisional, self.conversation)
+        if stored is None:
+            raise Refused("invalid_frame")  # the id became somebody else's meanwhile: nothing of theirs is shown
+        self.conversation = stored
+        logs.bind_conversation(stored.pk)
+
+
+def _nothing_stored_yet() -> str:
+    """The catch-up of a conversation that is not stored yet: an empty log, an idle turn, an empty cart."""
+    return rendering.state("ready") + rendering.session_restored([], Decimal(0), Decimal(0))
 
 
 def _field(data: dict[str, Any], name: str) -> str:

@@ -362,6 +362,10 @@ def is_embedded(request: HttpRequest) -> bool:
     """Whether this request belongs to a framed or WebView visit (its cookies must then be cross-site)."""
     if request.GET.get(EMBED_PARAM) == "1" or "token" in request.GET:
         return True
+    from chat.web import identity
+
+    if identity.visitor_was_embedded(request):
+        return True
     session = getattr(request, "session", None)
     return bool(session is not None and session.get(SESSION_EMBED_KEY))
 
@@ -427,7 +431,9 @@ class EmbedCookieMiddleware:
         # Lax cookies, which no other site's page can make the browser send.
         if not getattr(request, "vizochok_embeddable", False) or not is_embedded(request) or not _trustworthy(request):
             return response
-        names = {settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, settings.LANGUAGE_COOKIE_NAME}
+        from chat.web.identity import VISITOR_COOKIE
+
+        names = {settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, settings.LANGUAGE_COOKIE_NAME, VISITOR_COOKIE}
         for name in names & set(response.cookies):
             original = response.cookies[name]
             morsel = _PartitionedMorsel()

@@ -291,3 +291,38 @@ def test_a_signed_token_may_set_the_widget_options(site: Site) -> None:
     for page in (visitor.load(entered.header("Location")), visitor.load("/?lang=en")):
         assert "Shop helper" in page.body and 'data-theme-primary="#2d8a4e"' in page.body
         assert "javascript:" not in page.body
+
+
+# --- 11. a crawler writes nothing ------------------------------------------------------------------------------
+
+
+def rows(site: Site, table: str) -> int:
+    with sqlite3.connect(site.db) as db:
+        return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+def test_page_views_without_a_cookie_write_no_session_and_no_conversation(site: Site) -> None:
+    before = rows(site, "django_session"), rows(site, "chat_conversation")
+    for n in range(40):
+        path = ["/", "/?lang=en", "/?embed=1", f"/?c={uuid.uuid4()}", "/?lang=uk&embed=1"][n % 5]
+        assert Visitor(site).get(path).status == 200
+    assert (rows(site, "django_session"), rows(site, "chat_conversation")) == before
+
+
+async def test_the_conversation_is_created_when_the_shopper_first_sends(site: Site) -> None:
+    visitor = Visitor.arrive(site)
+    conversations = rows(site, "chat_conversation")
+    tab = await visitor.socket(forwarded_for="10.11.0.1")
+    await tab.send(kind="sync", after=0)
+    assert READY in await tab.until(READY)  # a socket with nothing stored yet is a normal, empty chat
+    assert rows(site, "chat_conversation") == conversations
+    await tab.send(kind="message", text="milk", key=uuid.uuid4().hex)
+    assert "product-card" in await tab.until(READY)
+    await tab.close()
+    assert rows(site, "chat_conversation") == conversations + 1
+    page = visitor.load("/?lang=en")  # the same browser comes back: its conversation is there
+    assert "milk" in page.body and visitor.public_id in page.body
+    stranger = Visitor.arrive(site)
+    with pytest.raises(InvalidStatus):  # somebody else's conversation: refused, even now that it exists
+        await stranger.socket(path=visitor.ws_path, forwarded_for="10.11.0.2")
+    assert "milk" not in stranger.load(f"/?c={visitor.public_id}&lang=en").body
