@@ -430,6 +430,10 @@ def shown_product(conversation_id: int, sku: str) -> dict[str, Any] | None:
     return None
 
 
+def card_message(conversation_id: int, seq: int) -> Message | None:
+    return Message.objects.filter(conversation_id=conversation_id, seq=seq, kind=Kind.PRODUCT_CARDS).first()
+
+
 def checklist(conversation_id: int, seq: int) -> Message | None:
     return Message.objects.filter(conversation_id=conversation_id, seq=seq, kind=Kind.CHECKLIST).first()
 

@@ -278,6 +278,12 @@ VIZOCHOK_READY_UPSTREAM_CACHE = float(os.environ.get("VIZOCHOK_READY_UPSTREAM_CA
 VIZOCHOK_OPEN_RETRIES = env_int("VIZOCHOK_OPEN_RETRIES", 5)
 # Pace of the embedded sandbox, in tokens per second (0: as fast as the loop allows).
 VIZOCHOK_SANDBOX_PACE = float(os.environ.get("VIZOCHOK_SANDBOX_PACE", "40"))
+# Product cards shown per message; "Show more" fetches the next ones of the stored message (a 64 KB upstream frame
+# can carry 1,400 cards: megabytes of HTML in one browser frame).
+VIZOCHOK_CARDS_PER_MESSAGE = env_int("VIZOCHOK_CARDS_PER_MESSAGE", 12)
+# No fragment sent to a browser is larger than this (bytes; Daphne/autobahn and browsers refuse frames over 1 MiB):
+# a larger one is replaced by a short notice to reload (chat.presentation.rendering.fit_for_browser).
+VIZOCHOK_MAX_FRAGMENT_BYTES = env_int("VIZOCHOK_MAX_FRAGMENT_BYTES", 512 * 1024)
 # Browser frames are coalesced: at most one streaming fragment per conversation per this many seconds.
 VIZOCHOK_COALESCE_SECONDS = float(os.environ.get("VIZOCHOK_COALESCE_SECONDS", "0.03"))
 # --- production: liveness, limits, observability (chat/turns/liveness.py, chat/ops/ratelimit.py, metrics.py) ---

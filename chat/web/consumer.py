@@ -196,6 +196,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             with translation.override(getattr(self, "language", None) or settings.LANGUAGE_CODE):
                 await self.send(text_data=rendering.transient_error("relay_error") + rendering.state("ready"))
 
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        """Every frame to the browser passes here: none is larger than ``VIZOCHOK_MAX_FRAGMENT_BYTES``."""
+        if text_data is not None:
+            text_data = rendering.fit_for_browser(text_data)
+        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
     async def _deliver(self, html: str) -> None:
         if self._held is not None:
             self._held.append(html)
@@ -204,8 +210,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _release_held(self) -> None:
         while self._held:
-            batch, self._held = "".join(self._held), []
-            await self.send(text_data=batch)
+            held, self._held = self._held, []
+            for batch in rendering.batches_for_browser(held):  # joined, but never past the frame cap
+                await self.send(text_data=batch)
         self._held = None
 
     # --- browser frames --------------------------------------------------------------------------------------

@@ -89,6 +89,12 @@ def store_id_for_request(request: HttpRequest) -> str:
     return bound[1] if bound else settings.VIZOCHOK_STORE_ID
 
 
+def bound_store(request: HttpRequest) -> str | None:
+    """The request's bound store, or None for an ordinary (unbound) session."""
+    bound = _bound(getattr(request, "session", None))
+    return bound[1] if bound else None
+
+
 def bound_store_from_scope(scope: dict[str, Any]) -> str | None:
     """The socket's bound store, or None for an ordinary (unbound) session."""
     bound = _bound(scope.get("session"))

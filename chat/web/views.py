@@ -72,3 +72,38 @@ def chat_page(request: HttpRequest) -> HttpResponse:
 def new_conversation(request: HttpRequest) -> HttpResponse:
     """A fresh conversation: stored, like every other, when the shopper first sends in it."""
     return HttpResponseRedirect(f"{reverse('chat:page')}?new=1&c={uuid.uuid4()}")
+
+
+@require_GET
+def more_cards(request: HttpRequest) -> HttpResponse:
+    """The next page of a stored card message, for its conversation's owner only ("Show more", htmx GET).
+
+    Anything else (another shopper's conversation, no cookie, a malformed or unknown id, seq or offset) is a 404:
+    the answer never says whether a conversation exists.
+    """
+    public_id = identity.public_id(request.GET.get("c"))
+    seq, offset = _natural(request.GET.get("seq")), _natural(request.GET.get("offset"))
+    if public_id is None or seq is None or offset is None:
+        raise Http404("no such cards")
+    user_id = identity.user_id_for_request(request)
+    bound_store = identity.bound_store(request)
+    conversation = store.conversation_by_public_id(public_id)
+    if conversation is not None and (
+        conversation.user_id != user_id or (bound_store is not None and conversation.store_id != bound_store)
+    ):
+        conversation = None  # the socket's rule: the owner, and a token-bound session only in its own store
+    message = store.card_message(conversation.pk, seq) if conversation is not None else None
+    if message is None:
+        raise Http404("no such cards")
+    translation.activate(_language(request))
+    page = rendering.card_page(message.data, message.seq, offset)
+    response = render(request, "chat/parts/more_cards.html", {"page": page, "message": message})
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _natural(value: str | None) -> int | None:
+    """A non-negative integer from a query parameter, else None."""
+    if value is None or not value.isdigit() or len(value) > 9:
+        return None
+    return int(value)
