@@ -297,6 +297,11 @@ VIZOCHOK_TURN_BURST = float(os.environ.get("VIZOCHOK_TURN_BURST", "10"))
 # Open browser sockets per shopper session and per client address (0 = no cap).
 VIZOCHOK_MAX_SOCKETS_PER_SESSION = env_int("VIZOCHOK_MAX_SOCKETS_PER_SESSION", 12)
 VIZOCHOK_MAX_SOCKETS_PER_IP = env_int("VIZOCHOK_MAX_SOCKETS_PER_IP", 200)
+# Bytes a browser socket may leave unread in this process before it is dropped (a tab that stops reading must not
+# grow the server; the kernel's own socket buffer comes on top). Measured under Daphne (chat/ops/sendbuffer.py).
+VIZOCHOK_SOCKET_SEND_BUFFER = env_int("VIZOCHOK_SOCKET_SEND_BUFFER", 1024 * 1024)
+# Per socket: one catch-up (`sync`) at a time, at most one per this many seconds; syncs meanwhile are merged.
+VIZOCHOK_SYNC_INTERVAL = float(os.environ.get("VIZOCHOK_SYNC_INTERVAL", "2"))
 # Reverse proxies in front of the app that append the address they saw to X-Forwarded-For (0 = none: the socket's
 # peer is the client). With N, the N-th entry from the right is the client: whatever the client wrote itself sits
 # further left and is never trusted (daphne --proxy-headers alone would take the leftmost, the client's own words).

@@ -8,9 +8,11 @@ relay (``chat.turns``), not here, so closing the tab does not cut the reply off.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
@@ -25,7 +27,7 @@ from django.utils.translation import gettext as _
 
 from chat import db, store
 from chat.models import Conversation, Message
-from chat.ops import logs, metrics, ratelimit
+from chat.ops import logs, metrics, ratelimit, sendbuffer
 from chat.presentation import formatting, rendering
 from chat.turns import liveness
 from chat.turns.runner import ConversationRef, ConversationRunner
@@ -70,6 +72,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
     #: Fragments handed to this tab while one of its own handlers runs: sent after it, as the channel layer's queue
     #: would, so a catch-up or a refusal is never overtaken by what the runner publishes meanwhile.
     _held: list[str] | None = None
+    #: How many of this tab's own handlers run now (a frame's and a background catch-up may overlap).
+    _holds = 0
+    #: The background catch-up of this socket, the smallest ``after`` asked for meanwhile, and when the next may run.
+    _sync_task: asyncio.Task[None] | None = None
+    _sync_after: int | None = None
+    _sync_not_before = 0.0
 
     async def connect(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
@@ -98,11 +106,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.user_key = user_id
         self.conversation = conversation
         await self.channel_layer.group_add(conversation.group_name, self.channel_name)
-        self._held = []
-        get_relay().tabs.attach(conversation.group_name, self.channel_name, self._deliver)
-        self._attached = True
-        await self.accept()
-        await self._release_held()
+        async with self._holding():
+            get_relay().tabs.attach(conversation.group_name, self.channel_name, self._deliver)
+            self._attached = True
+            await self.accept()
 
     async def disconnect(self, code: int) -> None:
         await self._let_go()
@@ -118,9 +125,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _let_go(self) -> None:
         """Give back everything this socket holds; safe to call more than once."""
-        watcher = getattr(self, "_orphan_watch", None)
-        if watcher is not None:
-            watcher.cancel()
+        for task in (getattr(self, "_orphan_watch", None), self._sync_task):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
         claim, self._socket_claim = getattr(self, "_socket_claim", None), None
         if claim is not None:  # an empty claim (both caps off) still counted in the gauge
             metrics.ACTIVE_SOCKETS.dec()
@@ -137,11 +144,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 logger.warning("could not leave the conversation's group", exc_info=True)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        self._held = []
-        try:
+        async with self._holding():
             await self._receive(text_data, bytes_data)
+
+    @contextlib.asynccontextmanager
+    async def _holding(self) -> AsyncIterator[None]:
+        """While one of this tab's own handlers runs, fragments for it wait, then go out after it, in order."""
+        self._holds += 1
+        if self._held is None:
+            self._held = []
+        try:
+            yield
         finally:
-            await self._release_held()
+            self._holds -= 1
+            if self._holds == 0:
+                await self._release_held()
 
     async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
         with translation.override(self.language):
@@ -197,10 +214,27 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self.send(text_data=rendering.transient_error("relay_error") + rendering.state("ready"))
 
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
-        """Every frame to the browser passes here: none is larger than ``VIZOCHOK_MAX_FRAGMENT_BYTES``."""
+        """Every frame to the browser passes here: none is larger than ``VIZOCHOK_MAX_FRAGMENT_BYTES``, and none is
+        queued behind more than ``VIZOCHOK_SOCKET_SEND_BUFFER`` bytes the tab has not read (it is dropped then)."""
         if text_data is not None:
             text_data = rendering.fit_for_browser(text_data)
+            if self._not_reading():
+                return
         await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
+    def _not_reading(self) -> bool:
+        """Drop a tab that leaves more than the allowed bytes unread (measured before this frame is queued)."""
+        buffer = self.scope.get(sendbuffer.SCOPE_KEY)
+        if buffer is None or getattr(self, "_dropped", False):
+            return getattr(self, "_dropped", False)
+        pending = buffer.pending()
+        if pending is None or pending <= settings.VIZOCHOK_SOCKET_SEND_BUFFER:
+            return False
+        self._dropped = True
+        metrics.REFUSED.labels(code="not_reading").inc()
+        logger.warning("a tab left %d bytes unread; its socket is dropped", pending)
+        buffer.abort()  # the server then sends websocket.disconnect: disconnect() gives the caps back
+        return True
 
     async def _deliver(self, html: str) -> None:
         if self._held is not None:
@@ -209,11 +243,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=html)
 
     async def _release_held(self) -> None:
-        while self._held:
+        while self._held and self._holds == 0:
             held, self._held = self._held, []
-            for batch in rendering.batches_for_browser(held):  # joined, but never past the frame cap
+            for n, batch in enumerate(rendering.batches_for_browser(held)):  # joined, but never past the frame cap
+                if n:
+                    await asyncio.sleep(0)  # let the server write the last batch out before measuring the next
                 await self.send(text_data=batch)
-        self._held = None
+        if self._holds == 0:
+            self._held = None
 
     # --- browser frames --------------------------------------------------------------------------------------
 
@@ -236,10 +273,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.conversation.pk is None:
             await self._adopt_stored()  # another tab of this shopper may have stored it meanwhile
         if kind == "sync":
-            if self.conversation.pk is None:
-                await self.send(text_data=_nothing_stored_yet())
-                return
-            await self._catch_up(_int(data.get("after")) or 0)
+            self._request_sync(_int(data.get("after")) or 0)
             return
         key = _field(data, "key")[:MAX_KEY_CHARS]
         if kind == "message":
@@ -429,6 +463,46 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if found.user_id != user_id or (store_id is not None and found.store_id != store_id):
             return None
         return found
+
+    # --- catch-up requests (``sync``) ---------------------------------------------------------------------------
+
+    def _request_sync(self, after: int) -> None:
+        """Coalesce and pace catch-ups: one runs at a time per socket, syncs that come meanwhile are merged into one
+        more (from the smallest ``after``), and a socket gets at most one per ``VIZOCHOK_SYNC_INTERVAL``.
+
+        A page sends one sync per (re)connect; a client sending hundreds made the server render the conversation
+        for each, slowing every other shopper (issue 15). Runs in the background so this frame returns at once and
+        the next syncs are read, and merged, while a catch-up is under way.
+        """
+        self._sync_after = after if self._sync_after is None else min(self._sync_after, after)
+        if self._sync_task is None or self._sync_task.done():
+            self._sync_task = asyncio.get_running_loop().create_task(self._sync_loop())
+
+    async def _sync_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._sync_after is not None:
+            wait = self._sync_not_before - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            after, self._sync_after = self._sync_after, None
+            self._sync_not_before = loop.time() + settings.VIZOCHOK_SYNC_INTERVAL
+            async with self._holding():
+                with translation.override(self.language):
+                    await self._sync_once(after)
+
+    async def _sync_once(self, after: int) -> None:
+        try:
+            if self.conversation.pk is None:
+                await self._adopt_stored()
+            if self.conversation.pk is None:
+                await self.send(text_data=_nothing_stored_yet())
+            else:
+                await self._catch_up(after)
+        except Exception as exc:  # a catch-up that fails is a refusal like any frame's, never a dead socket
+            code = "service_unavailable" if isinstance(exc, db.UNAVAILABLE) else "relay_error"
+            logger.warning("catch-up failed: %s: %.200s", type(exc).__name__, exc)
+            metrics.REFUSED.labels(code=code).inc()
+            await self.send(text_data=rendering.transient_error(code) + rendering.state("ready"))
 
     async def _adopt_stored(self) -> None:
         """Take up the stored row of this provisional conversation if another tab of the shopper stored it."""

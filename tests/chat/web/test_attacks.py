@@ -11,13 +11,16 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import os
 import re
+import socket
 import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import psutil
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -37,6 +40,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         VIZOCHOK_MAX_SOCKETS_PER_IP=str(ADDRESS_CAP),
         VIZOCHOK_TRUSTED_PROXY_HOPS="1",
         VIZOCHOK_EMBED_SECRET=SECRET,
+        VIZOCHOK_SYNC_INTERVAL="0.1",
     ).start()
     yield running
     running.stop()
@@ -326,3 +330,76 @@ async def test_the_conversation_is_created_when_the_shopper_first_sends(site: Si
     with pytest.raises(InvalidStatus):  # somebody else's conversation: refused, even now that it exists
         await stranger.socket(path=visitor.ws_path, forwarded_for="10.11.0.2")
     assert "milk" not in stranger.load(f"/?c={visitor.public_id}&lang=en").body
+
+
+# --- 3. a tab that never reads ---------------------------------------------------------------------------------
+
+
+def masked_text_frame(text: str) -> bytes:
+    """A client's WebSocket text frame (clients must mask), written by hand: this client never reads."""
+    payload = text.encode()
+    mask = os.urandom(4)
+    size = len(payload)
+    header = bytes([0x81, 0x80 | size]) if size < 126 else bytes([0x81, 0x80 | 126]) + size.to_bytes(2, "big")
+    return header + mask + bytes(byte ^ mask[n % 4] for n, byte in enumerate(payload))
+
+
+def never_reading_socket(site: Site, visitor: Visitor, forwarded_for: str) -> socket.socket:
+    """Opens the chat socket with a tiny receive window, then never reads from it again."""
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.settimeout(TIMEOUT)
+    raw.connect(("127.0.0.1", site.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    cookie = visitor.cookie_header()["Cookie"]
+    raw.sendall(
+        (
+            f"GET {visitor.ws_path} HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Origin: {site.url}\r\nCookie: {cookie}\r\nX-Forwarded-For: {forwarded_for}\r\n\r\n"
+        ).encode()
+    )
+    assert raw.recv(12) == b"HTTP/1.1 101"  # the upgrade's first bytes; nothing is read after this
+    return raw
+
+
+def long_history(site: Site, public_id: str, messages: int, chars: int) -> None:
+    with sqlite3.connect(site.db) as db:
+        (pk, last) = db.execute(
+            "SELECT id, last_seq FROM chat_conversation WHERE public_id = ?", (public_id.replace("-", ""),)
+        ).fetchone()
+        db.executemany(
+            "INSERT INTO chat_message (conversation_id, seq, role, kind, text, payload, complete, client_key, "
+            "created_at) VALUES (?, ?, 'user', 'text', ?, '{}', 1, '', '2026-01-01 00:00:00')",
+            [(pk, last + n, f"{n} " + "x" * chars) for n in range(1, messages + 1)],
+        )
+        db.execute("UPDATE chat_conversation SET last_seq = ? WHERE id = ?", (last + messages, pk))
+
+
+async def test_a_tab_that_never_reads_is_dropped_instead_of_growing_the_server(site: Site) -> None:
+    visitor = Visitor.arrive(site)
+    await say(visitor, "milk")  # the conversation is stored; then it gets a long history
+    long_history(site, visitor.public_id, messages=200, chars=2000)  # a catch-up of about 450 KB
+    server = psutil.Process(site.process.pid)  # type: ignore[union-attr]
+    before = server.memory_info().rss
+    raw = await asyncio.to_thread(never_reading_socket, site, visitor, "10.3.3.3")
+    try:
+        await sockets_settle(site, 1)
+        sync = masked_text_frame('{"kind":"sync","after":0}')
+        dropped = False
+        for _ in range(100):  # a catch-up asked for every 0.1 s; none of it is read
+            try:
+                raw.sendall(sync)
+            except OSError:  # the server dropped the connection (a reset)
+                dropped = True
+                break
+            if await asyncio.to_thread(site.metric, "vizochok_active_sockets") == 0:
+                dropped = True
+                break
+            await asyncio.sleep(0.1)
+        grown = (server.memory_info().rss - before) / 2**20
+        assert dropped, f"the server kept a socket that reads nothing (grew {grown:.0f} MiB)"
+        assert grown < 48, f"the server grew {grown:.0f} MiB before dropping it"
+        assert "left" in site.log() and "unread" in site.log()
+    finally:
+        raw.close()
