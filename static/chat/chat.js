@@ -530,6 +530,20 @@
     if (img.complete) img.decode().catch(function () { img.remove(); });
   });
 
+  // "Show more" cards replace the button that asked for them: keep keyboard focus in the list, on the first new card.
+  var lastCardBeforeMore = null;
+  document.body.addEventListener("htmx:beforeSwap", function (evt) {
+    var more = evt.detail.target && evt.detail.target.closest && evt.detail.target.closest(".cards__more");
+    lastCardBeforeMore = more ? more.previousElementSibling : null;
+  });
+  document.body.addEventListener("htmx:afterSettle", function () {
+    if (!lastCardBeforeMore) return;
+    var first = lastCardBeforeMore.nextElementSibling;
+    lastCardBeforeMore = null;
+    var add = first && first.querySelector("button[data-action=add], .cards__more-btn");
+    if (add) add.focus({ preventScroll: false });
+  });
+
   // A streamed chunk whose bubble this tab lacks (it joined mid-reply): start the bubble with it.
   document.body.addEventListener("htmx:oobErrorNoTarget", function (evt) {
     var content = evt.detail.content;

@@ -251,7 +251,10 @@ def test_show_more_brings_the_next_cards_and_they_work(browser: Any, paged_serve
         more.click()
         page.wait_for_function("() => document.querySelectorAll('.cards:last-of-type .product-card').length > 2")
         fetched = cards.locator(".product-card").nth(2)
-        fetched.locator("button[data-action=add]").click()  # a fetched card sends over the socket like the others
+        add = fetched.locator("button[data-action=add]")
+        page.wait_for_function("() => document.activeElement && document.activeElement.closest('.product-card')")
+        assert add.evaluate("button => button === document.activeElement")  # keyboard focus stays in the list
+        add.click()  # a fetched card sends over the socket like the others
         page.wait_for_selector("#cart-badge[data-count='1']")
         wait_ready(page)
         assert page.locator("#chat-log .chat-error").count() == 0
