@@ -403,3 +403,22 @@ async def test_a_tab_that_never_reads_is_dropped_instead_of_growing_the_server(s
         assert "left" in site.log() and "unread" in site.log()
     finally:
         raw.close()
+
+
+def test_a_conversation_not_stored_yet_keeps_its_id_across_tabs_and_links(site: Site) -> None:
+    visitor = Visitor.arrive(site)
+    first = visitor.public_id
+    assert Visitor(site, cookies=dict(visitor.cookies)).load("/?lang=en").status == 200
+    another_tab = Visitor(site, cookies=dict(visitor.cookies))
+    another_tab.load("/?lang=en")
+    assert another_tab.public_id == first  # every tab of this shopper shows the same, not yet stored, conversation
+    page = visitor.load("/?lang=en")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.body).group(1)  # type: ignore[union-attr]
+    fresh = visitor.post("/conversations/new/", {"csrfmiddlewaretoken": token})
+    assert fresh.status == 302 and "new=1" in fresh.header("Location")
+    visitor.load(fresh.header("Location"))
+    new_id = visitor.public_id
+    assert new_id != first
+    link = re.search(r'href="(\?c=[^"]+&amp;lang=uk)"', visitor.load(fresh.header("Location")).body).group(1)  # type: ignore[union-attr]
+    visitor.load("/" + link.replace("&amp;", "&"))
+    assert visitor.public_id == new_id  # switching the language keeps the new conversation
