@@ -252,7 +252,8 @@ class BrowserClient:
             page = response.read().decode()
             cookies = response.headers.get_all("Set-Cookie") or []
         # The cookie is Secure when DEBUG is off; a jar would not send it over plain http, a browser on https would.
-        self.cookie = "; ".join(c.split(";", 1)[0] for c in cookies if c.startswith("sessionid="))
+        wanted = ("sessionid=", "vizochok_visitor=")  # the anonymous shopper is the signed visitor cookie
+        self.cookie = "; ".join(c.split(";", 1)[0] for c in cookies if c.startswith(wanted))
         match = _WS_CONNECT.search(page)
         if not self.cookie or match is None:
             raise RuntimeError("the chat page gave no session cookie or socket URL")

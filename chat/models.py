@@ -206,3 +206,18 @@ class Turn(models.Model):
 
     def __str__(self) -> str:
         return f"{self.conversation_id}#{self.seq} {self.outcome}"
+
+
+class SpentEntryToken(models.Model):
+    """The ``jti`` of every entry token that bound a session, kept until the token expires: each opens one session.
+
+    A table rather than the cache: its unique constraint refuses a replay atomically across every process (the
+    local-memory cache is one process's, Redis is optional and evicts under memory pressure), and it survives a
+    restart. Rows past ``expires_at`` are deleted as new tokens come in (chat.web.embed).
+    """
+
+    jti = models.CharField(max_length=128, unique=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.jti

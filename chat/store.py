@@ -8,11 +8,12 @@ number of writes per turn does not grow with the length of the reply.
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
@@ -44,6 +45,50 @@ def conversation_for(session_key: str, user_id: str, store_id: str, public_id: s
     return Conversation.objects.create(session_key=session_key, user_id=user_id, store_id=store_id)
 
 
+def find_conversation(
+    user_id: str, store_id: str, public_id: str | None = None, *, latest: bool = True
+) -> Conversation | None:
+    """What a page shows, read only: the one asked for if it is the visitor's own, else their latest, else None."""
+    mine = Conversation.objects.filter(user_id=user_id, store_id=store_id)
+    if public_id:
+        found = mine.filter(public_id=public_id).first()
+        if found is not None:
+            return found
+    if not latest:
+        return None
+    return mine.exclude(status=Conversation.Status.CLOSED).order_by("-updated_at").first()
+
+
+def provisional_conversation(user_id: str, store_id: str, public_id: str | None = None) -> Conversation:
+    """A conversation not stored yet: the socket stores it when the shopper first sends (a fresh id by default)."""
+    conversation = Conversation(user_id=user_id, store_id=store_id)
+    if public_id:
+        conversation.public_id = uuid.UUID(public_id)
+    return conversation
+
+
+def conversation_by_public_id(public_id: str) -> Conversation | None:
+    return Conversation.objects.filter(public_id=public_id).first()
+
+
+def store_provisional(conversation: Conversation) -> Conversation | None:
+    """Store a provisional conversation at its first send; the stored one, or None if its id is somebody else's.
+
+    Two tabs of the same page may both send first: the second finds the first one's row and uses it.
+    """
+    try:
+        with transaction.atomic():
+            conversation.save(force_insert=True)
+        return conversation
+    except IntegrityError:
+        existing = conversation_by_public_id(str(conversation.public_id))
+        mine = existing is not None and (existing.user_id, existing.store_id) == (
+            conversation.user_id,
+            conversation.store_id,
+        )
+        return existing if mine else None
+
+
 def new_conversation(session_key: str, user_id: str, store_id: str) -> Conversation:
     return Conversation.objects.create(session_key=session_key, user_id=user_id, store_id=store_id)
 
@@ -54,14 +99,6 @@ def recent_conversations(user_id: str, store_id: str, limit: int = 10) -> list[C
             :limit
         ]
     )
-
-
-def owned_conversation(public_id: str, user_id: str) -> Conversation | None:
-    """A conversation by its public id, only for its owner: a guessed id gives nothing."""
-    try:
-        return Conversation.objects.filter(public_id=public_id, user_id=user_id).first()
-    except (ValueError, TypeError):
-        return None
 
 
 def _append(conversation_id: int, **fields: Any) -> Message:
@@ -193,6 +230,10 @@ def shown_product(conversation_id: int, sku: str) -> dict[str, Any] | None:
             if isinstance(item, dict) and item.get("sku") == sku:
                 return item
     return None
+
+
+def card_message(conversation_id: int, seq: int) -> Message | None:
+    return Message.objects.filter(conversation_id=conversation_id, seq=seq, kind=Kind.PRODUCT_CARDS).first()
 
 
 def checklist(conversation_id: int, seq: int) -> Message | None:

@@ -20,6 +20,7 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from chat.ops import sendbuffer  # noqa: E402
 from chat.ops.lifecycle import install_daphne_shutdown, lifespan  # noqa: E402
 from chat.web.embed import websocket_origin_validator  # noqa: E402
 from chat.web.routing import websocket_urlpatterns  # noqa: E402
@@ -31,6 +32,10 @@ application = ProtocolTypeRouter(
         "http": django_asgi_app,
         "lifespan": lifespan,
         # Origins: this site itself, whole (scheme, host, port), plus the exact VIZOCHOK_WS_ALLOWED_ORIGINS.
-        "websocket": websocket_origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # Outermost, where the server's own send is seen: how much each socket has not taken yet (a tab that stops
+        # reading is closed, chat/ops/sendbuffer.py).
+        "websocket": sendbuffer.attach(
+            websocket_origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+        ),
     }
 )

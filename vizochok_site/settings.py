@@ -196,6 +196,8 @@ def env_words(name: str, default: list[str]) -> list[str]:
 
 # HMAC secret shared with the hosts' backends that sign entry tokens (/?token=…); empty = token entry disabled.
 VIZOCHOK_EMBED_SECRET = os.environ.get("VIZOCHOK_EMBED_SECRET", "")
+# Seconds an entry token may be valid for (its exp at most this far ahead); each token opens one session only.
+VIZOCHOK_TOKEN_MAX_LIFETIME = env_int("VIZOCHOK_TOKEN_MAX_LIFETIME", 600)
 # CSP frame-ancestors of the chat page: who may frame it, e.g. "'self' https://shop.example".
 VIZOCHOK_FRAME_ANCESTORS = env_words("VIZOCHOK_FRAME_ANCESTORS", ["'self'"])
 # Parent frames that receive the chat's events by postMessage and may send it commands (this site always may).
@@ -270,11 +272,22 @@ VIZOCHOK_TURN_TIMEOUT = float(os.environ.get("VIZOCHOK_TURN_TIMEOUT", "120"))
 # next turn; and the quiet a socket must have had before a turn (frames in it belong to no turn: set apart).
 VIZOCHOK_ERROR_GRACE = float(os.environ.get("VIZOCHOK_ERROR_GRACE", "1.0"))
 VIZOCHOK_SETTLE_GRACE = float(os.environ.get("VIZOCHOK_SETTLE_GRACE", "0.03"))
+# Seconds for the whole upstream handshake once connected (auth_ok and the start frame): an upstream that accepts
+# the socket and stays silent is given up after this long, with a clear message, and not retried.
+VIZOCHOK_AUTH_TIMEOUT = float(os.environ.get("VIZOCHOK_AUTH_TIMEOUT", "10"))
+# Seconds /readyz reuses its last upstream auth round trip (each one takes one of the key's three sockets briefly).
+VIZOCHOK_READY_UPSTREAM_CACHE = float(os.environ.get("VIZOCHOK_READY_UPSTREAM_CACHE", "10"))
 # Retries (on the documented backoff schedule) when opening an upstream socket for a waiting shopper: the SDK's 30
 # would keep a shopper staring at "reconnecting" for minutes, so a turn gives up sooner and says so.
 VIZOCHOK_OPEN_RETRIES = env_int("VIZOCHOK_OPEN_RETRIES", 5)
 # Pace of the embedded sandbox, in tokens per second (0: as fast as the loop allows).
 VIZOCHOK_SANDBOX_PACE = float(os.environ.get("VIZOCHOK_SANDBOX_PACE", "40"))
+# Product cards shown per message; "Show more" fetches the next ones of the stored message (a 64 KB upstream frame
+# can carry 1,400 cards: megabytes of HTML in one browser frame).
+VIZOCHOK_CARDS_PER_MESSAGE = env_int("VIZOCHOK_CARDS_PER_MESSAGE", 12)
+# No fragment sent to a browser is larger than this (bytes; Daphne/autobahn and browsers refuse frames over 1 MiB):
+# a larger one is replaced by a short notice to reload (chat.presentation.rendering.fit_for_browser).
+VIZOCHOK_MAX_FRAGMENT_BYTES = env_int("VIZOCHOK_MAX_FRAGMENT_BYTES", 512 * 1024)
 # Browser frames are coalesced: at most one streaming fragment per conversation per this many seconds.
 VIZOCHOK_COALESCE_SECONDS = float(os.environ.get("VIZOCHOK_COALESCE_SECONDS", "0.03"))
 # --- production: liveness, limits, observability (chat/turns/liveness.py, chat/ops/ratelimit.py, metrics.py) ---
@@ -288,6 +301,11 @@ VIZOCHOK_TURN_BURST = float(os.environ.get("VIZOCHOK_TURN_BURST", "10"))
 # Open browser sockets per shopper session and per client address (0 = no cap).
 VIZOCHOK_MAX_SOCKETS_PER_SESSION = env_int("VIZOCHOK_MAX_SOCKETS_PER_SESSION", 12)
 VIZOCHOK_MAX_SOCKETS_PER_IP = env_int("VIZOCHOK_MAX_SOCKETS_PER_IP", 200)
+# Bytes a browser socket may leave unread in this process before it is dropped (a tab that stops reading must not
+# grow the server; the kernel's own socket buffer comes on top). Measured under Daphne (chat/ops/sendbuffer.py).
+VIZOCHOK_SOCKET_SEND_BUFFER = env_int("VIZOCHOK_SOCKET_SEND_BUFFER", 1024 * 1024)
+# Per socket: one catch-up (`sync`) at a time, at most one per this many seconds; syncs meanwhile are merged.
+VIZOCHOK_SYNC_INTERVAL = float(os.environ.get("VIZOCHOK_SYNC_INTERVAL", "2"))
 # Reverse proxies in front of the app that append the address they saw to X-Forwarded-For (0 = none: the socket's
 # peer is the client). With N, the N-th entry from the right is the client: whatever the client wrote itself sits
 # further left and is never trusted (daphne --proxy-headers alone would take the leftmost, the client's own words).

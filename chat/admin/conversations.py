@@ -338,7 +338,8 @@ class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         term = search_term.strip()[:MAX_SEARCH_TERM]
         if not term:
             return queryset, False
-        ids = Q(upstream_id=term) | Q(user_id=term)
+        # A host's shopper is stored as "ext-<the host's id>"; the admin searches by the id the host knows.
+        ids = Q(upstream_id=term) | Q(user_id=term) | Q(user_id=f"ext-{term}")
         public_id = _as_uuid(term)
         if public_id is not None:
             ids |= Q(public_id=public_id)

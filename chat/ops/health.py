@@ -1,23 +1,29 @@
 """Liveness and readiness for load balancers and orchestrators.
 
 ``/healthz`` answers as long as the process serves HTTP (restart it if not). ``/readyz`` also checks what a turn
-needs: the database, Redis (when configured) and a TCP connection to the upstream. Readiness does not open a
-VIZOCHOK WebSocket: the API key allows three sockets in all, and a probe every few seconds must not take one.
+needs: the database, Redis (when configured) and the upstream, with a real ``auth`` round trip: a TCP connection
+alone says nothing about an upstream that accepts sockets and never authenticates (a turn would then wait for its
+auth timeout every time). The API key allows three sockets in all, so the round trip is brief (closed at
+``auth_ok``, before any conversation is read) and its outcome is cached for ``VIZOCHOK_READY_UPSTREAM_CACHE``
+seconds per process: probes every second cost one upstream socket per process every few seconds. An upstream that
+refuses the probe with 4029 (all sockets in use) answered, so it counts as ready.
 The answers name the checks and their outcome only, never a URL, host or key.
 """
 
 from __future__ import annotations
 
-import socket
+import asyncio
 import time
-from collections.abc import Callable
-from urllib.parse import urlsplit
+from collections.abc import Awaitable, Callable
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+from chat.vizochok.client import UpstreamConfig, probe
 
 PROBE_TIMEOUT = 2.0
 
@@ -42,17 +48,68 @@ def check_redis() -> str:
     return "ok"
 
 
-def check_upstream() -> str:
+#: The probe's ``auth.user_id``: its own, so no shopper's per-user limits are touched by readiness checks.
+PROBE_USER = "relay-readiness-probe"
+
+
+class UpstreamProbe:
+    """The last auth round trip's outcome, per upstream (URL, key, store), shared by concurrent requests."""
+
+    def __init__(self) -> None:
+        self._outcomes: dict[tuple[str, str, str], tuple[float, str | BaseException]] = {}
+        self._running: dict[tuple[str, str, str], asyncio.Task[str | BaseException]] = {}
+
+    async def check(self) -> str:
+        key = (settings.VIZOCHOK_WS_URL, settings.VIZOCHOK_API_KEY, settings.VIZOCHOK_STORE_ID)
+        cached = self._outcomes.get(key)
+        if cached is not None and time.monotonic() - cached[0] < settings.VIZOCHOK_READY_UPSTREAM_CACHE:
+            return _outcome(cached[1])
+        loop = asyncio.get_running_loop()
+        task = self._running.get(key)
+        if task is None or task.done() or task.get_loop() is not loop:
+            task = self._running[key] = loop.create_task(self._round_trip(key))
+        return _outcome(await asyncio.shield(task))
+
+    async def _round_trip(self, key: tuple[str, str, str]) -> str | BaseException:
+        url, token, store_id = key
+        config = UpstreamConfig(
+            url=url,
+            token=token,
+            store_id=store_id,
+            user_id=PROBE_USER,
+            open_timeout=PROBE_TIMEOUT,
+            auth_timeout=PROBE_TIMEOUT,
+            close_timeout=1.0,
+        )
+        outcome: str | BaseException
+        try:
+            outcome = await probe(config)
+        except Exception as exc:  # kept (cached) and raised to every request that asks within the cache time
+            outcome = exc
+        self._outcomes[key] = (time.monotonic(), outcome)
+        return outcome
+
+
+def _outcome(outcome: str | BaseException) -> str:
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+_upstream_probe = UpstreamProbe()
+
+
+async def check_upstream() -> str:
     if not settings.VIZOCHOK_WS_URL:
         return "embedded sandbox"
-    parts = urlsplit(settings.VIZOCHOK_WS_URL)
-    port = parts.port or (443 if parts.scheme == "wss" else 80)
-    with socket.create_connection((parts.hostname or "", port), timeout=PROBE_TIMEOUT):
-        pass
-    return "ok"
+    return await _upstream_probe.check()
 
 
-CHECKS: dict[str, Callable[[], str]] = {"database": check_database, "redis": check_redis, "upstream": check_upstream}
+CHECKS: dict[str, Callable[[], Awaitable[str]]] = {
+    "database": sync_to_async(check_database),
+    "redis": sync_to_async(check_redis, thread_sensitive=False),
+    "upstream": check_upstream,
+}
 
 
 @never_cache
@@ -63,13 +120,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @never_cache
 @require_GET
-def readyz(request: HttpRequest) -> JsonResponse:
+async def readyz(request: HttpRequest) -> JsonResponse:
     results: dict[str, dict[str, object]] = {}
     ready = True
     for name, check in CHECKS.items():
         started = time.monotonic()
         try:
-            outcome = check()
+            outcome = await check()
         except Exception as exc:  # any failure means not ready; the class name is enough to act on
             outcome, ready = f"failed: {type(exc).__name__}", False
         results[name] = {"status": outcome, "ms": round((time.monotonic() - started) * 1000, 1)}

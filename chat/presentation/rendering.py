@@ -10,17 +10,22 @@ element per id, so a catch-up after a reconnect that overlaps a live fragment ne
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import translation
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from chat.models import Message
+
+logger = logging.getLogger("chat.presentation.rendering")
 
 #: The template of each stored message kind (user messages and assistant text differ by role).
 _ITEM_TEMPLATES = {
@@ -138,3 +143,57 @@ def session_restored(items: list[dict[str, Any]], total: Decimal, count: Decimal
 def transient_error(code: str, **details: Any) -> str:
     """An error shown to the tab that caused it but not stored (a refused send: nothing reached upstream)."""
     return fragment("error", code=code, details=details, transient=True)
+
+
+@dataclass(frozen=True, slots=True)
+class CardPage:
+    """One page of a stored card list: the cards to render, and where the next page starts."""
+
+    items: list[Any]
+    seq: int
+    next: int
+    remaining: int
+
+
+def card_page(data: dict[str, Any], seq: int, offset: int = 0) -> CardPage:
+    """``VIZOCHOK_CARDS_PER_MESSAGE`` cards from ``offset``: a message, however many cards it carries, renders small.
+
+    One upstream frame (64 KB) can carry 1,400 minimal cards, megabytes of HTML; the rest is fetched a page at a
+    time by the shopper ("Show more", ``chat.web.views.more_cards``) from the stored message.
+    """
+    items = data.get("items")
+    items = items if isinstance(items, list) else []
+    size = max(1, int(settings.VIZOCHOK_CARDS_PER_MESSAGE))
+    page = items[offset : offset + size]
+    following = offset + len(page)
+    return CardPage(page, seq, following, max(0, len(items) - following))
+
+
+def fit_for_browser(html: str) -> str:
+    """The one check every fragment passes on its way to a browser: at most ``VIZOCHOK_MAX_FRAGMENT_BYTES``.
+
+    Daphne (autobahn) and browsers refuse frames over 1 MiB, and the tab would never learn what it missed; what
+    renders larger than the cap (nothing the relay renders should, with cards paged) is replaced by a short notice
+    asking for a reload, whose page is rendered from the database. Called by the consumer's ``send``.
+    """
+    limit = int(settings.VIZOCHOK_MAX_FRAGMENT_BYTES)
+    if len(html) * 4 <= limit or len(html.encode("utf-8")) <= limit:  # UTF-8 is at most 4 bytes a character
+        return html
+    logger.warning("a fragment of %d bytes was not sent to a browser (limit %d)", len(html.encode("utf-8")), limit)
+    return transient_error("too_large_to_show")
+
+
+def batches_for_browser(fragments: list[str]) -> list[str]:
+    """Consecutive fragments joined into as few frames as fit under the cap (a single oversize one stays alone)."""
+    limit = int(settings.VIZOCHOK_MAX_FRAGMENT_BYTES)
+    batches: list[str] = []
+    size = 0
+    for html in fragments:
+        length = len(html.encode("utf-8"))
+        if batches and size + length <= limit:
+            batches[-1] += html
+            size += length
+        else:
+            batches.append(html)
+            size = length
+    return batches

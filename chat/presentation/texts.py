@@ -55,6 +55,7 @@ ERROR_TEXTS: dict[str, Promise] = {
     "nothing_selected": _("Please select at least one ingredient."),
     "service_unavailable": _("The chat is briefly unavailable. Please send your message again in a moment."),
     "rate_limited": _("You are sending messages too quickly. Please wait a few seconds."),
+    "too_large_to_show": _("Part of the conversation is too large to show here. Please reload the page."),
 }
 
 CART_ACTION_TEXTS: dict[str, Promise] = {

@@ -96,3 +96,11 @@ def cart_json(items: Any, total: Any) -> str:
 @register.filter
 def product_name(product: Any) -> str:
     return formatting.display_name(product)
+
+
+@register.simple_tag
+def card_page(data: Any, message: Any) -> Any:
+    """The first page of a card message's cards (chat.presentation.rendering.card_page)."""
+    from chat.presentation.rendering import card_page as page
+
+    return page(data if isinstance(data, dict) else {}, getattr(message, "seq", 0))

@@ -67,6 +67,7 @@ class TurnInterrupted(Exception):
 class ConversationRef:
     pk: int
     group: str
+    #: The shopper as the upstream knows them (``auth.user_id``).
     user_id: str
     upstream_id: str
     #: The conversation's store (a token-bound session's own); "" = the deployment's VIZOCHOK_STORE_ID.

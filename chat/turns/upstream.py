@@ -43,7 +43,8 @@ class EmbeddedSandbox:
 
 
 async def upstream_config(user_id: str, sandbox: EmbeddedSandbox, store_id: str = "") -> UpstreamConfig:
-    """The config for one upstream session of ``user_id`` in ``store_id``; the key stays here, on the server.
+    """The config for one upstream session of ``user_id`` (as the upstream knows the shopper: the entry points map
+    our namespaced ids, ``chat.web.identity.upstream_user_id``) in ``store_id``; the key stays here, on the server.
 
     ``store_id`` is the conversation's: a session bound by a host's entry token talks to the host's store.
     """
@@ -56,4 +57,5 @@ async def upstream_config(user_id: str, sandbox: EmbeddedSandbox, store_id: str 
         turn_timeout=settings.VIZOCHOK_TURN_TIMEOUT,
         error_grace=settings.VIZOCHOK_ERROR_GRACE,
         settle_grace=settings.VIZOCHOK_SETTLE_GRACE,
+        auth_timeout=settings.VIZOCHOK_AUTH_TIMEOUT,
     )

@@ -33,6 +33,8 @@ from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketExcepti
 from .backoff import Backoff
 from .errors import (
     ABNORMAL_CLOSE_CODE,
+    ConnectionLimited,
+    HandshakeTimeout,
     InvalidUpstreamURL,
     TurnTimeout,
     UpstreamClosed,
@@ -94,7 +96,8 @@ class UpstreamConfig:
     token: str
     store_id: str | None = None
     user_id: str | None = None
-    #: Deadline for ``auth_ok``, and again for the start frame after it (the server's own is 10 s).
+    #: Deadline for the whole handshake once connected: ``auth`` sent, ``auth_ok`` and the start frame received
+    #: (the server's own is 10 s). A silent upstream is given up after this long, not retried.
     auth_timeout: float = 10.0
     #: Deadline for a whole turn, send to ``response_complete``; the agent itself gives up after 120 s.
     turn_timeout: float | None = 120.0
@@ -562,14 +565,17 @@ async def _connect(config: UpstreamConfig) -> ClientConnection:
         )
     except InvalidURI as exc:
         raise InvalidUpstreamURL(str(exc)) from exc
-    except (OSError, TimeoutError, WebSocketException) as exc:
+    except TimeoutError as exc:
+        # TCP connected (or the SYN went unanswered) but no upgrade within open_timeout: not worth another wait.
+        raise HandshakeTimeout(f"cannot open {config.url}: no answer within {config.open_timeout:g} s") from exc
+    except (OSError, WebSocketException) as exc:
         raise UpstreamUnavailable(f"cannot open {config.url}: {exc or type(exc).__name__}") from exc
 
 
 async def _handshake(
     ws: ClientConnection, config: UpstreamConfig, conversation_id: str | None
 ) -> tuple[StartFrame, int]:
-    """Send ``auth``; wait for ``auth_ok``, then for the start frame, each within ``auth_timeout``.
+    """Send ``auth``; wait for ``auth_ok``, then for the start frame, all within one ``auth_timeout``.
 
     Returns the start frame and how many bad frames were skipped. Pings are answered, unexpected frames logged
     and skipped; an ``error`` frame or a close ends the attempt with the matching exception.
@@ -597,17 +603,50 @@ async def _handshake(
             if isinstance(frame, ErrorMessage):
                 raise refused_error(frame)
             if isinstance(frame, AuthOk) and not authed:
-                authed = True
-                deadline = loop.time() + config.auth_timeout
+                authed = True  # the deadline stays: an auth_ok does not buy a silent upstream another timeout
             elif isinstance(frame, Ping):
                 await ws.send(_PONG)
             elif not isinstance(frame, Pong):
                 logger.warning("ignoring a %s frame before the conversation started", frame.type)
     except TimeoutError:
         waited = "conversation start" if authed else "auth_ok"
-        raise UpstreamUnavailable(f"no {waited} within {config.auth_timeout:g} s") from None
+        raise HandshakeTimeout(f"no {waited} within {config.auth_timeout:g} s") from None
     except ConnectionClosed as exc:
         raise _closed_from(exc) from None
+
+
+async def probe(config: UpstreamConfig) -> str:
+    """Authenticate and close at once: ``"ok"`` once ``auth_ok`` came, within ``auth_timeout`` (readiness).
+
+    No retries. The socket is closed as soon as ``auth_ok`` arrives, before any conversation is read. A close with
+    4029 means the key already holds its sockets: the upstream answered, so it counts as reachable
+    (``"ok (connection limit)"``). Raises :class:`HandshakeTimeout` for an upstream that accepts the connection but
+    never authenticates, and the usual errors for a refused key or an unreachable host.
+    """
+    ws = await _connect(config)
+    try:
+        async with asyncio.timeout(config.auth_timeout):
+            await ws.send(to_json(config.auth()))
+            while True:
+                try:
+                    frame = _parse(await ws.recv())
+                except MalformedFrame:
+                    continue
+                if isinstance(frame, (AuthOk, ConversationStarted, SessionRestored)):
+                    return "ok"
+                if isinstance(frame, ErrorMessage):
+                    raise refused_error(frame)
+                if isinstance(frame, Ping):
+                    await ws.send(_PONG)
+    except TimeoutError:
+        raise HandshakeTimeout(f"no auth_ok within {config.auth_timeout:g} s") from None
+    except ConnectionClosed as exc:
+        closed = _closed_from(exc)
+        if isinstance(closed, ConnectionLimited):
+            return "ok (connection limit)"
+        raise closed from None
+    finally:
+        await _discard(ws, Exception())
 
 
 async def _discard(ws: ClientConnection, exc: BaseException) -> None:
@@ -629,4 +668,5 @@ __all__ = [
     "UpstreamConfig",
     "UpstreamSession",
     "open_session",
+    "probe",
 ]

@@ -28,6 +28,14 @@ class UpstreamUnavailable(UpstreamError):
     """The upstream could not be reached: refused connection, failed HTTP upgrade, or a handshake timeout."""
 
 
+class HandshakeTimeout(UpstreamUnavailable):
+    """The upstream accepted the connection but did not complete the upgrade or authenticate in time.
+
+    Not retried: an upstream that takes connections and then stays silent would otherwise hold the shopper (and an
+    upstream slot) for every attempt's full timeout plus the backoff between them (83 s was seen).
+    """
+
+
 class UpstreamClosed(UpstreamError):
     """The upstream closed (or dropped) a connection we did not ask to close."""
 
@@ -96,10 +104,11 @@ def refused_error(frame: ErrorMessage) -> StartRefused:
 def should_retry(exc: BaseException) -> bool:
     """Whether opening a session again (after a backoff delay) can succeed where ``exc`` failed.
 
-    Auth closes and daily limits are final; transient network trouble, ordinary closes, the per-key connection
-    limit and retryable ``error`` codes (rate limit, busy agent, internal error) are not.
+    Auth closes, daily limits and an upstream that stays silent after accepting the connection are final;
+    refused connections, ordinary closes, the per-key connection limit and retryable ``error`` codes (rate limit,
+    busy agent, internal error) are not.
     """
-    if isinstance(exc, (AuthRejected, ConversationLimit, InvalidUpstreamURL, TurnTimeout)):
+    if isinstance(exc, (AuthRejected, ConversationLimit, InvalidUpstreamURL, TurnTimeout, HandshakeTimeout)):
         return False
     if isinstance(exc, StartRefused):
         return exc.code in ErrorMessage.RETRYABLE
@@ -113,6 +122,7 @@ __all__ = [
     "AuthRejected",
     "ConnectionLimited",
     "ConversationLimit",
+    "HandshakeTimeout",
     "InvalidUpstreamURL",
     "StartRefused",
     "TurnTimeout",

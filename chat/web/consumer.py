@@ -8,9 +8,11 @@ relay (``chat.turns``), not here, so closing the tab does not cut the reply off.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
@@ -26,7 +28,7 @@ from django.utils.translation import gettext as _
 from chat import db, store
 from chat.feed.feed import Piece, languages, render_all
 from chat.models import Conversation, Message
-from chat.ops import logs, metrics, ratelimit
+from chat.ops import logs, metrics, ratelimit, sendbuffer
 from chat.ops.process import PROCESS_ID
 from chat.presentation import formatting, rendering
 from chat.turns import engine, liveness
@@ -50,12 +52,29 @@ MAX_KEY_CHARS = 64
 CATCH_UP_PAGE = 50
 
 
+#: What an action refers to cannot exist before the conversation is stored; the refusal each would get anyway.
+_NOTHING_TO_ACT_ON = {
+    actions.ADD_TO_CART: "unknown_product",
+    actions.UPDATE_QUANTITY: "not_in_cart",
+    actions.REMOVE_FROM_CART: "not_in_cart",
+    actions.QUICK_REPLY: "choice_expired",
+    actions.CHECKLIST_SUBMIT: "choice_expired",
+}
+
+
 class ChatConsumer(AsyncWebsocketConsumer):
     conversation: Conversation
     language: str
     #: Fragments handed to this tab while one of its own handlers runs: sent after it, as the channel layer's queue
     #: would, so a catch-up or a refusal is never overtaken by what the runner publishes meanwhile.
     _held: list[str] | None = None
+    #: How many of this tab's own handlers run now (a frame's and a background catch-up may overlap).
+    _holds = 0
+    #: The background catch-up of this socket, the smallest ``after`` asked for meanwhile, and when the next may run.
+    _sync_task: asyncio.Task[None] | None = None
+    _sync_after: int | None = None
+    _sync_live: tuple[str, int] = ("", 0)
+    _sync_not_before = 0.0
 
     async def connect(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
@@ -65,15 +84,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if public_id is None:
             await self.close(code=4404)  # a malformed id: refused before any query (the handshake gets a 403)
             return
-        conversation = await self._owned(public_id, user_id) if user_id else None
-        bound_store = identity.bound_store_from_scope(self.scope)
-        if conversation is not None and bound_store is not None and conversation.store_id != bound_store:
-            conversation = None  # a token-bound session sees only its own store's conversations
+        conversation = await self._conversation(public_id, user_id) if user_id else None
         if conversation is None:
-            # No session cookie, or somebody else's conversation: a guessed id gives nothing.
+            # No shopper cookie, or somebody else's conversation: a guessed id gives nothing.
             await self.close(code=4403)
             return
-        logs.bind_conversation(conversation.pk)
+        if conversation.pk is not None:
+            logs.bind_conversation(conversation.pk)
         self._socket_claim = await ratelimit.SocketCaps().claim(user_id, ratelimit.client_address(self.scope))
         if self._socket_claim is None:
             # Too many sockets for this shopper or address: say so in the tab, then close for good (no retry).
@@ -86,11 +103,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.user_key = user_id
         self.conversation = conversation
         await self.channel_layer.group_add(conversation.group_name, self.channel_name)
-        self._held = []
-        get_relay().tabs.attach(conversation.group_name, self.channel_name, self._deliver, self.language)
-        self._attached = True
-        await self.accept()
-        await self._release_held()
+        async with self._holding():
+            get_relay().tabs.attach(conversation.group_name, self.channel_name, self._deliver, self.language)
+            self._attached = True
+            await self.accept()
 
     async def disconnect(self, code: int) -> None:
         await self._let_go()
@@ -106,9 +122,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _let_go(self) -> None:
         """Give back everything this socket holds; safe to call more than once."""
-        watcher = getattr(self, "_orphan_watch", None)
-        if watcher is not None:
-            watcher.cancel()
+        for task in (getattr(self, "_orphan_watch", None), self._sync_task):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
         claim, self._socket_claim = getattr(self, "_socket_claim", None), None
         if claim is not None:  # an empty claim (both caps off) still counted in the gauge
             metrics.ACTIVE_SOCKETS.dec()
@@ -125,11 +141,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 logger.warning("could not leave the conversation's group", exc_info=True)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        self._held = []
-        try:
+        async with self._holding():
             await self._receive(text_data, bytes_data)
+
+    @contextlib.asynccontextmanager
+    async def _holding(self) -> AsyncIterator[None]:
+        """While one of this tab's own handlers runs, fragments for it wait, then go out after it, in order."""
+        self._holds += 1
+        if self._held is None:
+            self._held = []
+        try:
+            yield
         finally:
-            await self._release_held()
+            self._holds -= 1
+            if self._holds == 0:
+                await self._release_held()
 
     async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
         with translation.override(self.language):
@@ -188,6 +214,29 @@ class ChatConsumer(AsyncWebsocketConsumer):
             with translation.override(getattr(self, "language", None) or settings.LANGUAGE_CODE):
                 await self.send(text_data=rendering.transient_error("relay_error") + rendering.state("ready"))
 
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        """Every frame to the browser passes here: none is larger than ``VIZOCHOK_MAX_FRAGMENT_BYTES``, and none is
+        queued behind more than ``VIZOCHOK_SOCKET_SEND_BUFFER`` bytes the tab has not read (it is dropped then)."""
+        if text_data is not None:
+            text_data = rendering.fit_for_browser(text_data)
+            if self._not_reading():
+                return
+        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
+    def _not_reading(self) -> bool:
+        """Drop a tab that leaves more than the allowed bytes unread (measured before this frame is queued)."""
+        buffer = self.scope.get(sendbuffer.SCOPE_KEY)
+        if buffer is None or getattr(self, "_dropped", False):
+            return getattr(self, "_dropped", False)
+        pending = buffer.pending()
+        if pending is None or pending <= settings.VIZOCHOK_SOCKET_SEND_BUFFER:
+            return False
+        self._dropped = True
+        metrics.REFUSED.labels(code="not_reading").inc()
+        logger.warning("a tab left %d bytes unread; its socket is dropped", pending)
+        buffer.abort()  # the server then sends websocket.disconnect: disconnect() gives the caps back
+        return True
+
     async def _deliver(self, html: str) -> None:
         if self._held is not None:
             self._held.append(html)
@@ -195,10 +244,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=html)
 
     async def _release_held(self) -> None:
-        while self._held:
-            batch, self._held = "".join(self._held), []
-            await self.send(text_data=batch)
-        self._held = None
+        while self._held and self._holds == 0:
+            held, self._held = self._held, []
+            for n, batch in enumerate(rendering.batches_for_browser(held)):  # joined, but never past the frame cap
+                if n:
+                    await asyncio.sleep(0)  # let the server write the last batch out before measuring the next
+                await self.send(text_data=batch)
+        if self._holds == 0:
+            self._held = None
 
     # --- browser frames --------------------------------------------------------------------------------------
 
@@ -218,8 +271,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _handle(self, data: dict[str, Any]) -> None:
         kind = _field(data, "kind") or "message"
+        if self.conversation.pk is None:
+            await self._adopt_stored()  # another tab of this shopper may have stored it meanwhile
         if kind == "sync":
-            await self._catch_up(_int(data.get("after")) or 0, _field(data, "bubble"), _int(data.get("offset")) or 0)
+            self._request_sync(_int(data.get("after")) or 0, _field(data, "bubble"), _int(data.get("offset")) or 0)
             return
         if kind == "stop":
             engine.stop(self.conversation.pk)
@@ -231,8 +286,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 raise Refused("empty_message")
             if len(text) > MAX_TEXT_CHARS:
                 raise Refused("message_too_long", limit=MAX_TEXT_CHARS)
+            await self._stored()  # the conversation is stored first, then the turn starts as for any other
             await self._start_turn(wire.UserMessage(text=text), Message.Kind.TEXT, text, key)
             return
+        if self.conversation.pk is None:
+            # Nothing was shown in a conversation that is not stored yet: no card, cart item or choice to act on.
+            raise Refused(_NOTHING_TO_ACT_ON.get(kind, "unknown_kind"))
         builder = {
             actions.ADD_TO_CART: self._add_to_cart,
             actions.UPDATE_QUANTITY: self._update_quantity,
@@ -317,7 +376,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         return ConversationRef(
             conversation.pk,
             conversation.group_name,
-            conversation.user_id,
+            identity.upstream_user_id(conversation.user_id),
             conversation.upstream_id,
             conversation.store_id,
         )
@@ -381,8 +440,86 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self._orphan_watch: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(watch)
 
     @database_sync_to_async
-    def _owned(self, public_id: str, user_id: str) -> Conversation | None:
-        return store.owned_conversation(public_id, user_id)
+    def _conversation(self, public_id: str, user_id: str) -> Conversation | None:
+        """The shopper's conversation by its id; a provisional one (not stored yet) if nobody has that id yet.
+
+        A page view stores nothing, so a first-time shopper's socket names an id no row has: it is stored when they
+        first send (:meth:`_stored`). An id that is somebody else's, or of another store for a token-bound session,
+        gives nothing.
+        """
+        store_id = identity.bound_store_from_scope(self.scope)
+        found = store.conversation_by_public_id(public_id)
+        if found is None:
+            return store.provisional_conversation(user_id, store_id or settings.VIZOCHOK_STORE_ID, public_id)
+        if found.user_id != user_id or (store_id is not None and found.store_id != store_id):
+            return None
+        return found
+
+    # --- catch-up requests (``sync``) ---------------------------------------------------------------------------
+
+    def _request_sync(self, after: int, bubble: str = "", offset: int = 0) -> None:
+        """Coalesce and pace catch-ups: one runs at a time per socket, syncs that come meanwhile are merged into one
+        more (from the smallest ``after``), and a socket gets at most one per ``VIZOCHOK_SYNC_INTERVAL``.
+
+        A page sends one sync per (re)connect; a client sending hundreds made the server render the conversation
+        for each, slowing every other shopper (issue 15). Runs in the background so this frame returns at once and
+        the next syncs are read, and merged, while a catch-up is under way.
+        """
+        self._sync_after = after if self._sync_after is None else min(self._sync_after, after)
+        self._sync_live = (bubble, offset)  # the newest request says best what the tab has of the live reply
+        if self._sync_task is None or self._sync_task.done():
+            self._sync_task = asyncio.get_running_loop().create_task(self._sync_loop())
+
+    async def _sync_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._sync_after is not None:
+            wait = self._sync_not_before - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            after, self._sync_after = self._sync_after, None
+            self._sync_not_before = loop.time() + settings.VIZOCHOK_SYNC_INTERVAL
+            async with self._holding():
+                with translation.override(self.language):
+                    await self._sync_once(after, *self._sync_live)
+
+    async def _sync_once(self, after: int, bubble: str = "", offset: int = 0) -> None:
+        try:
+            if self.conversation.pk is None:
+                await self._adopt_stored()
+            if self.conversation.pk is None:
+                await self.send(text_data=_nothing_stored_yet())
+            else:
+                await self._catch_up(after, bubble, offset)
+        except Exception as exc:  # a catch-up that fails is a refusal like any frame's, never a dead socket
+            code = "service_unavailable" if isinstance(exc, db.UNAVAILABLE) else "relay_error"
+            logger.warning("catch-up failed: %s: %.200s", type(exc).__name__, exc)
+            metrics.REFUSED.labels(code=code).inc()
+            await self.send(text_data=rendering.transient_error(code) + rendering.state("ready"))
+
+    async def _adopt_stored(self) -> None:
+        """Take up the stored row of this provisional conversation if another tab of the shopper stored it."""
+        found = await _db(store.conversation_by_public_id, str(self.conversation.public_id))
+        if found is not None and (found.user_id, found.store_id) == (
+            self.conversation.user_id,
+            self.conversation.store_id,
+        ):
+            self.conversation = found
+            logs.bind_conversation(found.pk)
+
+    async def _stored(self) -> None:
+        """Store a provisional conversation: the shopper sends for the first time."""
+        if self.conversation.pk is not None:
+            return
+        stored = await _db(store.store_provisional, self.conversation)
+        if stored is None:
+            raise Refused("invalid_frame")  # the id became somebody else's meanwhile: nothing of theirs is shown
+        self.conversation = stored
+        logs.bind_conversation(stored.pk)
+
+
+def _nothing_stored_yet() -> str:
+    """The catch-up of a conversation that is not stored yet: an empty log, an idle turn, an empty cart."""
+    return rendering.state("ready") + rendering.session_restored([], Decimal(0), Decimal(0))
 
 
 def _field(data: dict[str, Any], name: str) -> str:

@@ -10,7 +10,8 @@ Token format (docs/embedding.md shows how to mint it in Python, Node, Swift and 
 
 without ``=`` padding. Claims: ``user_id`` (required, ``[A-Za-z0-9_.:@-]``, at most 100 characters),
 ``store_id`` (required, letters, digits and ``_.:-``, starting with a letter or digit, at most 100), ``exp``
-(required, Unix seconds), ``conversation_id`` (optional, one of this shopper's conversations)
+(required, Unix seconds, at most ``VIZOCHOK_TOKEN_MAX_LIFETIME`` ahead), ``jti`` (required, a unique id of this
+token: each token opens one session), ``conversation_id`` (optional, one of this shopper's conversations)
 and ``lang`` (optional). It is deliberately simpler than a JWT: one HMAC over one string is easy to get right in
 any language, and nothing here has to guess an algorithm from the token itself.
 """
@@ -24,10 +25,13 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.cookies import Morsel
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -52,6 +56,8 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9_.:@-]{1,100}")
 #: VIZOCHOK's own rule for ``auth.store_id`` (an identifier), so a bound store is never refused upstream.
 STORE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 CONVERSATION_PATTERN = re.compile(r"[0-9a-fA-F-]{32,36}")
+#: A token's unique id: long enough that a host's random ids (a UUID) never collide by chance.
+JTI_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{16,128}")
 LANG_PATTERN = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})?")
 
 #: Query parameter and session key that mark a framed/WebView visit (its cookies must work cross-site).
@@ -68,7 +74,7 @@ class InvalidToken(Exception):
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason  # "disabled", "expired" or "invalid"
+        self.reason = reason  # "disabled", "expired", "used" or "invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +82,11 @@ class EntryClaims:
     user_id: str
     store_id: str
     exp: int
+    jti: str = ""
     conversation_id: str | None = None
     lang: str | None = None
+    #: Widget options the host signed (cleaned like every option); kept in the bound session.
+    widget: dict[str, str] = field(default_factory=dict)
 
 
 def _b64encode(raw: bytes) -> str:
@@ -103,6 +112,12 @@ def mint_token(claims: dict[str, Any], secret: str) -> str:
     return f"{payload_b64}.{_b64encode(_signature(secret, payload_b64))}"
 
 
+def entry_token(user_id: str, store_id: str, secret: str, *, ttl: int = 300, **extra: Any) -> str:
+    """A fresh entry token for one visit: what docs/embedding.md tells a host's backend to mint."""
+    claims = {"user_id": user_id, "store_id": store_id, "exp": int(time.time()) + ttl, "jti": uuid.uuid4().hex}
+    return mint_token({**claims, **extra}, secret)
+
+
 def verify_token(token: str, secret: str, now: float | None = None) -> EntryClaims:
     """The token's claims if its signature is ours and it has not expired; raises InvalidToken otherwise.
 
@@ -117,20 +132,30 @@ def verify_token(token: str, secret: str, now: float | None = None) -> EntryClai
     if not hmac.compare_digest(_b64decode(signature_b64), _signature(secret, payload_b64)):
         raise InvalidToken("invalid", "bad signature")
     try:
-        claims = json.loads(_b64decode(payload_b64))
-    except (ValueError, UnicodeDecodeError):
+        claims = json.loads(_b64decode(payload_b64), parse_constant=_no_constant, object_pairs_hook=_unique_keys)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidToken("invalid", "payload is not JSON") from None
     if not isinstance(claims, dict):
         raise InvalidToken("invalid", "payload is not an object")
     exp = claims.get("exp")
-    if isinstance(exp, bool) or not isinstance(exp, int | float):
-        raise InvalidToken("invalid", "exp missing")
-    if (time.time() if now is None else now) > exp + EXP_LEEWAY:
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
+        raise InvalidToken("invalid", "exp missing or not a number")
+    now = time.time() if now is None else now
+    if now > exp + EXP_LEEWAY:
         raise InvalidToken("expired")
+    if exp > now + settings.VIZOCHOK_TOKEN_MAX_LIFETIME + EXP_LEEWAY:
+        raise InvalidToken("invalid", "exp further ahead than VIZOCHOK_TOKEN_MAX_LIFETIME")
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not JTI_PATTERN.fullmatch(jti):
+        raise InvalidToken("invalid", "jti missing or malformed")
     user_id, store_id = claims.get("user_id"), claims.get("store_id")
     for name, value, pattern in (("user_id", user_id, ID_PATTERN), ("store_id", store_id, STORE_PATTERN)):
         if not isinstance(value, str) or not pattern.fullmatch(value):
             raise InvalidToken("invalid", f"{name} missing or malformed")
+    from chat.web import identity
+
+    if identity.claims_reserved_id(str(user_id)):
+        raise InvalidToken("invalid", "user_id in a namespace of this site's own shoppers")
     conversation_id = claims.get("conversation_id")
     if conversation_id is not None and (
         not isinstance(conversation_id, str) or not CONVERSATION_PATTERN.fullmatch(conversation_id)
@@ -139,7 +164,38 @@ def verify_token(token: str, secret: str, now: float | None = None) -> EntryClai
     lang = claims.get("lang")
     if not isinstance(lang, str) or not LANG_PATTERN.fullmatch(lang):
         lang = None
-    return EntryClaims(str(user_id), str(store_id), int(exp), conversation_id, lang)
+    widget = claims.get("widget")
+    widget = clean_options(widget) if isinstance(widget, dict) else {}
+    return EntryClaims(str(user_id), str(store_id), int(exp), jti, conversation_id, lang, widget)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a token may carry")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A claim given twice is refused: parsers disagree on which one wins, so neither can be trusted."""
+    claims = dict(pairs)
+    if len(claims) != len(pairs):
+        raise ValueError("a claim appears twice")
+    return claims
+
+
+def spend(claims: EntryClaims) -> None:
+    """Mark the token used; InvalidToken("used") if it was. Its row is kept until the token could expire anyway."""
+    from django.db import IntegrityError, transaction
+    from django.utils import timezone
+
+    from chat.models import SpentEntryToken
+
+    now = timezone.now()
+    SpentEntryToken.objects.filter(expires_at__lt=now).delete()
+    expires_at = datetime.fromtimestamp(claims.exp + EXP_LEEWAY, tz=UTC)
+    try:
+        with transaction.atomic():
+            SpentEntryToken.objects.create(jti=claims.jti, expires_at=expires_at)
+    except IntegrityError:
+        raise InvalidToken("used", claims.jti[:16]) from None
 
 
 def enter_with_token(request: HttpRequest, token: str) -> HttpResponse:
@@ -154,6 +210,7 @@ def enter_with_token(request: HttpRequest, token: str) -> HttpResponse:
 
     try:
         claims = verify_token(token, settings.VIZOCHOK_EMBED_SECRET)
+        spend(claims)
     except InvalidToken as refused:
         logger.info("entry token refused: %s", refused)
         language = identity.request_language(request)
@@ -161,21 +218,24 @@ def enter_with_token(request: HttpRequest, token: str) -> HttpResponse:
             return render(
                 request, "chat/token_error.html", {"reason": refused.reason, "language": language}, status=403
             )
-    identity.bind_session(request, claims.user_id, claims.store_id, claims.lang, **{SESSION_EMBED_KEY: True})
+    extra: dict[str, Any] = {SESSION_EMBED_KEY: True}
+    if claims.widget:
+        extra[SESSION_WIDGET_KEY] = claims.widget  # signed by the host: kept for the navigations inside the frame
+    identity.bind_session(request, claims.user_id, claims.store_id, claims.lang, **extra)
     session_key = request.session.session_key or ""
+    user_id = identity.host_user_id(claims.user_id)
     conversation = None
     if claims.conversation_id:
         try:
             conversation = Conversation.objects.filter(
-                public_id=claims.conversation_id, user_id=claims.user_id, store_id=claims.store_id
+                public_id=claims.conversation_id, user_id=user_id, store_id=claims.store_id
             ).first()
         except ValidationError:
             conversation = None
         if conversation is None:  # not this shopper's (or unknown): a fresh one, never somebody else's
-            conversation = store.new_conversation(session_key, claims.user_id, claims.store_id)
+            conversation = store.new_conversation(session_key, user_id, claims.store_id)
     else:
-        conversation = store.conversation_for(session_key, claims.user_id, claims.store_id)
-    widget_options(request)  # keep the embed's look for the navigations inside the frame
+        conversation = store.conversation_for(session_key, user_id, claims.store_id)
     request.session.save()
     location = f"{reverse('chat:page')}?{query_without(request, ['token', 'c'], c=str(conversation.public_id))}"
     response = HttpResponseRedirect(location)
@@ -219,7 +279,7 @@ def _avatar(value: str) -> str | None:
     return value
 
 
-#: Option name (query parameter, settings suffix) → cleaner returning the safe value or None.
+#: Option name (token claim key, postMessage key, settings suffix) → cleaner returning the safe value or None.
 WIDGET_OPTIONS: dict[str, Callable[[str], str | None]] = {
     "primary_color": _matching(COLOR_PATTERN),
     "font_family": _matching(FONT_PATTERN),
@@ -275,7 +335,7 @@ def clean_options(raw: dict[str, str]) -> dict[str, str]:
 
 
 def deployment_defaults() -> dict[str, str]:
-    """``VIZOCHOK_WIDGET_*`` settings, validated like query parameters (a bad value is logged and ignored)."""
+    """``VIZOCHOK_WIDGET_*`` settings, validated like every option (a bad value is logged and ignored)."""
     raw = {name: getattr(settings, f"VIZOCHOK_WIDGET_{name.upper()}", "") or "" for name in WIDGET_OPTIONS}
     cleaned = clean_options(raw)
     for name, value in raw.items():
@@ -285,23 +345,26 @@ def deployment_defaults() -> dict[str, str]:
 
 
 def widget_options(request: HttpRequest) -> WidgetOptions:
-    """Options of this visit: the embed's query parameters, else those the session kept, else the deployment's.
+    """Options of this visit: those a host signed into its entry token (kept in the session), else the deployment's.
 
-    An embed passes its options on the iframe's first URL only; the session keeps them so the conversation menu,
-    the language links and "New conversation" (plain navigations inside the frame) keep the same look.
+    Never from the query string, and nothing is kept from one: a link anybody can write must not reword the chat on
+    our domain (a "bank security" name, a welcome text asking for a card number). A host that wants its own look
+    signs it into the token (the ``widget`` claim) or posts it from a configured parent origin (embed.js does;
+    chat.js applies it in that frame only).
     """
-    from_query = clean_options({name: request.GET[name] for name in WIDGET_OPTIONS if name in request.GET})
     session = getattr(request, "session", None)
-    if session is not None and from_query:
-        session[SESSION_WIDGET_KEY] = from_query
     kept = session.get(SESSION_WIDGET_KEY) if session is not None else None
-    chosen = {**deployment_defaults(), **clean_options(kept if isinstance(kept, dict) else {}), **from_query}
+    chosen = {**deployment_defaults(), **clean_options(kept if isinstance(kept, dict) else {})}
     return WidgetOptions(**chosen)
 
 
 def is_embedded(request: HttpRequest) -> bool:
     """Whether this request belongs to a framed or WebView visit (its cookies must then be cross-site)."""
     if request.GET.get(EMBED_PARAM) == "1" or "token" in request.GET:
+        return True
+    from chat.web import identity
+
+    if identity.visitor_was_embedded(request):
         return True
     session = getattr(request, "session", None)
     return bool(session is not None and session.get(SESSION_EMBED_KEY))
@@ -368,7 +431,9 @@ class EmbedCookieMiddleware:
         # Lax cookies, which no other site's page can make the browser send.
         if not getattr(request, "vizochok_embeddable", False) or not is_embedded(request) or not _trustworthy(request):
             return response
-        names = {settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, settings.LANGUAGE_COOKIE_NAME}
+        from chat.web.identity import VISITOR_COOKIE
+
+        names = {settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, settings.LANGUAGE_COOKIE_NAME, VISITOR_COOKIE}
         for name in names & set(response.cookies):
             original = response.cookies[name]
             morsel = _PartitionedMorsel()
@@ -510,8 +575,8 @@ def demo_token(request: HttpRequest) -> JsonResponse:
     _demo_only()
     if not settings.VIZOCHOK_EMBED_SECRET:
         raise Http404("VIZOCHOK_EMBED_SECRET is not set")
-    claims = {"user_id": "demo-shopper", "store_id": settings.VIZOCHOK_STORE_ID, "exp": int(time.time()) + 300}
-    response = JsonResponse({"token": mint_token(claims, settings.VIZOCHOK_EMBED_SECRET)})
+    token = entry_token("demo-shopper", settings.VIZOCHOK_STORE_ID, settings.VIZOCHOK_EMBED_SECRET, ttl=300)
+    response = JsonResponse({"token": token})
     response["Cache-Control"] = "no-store"
     return response
 

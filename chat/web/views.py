@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -29,16 +31,23 @@ def chat_page(request: HttpRequest) -> HttpResponse:
     translation.activate(language)
     user_id = identity.user_id_for_request(request)
     store_id = identity.store_id_for_request(request)
-    if request.GET.get(embed.EMBED_PARAM) == "1":
-        request.session[embed.SESSION_EMBED_KEY] = True
+    if request.GET.get(embed.EMBED_PARAM) == "1" and request.session.session_key:
+        request.session[embed.SESSION_EMBED_KEY] = True  # an existing session; a new visitor's cookie says it
     widget = embed.widget_options(request)
-    if not request.session.session_key:
-        request.session.save()
     wanted = request.GET.get("c")
     if wanted is not None and identity.public_id(wanted) is None:
         raise Http404("no such conversation")  # a malformed id never reaches a query
-    conversation = store.conversation_for(request.session.session_key or "", user_id, store_id, wanted)
-    history = store.history(conversation.pk)
+    # Read only: a page view stores nothing (a crawler would fill the database). A first-time visitor gets a
+    # conversation id that the socket stores when they first send (chat.web.consumer).
+    fresh = request.GET.get("new") == "1"  # "New conversation": its id comes in the URL, so a reload keeps it
+    conversation = store.find_conversation(user_id, store_id, wanted, latest=not fresh)
+    if conversation is None:
+        # Not stored yet: "New conversation" names its id in the URL; a shopper's first one has an id derived from
+        # who they are, so every tab they open before sending shows (and later stores) the same conversation.
+        candidate = wanted if fresh else identity.first_conversation_id(user_id, store_id)
+        unused = candidate and store.conversation_by_public_id(candidate) is None
+        conversation = store.provisional_conversation(user_id, store_id, candidate if unused else None)
+    history = store.history(conversation.pk) if conversation.pk is not None else []
     context = {
         "conversation": conversation,
         "log_html": rendering.page_items(history),
@@ -55,16 +64,47 @@ def chat_page(request: HttpRequest) -> HttpResponse:
     response = render(request, "chat/page.html", context)
     if request.GET.get("lang"):
         response.set_cookie(settings.LANGUAGE_COOKIE_NAME, language, max_age=365 * 24 * 3600, samesite="Lax")
+    identity.remember_visitor(request, response, embedded=embed.is_embedded(request))
     return response
 
 
 @embed.embeddable
 @require_POST
 def new_conversation(request: HttpRequest) -> HttpResponse:
+    """A fresh conversation: stored, like every other, when the shopper first sends in it."""
+    return HttpResponseRedirect(f"{reverse('chat:page')}?new=1&c={uuid.uuid4()}")
+
+
+@require_GET
+def more_cards(request: HttpRequest) -> HttpResponse:
+    """The next page of a stored card message, for its conversation's owner only ("Show more", htmx GET).
+
+    Anything else (another shopper's conversation, no cookie, a malformed or unknown id, seq or offset) is a 404:
+    the answer never says whether a conversation exists.
+    """
+    public_id = identity.public_id(request.GET.get("c"))
+    seq, offset = _natural(request.GET.get("seq")), _natural(request.GET.get("offset"))
+    if public_id is None or seq is None or offset is None:
+        raise Http404("no such cards")
     user_id = identity.user_id_for_request(request)
-    if not request.session.session_key:
-        request.session.save()
-    conversation = store.new_conversation(
-        request.session.session_key or "", user_id, identity.store_id_for_request(request)
-    )
-    return HttpResponseRedirect(f"{reverse('chat:page')}?c={conversation.public_id}")
+    bound_store = identity.bound_store(request)
+    conversation = store.conversation_by_public_id(public_id)
+    if conversation is not None and (
+        conversation.user_id != user_id or (bound_store is not None and conversation.store_id != bound_store)
+    ):
+        conversation = None  # the socket's rule: the owner, and a token-bound session only in its own store
+    message = store.card_message(conversation.pk, seq) if conversation is not None else None
+    if message is None:
+        raise Http404("no such cards")
+    translation.activate(_language(request))
+    page = rendering.card_page(message.data, message.seq, offset)
+    response = render(request, "chat/parts/more_cards.html", {"page": page, "message": message})
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _natural(value: str | None) -> int | None:
+    """A non-negative integer from a query parameter, else None."""
+    if value is None or not value.isdigit() or len(value) > 9:
+        return None
+    return int(value)

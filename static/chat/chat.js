@@ -97,13 +97,72 @@
     if (!data || data.type !== "vizochok:command") return;
     if (data.command === "send") hostSend(data.text);
     if (data.command === "new_conversation") hostNewConversation();
+    if (data.command === "configure") configure(data.options);
   });
 
-  // Theme from the embed's options (validated by the server): set through the CSSOM, which a strict CSP allows.
+  // Theme from the server's options (settings or a signed entry token): set through the CSSOM, which a strict CSP
+  // allows.
   [["themePrimary", "--primary"], ["themePrimaryText", "--primary-text"], ["themeFont", "--font"],
     ["themeRadius", "--radius"]].forEach(function (pair) {
     if (chat.dataset[pair[0]]) document.documentElement.style.setProperty(pair[1], chat.dataset[pair[0]]);
   });
+
+  // Widget options from a configured parent frame (embed.js posts its data- attributes): the same rules as the
+  // server's (chat/web/embed.py), applied to this frame only and never stored. Text goes in as text, never HTML.
+  function cleanText(value, limit) {
+    var text = typeof value === "string" ? value.split(/\s+/).filter(Boolean).join(" ") : "";
+    return text ? text.slice(0, limit) : "";
+  }
+
+  function matching(value, pattern) {
+    return typeof value === "string" && pattern.test(value.trim()) ? value.trim() : "";
+  }
+
+  function textOn(color) {
+    var hex = color.slice(1);
+    if (hex.length === 3) hex = hex.replace(/./g, "$&$&");
+    var lum = [0, 2, 4].map(function (i) {
+      var c = parseInt(hex.slice(i, i + 2), 16) / 255;
+      return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4);
+    });
+    return 0.2126 * lum[0] + 0.7152 * lum[1] + 0.0722 * lum[2] > 0.179 ? "#000000" : "#ffffff";
+  }
+
+  function configure(options) {
+    if (!options || typeof options !== "object") return;
+    var root = document.documentElement.style;
+    var color = matching(options.primary_color, /^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$/);
+    if (color) {
+      root.setProperty("--primary", color);
+      root.setProperty("--primary-text", textOn(color));
+    }
+    var font = matching(options.font_family, /^[A-Za-z0-9 ,'"-]{1,120}$/);
+    if (font) root.setProperty("--font", font);
+    var radius = matching(options.border_radius, /^(?:0|\d{1,2}(?:\.\d{1,2})?(?:px|rem|em))$/);
+    if (radius) root.setProperty("--radius", radius);
+    var name = cleanText(options.bot_name, 40);
+    var avatar = document.querySelector(".chat-header__avatar");
+    if (name) {
+      document.querySelector(".chat-header h1").textContent = name;
+      if (avatar && avatar.tagName === "SPAN") avatar.textContent = name.slice(0, 1).toUpperCase();
+    }
+    var picture = typeof options.bot_avatar === "string" ? options.bot_avatar.trim() : "";
+    if (picture && picture.length <= 500 && /^https?:\/\/[^\s"'<>]+$/i.test(picture) && avatar) {
+      var img = document.createElement("img");
+      img.className = "chat-header__avatar";
+      img.alt = "";
+      img.width = 36;
+      img.height = 36;
+      img.referrerPolicy = "no-referrer";
+      img.src = picture;
+      avatar.replaceWith(img);
+    }
+    var placeholder = cleanText(options.placeholder, 100);
+    if (placeholder) textarea.placeholder = placeholder;
+    var welcome = cleanText(options.welcome_message, 500);
+    var greeting = log.querySelector(".welcome");
+    if (welcome && greeting) greeting.textContent = welcome;
+  }
 
   // The on-screen keyboard must never cover the input. Chrome resizes the layout (interactive-widget), iOS only
   // shrinks the visual viewport: follow its height and keep the composer in view while typing.
@@ -472,6 +531,21 @@
   document.querySelectorAll(".product-card__img").forEach(function (img) {
     if (img.complete) img.decode().catch(function () { img.remove(); });
   });
+
+  // "Show more" cards replace the button that asked for them: keep keyboard focus in the list, on the first new card.
+  var lastCardBeforeMore = null;
+  document.body.addEventListener("htmx:beforeSwap", function (evt) {
+    var more = evt.detail.target && evt.detail.target.closest && evt.detail.target.closest(".cards__more");
+    lastCardBeforeMore = more ? more.previousElementSibling : null;
+  });
+  document.body.addEventListener("htmx:afterSettle", function () {
+    if (!lastCardBeforeMore) return;
+    var first = lastCardBeforeMore.nextElementSibling;
+    lastCardBeforeMore = null;
+    var add = first && first.querySelector("button[data-action=add], .cards__more-btn");
+    if (add) add.focus({ preventScroll: false });
+  });
+
 
   // --- streamed text by position (chat/feed/feed.py) ---------------------------------------------------------
   // Every piece of a streaming bubble says where it starts in the bubble's text (data-offset, in code points).

@@ -8,7 +8,8 @@
  * The chat (and the VIZOCHOK key) stay on the chat server; this file only draws the button and the panel and
  * relays events. Options, as data- attributes (docs/embedding.md): position, primary-color, font-family,
  * border-radius, bot-name, bot-avatar, placeholder, welcome-message, language, token or token-url.
- * The chat server validates every option again; here they are only passed along.
+ * The look options are posted to the chat frame (never put in its URL, where any link could set them); the chat
+ * applies them only if this page's origin is one of its VIZOCHOK_EMBED_PARENT_ORIGINS, and validates them again.
  *
  * Events from the chat (shared/ui-contract.md) are accepted only from the chat's origin and from our own iframe,
  * and re-dispatched on this window as CustomEvents (`vizochok:cart_changed`, ...). `window.VizochokEmbed` offers
@@ -85,11 +86,16 @@
     var params = new URLSearchParams();
     params.set("embed", "1");
     params.set("lang", language);
-    Object.keys(OPTION_PARAMS).forEach(function (name) {
-      if (options[name]) params.set(OPTION_PARAMS[name], options[name]);
-    });
     if (token) params.set("token", token);
     return chatOrigin + "/?" + params.toString();
+  }
+
+  function lookOptions() {
+    var look = {};
+    Object.keys(OPTION_PARAMS).forEach(function (name) {
+      if (options[name]) look[OPTION_PARAMS[name]] = options[name];
+    });
+    return look;
   }
 
   function token() {
@@ -108,6 +114,14 @@
     frame.className = "vizochok-embed__frame";
     frame.title = options.botName || texts.title;
     frame.setAttribute("referrerpolicy", "origin");
+    // Every page the frame loads (the first, "New conversation", a language link) gets the look again.
+    frame.addEventListener("load", function () {
+      var look = lookOptions();
+      if (!Object.keys(look).length) return;
+      frame.contentWindow.postMessage(
+        JSON.stringify({ type: "vizochok:command", command: "configure", options: look }), chatOrigin
+      );
+    });
     panel.appendChild(frame);
     token().then(function (value) { frame.src = chatUrl(value); });
   }

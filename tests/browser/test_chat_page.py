@@ -228,3 +228,38 @@ def test_a_refused_checklist_submit_can_be_corrected(page: Any) -> None:
     page.wait_for_selector("#cart-badge:not([data-count='0'])")
     wait_ready(page)
     assert page.locator("form.checklist fieldset[disabled]").count() == 1
+
+
+@pytest.fixture(scope="module")
+def paged_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Two cards per message, so the sandbox's search results need "Show more"."""
+    server = AppServer(tmp_path_factory.mktemp("paged"), VIZOCHOK_CARDS_PER_MESSAGE="2").start()
+    yield server
+    server.stop()
+
+
+def test_show_more_brings_the_next_cards_and_they_work(browser: Any, paged_server: AppServer) -> None:
+    page = new_page(browser, paged_server.url)
+    try:
+        open_chat(page)
+        send_text(page, "milk")
+        wait_ready(page)
+        cards = page.locator(".cards").last
+        assert cards.locator(".product-card").count() == 2
+        shot(page, "cards-show-more")
+        more = cards.locator(".cards__more-btn")
+        more.click()
+        page.wait_for_function("() => document.querySelectorAll('.cards:last-of-type .product-card').length > 2")
+        fetched = cards.locator(".product-card").nth(2)
+        add = fetched.locator("button[data-action=add]")
+        page.wait_for_function("() => document.activeElement && document.activeElement.closest('.product-card')")
+        assert add.evaluate("button => button === document.activeElement")  # keyboard focus stays in the list
+        add.click()  # a fetched card sends over the socket like the others
+        page.wait_for_selector("#cart-badge[data-count='1']")
+        wait_ready(page)
+        assert page.locator("#chat-log .chat-error").count() == 0
+        page.reload()  # the first paint pages the same way
+        wait_ready(page)
+        assert page.locator(".cards").last.locator(".product-card").count() == 2
+    finally:
+        page.context.close()

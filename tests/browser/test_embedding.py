@@ -11,6 +11,7 @@ import os
 import secrets
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ def chat_page(browser: Any, embed_server: AppServer) -> Iterator[Any]:
 
 
 def _token(**claims: Any) -> str:
-    return mint_token({"exp": int(time.time()) + 120, **claims}, SECRET)
+    return mint_token({"exp": int(time.time()) + 120, "jti": uuid.uuid4().hex, **claims}, SECRET)
 
 
 def _conversations(server: AppServer) -> list[tuple[str, str, str]]:
@@ -87,7 +88,7 @@ def test_demo_storefront_frames_the_chat_and_hears_cart_changed(shop_page: Any, 
     event = shop_page.locator("#demo-events li[data-type=cart_changed]").first.inner_text()
     assert card.get_attribute("data-sku") in event
     # The demo signed its shopper with the entry token: the conversation belongs to that user and store.
-    assert ("demo-shopper", "sandbox-store") in [(user, store) for _pk, user, store in _conversations(embed_server)]
+    assert ("ext-demo-shopper", "sandbox-store") in [(user, store) for _pk, user, store in _conversations(embed_server)]
 
 
 def test_a_token_binds_the_session_and_leaves_the_url(chat_page: Any, embed_server: AppServer) -> None:
@@ -99,7 +100,7 @@ def test_a_token_binds_the_session_and_leaves_the_url(chat_page: Any, embed_serv
     send_text(chat_page, "milk")
     chat_page.locator(".product-card").first.wait_for()
     wait_ready(chat_page)
-    assert (public_id.replace("-", ""), "shopper-42", "store-7") in _conversations(embed_server)  # SQLite: hex
+    assert (public_id.replace("-", ""), "ext-shopper-42", "store-7") in _conversations(embed_server)  # SQLite: hex
 
     # The host may reopen a given conversation of that shopper; somebody else's gives a fresh one.
     chat_page.goto(f"/?token={_token(user_id='shopper-42', store_id='store-7', conversation_id=public_id)}")
@@ -117,7 +118,10 @@ def test_a_token_binds_the_session_and_leaves_the_url(chat_page: Any, embed_serv
     [
         (_token(user_id="shopper-42", store_id="store-7")[:-2] + "AA", "invalid"),
         (
-            mint_token({"user_id": "shopper-42", "store_id": "store-7", "exp": 2_000_000_000}, "not-our-secret"),
+            mint_token(
+                {"user_id": "shopper-42", "store_id": "store-7", "exp": int(time.time()) + 60, "jti": "j" * 32},
+                "not-our-secret",
+            ),
             "invalid",
         ),
         (_token(user_id="shopper-42", store_id="store-7", exp=int(time.time()) - 600), "expired"),

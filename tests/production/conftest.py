@@ -183,7 +183,9 @@ class Shopper:
                 cookies = [value.split(";")[0] for value in response.headers.get_all("Set-Cookie") or []]
             ws_path = html.unescape(re.search(r'ws-connect="([^"]+)"', page).group(1))  # type: ignore[union-attr]
             public_id = re.search(r"c=([0-9a-f-]{36})", ws_path).group(1)  # type: ignore[union-attr]
-            return cls("; ".join(c for c in cookies if c.startswith("sessionid=")), ws_path, public_id)
+            # The anonymous shopper's identity is the signed visitor cookie (a page view writes no session row).
+            wanted = ("sessionid=", "vizochok_visitor=")
+            return cls("; ".join(c for c in cookies if c.startswith(wanted)), ws_path, public_id)
 
         return await asyncio.to_thread(load)
 

@@ -22,6 +22,7 @@ from chat.vizochok.errors import (
     AuthRejected,
     ConnectionLimited,
     ConversationLimit,
+    HandshakeTimeout,
     InvalidUpstreamURL,
     StartRefused,
     TurnTimeout,
@@ -553,17 +554,19 @@ async def test_wrong_path_is_unavailable(sandbox: SandboxServer) -> None:
         await open_session(make_config(sandbox.url.replace("/chat", "/nope")), backoff=Backoff(max_attempts=0))
 
 
-async def test_no_auth_ok_is_a_retryable_timeout() -> None:
+async def test_no_auth_ok_is_given_up_after_one_auth_timeout() -> None:
+    """An upstream that takes the connection and never answers ``auth``: one attempt, not six (issue 15)."""
+
     async def silent(ws: ServerConnection) -> None:
         await ws.wait_closed()
 
     sleep = FakeSleep()
     async with raw(silent) as server:
-        with pytest.raises(UpstreamUnavailable, match="auth_ok") as caught:
-            await open_session(make_config(server.url, auth_timeout=0.1), backoff=no_jitter(1), sleep=sleep)
-    assert should_retry(caught.value)
-    assert sleep.delays == [1.0]
-    assert server.connections == 2
+        with pytest.raises(HandshakeTimeout, match="auth_ok") as caught:
+            await open_session(make_config(server.url, auth_timeout=0.1), backoff=no_jitter(5), sleep=sleep)
+    assert isinstance(caught.value, UpstreamUnavailable) and not should_retry(caught.value)
+    assert sleep.delays == []
+    assert server.connections == 1
 
 
 async def test_no_start_frame_is_a_timeout_too() -> None:
@@ -573,8 +576,48 @@ async def test_no_start_frame_is_a_timeout_too() -> None:
         await ws.wait_closed()
 
     async with raw(half) as server:
-        with pytest.raises(UpstreamUnavailable, match="conversation start"):
-            await open_session(make_config(server.url, auth_timeout=0.1), backoff=Backoff(max_attempts=0))
+        with pytest.raises(HandshakeTimeout, match="conversation start"):
+            await open_session(make_config(server.url, auth_timeout=0.1), backoff=Backoff(max_attempts=3))
+    assert server.connections == 1
+
+
+async def test_a_late_auth_ok_does_not_buy_another_timeout() -> None:
+    """The whole handshake fits in one auth_timeout: auth_ok near its end does not restart the clock."""
+
+    async def late(ws: ServerConnection) -> None:
+        await ws.recv()
+        await asyncio.sleep(0.8)  # the upstream's own slowness, inside the 1 s deadline
+        await ws.send('{"type":"auth_ok"}')
+        await ws.wait_closed()
+
+    loop = asyncio.get_running_loop()
+    async with raw(late) as server:
+        started = loop.time()
+        with pytest.raises(HandshakeTimeout, match="conversation start"):
+            await open_session(make_config(server.url, auth_timeout=1.0), backoff=Backoff(max_attempts=0))
+    assert loop.time() - started < 1.5  # the old reset waited 1.8 s
+
+
+async def test_an_upgrade_that_never_comes_is_not_retried() -> None:
+    """TCP accepted, the HTTP upgrade never answered: given up after open_timeout, once."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sleep = FakeSleep()
+    config = make_config(f"ws://127.0.0.1:{port}/ws", open_timeout=0.2)
+    try:
+        with pytest.raises(HandshakeTimeout):
+            await open_session(config, backoff=no_jitter(5), sleep=sleep)
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert len(accepted) == 1 and sleep.delays == []
 
 
 async def test_conversation_limit_is_final() -> None:
@@ -612,6 +655,7 @@ def test_should_retry_table() -> None:
     assert should_retry(ConnectionLimited(4029))
     assert not should_retry(AuthRejected(4001))
     assert not should_retry(TurnTimeout(1.0))
+    assert not should_retry(HandshakeTimeout("silent"))
     assert not should_retry(ConversationLimit(ErrorMessage(code="user_conversation_limit", limit=20)))
     assert not should_retry(ValueError("x"))
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from websockets.asyncio.server import serve
 
 from chat.models import Conversation
 from chat.sandbox.server import SandboxConfig, SandboxServer
@@ -110,3 +111,27 @@ async def test_the_daily_conversation_limit_is_explained(settings: Any) -> None:
             await get_relay().close()
     assert 'data-code="user_conversation_limit"' in html
     assert "too many conversations today" in html
+
+
+async def test_an_upstream_that_never_authenticates_ends_the_turn_within_the_auth_timeout(settings: Any) -> None:
+    """It accepts the WebSocket and never answers ``auth``: one attempt, a clear error, no 83 s spinner."""
+    connections: list[Any] = []
+
+    async def silent(ws: Any) -> None:
+        connections.append(ws)
+        await ws.wait_closed()
+
+    async with serve(silent, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        settings.VIZOCHOK_WS_URL = f"ws://127.0.0.1:{port}/ws"
+        settings.VIZOCHOK_AUTH_TIMEOUT = 0.5
+        key, conversation = await make_shopper()
+        try:
+            async with connected(key, conversation) as tab:
+                await send(tab, kind="message", text="milk", key="k1")
+                html = await receive_until(tab, READY, timeout=3.0)  # old: 6 attempts and 25 s of backoff
+        finally:
+            await get_relay().close()
+    assert 'data-code="upstream_unavailable"' in html
+    assert len(connections) == 1
+    assert await status_of(conversation) == Conversation.Status.IDLE

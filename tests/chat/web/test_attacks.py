@@ -8,16 +8,28 @@ test never touch another.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import os
 import re
+import socket
+import sqlite3
+import time
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
+import psutil
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from chat.web.embed import mint_token
 from tests.chat.web.attack_site import READY, TIMEOUT, Site, Visitor
 
 SESSION_CAP = 3
 ADDRESS_CAP = 4
+SECRET = "attack-review-embed-secret"
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +39,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         VIZOCHOK_MAX_SOCKETS_PER_SESSION=str(SESSION_CAP),
         VIZOCHOK_MAX_SOCKETS_PER_IP=str(ADDRESS_CAP),
         VIZOCHOK_TRUSTED_PROXY_HOPS="1",
+        VIZOCHOK_EMBED_SECRET=SECRET,
+        VIZOCHOK_SYNC_INTERVAL="0.1",
     ).start()
     yield running
     running.stop()
@@ -178,3 +192,233 @@ def test_repeated_wrong_admin_passwords_lock_the_login_until_an_admin_clears_it(
     )
     assert cleared.status == 302
     assert site.admin_login(attacker, "guessed-admin", "the right admin password 6").status == 302
+
+
+# --- 10. entry tokens ----------------------------------------------------------------------------------------
+
+
+def token(**claims: Any) -> str:
+    return mint_token({"store_id": "store-7", "exp": int(time.time()) + 120, "jti": uuid.uuid4().hex, **claims}, SECRET)
+
+
+def signed_raw(payload: str) -> str:
+    """A token over exactly these JSON bytes (json.dumps would never write some of them)."""
+    payload_b64 = base64.urlsafe_b64encode(payload.encode()).rstrip(b"=").decode()
+    signature = hmac.new(SECRET.encode(), payload_b64.encode(), hashlib.sha256).digest()
+    return f"{payload_b64}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+def test_an_entry_token_binds_one_session_only(site: Site) -> None:
+    link = f"/?token={token(user_id='host-shopper-10')}&lang=en"
+    assert Visitor(site).get(link).status == 302
+    replay = Visitor(site).get(link)  # the same link, leaked or shared, in another browser
+    assert replay.status == 403 and 'data-reason="used"' in replay.body
+    assert not replay.set_cookies or all(not line.startswith("sessionid=") for line in replay.set_cookies)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"user_id":"u-10","store_id":"s","jti":"%(jti)s","exp":1e308}',
+        '{"user_id":"u-10","store_id":"s","jti":"%(jti)s","exp":Infinity}',
+        '{"user_id":"u-10","store_id":"s","jti":"%(jti)s","exp":-Infinity}',
+        '{"user_id":"u-10","store_id":"s","jti":"%(jti)s","exp":NaN}',
+        '{"user_id":"u-10","store_id":"s","jti":"%(jti)s","exp":"%(exp)s"}',
+        '{"user_id":"u-10","store_id":"s","jti":"%(jti)s","exp":%(far)s}',
+        '{"user_id":"u-10","store_id":"s","exp":%(exp)s}',
+        '{"user_id":"u-10","store_id":"s","jti":"","exp":%(exp)s}',
+        '{"user_id":"u-10","store_id":"s","jti":12345678,"exp":%(exp)s}',
+        '{"user_id":"u-10","store_id":"s","jti":"%(jti)s","exp":%(exp)s,"exp":1e999}',
+    ],
+)
+def test_every_bad_claim_gets_the_403_page(site: Site, payload: str) -> None:
+    now = int(time.time())
+    values = {"jti": uuid.uuid4().hex, "exp": now + 120, "far": now + 365 * 24 * 3600}
+    response = Visitor(site).get(f"/?token={signed_raw(payload % values)}&lang=en")
+    assert response.status == 403 and 'id="token-error"' in response.body
+    assert "Traceback" not in site.log()
+
+
+# --- 4. identity namespaces --------------------------------------------------------------------------------------
+
+
+def test_a_token_cannot_claim_a_signed_in_users_identity(site: Site) -> None:
+    site.add_admin("namespaced-admin", "the admin password of item 4")
+    admin = Visitor(site)
+    admin.headers["X-Forwarded-For"] = "10.4.0.1"
+    assert site.admin_login(admin, "namespaced-admin", "the admin password of item 4").status == 302
+    with sqlite3.connect(site.db) as db:
+        (pk,) = db.execute("SELECT id FROM auth_user WHERE username = 'namespaced-admin'").fetchone()
+    admin.load("/?lang=en")
+    asyncio.run(say(admin, "milk"))  # the admin's own conversation now has their words in it
+    stolen = Visitor(site).get(f"/?token={token(user_id=f'user-{pk}', conversation_id=admin.public_id)}&lang=en")
+    assert stolen.status == 403 and 'id="token-error"' in stolen.body
+    assert Visitor(site).get(f"/?token={token(user_id='anon-0123456789abcdef')}&lang=en").status == 403
+    # A host's own ids never reach the Django users' or the anonymous shoppers' conversations either.
+    entered = Visitor(site)
+    bound = entered.get(f"/?token={token(user_id=f'{pk}', conversation_id=admin.public_id)}&lang=en")
+    assert bound.status == 302
+    page = entered.load(bound.header("Location"))
+    assert entered.public_id != admin.public_id and "milk" not in page.body
+
+
+async def say(visitor: Visitor, text: str) -> None:
+    tab = await visitor.socket(forwarded_for="10.4.0.1")
+    try:
+        await tab.send(kind="message", text=text, key=uuid.uuid4().hex)
+        await tab.until(READY)
+    finally:
+        await tab.close()
+
+
+# --- 5. a link cannot reword the chat ------------------------------------------------------------------------------
+
+PHISHING = (
+    "/?lang=en&bot_name=Bank+Security&welcome_message=Your+account+is+locked+type+your+card+number"
+    "&placeholder=Card+number+%2B+CVV&bot_avatar=https://evil.example/logo.png&primary_color=%23ff0000"
+)
+
+
+def test_a_link_cannot_reword_the_chat_now_or_later(site: Site) -> None:
+    visitor = Visitor(site)
+    for page in (visitor.load(PHISHING), visitor.load("/?lang=en")):  # the link, then a plain later visit
+        assert page.status == 200
+        for planted in ("Bank Security", "account is locked", "Card number", "evil.example", "#ff0000"):
+            assert planted not in page.body
+
+
+def test_a_signed_token_may_set_the_widget_options(site: Site) -> None:
+    visitor = Visitor(site)
+    widget = {"bot_name": "Shop helper", "primary_color": "#2d8a4e", "bot_avatar": "javascript:alert(1)"}
+    entered = visitor.get(f"/?token={token(user_id='themed-5', widget=widget)}&embed=1&lang=en")
+    assert entered.status == 302
+    for page in (visitor.load(entered.header("Location")), visitor.load("/?lang=en")):
+        assert "Shop helper" in page.body and 'data-theme-primary="#2d8a4e"' in page.body
+        assert "javascript:" not in page.body
+
+
+# --- 11. a crawler writes nothing ------------------------------------------------------------------------------
+
+
+def rows(site: Site, table: str) -> int:
+    with sqlite3.connect(site.db) as db:
+        return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+def test_page_views_without_a_cookie_write_no_session_and_no_conversation(site: Site) -> None:
+    before = rows(site, "django_session"), rows(site, "chat_conversation")
+    for n in range(40):
+        path = ["/", "/?lang=en", "/?embed=1", f"/?c={uuid.uuid4()}", "/?lang=uk&embed=1"][n % 5]
+        assert Visitor(site).get(path).status == 200
+    assert (rows(site, "django_session"), rows(site, "chat_conversation")) == before
+
+
+async def test_the_conversation_is_created_when_the_shopper_first_sends(site: Site) -> None:
+    visitor = Visitor.arrive(site)
+    conversations = rows(site, "chat_conversation")
+    tab = await visitor.socket(forwarded_for="10.11.0.1")
+    await tab.send(kind="sync", after=0)
+    assert READY in await tab.until(READY)  # a socket with nothing stored yet is a normal, empty chat
+    assert rows(site, "chat_conversation") == conversations
+    await tab.send(kind="message", text="milk", key=uuid.uuid4().hex)
+    assert "product-card" in await tab.until(READY)
+    await tab.close()
+    assert rows(site, "chat_conversation") == conversations + 1
+    page = visitor.load("/?lang=en")  # the same browser comes back: its conversation is there
+    assert "milk" in page.body and visitor.public_id in page.body
+    stranger = Visitor.arrive(site)
+    with pytest.raises(InvalidStatus):  # somebody else's conversation: refused, even now that it exists
+        await stranger.socket(path=visitor.ws_path, forwarded_for="10.11.0.2")
+    assert "milk" not in stranger.load(f"/?c={visitor.public_id}&lang=en").body
+
+
+# --- 3. a tab that never reads ---------------------------------------------------------------------------------
+
+
+def masked_text_frame(text: str) -> bytes:
+    """A client's WebSocket text frame (clients must mask), written by hand: this client never reads."""
+    payload = text.encode()
+    mask = os.urandom(4)
+    size = len(payload)
+    header = bytes([0x81, 0x80 | size]) if size < 126 else bytes([0x81, 0x80 | 126]) + size.to_bytes(2, "big")
+    return header + mask + bytes(byte ^ mask[n % 4] for n, byte in enumerate(payload))
+
+
+def never_reading_socket(site: Site, visitor: Visitor, forwarded_for: str) -> socket.socket:
+    """Opens the chat socket with a tiny receive window, then never reads from it again."""
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.settimeout(TIMEOUT)
+    raw.connect(("127.0.0.1", site.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    cookie = visitor.cookie_header()["Cookie"]
+    raw.sendall(
+        (
+            f"GET {visitor.ws_path} HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Origin: {site.url}\r\nCookie: {cookie}\r\nX-Forwarded-For: {forwarded_for}\r\n\r\n"
+        ).encode()
+    )
+    assert raw.recv(12) == b"HTTP/1.1 101"  # the upgrade's first bytes; nothing is read after this
+    return raw
+
+
+def long_history(site: Site, public_id: str, messages: int, chars: int) -> None:
+    with sqlite3.connect(site.db) as db:
+        (pk, last) = db.execute(
+            "SELECT id, last_seq FROM chat_conversation WHERE public_id = ?", (public_id.replace("-", ""),)
+        ).fetchone()
+        db.executemany(
+            "INSERT INTO chat_message (conversation_id, seq, role, kind, text, payload, complete, client_key, "
+            "created_at) VALUES (?, ?, 'user', 'text', ?, '{}', 1, '', '2026-01-01 00:00:00')",
+            [(pk, last + n, f"{n} " + "x" * chars) for n in range(1, messages + 1)],
+        )
+        db.execute("UPDATE chat_conversation SET last_seq = ? WHERE id = ?", (last + messages, pk))
+
+
+async def test_a_tab_that_never_reads_is_dropped_instead_of_growing_the_server(site: Site) -> None:
+    visitor = Visitor.arrive(site)
+    await say(visitor, "milk")  # the conversation is stored; then it gets a long history
+    long_history(site, visitor.public_id, messages=200, chars=2000)  # a catch-up of about 450 KB
+    server = psutil.Process(site.process.pid)  # type: ignore[union-attr]
+    before = server.memory_info().rss
+    raw = await asyncio.to_thread(never_reading_socket, site, visitor, "10.3.3.3")
+    try:
+        await sockets_settle(site, 1)
+        sync = masked_text_frame('{"kind":"sync","after":0}')
+        dropped = False
+        for _ in range(100):  # a catch-up asked for every 0.1 s; none of it is read
+            try:
+                raw.sendall(sync)
+            except OSError:  # the server dropped the connection (a reset)
+                dropped = True
+                break
+            if await asyncio.to_thread(site.metric, "vizochok_active_sockets") == 0:
+                dropped = True
+                break
+            await asyncio.sleep(0.1)
+        grown = (server.memory_info().rss - before) / 2**20
+        assert dropped, f"the server kept a socket that reads nothing (grew {grown:.0f} MiB)"
+        assert grown < 48, f"the server grew {grown:.0f} MiB before dropping it"
+        assert "left" in site.log() and "unread" in site.log()
+    finally:
+        raw.close()
+
+
+def test_a_conversation_not_stored_yet_keeps_its_id_across_tabs_and_links(site: Site) -> None:
+    visitor = Visitor.arrive(site)
+    first = visitor.public_id
+    assert Visitor(site, cookies=dict(visitor.cookies)).load("/?lang=en").status == 200
+    another_tab = Visitor(site, cookies=dict(visitor.cookies))
+    another_tab.load("/?lang=en")
+    assert another_tab.public_id == first  # every tab of this shopper shows the same, not yet stored, conversation
+    page = visitor.load("/?lang=en")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.body).group(1)  # type: ignore[union-attr]
+    fresh = visitor.post("/conversations/new/", {"csrfmiddlewaretoken": token})
+    assert fresh.status == 302 and "new=1" in fresh.header("Location")
+    visitor.load(fresh.header("Location"))
+    new_id = visitor.public_id
+    assert new_id != first
+    link = re.search(r'href="(\?c=[^"]+&amp;lang=uk)"', visitor.load(fresh.header("Location")).body).group(1)  # type: ignore[union-attr]
+    visitor.load("/" + link.replace("&amp;", "&"))
+    assert visitor.public_id == new_id  # switching the language keeps the new conversation

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,51 +14,87 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.sessions.backends.db import SessionStore
 
 from chat.models import Conversation
-from chat.turns.upstream import EmbeddedSandbox, upstream_config
+from chat.turns.service import get_relay
 from chat.web import embed, identity
 from chat.web.routing import websocket_urlpatterns
-from tests.chat.conftest import READY, TIMEOUT, communicator, receive_until, send
+from tests.chat.conftest import READY, TIMEOUT, communicator, receive_until, reload, send
 
 SECRET = "s" * 40
 
 
+def soon() -> int:
+    return int(time.time()) + 120
+
+
+def claims(**values: Any) -> dict[str, Any]:
+    return {"user_id": "u", "store_id": "s", "exp": soon(), "jti": "a-unique-token-id-0001", **values}
+
+
 def test_a_minted_token_verifies_with_its_claims() -> None:
-    token = embed.mint_token(
-        {"user_id": "u-1", "store_id": "shop.kyiv", "exp": 2_000_000_000, "lang": "en", "extra": 1}, SECRET
-    )
-    claims = embed.verify_token(token, SECRET)
-    assert (claims.user_id, claims.store_id, claims.exp, claims.lang) == ("u-1", "shop.kyiv", 2_000_000_000, "en")
+    token = embed.entry_token("u-1", "shop.kyiv", SECRET, ttl=60, lang="en", extra=1)
+    verified = embed.verify_token(token, SECRET)
+    assert (verified.user_id, verified.store_id, verified.lang) == ("u-1", "shop.kyiv", "en")
+    assert len(verified.jti) == 32 and verified.exp > time.time()
 
 
 @pytest.mark.parametrize(
-    ("claims", "secret", "reason"),
+    ("values", "secret", "reason"),
     [
-        ({"user_id": "u", "store_id": "s", "exp": 2_000_000_000}, "another-secret", "invalid"),
-        ({"user_id": "u", "store_id": "s", "exp": 1_000}, SECRET, "expired"),
-        ({"user_id": "u", "store_id": "s"}, SECRET, "invalid"),
-        ({"user_id": "<script>", "store_id": "s", "exp": 2_000_000_000}, SECRET, "invalid"),
-        ({"user_id": "u", "store_id": "-s", "exp": 2_000_000_000}, SECRET, "invalid"),
-        ({"user_id": "u" * 101, "store_id": "s", "exp": 2_000_000_000}, SECRET, "invalid"),
+        ({}, "another-secret", "invalid"),
+        ({"exp": 1_000}, SECRET, "expired"),
+        ({"exp": None}, SECRET, "invalid"),
+        ({"exp": True}, SECRET, "invalid"),
+        ({"exp": 2_000_000_000}, SECRET, "invalid"),  # further ahead than VIZOCHOK_TOKEN_MAX_LIFETIME
+        ({"jti": None}, SECRET, "invalid"),
+        ({"jti": "short"}, SECRET, "invalid"),
+        ({"jti": "x" * 129}, SECRET, "invalid"),
+        ({"user_id": "<script>"}, SECRET, "invalid"),
+        ({"store_id": "-s"}, SECRET, "invalid"),
+        ({"user_id": "u" * 101}, SECRET, "invalid"),
+        ({"user_id": "user-1"}, SECRET, "invalid"),  # a Django user's id
+        ({"user_id": "Anon-0123abcd"}, SECRET, "invalid"),  # an anonymous shopper's
     ],
 )
-def test_bad_tokens_are_refused(claims: dict[str, Any], secret: str, reason: str) -> None:
+def test_bad_tokens_are_refused(values: dict[str, Any], secret: str, reason: str) -> None:
     with pytest.raises(embed.InvalidToken) as refused:
-        embed.verify_token(embed.mint_token(claims, secret), SECRET)
+        embed.verify_token(embed.mint_token(claims(**values), secret), SECRET)
     assert refused.value.reason == reason
 
 
 def test_expiry_has_a_small_leeway_and_no_secret_disables_tokens() -> None:
     now = time.time()
-    token = embed.mint_token({"user_id": "u", "store_id": "s", "exp": int(now) - 10}, SECRET)
+    token = embed.mint_token(claims(exp=int(now) - 10), SECRET)
     assert embed.verify_token(token, SECRET, now=now).user_id == "u"
     with pytest.raises(embed.InvalidToken) as refused:
         embed.verify_token(token, "")
     assert refused.value.reason == "disabled"
 
 
+def test_the_lifetime_cap_is_a_setting(settings: Any) -> None:
+    token = embed.mint_token(claims(exp=soon() + 3600), SECRET)
+    with pytest.raises(embed.InvalidToken):
+        embed.verify_token(token, SECRET)
+    settings.VIZOCHOK_TOKEN_MAX_LIFETIME = 2 * 3600
+    assert embed.verify_token(token, SECRET).user_id == "u"
+
+
+@pytest.mark.django_db
+def test_a_token_is_spent_once_and_forgotten_after_it_expires() -> None:
+    from chat.models import SpentEntryToken
+
+    first = embed.verify_token(embed.mint_token(claims(jti="jti-of-the-first-token", exp=soon()), SECRET), SECRET)
+    embed.spend(first)
+    with pytest.raises(embed.InvalidToken) as refused:
+        embed.spend(first)
+    assert refused.value.reason == "used"
+    SpentEntryToken.objects.update(expires_at=datetime(2000, 1, 1, tzinfo=UTC))  # long expired
+    embed.spend(embed.verify_token(embed.mint_token(claims(jti="jti-of-the-second-token"), SECRET), SECRET))
+    assert list(SpentEntryToken.objects.values_list("jti", flat=True)) == ["jti-of-the-second-token"]
+
+
 def test_a_tampered_payload_fails_the_signature() -> None:
-    token = embed.mint_token({"user_id": "u", "store_id": "s", "exp": 2_000_000_000}, SECRET)
-    other = embed.mint_token({"user_id": "admin", "store_id": "s", "exp": 2_000_000_000}, SECRET)
+    token = embed.mint_token(claims(), SECRET)
+    other = embed.mint_token(claims(user_id="admin"), SECRET)
     with pytest.raises(embed.InvalidToken):
         embed.verify_token(other.split(".")[0] + "." + token.split(".")[1], SECRET)
 
@@ -86,13 +123,23 @@ def test_widget_options_keep_only_safe_values() -> None:
 @pytest.mark.django_db
 def test_the_page_escapes_options_and_takes_deployment_defaults(client: Any, settings: Any) -> None:
     settings.VIZOCHOK_WIDGET_BOT_NAME = "Deployment bot"
+    settings.VIZOCHOK_WIDGET_WELCOME_MESSAGE = "<img src=x onerror=alert(1)>"
     settings.VIZOCHOK_WIDGET_PRIMARY_COLOR = "not a colour"
-    page = client.get("/", {"welcome_message": "<img src=x onerror=alert(1)>", "lang": "en"}).content.decode()
+    page = client.get("/", {"lang": "en"}).content.decode()
     assert "Deployment bot" in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page and "<img src=x" not in page
     assert "data-theme-primary" not in page
-    # The session keeps the embed's options for navigations inside the frame.
-    assert "&lt;img src=x" in client.get("/").content.decode()
+
+
+@pytest.mark.django_db
+def test_a_tokens_widget_claim_is_cleaned_and_kept_for_the_frame(client: Any, settings: Any) -> None:
+    settings.VIZOCHOK_EMBED_SECRET = SECRET
+    widget = {"bot_name": "Host bot", "welcome_message": "<b>hi</b>", "bot_avatar": "javascript:alert(1)", "x": "y"}
+    token = embed.entry_token("u-5", "s", SECRET, widget=widget)
+    assert embed.verify_token(token, SECRET).widget == {"bot_name": "Host bot", "welcome_message": "<b>hi</b>"}
+    assert client.get("/", {"token": token}).status_code == 302
+    page = client.get("/", {"lang": "en", "bot_name": "Bank Security"}).content.decode()
+    assert "Host bot" in page and "&lt;b&gt;hi&lt;/b&gt;" in page and "Bank Security" not in page
 
 
 @pytest.mark.django_db
@@ -120,7 +167,7 @@ def _bound_shopper(user_id: str, store_id: str, conversation_store: str) -> tupl
     session[identity.SESSION_BOUND_STORE_KEY] = store_id
     session.create()
     conversation = Conversation.objects.create(
-        session_key=session.session_key, user_id=user_id, store_id=conversation_store
+        session_key=session.session_key, user_id=identity.host_user_id(user_id), store_id=conversation_store
     )
     return session.session_key or "", conversation
 
@@ -215,8 +262,11 @@ async def test_a_bound_session_talks_to_its_own_store(sandbox: Any) -> None:
         assert "product-card" in frames
     finally:
         await tab.disconnect()
-    config = await upstream_config("shopper-42", EmbeddedSandbox(), "store-7")
-    assert config.store_id == "store-7" and config.user_id == "shopper-42"
+    assert (await reload(conversation)).user_id == "ext-shopper-42"  # the host's shopper, in the host namespace
+    runner = get_relay().existing((await reload(conversation)).pk)
+    assert runner is not None and runner.user_id == "shopper-42"  # the host's own id goes upstream
+    assert runner.store_id == "store-7"
+    assert identity.upstream_user_id("user-7") == "user-7"
 
     # The same shopper's conversation in another store is not reachable from this bound session.
     _key, elsewhere = await _bound_shopper("shopper-42", "store-7", "store-8")

@@ -71,3 +71,31 @@ async def test_a_cancelled_application_gives_its_socket_back(sandbox: Any, monke
     with pytest.raises(asyncio.CancelledError):
         await tab.future
     assert held_sockets("anon-stuck") == 0 and gauge() == before
+
+
+async def test_a_flood_of_syncs_is_merged_into_paced_catch_ups(sandbox: Any, settings: Any) -> None:
+    """200 syncs on one socket made the server render the conversation 200 times (issue 15, item 3)."""
+    settings.VIZOCHOK_SYNC_INTERVAL = 0.5
+    key, conversation = await make_shopper("anon-syncs")
+    tab = communicator(key, conversation)
+    assert (await tab.connect())[0]
+    try:
+        await send(tab, kind="message", text="milk", key="k1")
+        await receive_until(tab, READY)
+        for _ in range(200):
+            await send(tab, kind="sync", after=0)
+        await send(tab, kind="nonsense")  # answered after every sync before it was read
+        catch_ups = 0
+        async with asyncio.timeout(5):
+            while True:
+                frame = await tab.receive_from(timeout=5)
+                catch_ups += 'id="cart-panel-body"' in frame
+                if "unknown_kind" in frame:
+                    break
+        async with asyncio.timeout(5):
+            while catch_ups < 2:  # the merged one, after the interval
+                catch_ups += 'id="cart-panel-body"' in await tab.receive_from(timeout=5)
+        assert await tab.receive_nothing(timeout=1.5)  # and no more
+        assert catch_ups == 2
+    finally:
+        await tab.disconnect()
