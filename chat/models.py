@@ -51,7 +51,7 @@ class Conversation(models.Model):
     heartbeat_at = models.DateTimeField(pgettext_lazy("admin", "last heartbeat"), null=True, blank=True)
     turn_count = models.PositiveIntegerField(pgettext_lazy("admin", "turns"), default=0)
     #: Last sequence number handed to a message; a page catches up from the last one it saw.
-    last_seq = models.PositiveIntegerField(pgettext_lazy("admin", "messages"), default=0)
+    last_seq = models.PositiveIntegerField(pgettext_lazy("admin", "message count"), default=0)
     cart = models.JSONField(pgettext_lazy("admin", "cart"), default=list, blank=True)
     cart_count = models.DecimalField(
         pgettext_lazy("admin", "items in cart"), max_digits=12, decimal_places=3, default=Decimal(0)
@@ -209,8 +209,8 @@ class Turn(models.Model):
     added = models.JSONField(pgettext_lazy("admin", "products added"), default=list, blank=True)
 
     class Meta:
-        verbose_name = pgettext_lazy("admin", "turn")
-        verbose_name_plural = pgettext_lazy("admin", "turns")
+        verbose_name = pgettext_lazy("admin", "conversation turn")
+        verbose_name_plural = pgettext_lazy("admin", "conversation turns")
         ordering = ["-started_at"]
         constraints = [models.UniqueConstraint(fields=["conversation", "seq"], name="turn_unique_seq")]
         indexes = [

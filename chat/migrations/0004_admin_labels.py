@@ -68,7 +68,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AlterModelOptions(
             name="turn",
-            options={"ordering": ["-started_at"], "verbose_name": "turn", "verbose_name_plural": "turns"},
+            options={"ordering": ["-started_at"], "verbose_name": "conversation turn", "verbose_name_plural": "conversation turns"},
         ),
         migrations.AddField(
             model_name="conversation",
@@ -135,7 +135,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="conversation",
             name="last_seq",
-            field=models.PositiveIntegerField(default=0, verbose_name="messages"),
+            field=models.PositiveIntegerField(default=0, verbose_name="message count"),
         ),
         migrations.AlterField(
             model_name="conversation",
