@@ -323,7 +323,8 @@ def top_products(scope: Scope, limit: int = TOP) -> list[Product]:
             adds[key] += 1
             quantities[key] += formatting.to_decimal(item.get("quantity")) or Decimal(0)
             names[key] = name or names.get(key, "") or sku
-    return [Product(key, names[key], count, quantities[key]) for key, count in adds.most_common(limit)]
+    ranked = sorted(adds.items(), key=lambda item: (-item[1], names[item[0]].casefold(), item[0]))[:limit]
+    return [Product(key, names[key], count, quantities[key]) for key, count in ranked]
 
 
 @dataclass(frozen=True)
@@ -352,7 +353,8 @@ def missing_queries(scope: Scope, limit: int = TOP) -> list[Query]:
         key = " ".join(text.casefold().split())
         counts[key] += count
         spellings[key][" ".join(text.split())] += count
-    return [Query(spellings[key].most_common(1)[0][0], count) for key, count in counts.most_common(limit)]
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    return [Query(min(spellings[key].items(), key=lambda s: (-s[1], s[0]))[0], count) for key, count in ranked]
 
 
 def stores() -> list[str]:
