@@ -69,6 +69,7 @@ def titled(base: type[admin.FieldListFilter], title: Any) -> type[admin.FieldLis
             self.title = title
 
     Titled.__name__ = f"Titled{base.__name__}"
+    Titled.label = title  # type: ignore[attr-defined]  # for reading without a request (tests)
     return Titled
 
 
@@ -484,7 +485,7 @@ def _non_negative_int(value: str | None) -> int:
 class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Raw messages, for debugging a payload; the conversation page is the place to read a chat."""
 
-    list_display = ("conversation", "seq", "role", "kind", "complete", "created_at")
+    list_display = ("conversation", "seq", "role", "kind", "completeness", "created_at")
     list_display_links = ("conversation", "seq")
     list_filter = (
         ("role", titled(admin.ChoicesFieldListFilter, pgettext_lazy("admin filter", "role"))),
@@ -498,8 +499,13 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # Newest first by primary key: the model's ordering ("conversation", "seq") would sort by the conversation's
     # own ordering through a join, over every message.
     ordering = ("-id",)
-    fields = ("conversation", "seq", "role", "kind", "text", "payload", "complete", "client_key", "created_at")
+    fields = ("conversation", "seq", "role", "kind", "text", "payload", "completeness", "client_key", "created_at")
     readonly_fields = fields
+
+    @admin.display(description=pgettext_lazy("admin", "complete"), ordering="complete")
+    def completeness(self, obj: Message) -> str:
+        """Yes or no in words: Django's boolean icon carries an English ``alt`` ("True"/"False")."""
+        return str(_("Yes") if obj.complete else _("No"))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
         return super().get_queryset(request).defer("conversation__search_text", "conversation__cart")
