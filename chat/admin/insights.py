@@ -18,25 +18,27 @@ Staff with the conversation view permission may see it (they can read the conver
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.db.models import Count, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import formats, timezone
 from django.utils.functional import Promise
 from django.utils.safestring import SafeString
-from django.utils.translation import pgettext_lazy
+from django.utils.translation import get_language, pgettext_lazy
 
 from chat.admin import charts
 from chat.admin.codes import error_detail, error_name
@@ -140,25 +142,37 @@ def scope_from(form: InsightsForm, today: date) -> Scope:
 # --- the queries ----------------------------------------------------------------------------------------------
 
 
-def _where(scope: Scope) -> tuple[str, list[Any]]:
-    sql = "day >= %s AND day <= %s"
+def _where(scope: Scope, alias: str = "") -> tuple[str, list[Any]]:
+    """The period (and store) as SQL over the turn table; ``day`` and ``store_id`` lead every insights index."""
+    prefix = f"{alias}." if alias else ""
+    sql = f"{prefix}day >= %s AND {prefix}day <= %s"
     params: list[Any] = [
         connection.ops.adapt_datefield_value(scope.start),
         connection.ops.adapt_datefield_value(scope.end),
     ]
     if scope.store:
-        sql += " AND store_id = %s"
+        sql += f" AND {prefix}store_id = %s"
         params.append(scope.store)
     return sql, params
 
 
-def _turns(scope: Scope) -> QuerySet[Turn]:
-    turns = Turn.objects.filter(day__gte=scope.start, day__lte=scope.end)
-    return turns.filter(store_id=scope.store) if scope.store else turns
+def _turns_table() -> str:
+    return connection.ops.quote_name(Turn._meta.db_table)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_day(text: str) -> date:
+    return date.fromisoformat(text)
 
 
 def _day(value: Any) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value))
+    return value if isinstance(value, date) else _parse_day(str(value))
+
+
+def _day_text() -> str:
+    """``day`` as ISO text: SQLite's driver would otherwise parse every row's date with a Python converter, which
+    cost more than the query (0.3 s for 400k rows); the few distinct days are parsed once each, here."""
+    return "CAST(day AS TEXT)" if connection.vendor == "sqlite" else "day"
 
 
 def _decimal(value: Any) -> Decimal:
@@ -185,28 +199,6 @@ class Day:
         return None if not self.conversations else 100 * self.converted / self.conversations
 
 
-def daily(scope: Scope) -> dict[date, Day]:
-    """Conversations, turns, adds, conversions, cart value and shoppers per day: one query, grouped twice.
-
-    The inner grouping is one row per conversation and day (its turns, adds and fullest cart after an add); the
-    outer one sums those per day. ``user_id`` is constant within a conversation, so it rides in the inner key.
-    """
-    where, params = _where(scope)
-    table = connection.ops.quote_name(Turn._meta.db_table)
-    rows = _fetch(
-        "SELECT day, COUNT(*), SUM(turns), SUM(adds), SUM(CASE WHEN adds > 0 THEN 1 ELSE 0 END), "
-        "SUM(CASE WHEN adds > 0 THEN cart END), COUNT(DISTINCT user_id) FROM ("
-        "SELECT day, conversation_id, user_id, COUNT(*) AS turns, SUM(cart_adds) AS adds, "
-        f"MAX(CASE WHEN cart_adds > 0 THEN cart_total END) AS cart FROM {table} WHERE {where} "
-        "GROUP BY day, conversation_id, user_id) per_conversation GROUP BY day",
-        params,
-    )
-    return {
-        _day(day): Day(int(conversations), int(turns), int(adds or 0), int(converted), _decimal(cart), int(shoppers))
-        for day, conversations, turns, adds, converted, cart, shoppers in rows
-    }
-
-
 @dataclass
 class Totals:
     conversations: int = 0
@@ -228,75 +220,118 @@ class Totals:
         return None if not self.conversations else self.turns / self.conversations
 
 
-def totals(scope: Scope) -> Totals:
-    """The period as a whole (a conversation spanning two days counts once): two queries."""
+def activity(scope: Scope) -> tuple[dict[date, Day], Totals]:
+    """Conversations, turns, adds, conversions, cart value and shoppers, per day and for the whole period.
+
+    One query returns a row per conversation and day (its turns, adds and fullest cart after an add), read from
+    the ``turn_day_totals`` index alone; the sums per day and over the period (where a conversation that spans
+    two days counts once) are made here. The rows are as many as conversation-days, a third of the turns; summing
+    them here costs less than the three grouped queries (with temporary B-trees) SQLite would need instead.
+    """
     where, params = _where(scope)
-    table = connection.ops.quote_name(Turn._meta.db_table)
     rows = _fetch(
-        "SELECT turns, converted, COUNT(*), SUM(cart) FROM (SELECT conversation_id, COUNT(*) AS turns, "
-        "MAX(CASE WHEN cart_adds > 0 THEN 1 ELSE 0 END) AS converted, "
-        f"MAX(CASE WHEN cart_adds > 0 THEN cart_total END) AS cart FROM {table} WHERE {where} "
-        "GROUP BY conversation_id) per_conversation GROUP BY turns, converted",
+        f"SELECT {_day_text()}, conversation_id, user_id, COUNT(*), SUM(cart_adds), "
+        f"MAX(CASE WHEN cart_adds > 0 THEN cart_total END) FROM {_turns_table()} WHERE {where} "
+        "GROUP BY day, store_id, conversation_id, user_id",
         params,
     )
-    result = Totals()
-    for turns, converted, count, cart in rows:
-        result.conversations += count
-        result.converted += count if converted else 0
-        result.turns += turns * count
-        result.cart_value += _decimal(cart)
-        result.depth[int(turns)] += count
-    flat = _turns(scope).aggregate(
-        shoppers=Count("user_id", distinct=True),
-        adds=Sum("cart_adds"),
-        errors=Count("pk", filter=~Q(error_code="")),
+    # Per day: [conversations, turns, adds, converted, cart value, shoppers]; plain lists, the loop is hot.
+    per_day: dict[str, list[Any]] = {}
+    turns_of: Counter[int] = Counter()
+    carts: dict[int, Any] = {}
+    converted: set[int] = set()
+    shoppers: set[str] = set()
+    for day, conversation, user, turns, adds, cart in rows:
+        one = per_day.get(day)
+        if one is None:
+            one = per_day[day] = [0, 0, 0, 0, 0, set()]
+        one[0] += 1
+        one[1] += turns
+        one[5].add(user)
+        shoppers.add(user)
+        turns_of[conversation] += turns
+        if adds:
+            one[2] += adds
+            one[3] += 1
+            converted.add(conversation)
+            if cart is not None:
+                one[4] += cart
+                if carts.get(conversation, -1) < cart:
+                    carts[conversation] = cart
+    days = {
+        _day(day): Day(conversations, turns, adds, converted, _decimal(cart), len(users))
+        for day, (conversations, turns, adds, converted, cart, users) in per_day.items()
+    }
+    total = Totals(
+        conversations=len(turns_of),
+        converted=len(converted),
+        turns=sum(one.turns for one in days.values()),
+        adds=sum(one.adds for one in days.values()),
+        shoppers=len(shoppers),
+        cart_value=_decimal(sum(carts.values(), 0)),
+        depth=Counter(turns_of.values()),
     )
-    result.shoppers, result.adds, result.errors = flat["shoppers"], flat["adds"] or 0, flat["errors"]
-    return result
+    return days, total
 
 
 def errors(scope: Scope) -> dict[str, dict[date, int]]:
-    """Turns that ended with an error, per code and day."""
-    rows = _turns(scope).exclude(error_code="").values_list("day", "error_code").annotate(n=Count("pk"))
+    """Turns that ended with an error, per code and day (the partial index ``turn_day_errors`` holds just those)."""
+    where, params = _where(scope)
+    rows = _fetch(
+        f"SELECT {_day_text()}, error_code, COUNT(*) FROM {_turns_table()} WHERE {where} AND NOT (error_code = '') "
+        "GROUP BY day, error_code",
+        params,
+    )
     result: dict[str, dict[date, int]] = defaultdict(dict)
-    for day, code, count in rows.order_by():
+    for day, code, count in rows:
         result[code][_day(day)] = count
     return dict(result)
 
 
-#: Percentiles, as (key, numerator of the nearest rank over 100).
+#: Percentiles, as (key, share in percent): nearest rank, the smallest value with at least that share at or below.
 PERCENTILES = (("median", 50), ("p95", 95))
+METRICS = (("first_token", "first_token_ms"), ("duration", "duration_ms"))
+
+
+def _nearest_rank(ordered: Sequence[int], share: int) -> int:
+    return ordered[max(0, (len(ordered) * share + 99) // 100 - 1)]
 
 
 def latency(scope: Scope) -> dict[tuple[str, date | None], dict[str, int]]:
     """Median and 95th percentile of time to first token and of duration, per day and (day None) overall.
 
-    Nearest-rank percentiles from ``ROW_NUMBER()`` over each partition, the same SQL on SQLite (≥ 3.25) and
-    PostgreSQL, in one round trip: the database sorts, only the picked rows travel.
+    PostgreSQL computes them itself (``percentile_disc`` per day and, through ``ROLLUP``, for the period). SQLite
+    has no percentile function and its window functions cost ~0.1 s per metric and month even on a covering
+    index, so there the two columns come straight out of the ``turn_day_totals`` index, in day order, and are
+    ranked here. Both give the nearest-rank percentile (the smallest value with at least that share at or below).
     """
     where, params = _where(scope)
-    table = connection.ops.quote_name(Turn._meta.db_table)
-    branches, all_params = [], []
-    for metric, column in (("first_token", "first_token_ms"), ("duration", "duration_ms")):
-        for per_day in (True, False):
-            partition = "PARTITION BY day " if per_day else ""
-            branches.append(
-                f"SELECT '{metric}' AS metric, {'day' if per_day else 'NULL'} AS day, {column} AS value, "
-                f"ROW_NUMBER() OVER ({partition}ORDER BY {column}) AS rn, COUNT(*) OVER ({partition.strip()}) AS cnt "
-                f"FROM {table} WHERE {where} AND {column} IS NOT NULL"
-            )
-            all_params += params
-    picks = " OR ".join(f"rn = (cnt * {share} + 99) / 100" for _, share in PERCENTILES)
-    rows = _fetch(
-        f"SELECT metric, day, value, rn, cnt FROM ({' UNION ALL '.join(branches)}) ranked WHERE {picks}", all_params
-    )
-    result: dict[tuple[str, date | None], dict[str, int]] = defaultdict(dict)
-    for metric, day, value, rank, count in rows:
-        key = (metric, None if day is None else _day(day))
-        for name, share in PERCENTILES:
-            if rank == (count * share + 99) // 100:
-                result[key][name] = int(value)
-    return dict(result)
+    result: dict[tuple[str, date | None], dict[str, int]] = {}
+    if connection.vendor == "postgresql":
+        shares = ", ".join(str(share / 100) for _, share in PERCENTILES)
+        picks = ", ".join(f"percentile_disc(ARRAY[{shares}]) WITHIN GROUP (ORDER BY {column})" for _, column in METRICS)
+        sql = f"SELECT day, {picks} FROM {_turns_table()} WHERE {where} GROUP BY ROLLUP (day)"
+        for day, *values in _fetch(sql, params):
+            for (metric, _), picked in zip(METRICS, values, strict=True):
+                if picked:
+                    key = (metric, None if day is None else _day(day))
+                    result[key] = {name: int(v) for (name, _), v in zip(PERCENTILES, picked, strict=True)}
+        return result
+    columns = ", ".join(column for _, column in METRICS)
+    rows = _fetch(f"SELECT {_day_text()}, {columns} FROM {_turns_table()} WHERE {where} ORDER BY day", params)
+    overall: list[list[int]] = [[] for _ in METRICS]
+    for day, group in groupby(rows, key=itemgetter(0)):
+        found = list(group)
+        for index, (metric, _) in enumerate(METRICS):
+            ordered = sorted(row[index + 1] for row in found if row[index + 1] is not None)
+            if ordered:
+                result[(metric, _day(day))] = {name: _nearest_rank(ordered, share) for name, share in PERCENTILES}
+                overall[index] += ordered
+    for index, (metric, _) in enumerate(METRICS):
+        if overall[index]:
+            overall[index].sort()
+            result[(metric, None)] = {name: _nearest_rank(overall[index], share) for name, share in PERCENTILES}
+    return result
 
 
 @dataclass(frozen=True)
@@ -308,24 +343,34 @@ class Product:
 
 
 def top_products(scope: Scope, limit: int = TOP) -> list[Product]:
-    """Products by the number of times shoppers added them, from the turns that added something."""
-    adds: Counter[str] = Counter()
-    quantities: dict[str, Decimal] = defaultdict(Decimal)
-    names: dict[str, str] = {}
-    for added in _turns(scope).filter(cart_adds__gt=0).values_list("added", flat=True).iterator(chunk_size=2000):
-        for item in added if isinstance(added, list) else ():
-            if not isinstance(item, dict):
-                continue
-            sku = str(item.get("sku") or "")
-            name = str(item.get("name") or "")
-            key = sku or name
-            if not key:
-                continue
-            adds[key] += 1
-            quantities[key] += formatting.to_decimal(item.get("quantity")) or Decimal(0)
-            names[key] = name or names.get(key, "") or sku
-    ranked = sorted(adds.items(), key=lambda item: (-item[1], names[item[0]].casefold(), item[0]))[:limit]
-    return [Product(key, names[key], count, quantities[key]) for key, count in ranked]
+    """Products by the number of times shoppers added them, unpacked from the turns' ``added`` lists in SQL.
+
+    The partial index ``turn_day_adds`` finds the turns that added something; the JSON is unpacked by the
+    database (SQLite's ``json_each``, PostgreSQL's ``jsonb_array_elements``), so only the ranking travels.
+    """
+    where, params = _where(scope, "turn")
+    if connection.vendor == "postgresql":
+        items, field = "jsonb_array_elements(turn.added) AS item(value)", "item.value ->> '{}'"
+        where += " AND jsonb_typeof(turn.added) = 'array'"  # filters the turn before its list is unpacked
+    else:
+        items, field = "json_each(turn.added) AS item", "json_extract(item.value, '$.{}')"
+    sku, name, quantity = (field.format(key) for key in ("sku", "name", "quantity"))
+    # A quantity that is no number counts as none: its text is checked before the cast on both databases.
+    number = f"CASE WHEN {quantity} GLOB '[0-9]*' THEN {quantity} END"
+    if connection.vendor == "postgresql":
+        number = f"CASE WHEN {quantity} ~ '^[0-9]+(\\.[0-9]+)?$' THEN ({quantity})::numeric END"
+    key = f"COALESCE(NULLIF({sku}, ''), {name})"
+    rows = _fetch(
+        f"SELECT {key} AS product, MAX({sku}), MAX({name}), COUNT(*), SUM({number}) "
+        f"FROM {_turns_table()} AS turn, {items} WHERE {where} AND turn.cart_adds > 0 "
+        f"AND {key} IS NOT NULL AND {key} <> '' GROUP BY {key}",
+        params,
+    )
+    ranked = sorted(rows, key=lambda row: (-row[3], str(row[2] or row[1]).casefold(), row[0]))[:limit]
+    return [
+        Product(str(row_sku or ""), str(row_name or row_sku or ""), int(count), _decimal(total).normalize())
+        for _, row_sku, row_name, count, total in ranked
+    ]
 
 
 @dataclass(frozen=True)
@@ -337,16 +382,17 @@ class Query:
 def missing_queries(scope: Scope, limit: int = TOP) -> list[Query]:
     """The shopper's words most often answered without a product card: what the catalog (or the search) lacks.
 
-    Grouped by exact text in SQL, then by case-folded, space-normalised text here ("Молоко" and "молоко " are one
-    query), shown in its most frequent spelling.
+    Grouped by exact text in SQL (the partial index ``turn_day_unmatched`` holds just these turns), then by
+    case-folded, space-normalised text here ("Молоко" and "молоко " are one query), shown in its most frequent
+    spelling.
     """
-    rows = (
-        _turns(scope)
-        .filter(outcome=Turn.Outcome.ANSWERED, had_cards=False)
-        .exclude(query="")
-        .values_list("query")
-        .annotate(n=Count("pk"))
-        .order_by("-n", "query")[:QUERY_GROUPS]
+    where, params = _where(scope)
+    rows = _fetch(
+        # The condition is spelled as the partial index's (no parameters): SQLite uses such an index only when
+        # the query's terms visibly imply its WHERE.
+        f"SELECT query, COUNT(*) AS n FROM {_turns_table()} WHERE {where} AND NOT had_cards "
+        f"AND outcome = '{Turn.Outcome.ANSWERED}' AND NOT (query = '') GROUP BY query ORDER BY n DESC, query LIMIT %s",
+        [*params, QUERY_GROUPS],
     )
     counts: Counter[str] = Counter()
     spellings: dict[str, Counter[str]] = defaultdict(Counter)
@@ -359,41 +405,78 @@ def missing_queries(scope: Scope, limit: int = TOP) -> list[Query]:
 
 
 def stores() -> list[str]:
-    """Stores with recorded turns: DISTINCT over the leading column of the (store_id, day) index."""
-    return list(Turn.objects.order_by("store_id").values_list("store_id", flat=True).distinct()[:STORE_CHOICES])
+    """Stores with recorded turns, found by hopping along the ``turn_store_started`` index (one probe a store).
+
+    ``SELECT DISTINCT`` would read every entry of the index; the recursive query asks for the next store after
+    the previous one, which both databases answer with one index seek.
+    """
+    table = _turns_table()
+    rows = _fetch(
+        f"WITH RECURSIVE seen(store) AS (SELECT MIN(store_id) FROM {table} UNION ALL "
+        f"SELECT (SELECT MIN(store_id) FROM {table} WHERE store_id > seen.store) FROM seen "
+        "WHERE seen.store IS NOT NULL) SELECT store FROM seen WHERE store IS NOT NULL LIMIT %s",
+        [STORE_CHOICES],
+    )
+    return [row[0] for row in rows]
 
 
 # --- presentation ---------------------------------------------------------------------------------------------
 
 
+# A page of a long period formats thousands of numbers and dates; Django's ``number_format`` and ``date_format``
+# look the locale up each time (0.1 s of a year's page), so the separators and day labels are looked up once.
+
+
+@functools.lru_cache(maxsize=16)
+def _separators(language: str) -> tuple[str, str]:
+    return str(formats.get_format("DECIMAL_SEPARATOR", language)), str(
+        formats.get_format("THOUSAND_SEPARATOR", language)
+    )
+
+
+def _number(value: float, places: int) -> str:
+    """``formatting.number`` for the active language, grouped by thousands (the common case, made cheap)."""
+    decimal, thousands = _separators(get_language() or "uk")
+    return f"{value:,.{places}f}".replace(",", "\0").replace(".", decimal).replace("\0", thousands)
+
+
 def count_text(value: float) -> str:
-    return formatting.number(round(value), 0)
+    return _number(round(value), 0)
+
+
+def _hryvnias(number: str) -> str:
+    return f"₴{number}" if (get_language() or "uk").startswith("en") else f"{number}\u00a0₴"
 
 
 def money_text(value: float) -> str:
-    return formatting.money(Decimal(str(value)).quantize(Decimal("0.01")))
+    return _hryvnias(_number(float(value), 2))
 
 
 def percent_text(value: float) -> str:
-    return f"{formatting.number(round(value, 1), 1)}\u00a0%"
+    return f"{_number(value, 1)}\u00a0%"
 
 
 def seconds_text(milliseconds: float) -> str:
     unit = pgettext_lazy("admin", "s")  # seconds
-    return f"{formatting.number(round(milliseconds / 1000, 1), 1)}\u00a0{unit}"
+    return f"{_number(milliseconds / 1000, 1)}\u00a0{unit}"
 
 
 def money_tick(value: float) -> str:
     """An axis label in whole hryvnias: the kopiyky only widen the axis."""
-    return formatting.money(round(value)).replace(",00", "")
+    return _hryvnias(_number(round(value), 0))
 
 
 def percent_tick(value: float) -> str:
-    return f"{formatting.number(round(value), 0)}\u00a0%"
+    return f"{_number(round(value), 0)}\u00a0%"
+
+
+@functools.lru_cache(maxsize=2048)
+def _day_label(day: date, language: str) -> str:
+    return formats.date_format(day, "SHORT_DATE_FORMAT")
 
 
 def day_text(day: date) -> str:
-    return formats.date_format(day, "SHORT_DATE_FORMAT")
+    return _day_label(day, get_language() or "uk")
 
 
 def axis_day(day: date) -> str:
@@ -454,93 +537,115 @@ def _day_chart(
     return Chart(key, str(title), str(note), svg, legend, headers, shown, raw)
 
 
-def build_charts(scope: Scope) -> tuple[Totals, dict[str, Any], list[Chart]]:
-    """Every number of the page for ``scope``: the period's totals, headline latencies and the charts."""
-    days = scope.days
-    per_day = daily(scope)
-    total = totals(scope)
-    by_code = errors(scope)
-    times = latency(scope)
-    empty = Day()
+class Data:
+    """The queries of one page, each run when a chart first needs it: a CSV download runs only its chart's."""
 
-    def series(pick: Callable[[Day], float | None]) -> list[float | None]:
-        return [pick(per_day.get(day, empty)) for day in days]
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
 
-    def timing(metric: str, name: str) -> list[float | None]:
-        return [times.get((metric, day), {}).get(name) for day in days]
+    @functools.cached_property
+    def activity(self) -> tuple[dict[date, Day], Totals]:
+        per_day, total = activity(self.scope)
+        total.errors = sum(count for per_code in self.errors.values() for count in per_code.values())
+        return per_day, total
 
-    result = [
-        _day_chart(
+    @functools.cached_property
+    def errors(self) -> dict[str, dict[date, int]]:
+        return errors(self.scope)
+
+    @functools.cached_property
+    def latency(self) -> dict[tuple[str, date | None], dict[str, int]]:
+        return latency(self.scope)
+
+    def per_day(self, pick: Callable[[Day], float | None]) -> list[float | None]:
+        per_day, empty = self.activity[0], Day()
+        return [pick(per_day.get(day, empty)) for day in self.scope.days]
+
+    def timing(self, metric: str, name: str) -> list[float | None]:
+        return [self.latency.get((metric, day), {}).get(name) for day in self.scope.days]
+
+
+def chart_builders(data: Data) -> dict[str, Callable[[], Chart]]:
+    """Each chart of the page by its key, built on demand, in the page's order."""
+    days = data.scope.days
+    return {
+        "activity": lambda: _day_chart(
             "activity",
             pgettext_lazy("admin", "Conversations and turns"),
             pgettext_lazy("admin", "Conversations with at least one turn that day, and their turns."),
             days,
             [
-                (str(pgettext_lazy("admin", "Conversations")), series(lambda d: d.conversations), count_text),
-                (str(pgettext_lazy("admin", "Turns")), series(lambda d: d.turns), count_text),
+                (str(pgettext_lazy("admin", "Conversations")), data.per_day(lambda d: d.conversations), count_text),
+                (str(pgettext_lazy("admin", "Turns")), data.per_day(lambda d: d.turns), count_text),
             ],
             kind="columns",
         ),
-        _day_chart(
+        "shoppers": lambda: _day_chart(
             "shoppers",
             pgettext_lazy("admin", "Shoppers"),
             pgettext_lazy("admin", "Distinct shoppers who sent at least one message that day."),
             days,
-            [(str(pgettext_lazy("admin", "Shoppers")), series(lambda d: d.shoppers), count_text)],
+            [(str(pgettext_lazy("admin", "Shoppers")), data.per_day(lambda d: d.shoppers), count_text)],
         ),
-        _depth_chart(total),
-        _day_chart(
+        "depth": lambda: _depth_chart(data.activity[1]),
+        "adds": lambda: _day_chart(
             "adds",
             pgettext_lazy("admin", "Adds to cart"),
             pgettext_lazy("admin", "Products added to the cart through the assistant."),
             days,
-            [(str(pgettext_lazy("admin", "Adds to cart")), series(lambda d: d.adds), count_text)],
+            [(str(pgettext_lazy("admin", "Adds to cart")), data.per_day(lambda d: d.adds), count_text)],
             kind="columns",
         ),
-        _day_chart(
+        "cart_value": lambda: _day_chart(
             "cart_value",
             pgettext_lazy("admin", "Cart value"),
             pgettext_lazy("admin", "For each conversation with an add, its fullest cart after an add; summed per day."),
             days,
-            [(str(pgettext_lazy("admin", "Cart value")), series(lambda d: float(d.cart_value)), money_text)],
+            [(str(pgettext_lazy("admin", "Cart value")), data.per_day(lambda d: float(d.cart_value)), money_text)],
             kind="columns",
         ),
-        _day_chart(
+        "conversion": lambda: _day_chart(
             "conversion",
             pgettext_lazy("admin", "Conversion"),
             pgettext_lazy("admin", "Share of the day's conversations with at least one add to the cart."),
             days,
-            [(str(pgettext_lazy("admin", "Conversion")), series(lambda d: d.conversion), percent_text)],
+            [(str(pgettext_lazy("admin", "Conversion")), data.per_day(lambda d: d.conversion), percent_text)],
         ),
-        _errors_chart(days, by_code),
-        _day_chart(
+        "errors": lambda: _errors_chart(days, data.errors),
+        "first_token": lambda: _day_chart(
             "first_token",
             pgettext_lazy("admin", "Time to first token"),
             pgettext_lazy("admin", "From the shopper's send to the first word of the reply."),
             days,
             [
-                (str(pgettext_lazy("admin", "Median")), timing("first_token", "median"), seconds_text),
-                (str(pgettext_lazy("admin", "95th percentile")), timing("first_token", "p95"), seconds_text),
+                (str(pgettext_lazy("admin", "Median")), data.timing("first_token", "median"), seconds_text),
+                (str(pgettext_lazy("admin", "95th percentile")), data.timing("first_token", "p95"), seconds_text),
             ],
         ),
-        _day_chart(
+        "duration": lambda: _day_chart(
             "duration",
             pgettext_lazy("admin", "Turn duration"),
             pgettext_lazy("admin", "From the shopper's send to the end of the reply (or its error)."),
             days,
             [
-                (str(pgettext_lazy("admin", "Median")), timing("duration", "median"), seconds_text),
-                (str(pgettext_lazy("admin", "95th percentile")), timing("duration", "p95"), seconds_text),
+                (str(pgettext_lazy("admin", "Median")), data.timing("duration", "median"), seconds_text),
+                (str(pgettext_lazy("admin", "95th percentile")), data.timing("duration", "p95"), seconds_text),
             ],
         ),
-        _products_chart(top_products(scope)),
-        _queries_chart(missing_queries(scope)),
-    ]
-    headline = {
-        "first_token": times.get(("first_token", None), {}),
-        "duration": times.get(("duration", None), {}),
+        "products": lambda: _products_chart(top_products(data.scope)),
+        "queries": lambda: _queries_chart(missing_queries(data.scope)),
     }
-    return total, headline, result
+
+
+def build_charts(scope: Scope) -> tuple[Totals, dict[str, Any], list[Chart]]:
+    """Every number of the page for ``scope``: the period's totals, headline latencies and the charts."""
+    data = Data(scope)
+    charts_built = [build() for build in chart_builders(data).values()]
+    headline = {
+        "first_token": data.latency.get(("first_token", None), {}),
+        "duration": data.latency.get(("duration", None), {}),
+    }
+    return data.activity[1], headline, charts_built
 
 
 def _bucket_label(low: int, high: int | None) -> str:
@@ -667,12 +772,10 @@ def insights_view(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied
     form = InsightsForm(request.GET or None, initial={"period": "7"}, stores=stores())
     scope = scope_from(form, timezone.localdate())
+    wanted = chart_builders(Data(scope)).get(request.GET.get("csv") or "")
+    if wanted is not None:
+        return csv_response(wanted(), scope)
     total, headline, chart_list = build_charts(scope)
-    wanted = request.GET.get("csv")
-    if wanted:
-        for chart in chart_list:
-            if chart.key == wanted:
-                return csv_response(chart, scope)
     context = {
         **admin.site.each_context(request),
         "title": pgettext_lazy("admin", "Insights"),
