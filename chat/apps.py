@@ -1,12 +1,22 @@
 from __future__ import annotations
 
+from axes.apps import AppConfig as AxesConfig
 from django.apps import AppConfig
+from django.utils.translation import pgettext_lazy
 
 
 class ChatConfig(AppConfig):
     name = "chat"
-    verbose_name = "Chat"
+    #: chat.apps also holds the axes config below: this is the one INSTALLED_APPS "chat" means.
+    default = True
+    verbose_name = pgettext_lazy("admin", "Chat")  # the admin's section title, in Ukrainian first
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
         from chat import checks  # noqa: F401 (registers the deploy checks)
+
+
+class LoginProtectionConfig(AxesConfig):
+    """django-axes (admin login throttling) under a title in the admin's language: axes ships no Ukrainian."""
+
+    verbose_name = pgettext_lazy("admin", "Login protection")

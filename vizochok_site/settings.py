@@ -63,7 +63,7 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "template_partials",
-    "axes",
+    "chat.apps.LoginProtectionConfig",  # django-axes
     "chat",
 ]
 

@@ -29,11 +29,11 @@ from django.db.models import Min, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
+from django.utils.translation import npgettext, pgettext_lazy
 
 from chat import exports, store
 from chat.admin.transcript import build_entries, cart_lines, money, quantity
@@ -56,13 +56,12 @@ DELETE_PREVIEW = 100
 PREVIEW_CHARS = 70
 
 
-def filter_title(text: str) -> Any:
-    """A filter's title as it reads after Django's "By"/"За" (Ukrainian needs the instrumental case there)."""
-    return pgettext_lazy("admin filter", text)
-
-
 def titled(base: type[admin.FieldListFilter], title: Any) -> type[admin.FieldListFilter]:
-    """``base`` with its own title instead of the field's name (see ``filter_title``)."""
+    """``base`` with its own title instead of the field's name.
+
+    Titles read after Django's "By %(filter_title)s" ("За …"), which in Ukrainian needs the instrumental case, not
+    the field's name: they have their own wording, in the translation context "admin filter".
+    """
 
     class Titled(base):  # type: ignore[valid-type,misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -70,6 +69,7 @@ def titled(base: type[admin.FieldListFilter], title: Any) -> type[admin.FieldLis
             self.title = title
 
     Titled.__name__ = f"Titled{base.__name__}"
+    Titled.label = title  # type: ignore[attr-defined]  # for reading without a request (tests)
     return Titled
 
 
@@ -79,7 +79,7 @@ def titled(base: type[admin.FieldListFilter], title: Any) -> type[admin.FieldLis
 class TurnsFilter(admin.SimpleListFilter):
     """Only conversations with at least one turn unless asked: a page view alone creates an empty one."""
 
-    title = filter_title("turns")
+    title = pgettext_lazy("admin filter", "turns")
     parameter_name = "turns"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, Any]]:
@@ -110,7 +110,7 @@ class TurnsFilter(admin.SimpleListFilter):
 class StoreFilter(admin.SimpleListFilter):
     """Stores seen in conversations; a plain ``AllValuesFieldListFilter`` would list every value unbounded."""
 
-    title = filter_title("store")
+    title = pgettext_lazy("admin filter", "store")
     parameter_name = "store"
     max_choices = 100
 
@@ -129,7 +129,7 @@ class StoreFilter(admin.SimpleListFilter):
 class HasCartFilter(admin.SimpleListFilter):
     """Chats that ended with something in the cart are the ones that turned into shopping."""
 
-    title = filter_title("has cart")
+    title = pgettext_lazy("admin filter", "has cart")
     parameter_name = "has_cart"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
@@ -186,6 +186,15 @@ class ConversationAdminQuerySet(QuerySet):
 # --- conversation admin ---------------------------------------------------------------------------------------
 
 
+def _short(moment: datetime) -> str:
+    """A list cell's time, short: "29.11 23:33" this year, "29.11.2025" before (the long form, "29 листопада 2026
+    р. 23:33", would take two lines or push the list wider than a 1280 px screen)."""
+    local = timezone.localtime(moment)
+    if local.year == timezone.localdate().year:
+        return local.strftime("%d.%m %H:%M")
+    return formats.date_format(local, "SHORT_DATE_FORMAT")
+
+
 def _as_uuid(term: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(term)
@@ -229,12 +238,13 @@ class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "last_activity",
         "started",
     )
+    # On a phone (admin.css, <= 640 px) only the first column stays, with the others summed up under the title.
     list_display_links = ("conversation",)
     list_filter = (
         TurnsFilter,
-        ("created_at", titled(admin.DateFieldListFilter, filter_title("start date"))),
+        ("created_at", titled(admin.DateFieldListFilter, pgettext_lazy("admin filter", "start date"))),
         StoreFilter,
-        ("status", titled(admin.ChoicesFieldListFilter, filter_title("status"))),
+        ("status", titled(admin.ChoicesFieldListFilter, pgettext_lazy("admin filter", "status"))),
         HasCartFilter,
     )
     # The columns live on the conversation row and it has no foreign keys: nothing to join, no per-row query.
@@ -245,17 +255,23 @@ class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     ordering = ("-updated_at",)
     # Shown for the search box; the matching itself is get_search_results below.
     search_fields = ("public_id", "upstream_id", "user_id")
-    search_help_text = _(
+    search_help_text = pgettext_lazy(
+        "admin",
         "Exact conversation id (public UUID or upstream id) or user id; or any part of a message text "
-        "(at least 3 characters)."
+        "(at least 3 characters), in any letter case.",
     )  # a term equal to an id is not also looked for in texts: see get_search_results
     actions = ("export_json", "export_csv")
     # session_key is the shopper's session cookie: a credential, so it is never shown.
+    # The transcript under them is what staff come for: the details that the live status line repeats
+    # (state, turns, cart total, last activity) are folded away.
     fieldsets = (
         (None, {"fields": ("title", "public_id", "upstream_id", "user_id", "store_id")}),
-        (_("State"), {"fields": ("status", "busy_since", "turn_count", "last_seq", "last_error")}),
-        (_("Cart"), {"fields": ("cart_count", "cart_total")}),
-        (_("Time"), {"fields": ("created_at", "updated_at")}),
+        (
+            _("State"),
+            {"fields": ("status", "busy_since", "turn_count", "last_seq", "last_error"), "classes": ["collapse"]},
+        ),
+        (_("Cart"), {"fields": ("cart_count", "cart_total"), "classes": ["collapse"]}),
+        (_("Time"), {"fields": ("created_at", "updated_at"), "classes": ["collapse"]}),
     )
     readonly_fields = (
         "public_id",
@@ -297,21 +313,26 @@ class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=pgettext_lazy("admin", "conversation"), ordering="title")
     def conversation(self, obj: Conversation) -> str:
-        """The shopper's first message, cut to a preview; the whole message in the tooltip."""
+        """The shopper's first message, cut to a preview (the whole message in the tooltip), and for phones a
+        line with what the other columns say."""
         title = obj.title.strip()
         if not title:
-            return format_html('<span class="vz-untitled">{}</span>', pgettext_lazy("admin", "(no message)"))
-        if len(title) <= PREVIEW_CHARS:
-            return title
-        return format_html('<span title="{}">{}…</span>', title, title[: PREVIEW_CHARS - 1].rstrip())
+            name = format_html('<span class="vz-untitled">{}</span>', pgettext_lazy("admin", "(no message)"))
+        elif len(title) <= PREVIEW_CHARS:
+            name = format_html("{}", title)
+        else:
+            name = format_html('<span title="{}">{}…</span>', title, title[: PREVIEW_CHARS - 1].rstrip())
+        turns = npgettext("admin", "%(count)d turn", "%(count)d turns", obj.turn_count) % {"count": obj.turn_count}
+        facts = [obj.store_id, turns, self.cart_summary(obj), obj.get_status_display(), _short(obj.updated_at)]
+        return format_html('{}<span class="vz-row-meta">{}</span>', name, " · ".join(str(fact) for fact in facts))
 
     @admin.display(description=pgettext_lazy("admin", "started"), ordering="created_at")
-    def started(self, obj: Conversation) -> datetime:
-        return obj.created_at
+    def started(self, obj: Conversation) -> str:
+        return _short(obj.created_at)
 
-    @admin.display(description=pgettext_lazy("admin", "last activity"), ordering="updated_at")
-    def last_activity(self, obj: Conversation) -> datetime:
-        return obj.updated_at
+    @admin.display(description=pgettext_lazy("admin", "updated"), ordering="updated_at")
+    def last_activity(self, obj: Conversation) -> str:
+        return _short(obj.updated_at)
 
     @admin.display(description=pgettext_lazy("admin", "cart"), ordering="cart_total")
     def cart_summary(self, obj: Conversation) -> str:
@@ -465,12 +486,12 @@ def _non_negative_int(value: str | None) -> int:
 class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Raw messages, for debugging a payload; the conversation page is the place to read a chat."""
 
-    list_display = ("conversation", "seq", "role", "kind", "complete", "created_at")
+    list_display = ("conversation", "seq", "role", "kind", "completeness", "created_at")
     list_display_links = ("conversation", "seq")
     list_filter = (
-        ("role", titled(admin.ChoicesFieldListFilter, filter_title("role"))),
-        ("kind", titled(admin.ChoicesFieldListFilter, filter_title("kind"))),
-        ("complete", titled(admin.BooleanFieldListFilter, filter_title("completeness"))),
+        ("role", titled(admin.ChoicesFieldListFilter, pgettext_lazy("admin filter", "role"))),
+        ("kind", titled(admin.ChoicesFieldListFilter, pgettext_lazy("admin filter", "kind"))),
+        ("complete", titled(admin.BooleanFieldListFilter, pgettext_lazy("admin filter", "completeness"))),
     )
     list_select_related = ("conversation",)
     list_per_page = 50
@@ -479,8 +500,13 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # Newest first by primary key: the model's ordering ("conversation", "seq") would sort by the conversation's
     # own ordering through a join, over every message.
     ordering = ("-id",)
-    fields = ("conversation", "seq", "role", "kind", "text", "payload", "complete", "client_key", "created_at")
+    fields = ("conversation", "seq", "role", "kind", "text", "payload", "completeness", "client_key", "created_at")
     readonly_fields = fields
+
+    @admin.display(description=pgettext_lazy("admin", "complete"), ordering="complete")
+    def completeness(self, obj: Message) -> str:
+        """Yes or no in words: Django's boolean icon carries an English ``alt`` ("True"/"False")."""
+        return str(_("Yes") if obj.complete else _("No"))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
         return super().get_queryset(request).defer("conversation__search_text", "conversation__cart")

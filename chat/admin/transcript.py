@@ -17,6 +17,7 @@ from typing import Any
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
+from chat.admin.codes import error_name
 from chat.models import Message
 from chat.presentation import formatting
 from chat.presentation.images import safe_image_url
@@ -142,8 +143,10 @@ def _cart_change(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _error(message: Message, data: dict[str, Any]) -> dict[str, Any]:
+    code = _text(data.get("code")) or message.text
     return {
-        "code": _text(data.get("code")) or message.text,
+        "code": code,
+        "name": error_name(code) if code else "",
         "retry_after": _text(data.get("retry_after")),
         "detail": _text(data.get("message")),
     }

@@ -68,7 +68,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AlterModelOptions(
             name="turn",
-            options={"ordering": ["-started_at"], "verbose_name": "turn", "verbose_name_plural": "turns"},
+            options={
+                "ordering": ["-started_at"],
+                "verbose_name": "conversation turn",
+                "verbose_name_plural": "conversation turns",
+            },
         ),
         migrations.AddField(
             model_name="conversation",
@@ -135,7 +139,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="conversation",
             name="last_seq",
-            field=models.PositiveIntegerField(default=0, verbose_name="messages"),
+            field=models.PositiveIntegerField(default=0, verbose_name="message count"),
         ),
         migrations.AlterField(
             model_name="conversation",
@@ -336,11 +340,43 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="turn",
-            index=models.Index(fields=["day"], name="turn_day"),
+            index=models.Index(
+                fields=[
+                    "day",
+                    "store_id",
+                    "conversation",
+                    "user_id",
+                    "cart_adds",
+                    "cart_total",
+                    "first_token_ms",
+                    "duration_ms",
+                ],
+                name="turn_day_totals",
+            ),
         ),
         migrations.AddIndex(
             model_name="turn",
-            index=models.Index(fields=["store_id", "day"], name="turn_store_day"),
+            index=models.Index(
+                condition=models.Q(("error_code", ""), _negated=True),
+                fields=["day", "store_id", "error_code"],
+                name="turn_day_errors",
+            ),
+        ),
+        migrations.AddIndex(
+            model_name="turn",
+            index=models.Index(
+                condition=models.Q(
+                    ("had_cards", False), ("outcome", "answered"), models.Q(("query", ""), _negated=True)
+                ),
+                fields=["day", "store_id", "query"],
+                name="turn_day_unmatched",
+            ),
+        ),
+        migrations.AddIndex(
+            model_name="turn",
+            index=models.Index(
+                condition=models.Q(("cart_adds__gt", 0)), fields=["day", "store_id"], name="turn_day_adds"
+            ),
         ),
         migrations.RunPython(fill_search_text, migrations.RunPython.noop, elidable=True),
         migrations.RunPython(fill_turn_days, migrations.RunPython.noop, elidable=True),

@@ -11,6 +11,7 @@ Keys are hashes: a shopper id or an IP address never appears in a cache key.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -125,10 +126,18 @@ def client_address(scope: dict[str, Any]) -> str:
     return _trusted_address(forwarded, str(client[0]) if client else "unknown")
 
 
-def request_client_address(request: HttpRequest) -> str:
-    """The same for an HTTP request (django-axes counts admin login failures per this address)."""
+def request_client_address(request: HttpRequest) -> str | None:
+    """The same for an HTTP request (django-axes counts admin login failures per this address).
+
+    None when there is no valid address (a request built in code, a proxy that sent garbage): axes stores it in an
+    IP address column, which PostgreSQL checks.
+    """
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
-    return _trusted_address([forwarded] if forwarded else [], str(request.META.get("REMOTE_ADDR") or "unknown"))
+    address = _trusted_address([forwarded] if forwarded else [], str(request.META.get("REMOTE_ADDR") or ""))
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
 
 
 def _trusted_address(forwarded_headers: list[str], peer: str) -> str:

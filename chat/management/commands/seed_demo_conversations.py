@@ -1,160 +1,282 @@
-"""``manage.py seed_demo_conversations --count N``: fill the database with plausible fake chats.
+"""``manage.py seed_demo_conversations --conversations N [--messages M]``: fill the database with plausible chats.
 
-Meant for checking that the admin stays fast with a realistic volume (e.g. ``--count 100000``) and for demos.
-Rows are built in memory one batch at a time and written with ``bulk_create``, so 100k conversations take
-seconds, not hours, and memory stays bounded by the batch size. Every seeded user id starts with ``demo-`` so
-the data is easy to recognise (and to prune).
+Meant for checking that the admin and its insights stay fast at a realistic volume (``--conversations 100000
+--messages 1000000``) and for demos. Each conversation is a run of turns (a search that shows products, a search
+that finds nothing, an add to the cart, a recipe, now and then an error) with its messages, its ``Turn`` rows (as
+``chat.store.record_turn`` writes them) and its search column (as ``chat.store`` keeps it).
+
+Rows are built one batch of conversations at a time: conversations with ``bulk_create`` (their keys come back),
+messages and turns with one ``executemany`` each, so 1,000,000 messages take about a minute rather than hours and
+memory stays bounded by the batch. Every seeded user id starts with ``demo-`` so the data is easy to recognise.
 """
 
 from __future__ import annotations
 
+import json
 import random
+import time
 import uuid
 from argparse import ArgumentParser
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from chat.models import Conversation, Message
+from chat.models import SEARCH_TEXT_LIMIT, Conversation, Message, Turn
 
 BATCH_SIZE = 1000
 STORES = ("store-kyiv-01", "store-kyiv-02", "store-lviv-01", "store-odesa-01", "sandbox-store")
 PRODUCTS = (
-    ("milk-001", "Молоко 2,5% 900 г", 42.9, 38.5, "pcs"),
-    ("bread-001", "Хліб білий", 28.0, None, "pcs"),
-    ("eggs-001", "Яйця С1, 10 шт", 64.5, 59.9, "pcs"),
-    ("potato-001", "Картопля", 18.9, None, "kg"),
-    ("cheese-001", "Сир твердий", 389.0, 349.0, "kg"),
-    ("apple-001", "Яблука Голден", 34.5, None, "kg"),
+    ("milk-001", "Молоко 2,5% 900 г", "42.90", "38.50", "pcs"),
+    ("bread-001", "Хліб білий", "28.00", None, "pcs"),
+    ("eggs-001", "Яйця С1, 10 шт", "64.50", "59.90", "pcs"),
+    ("potato-001", "Картопля", "18.90", None, "kg"),
+    ("cheese-001", "Сир твердий", "389.00", "349.00", "kg"),
+    ("apple-001", "Яблука Голден", "34.50", None, "kg"),
+    ("buckwheat-001", "Гречка 1 кг", "52.00", None, "pcs"),
+    ("beet-001", "Буряк", "14.90", None, "kg"),
 )
 QUESTIONS = (
     "Що приготувати на вечерю?",
     "Потрібне молоко і хліб",
-    "Рецепт борщу на 4 порції",
+    "Молоко без лактози",
     "Що є зі знижкою?",
-    "Додай яйця в кошик",
+    "МОЛОКО 2,5%",
+    "яйця і сир",
+    "Яблука для пирога",
 )
+#: Queries the demo catalog has nothing for: the insights' "queries without products".
+MISSING = ("кокосове молоко", "Соус песто", "безглютеновий хліб", "тофу", "Кокосове молоко", "мигдальне молоко")
+RECIPES = ("Рецепт борщу на 4 порції", "Як зварити гречку?", "рецепт сирників")
+#: (code, weight) of the errors a turn may end with: upstream codes and the relay's own.
+ERRORS = (
+    ("rate_limit_exceeded", 30),
+    ("upstream_lost", 25),
+    ("turn_timeout", 15),
+    ("internal_error", 15),
+    ("queue_timeout", 10),
+    ("agent_busy", 5),
+)
+INTERRUPTING = {"upstream_lost"}
+ERROR_SHARE = 0.05
+
+Kind = Message.Kind
 
 
-def _product_frame(rng: random.Random) -> dict[str, Any]:
+@dataclass
+class Chat:
+    """One seeded conversation's rows, before it has a primary key."""
+
+    start: datetime
+    store: str
+    user: str
+    messages: list[tuple[int, str, str, str, dict[str, Any], bool, datetime]] = field(default_factory=list)
+    turns: list[dict[str, Any]] = field(default_factory=list)
+    cart: list[dict[str, Any]] = field(default_factory=list)
+    total: Decimal = Decimal(0)
+    texts: list[str] = field(default_factory=list)
+
+    def add(self, role: str, kind: str, text: str, payload: dict[str, Any], at: datetime, complete: bool = True) -> int:
+        seq = len(self.messages) + 1
+        self.messages.append((seq, role, kind, text, payload, complete, at))
+        if text and (role == "user" or kind == Kind.TEXT):
+            self.texts.append("\n" + text.casefold())
+        return seq
+
+
+def _cards(rng: random.Random, count: int = 3) -> dict[str, Any]:
     items = []
-    for sku, name, price, promo, unit in rng.sample(PRODUCTS, 3):
-        item: dict[str, Any] = {"sku": sku, "name": name, "price": price, "unit": unit}
+    for sku, name, price, promo, unit in rng.sample(PRODUCTS, count):
+        item: dict[str, Any] = {"sku": sku, "name": name, "price": float(price), "unit": unit}
         item["image_url"] = f"/static/chat/sandbox/products/{sku}.svg"
         if promo is not None:
-            item |= {"promo_price": promo, "promo_label": "-10%"}
+            item |= {"promo_price": float(promo), "promo_label": "-10%"}
         items.append(item)
     return {"type": "product_cards", "items": items}
 
 
-def _cart_frame(rng: random.Random) -> tuple[dict[str, Any], Decimal, Decimal]:
-    sku, name, price, promo, unit = rng.choice(PRODUCTS)
-    quantity = rng.randint(1, 3)
-    unit_price = promo if promo is not None else price
-    total = round(Decimal(str(unit_price)) * quantity, 2)
-    line = {"sku": sku, "name": name, "price": price, "quantity": quantity, "unit": unit}
-    frame = {
-        "type": "cart_changed",
-        "action": "item_selected",
-        "sku": sku,
-        "name": name,
-        "quantity": quantity,
-        "price": price,
-        "items": [line],
-        "total": float(total),
-    }
-    return frame, Decimal(quantity), total
+def _turn(chat: Chat, rng: random.Random, at: datetime, budget: int) -> datetime:
+    """Append one turn (at most ``budget`` messages) and its Turn row; returns when the next one may start."""
+    roll = rng.random()
+    had_cards, adds, added, query = False, 0, [], ""
+    if roll < 0.25 and chat.turns:
+        sku, name, price, promo, unit = rng.choice(PRODUCTS)
+        quantity = rng.randint(1, 3)
+        seq = chat.add("user", Kind.ACTION, f"Додати: {name} ×{quantity}", {"type": "action", "sku": sku}, at)
+        unit_price = Decimal(promo or price)
+        chat.cart.append({"sku": sku, "name": name, "price": float(unit_price), "quantity": quantity, "unit": unit})
+        chat.total += unit_price * quantity
+        replies: list[tuple[str, str, dict[str, Any]]] = [
+            (
+                Kind.CART,
+                "item_selected",
+                {
+                    "type": "cart_changed",
+                    "action": "item_selected",
+                    "sku": sku,
+                    "name": name,
+                    "quantity": quantity,
+                    "items": list(chat.cart),
+                    "total": float(chat.total),
+                },
+            ),
+            (Kind.TEXT, f"Додав **{name}** у кошик.", {}),
+        ]
+        adds, added = 1, [{"sku": sku, "name": name, "quantity": str(quantity)}]
+    else:
+        if roll < 0.37:
+            query = rng.choice(MISSING)
+            replies = [(Kind.TEXT, f"На жаль, за запитом «{query}» нічого не знайшлося.", {})]
+        elif roll < 0.45:
+            query = rng.choice(RECIPES)
+            replies = [(Kind.TEXT, f"Ось рецепт: **{query}**\n\n1. Підготуйте продукти\n2. Готуйте", {})]
+            replies.append((Kind.PRODUCT_CARDS, "product_cards", _cards(rng, 2)))
+            had_cards = True
+        else:
+            query = rng.choice(QUESTIONS)
+            answer = f"Ось що я знайшов для запиту **{query.rstrip('?')}**:\n\n- перший варіант\n- другий варіант"
+            replies = [(Kind.TEXT, answer, {}), (Kind.PRODUCT_CARDS, "product_cards", _cards(rng))]
+            quick = {"type": "quick_replies", "replies": [{"label": "Дешевше", "value": "дешевше"}]}
+            replies.append((Kind.QUICK_REPLIES, "quick_replies", quick))
+            had_cards = True
+        seq = chat.add("user", Kind.TEXT, query, {}, at)
+    code = ""
+    if rng.random() < ERROR_SHARE:
+        code = rng.choices([c for c, _ in ERRORS], weights=[w for _, w in ERRORS])[0]
+        replies = [(Kind.ERROR, code, {"type": "error", "code": code})]
+        had_cards, adds, added = False, 0, []
+    first_token = None if code else int(rng.lognormvariate(6.6, 0.45))  # ~ 750 ms, a long right tail
+    duration = int((first_token or 300) + rng.lognormvariate(7.9, 0.5))  # ~ 2.7 s more
+    moment = at
+    for kind, text, payload in replies[: max(0, budget - 1)]:
+        moment += timedelta(milliseconds=duration / max(1, len(replies)))
+        chat.add("assistant", kind, text, payload, moment)
+    outcome = (
+        Turn.Outcome.ANSWERED if not code else Turn.Outcome.INTERRUPTED if code in INTERRUPTING else Turn.Outcome.FAILED
+    )
+    chat.turns.append(
+        {
+            "seq": seq,
+            "started_at": at,
+            "first_token_ms": first_token,
+            "duration_ms": duration,
+            "outcome": outcome,
+            "error_code": code,
+            "query": query,
+            "had_cards": had_cards,
+            "cart_adds": adds,
+            "cart_total": chat.total if adds else None,
+            "added": added,
+        }
+    )
+    return at + timedelta(milliseconds=duration, seconds=rng.randint(5, 90))
 
 
-def _messages(rng: random.Random, start: datetime, per_conversation: int) -> tuple[list[Message], dict[str, Any]]:
-    """A short scripted chat (question, answer, cards, cart, ...) and the conversation fields it implies."""
-    question = rng.choice(QUESTIONS)
-    answer = f"Ось що я знайшов для запиту **{question.rstrip('?')}**:\n\n- перший варіант\n- другий варіант"
-    cart_frame, cart_count, cart_total = _cart_frame(rng)
-    with_cart = rng.random() < 0.5
-    script: list[tuple[str, str, str, dict[str, Any]]] = [
-        ("user", "text", question, {}),
-        ("assistant", "text", answer, {}),
-        ("assistant", "product_cards", "", _product_frame(rng)),
-        ("assistant", "quick_replies", "", {"type": "quick_replies", "replies": [{"label": "Так", "value": "yes"}]}),
-        ("user", "text", "Так, додай", {}),
-        ("assistant", "cart" if with_cart else "text", "" if with_cart else "Гаразд!", cart_frame if with_cart else {}),
-    ]
-    script = (script * (per_conversation // len(script) + 1))[:per_conversation]
-    messages = [
-        Message(
-            seq=seq,
-            role=role,
-            kind=kind,
-            text=text or (payload.get("type", "") if kind != "text" else ""),
-            payload=payload,
-            created_at=start + timedelta(seconds=20 * seq),
-        )
-        for seq, (role, kind, text, payload) in enumerate(script, start=1)
-    ]
-    has_cart = any(message.kind == Message.Kind.CART for message in messages)
-    fields = {
-        "title": question,
-        "turn_count": sum(1 for message in messages if message.role == "user"),
-        "last_seq": len(messages),
-        "cart": cart_frame["items"] if has_cart else [],
-        "cart_count": cart_count if has_cart else Decimal(0),
-        "cart_total": cart_total if has_cart else Decimal(0),
-        "updated_at": start + timedelta(seconds=20 * max(len(messages), 1)),
-    }
-    return messages, fields
+def build_chat(rng: random.Random, start: datetime, messages: int, user_pool: int) -> Chat:
+    chat = Chat(start=start, store=rng.choice(STORES), user=f"demo-user-{rng.randint(1, user_pool):06d}")
+    at = start
+    while len(chat.messages) < messages:
+        at = _turn(chat, rng, at, messages - len(chat.messages))
+    return chat
+
+
+def _spread(rng: random.Random, total: int, parts: int) -> list[int]:
+    """``total`` split into ``parts`` positive counts, skewed like real chats (many short, a few long)."""
+    weights = [rng.expovariate(1.0) + 0.3 for _ in range(parts)]
+    scale = (total - parts) / sum(weights)
+    shares = [1 + int(weight * scale) for weight in weights]
+    for index in rng.choices(range(parts), k=total - sum(shares)):
+        shares[index] += 1
+    return shares
 
 
 class Command(BaseCommand):
-    help = "Create N demo conversations with messages (bulk inserts in batches), e.g. to check the admin at 100k."
+    help = "Create demo conversations with their messages and turns (bulk inserts in batches), e.g. 100k / 1M."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--count", type=int, required=True, help="conversations to create")
-        parser.add_argument("--messages", type=int, default=6, help="messages per conversation (default 6)")
-        parser.add_argument("--days", type=int, default=180, help="spread start times over this many days")
-        parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help=f"rows per insert ({BATCH_SIZE})")
+        parser.add_argument("--conversations", "--count", dest="conversations", type=int, required=True)
+        parser.add_argument(
+            "--messages", type=int, default=None, help="messages in all (default 10 per conversation), spread evenly"
+        )
+        parser.add_argument("--days", type=int, default=90, help="spread start times over this many days (90)")
+        parser.add_argument(
+            "--batch-size", type=int, default=BATCH_SIZE, help=f"conversations per batch ({BATCH_SIZE})"
+        )
         parser.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable data set")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        count, per, days, batch = options["count"], options["messages"], options["days"], options["batch_size"]
-        if count < 1 or per < 0 or days < 1 or batch < 1:
-            raise CommandError("--count, --days and --batch-size must be positive, --messages non-negative")
+        count, days, batch = options["conversations"], options["days"], options["batch_size"]
+        messages = options["messages"] if options["messages"] is not None else 10 * count
+        if count < 1 or messages < count or days < 1 or batch < 1:
+            raise CommandError("--conversations, --days and --batch-size must be positive, --messages >= conversations")
         rng = random.Random(options["seed"])
         now = timezone.now()
-        created = 0
+        began = time.monotonic()
+        created = stored = turns = 0
         while created < count:
             size = min(batch, count - created)
-            self._insert_batch(rng, now, size, per, days)
-            created += size
+            # This batch's share of the messages, spread unevenly over its conversations (short chats are common).
+            share_total = messages * (created + size) // count - messages * created // count
+            shares = _spread(rng, share_total, size)
+            chats = [
+                build_chat(rng, now - timedelta(seconds=rng.randint(600, days * 86400)), share, max(count // 3, 10))
+                for share in shares
+            ]
+            stored_now, turns_now = self._insert(chats, rng)
+            created, stored, turns = created + size, stored + stored_now, turns + turns_now
             if options["verbosity"] > 1:
-                self.stdout.write(f"{created}/{count}")
-        self.stdout.write(self.style.SUCCESS(f"Created {created} demo conversations with {per} messages each."))
+                self.stdout.write(f"{created}/{count} conversations, {time.monotonic() - began:.0f} s")
+        # Fresh statistics: the planners would otherwise guess (PostgreSQL's autovacuum analyses a table only a while
+        # after a bulk load), and a guessed plan for the admin's queries can be several times slower.
+        with connection.cursor() as cursor:
+            for model in (Conversation, Message, Turn):
+                cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Created {created} demo conversations, {stored} messages and {turns} turns "
+                f"in {time.monotonic() - began:.1f} s."
+            )
+        )
 
     @staticmethod
-    def _insert_batch(rng: random.Random, now: datetime, size: int, per: int, days: int) -> None:
-        conversations: list[Conversation] = []
-        scripts: list[list[Message]] = []
-        for _ in range(size):
-            start = now - timedelta(seconds=rng.randint(60 * 10, days * 86400))
-            messages, fields = _messages(rng, start, per)
-            conversations.append(
-                Conversation(
-                    public_id=uuid.UUID(int=rng.getrandbits(128), version=4),
-                    upstream_id=f"demo-up-{rng.getrandbits(48):012x}",
-                    store_id=rng.choice(STORES),
-                    user_id=f"demo-user-{rng.randint(1, max(size, 5000)):05d}",
-                    status=rng.choices(("idle", "closed", "failed"), weights=(80, 15, 5))[0],
-                    created_at=start,
-                    **fields,
-                )
+    def _insert(chats: list[Chat], rng: random.Random) -> tuple[int, int]:
+        conversations = [
+            Conversation(
+                public_id=uuid.UUID(int=rng.getrandbits(128), version=4),
+                upstream_id=f"demo-up-{rng.getrandbits(48):012x}",
+                store_id=chat.store,
+                user_id=chat.user,
+                title=next((m[3] for m in chat.messages if m[1] == "user"), "")[:200],
+                status=rng.choices(("idle", "closed", "failed"), weights=(80, 15, 5))[0],
+                turn_count=len(chat.turns),
+                last_seq=len(chat.messages),
+                cart=chat.cart,
+                cart_count=Decimal(sum(item["quantity"] for item in chat.cart)),
+                cart_total=chat.total,
+                search_text="".join(chat.texts)[:SEARCH_TEXT_LIMIT],
+                created_at=chat.start,
+                updated_at=chat.messages[-1][6] if chat.messages else chat.start,
             )
-            scripts.append(messages)
+            for chat in chats
+        ]
+        time_value = connection.ops.adapt_datetimefield_value
+        quote = connection.ops.quote_name
+        message_sql = (
+            f"INSERT INTO {quote(Message._meta.db_table)} "
+            "(conversation_id, seq, role, kind, text, payload, complete, client_key, created_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, '', %s)"
+        )
+        turn_columns = (
+            "conversation_id, seq, store_id, user_id, started_at, day, first_token_ms, duration_ms, outcome, "
+            "error_code, query, had_cards, cart_adds, cart_total, added"
+        )
+        turn_sql = f"INSERT INTO {quote(Turn._meta.db_table)} ({turn_columns}) VALUES ({', '.join(['%s'] * 15)})"
         with transaction.atomic():
-            Conversation.objects.bulk_create(conversations, batch_size=size)
+            Conversation.objects.bulk_create(conversations, batch_size=len(conversations))
             if any(conversation.pk is None for conversation in conversations):  # a backend without RETURNING
                 ids = dict(
                     Conversation.objects.filter(public_id__in=[c.public_id for c in conversations]).values_list(
@@ -163,7 +285,33 @@ class Command(BaseCommand):
                 )
                 for conversation in conversations:
                     conversation.pk = ids[conversation.public_id]
-            for conversation, messages in zip(conversations, scripts, strict=True):
-                for message in messages:
-                    message.conversation_id = conversation.pk
-            Message.objects.bulk_create([m for messages in scripts for m in messages], batch_size=size)
+            message_rows = [
+                (conversation.pk, seq, role, kind, text, json.dumps(payload), complete, time_value(at))
+                for conversation, chat in zip(conversations, chats, strict=True)
+                for seq, role, kind, text, payload, complete, at in chat.messages
+            ]
+            turn_rows = [
+                (
+                    conversation.pk,
+                    turn["seq"],
+                    chat.store,
+                    chat.user,
+                    time_value(turn["started_at"]),
+                    timezone.localdate(turn["started_at"]).isoformat(),
+                    turn["first_token_ms"],
+                    turn["duration_ms"],
+                    turn["outcome"],
+                    turn["error_code"],
+                    turn["query"],
+                    turn["had_cards"],
+                    turn["cart_adds"],
+                    None if turn["cart_total"] is None else str(turn["cart_total"]),
+                    json.dumps(turn["added"], ensure_ascii=False),
+                )
+                for conversation, chat in zip(conversations, chats, strict=True)
+                for turn in chat.turns
+            ]
+            with connection.cursor() as cursor:
+                cursor.executemany(message_sql, message_rows)
+                cursor.executemany(turn_sql, turn_rows)
+        return len(message_rows), len(turn_rows)

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from chat import store
 from chat.admin import POLL_SECONDS, ConversationAdminQuerySet, build_entry
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, Turn
 
 pytestmark = pytest.mark.django_db
 
@@ -481,15 +481,34 @@ def test_malformed_payloads_do_not_break_the_page() -> None:
 # --- demo data ------------------------------------------------------------------------------------------------
 
 
-def test_seed_demo_conversations_fills_the_list(viewer: Client) -> None:
-    call_command("seed_demo_conversations", "--count", "30", "--messages", "6", "--batch-size", "7", "--seed", "3")
+def test_seed_demo_conversations_fills_the_list_and_the_insights(viewer: Client) -> None:
+    call_command(
+        "seed_demo_conversations", "--conversations", "30", "--messages", "180", "--batch-size", "7", "--seed", "3"
+    )
     assert Conversation.objects.filter(user_id__startswith="demo-").count() == 30
     assert Message.objects.count() == 180
+    for conversation in Conversation.objects.all():
+        messages = list(conversation.messages.order_by("seq"))
+        assert conversation.last_seq == len(messages) >= 1
+        users = [m for m in messages if m.role == "user"]
+        # One Turn row per shopper message, as the relay records them, and the search column filled.
+        assert conversation.turn_count == len(users) == conversation.turns.count()
+        assert {t.seq for t in conversation.turns.all()} == {m.seq for m in users}
+        assert conversation.title == users[0].text[:200]
+        assert users[0].text.casefold() in Conversation.objects.values_list("search_text", flat=True).get(
+            pk=conversation.pk
+        )
+    assert Turn.objects.filter(day__isnull=True).count() == 0
     conversation = Conversation.objects.first()
     assert conversation is not None
-    assert conversation.last_seq == conversation.messages.count() == 6
     assert viewer.get(reverse(CHANGELIST)).status_code == 200
     assert viewer.get(change_url(conversation)).status_code == 200
+    today = timezone.localdate()
+    period = {"period": "custom", "start": (today - timedelta(days=100)).isoformat(), "end": today.isoformat()}
+    response = viewer.get(reverse("admin_insights"), period)
+    assert response.status_code == 200
+    assert response.context["total"].turns == Turn.objects.count()
+    assert response.context["total"].conversations == 30
 
 
 @pytest.mark.parametrize("kind", ["year", "month", "day"])

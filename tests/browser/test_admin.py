@@ -1,0 +1,108 @@
+"""The store staff's admin in Debian's Chromium: the conversation list fits a 1280 px screen and a phone without
+sideways scrolling, and the insights page draws its charts (the drawing made for the screen's width) with axe-core
+finding nothing in the light or the dark scheme.
+
+The app server is the suite's (Daphne, its own SQLite file); a superuser and demo chats are added to its database
+with the management commands, as an operator would.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import AppServer, new_page
+from tests.browser.test_accessibility import AXE, RUN_AXE
+from tests.processes import ROOT
+
+pytestmark = pytest.mark.browser
+
+PASSWORD = "staff-pass-2026"
+#: How far the page or the result table may be wider than the window (a rounding pixel, not a scrollbar).
+OVERFLOW = """() => {
+  const results = document.querySelector('#changelist .results') || document.documentElement;
+  return {page: document.documentElement.scrollWidth - window.innerWidth,
+          results: results.scrollWidth - results.clientWidth};
+}"""
+
+
+def manage(server: AppServer, *args: str, **env: str) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env={**server.env, **env}, check=True, capture_output=True
+    )
+
+
+@pytest.fixture(scope="module")
+def staff_server(app_server: AppServer) -> AppServer:
+    manage(app_server, "seed_demo_conversations", "--conversations", "80", "--messages", "800", "--days", "20")
+    manage(app_server, "createsuperuser", "--noinput", "--username", "staff", "--email", "staff@example.test",
+           DJANGO_SUPERUSER_PASSWORD=PASSWORD)  # fmt: skip
+    return app_server
+
+
+@pytest.fixture(params=[(1280, 800), (390, 844)], ids=["1280", "390"])
+def staff(request: Any, browser: Any, staff_server: AppServer) -> Iterator[Any]:
+    width, height = request.param
+    page = new_page(browser, staff_server.url, locale="uk-UA", bypass_csp=True)  # axe is injected inline
+    page.set_viewport_size({"width": width, "height": height})
+    page.goto("/admin/login/")
+    page.fill("#id_username", "staff")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#content")
+    yield page
+    shots = os.environ.get("VIZOCHOK_SCREENSHOTS")
+    if shots:
+        page.screenshot(path=os.path.join(shots, f"admin-{request.node.name}.png"))
+    page.context.close()
+
+
+def test_the_conversation_list_fits_without_scrolling_sideways(staff: Any) -> None:
+    staff.goto("/admin/chat/conversation/")
+    assert staff.locator("#result_list tbody tr").count() > 10
+    assert staff.evaluate(OVERFLOW) == {"page": 0, "results": 0}
+    first = staff.locator("#result_list tbody tr").first
+    assert first.locator(".field-conversation a").inner_text().strip()  # the first message names the chat
+
+
+def test_the_insights_draw_the_chart_for_the_screen(staff: Any) -> None:
+    staff.goto("/admin/insights/?period=30")
+    assert staff.evaluate(OVERFLOW)["page"] == 0
+    wide, narrow = staff.locator("#chart-activity .vz-svg-wide"), staff.locator("#chart-activity .vz-svg-narrow")
+    shown = narrow if staff.viewport_size["width"] < 640 else wide
+    hidden = wide if shown is narrow else narrow
+    assert shown.is_visible() and not hidden.is_visible()
+    assert shown.locator("rect").count() > 10
+    assert staff.locator("#chart-activity table tbody tr").count() == 30
+
+
+def axe_violations(page: Any) -> list[dict[str, Any]]:
+    """axe's violations in the light and the dark scheme, the page reloaded in each: Django's admin declares its
+    dark colours in a media query that Chromium does not re-apply to a page already shown."""
+    if not AXE.exists():
+        pytest.skip("axe-core is not installed: run `npm ci --prefix tests/browser` (.ci/run does)")
+    found: list[dict[str, Any]] = []
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        page.reload()
+        page.add_script_tag(path=str(AXE))
+        found += [{"scheme": scheme, **violation} for violation in page.evaluate(RUN_AXE)]
+    return found
+
+
+def test_the_admin_pages_pass_axe(staff: Any, staff_server: AppServer) -> None:
+    conversation = staff_server_first_conversation(staff)
+    for path in ("/admin/chat/conversation/", conversation, "/admin/insights/?period=30"):
+        staff.goto(path)
+        found = axe_violations(staff)
+        assert found == [], (path, found)
+
+
+def staff_server_first_conversation(page: Any) -> str:
+    page.goto("/admin/chat/conversation/")
+    return str(page.locator("#result_list tbody tr .field-conversation a").first.get_attribute("href"))
