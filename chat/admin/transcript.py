@@ -54,6 +54,12 @@ def _text(value: Any) -> str:
     return str(value) if isinstance(value, str | int | float | Decimal) else ""
 
 
+def _unit(value: Any) -> str:
+    """A unit code ("kg", "pcs") in the page's language ("кг", "шт."); an unknown unit as sent, none as nothing."""
+    code = _text(value)
+    return formatting.unit_label(code) if code else ""
+
+
 def _dicts(value: Any) -> list[dict[str, Any]]:
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
@@ -90,7 +96,7 @@ def _product(item: dict[str, Any]) -> dict[str, Any]:
         "promo_price": promo if promo and promo != price else "",
         "promo_label": _text(item.get("promo_label")),
         "image_src": safe_image_url(item.get("image_url")),
-        "unit": _text(item.get("unit")),
+        "unit": _unit(item.get("unit")),
     }
 
 
@@ -112,7 +118,7 @@ def _checklist(data: dict[str, Any]) -> dict[str, Any]:
     lines = [
         {
             "name": _text(item.get("name")),
-            "amount": " ".join(part for part in (quantity(item.get("quantity")), _text(item.get("unit"))) if part),
+            "amount": " ".join(part for part in (quantity(item.get("quantity")), _unit(item.get("unit"))) if part),
             "sku": _text(item.get("sku")),
             "checked": item.get("checked") is True,
             "submitted": str(item.get("id")) in submitted,
@@ -201,7 +207,7 @@ def cart_lines(cart: Any) -> list[dict[str, str]]:
             "sku": _text(item.get("sku")),
             "name": _text(item.get("name")),
             "quantity": quantity(item.get("quantity")),
-            "unit": _text(item.get("unit")),
+            "unit": _unit(item.get("unit")),
             "price": money(item.get("price")),
             "promo_price": money(item.get("promo_price")),
         }

@@ -82,13 +82,21 @@ def conversation() -> Conversation:
     assert started.message is not None
     claims.store_sent(started.message, None)
     store.save_assistant_text(conversation.pk, "Ось **молоко**:")
-    card = {"sku": "молоко-1", "name": "Молоко", "price": 42.9, "promo_price": 38.5, "promo_label": "−10 %"}
+    card = {
+        "sku": "молоко-1",
+        "name": "Молоко",
+        "price": 42.9,
+        "promo_price": 38.5,
+        "promo_label": "−10 %",
+        "unit": "pcs",
+    }
     store.save_frame(conversation.pk, Message.Kind.PRODUCT_CARDS, {"type": "product_cards", "items": [card]})
     replies = {"type": "quick_replies", "prompt": "Ще?", "replies": [{"label": "Так", "value": "так"}]}
     store.save_frame(conversation.pk, Message.Kind.QUICK_REPLIES, replies)
-    checklist = {"type": "ingredient_checklist", "title": "Борщ", "items": [{"id": "1", "name": "Буряк"}]}
+    beet = {"id": "1", "name": "Буряк", "quantity": 0.5, "unit": "kg"}
+    checklist = {"type": "ingredient_checklist", "title": "Борщ", "items": [beet]}
     store.save_frame(conversation.pk, Message.Kind.CHECKLIST, checklist)
-    line = {"sku": "молоко-1", "name": "Молоко", "price": 38.5, "quantity": 2, "unit": "кг"}
+    line = {"sku": "молоко-1", "name": "Молоко", "price": 38.5, "quantity": 2, "unit": "kg"}  # a unit code: localized
     change = {"type": "cart_changed", "action": "item_selected", "sku": "молоко-1", "name": "Молоко", "items": [line]}
     store.save_cart(conversation.pk, change | {"quantity": 2, "total": 77}, [line], Decimal(77), Decimal(2))
     store.save_frame(conversation.pk, Message.Kind.ERROR, {"type": "error", "code": "rate_limit_exceeded"}, "код")
