@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from django.contrib import admin
 from django.contrib.admin.utils import quote, unquote
@@ -34,6 +34,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
+from django_stubs_ext import StrOrPromise
 
 from chat import exports
 from chat.models import Conversation, Message
@@ -54,6 +55,8 @@ MAX_SEARCH_TERM = 200
 MAX_NOTICE_CHARS = 2000
 #: Periods the date hierarchy lists at one level (years are few; months <= 12, days <= 31 within a level).
 MAX_HIERARCHY_PERIODS = 60
+#: The periods ``QuerySet.datetimes()`` accepts.
+DatetimeKind = Literal["year", "month", "week", "day", "hour", "minute", "second"]
 #: Conversations named on a delete confirmation page; the rest are counted.
 DELETE_PREVIEW = 100
 
@@ -199,12 +202,17 @@ def _action(data: dict[str, Any]) -> dict[str, Any]:
 def build_entry(message: Message) -> Entry:
     """The view model of one stored message; unknown kinds fall back to a notice showing the raw frame."""
     data, kind = message.data, message.kind
-    common = {"seq": message.seq, "role": message.role, "created_at": message.created_at, "complete": message.complete}
+    common: dict[str, Any] = {
+        "seq": message.seq,
+        "role": message.role,
+        "created_at": message.created_at,
+        "complete": message.complete,
+    }
     if kind == Message.Kind.TEXT:
         if message.role == Message.Role.ASSISTANT:
             return Entry(kind=kind, text=message.text, html=render_markdown(message.text), **common)
         return Entry(kind=kind, text=message.text, **common)
-    builders = {
+    builders: dict[str, Callable[[], dict[str, Any]]] = {
         Message.Kind.ACTION: lambda: _action(data),
         Message.Kind.PRODUCT_CARDS: lambda: {"products": [_product(item) for item in _dicts(data.get("items"))]},
         Message.Kind.QUICK_REPLIES: lambda: _quick_replies(data),
@@ -248,7 +256,9 @@ class StoreFilter(admin.SimpleListFilter):
     parameter_name = "store"
     max_choices = 100
 
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin[Conversation]
+    ) -> list[tuple[str, StrOrPromise]]:
         # DISTINCT over the leading column of the (store_id, -created_at) index: an index-only scan.
         stores = (
             Conversation.objects.order_by("store_id").values_list("store_id", flat=True).distinct()[: self.max_choices]
@@ -266,7 +276,9 @@ class HasCartFilter(admin.SimpleListFilter):
     title = _("has cart")
     parameter_name = "has_cart"
 
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin[Conversation]
+    ) -> list[tuple[str, StrOrPromise]]:
         return [("yes", _("Yes")), ("no", _("No"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> QuerySet[Conversation]:
@@ -294,7 +306,7 @@ def _next_period(start: datetime, kind: str, tz: tzinfo) -> datetime:
     return datetime.combine(start.date() + timedelta(days=1), datetime.min.time(), tzinfo=tz)
 
 
-class ConversationAdminQuerySet(QuerySet):
+class ConversationAdminQuerySet(QuerySet[Conversation]):
     """The changelist's queryset, with a ``datetimes()`` that hops along the ``created_at`` index.
 
     Django's date hierarchy asks ``SELECT DISTINCT trunc(created_at)`` over every matching row; on SQLite the
@@ -303,7 +315,9 @@ class ConversationAdminQuerySet(QuerySet):
     number of periods shown (at most 12 months, 31 days, or the years in the data), not the number of rows.
     """
 
-    def datetimes(self, field_name: str, kind: str, order: str = "ASC", tzinfo: tzinfo | None = None) -> Any:
+    def datetimes(
+        self, field_name: str, kind: DatetimeKind, order: Literal["ASC", "DESC"] = "ASC", tzinfo: tzinfo | None = None
+    ) -> Any:
         if field_name != "created_at" or kind not in ("year", "month", "day") or order != "ASC":
             return super().datetimes(field_name, kind, order=order, tzinfo=tzinfo)
         tz = tzinfo or timezone.get_current_timezone()
@@ -345,7 +359,7 @@ class ReadOnlyAdminMixin:
 
 
 @admin.register(Conversation)
-class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[Conversation]):
     list_display = (
         "started",
         "last_activity",
@@ -559,7 +573,7 @@ def _non_negative_int(value: str | None) -> int:
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[Message]):
     """Raw messages, for debugging a payload; the conversation page is the place to read a chat."""
 
     list_display = ("id", "conversation", "seq", "role", "kind", "complete", "created_at")

@@ -30,7 +30,8 @@ UI_KINDS = (Kind.QUICK_REPLIES, Kind.CHECKLIST)
 
 def plain(frame: Any) -> dict[str, Any]:
     """A frame as JSON-ready data (Decimals become numbers), as stored in ``Message.payload``."""
-    return json.loads(wire.to_json(frame))
+    data: dict[str, Any] = json.loads(wire.to_json(frame))
+    return data
 
 
 @dataclass

@@ -31,7 +31,7 @@ MISSED_BEATS = 3
 
 
 def heartbeat_interval() -> float:
-    return max(0.05, float(getattr(settings, "VIZOCHOK_HEARTBEAT_SECONDS", 5.0)))
+    return max(0.05, settings.VIZOCHOK_HEARTBEAT_SECONDS)
 
 
 def heartbeat_lapse() -> float:

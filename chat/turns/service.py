@@ -25,7 +25,7 @@ class Relay:
             settings.VIZOCHOK_MAX_CONNECTIONS,
             settings.REDIS_URL,
             f"vizochok:upstream-slots:{key_hash}",
-            ttl=getattr(settings, "VIZOCHOK_SLOT_TTL", 30.0),
+            ttl=settings.VIZOCHOK_SLOT_TTL,
         )
         #: The tabs connected to this loop: the runners' fragments reach them without the channel layer.
         self.tabs = LocalTabs()

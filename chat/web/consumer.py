@@ -11,6 +11,7 @@ import asyncio
 import functools
 import json
 import logging
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
@@ -59,6 +60,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     #: Fragments handed to this tab while one of its own handlers runs: sent after it, as the channel layer's queue
     #: would, so a catch-up or a refusal is never overtaken by what the runner publishes meanwhile.
     _held: list[str] | None = None
+    _socket_claim: list[str] | None = None
+    _orphan_watch: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
@@ -69,7 +72,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         bound_store = identity.bound_store_from_scope(self.scope)
         if conversation is not None and bound_store is not None and conversation.store_id != bound_store:
             conversation = None  # a token-bound session sees only its own store's conversations
-        if conversation is None:
+        if conversation is None or not user_id:
             # No session cookie, or somebody else's conversation: a guessed id gives nothing.
             await self.close(code=4403)
             return
@@ -95,7 +98,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         watcher = getattr(self, "_orphan_watch", None)
         if watcher is not None:
             watcher.cancel()
-        if getattr(self, "_socket_claim", None):
+        if self._socket_claim:
             metrics.ACTIVE_SOCKETS.dec()
             await ratelimit.SocketCaps.release(self._socket_claim)
             self._socket_claim = None
@@ -330,7 +333,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send(text_data="".join(parts))
 
     def _watch_orphan(self) -> None:
-        if getattr(self, "_orphan_watch", None) is not None and not self._orphan_watch.done():
+        if self._orphan_watch is not None and not self._orphan_watch.done():
             return
         group = self.conversation.group_name
         language = self.language
@@ -342,14 +345,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             with translation.override(language):
                 await liveness.watch_orphan(self.conversation.pk, publish)
 
-        self._orphan_watch: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(watch())
+        self._orphan_watch = asyncio.get_running_loop().create_task(watch())
 
     @database_sync_to_async
     def _owned(self, public_id: str, user_id: str) -> Conversation | None:
         return store.owned_conversation(public_id, user_id)
 
 
-def _client_ip(scope: dict[str, Any]) -> str:
+def _client_ip(scope: Mapping[str, Any]) -> str:
     """The peer address (the proxy's client address when Daphne runs with ``--proxy-headers``)."""
     client = scope.get("client")
     return str(client[0]) if client else "unknown"

@@ -275,7 +275,7 @@ def clean_options(raw: dict[str, str]) -> dict[str, str]:
 
 def deployment_defaults() -> dict[str, str]:
     """``VIZOCHOK_WIDGET_*`` settings, validated like query parameters (a bad value is logged and ignored)."""
-    raw = {name: getattr(settings, f"VIZOCHOK_WIDGET_{name.upper()}", "") or "" for name in WIDGET_OPTIONS}
+    raw = {name: getattr(settings, f"VIZOCHOK_WIDGET_{name.upper()}") for name in WIDGET_OPTIONS}
     cleaned = clean_options(raw)
     for name, value in raw.items():
         if value and name not in cleaned:
@@ -295,7 +295,7 @@ def widget_options(request: HttpRequest) -> WidgetOptions:
         session[SESSION_WIDGET_KEY] = from_query
     kept = session.get(SESSION_WIDGET_KEY) if session is not None else None
     chosen = {**deployment_defaults(), **clean_options(kept if isinstance(kept, dict) else {}), **from_query}
-    return WidgetOptions(**chosen)
+    return WidgetOptions(**chosen)  # type: ignore[arg-type]  # option names only, never ``extra``
 
 
 def is_embedded(request: HttpRequest) -> bool:
@@ -325,7 +325,7 @@ def embeddable(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         request.vizochok_embeddable = True  # type: ignore[attr-defined]
         response = view(request, *args, **kwargs)
-        response.xframe_options_exempt = True  # type: ignore[attr-defined]
+        response.xframe_options_exempt = True
         return response
 
     return wrapped

@@ -10,6 +10,7 @@ and they win over both everywhere, the page, the conversation lookup, the socket
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -56,7 +57,7 @@ def store_id_for_request(request: HttpRequest) -> str:
     return bound[1] if bound else settings.VIZOCHOK_STORE_ID
 
 
-def bound_store_from_scope(scope: dict[str, Any]) -> str | None:
+def bound_store_from_scope(scope: Mapping[str, Any]) -> str | None:
     """The socket's bound store, or None for an ordinary (unbound) session."""
     bound = _bound(scope.get("session"))
     return bound[1] if bound else None
@@ -83,7 +84,7 @@ def user_id_for_request(request: HttpRequest) -> str:
     return anonymous
 
 
-def user_id_from_scope(scope: dict[str, Any]) -> str | None:
+def user_id_from_scope(scope: Mapping[str, Any]) -> str | None:
     """The socket's shopper id; None without a session (the page sets it, so a socket without one is foreign)."""
     bound = _bound(scope.get("session"))
     if bound:

@@ -120,7 +120,7 @@ def _bound_shopper(user_id: str, store_id: str, conversation_store: str) -> tupl
     session[identity.SESSION_BOUND_STORE_KEY] = store_id
     session.create()
     conversation = Conversation.objects.create(
-        session_key=session.session_key, user_id=user_id, store_id=conversation_store
+        session_key=session.session_key or "", user_id=user_id, store_id=conversation_store
     )
     return session.session_key or "", conversation
 
