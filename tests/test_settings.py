@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from django.conf import settings
@@ -39,3 +42,10 @@ def test_socket_caps_use_the_settings_values() -> None:
         settings.VIZOCHOK_MAX_SOCKETS_PER_SESSION,
         settings.VIZOCHOK_MAX_SOCKETS_PER_IP,
     )
+
+
+def test_an_unknown_log_format_is_refused_with_its_name() -> None:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "vizochok_site.settings", "VIZOCHOK_LOG_FORMAT": "xml"}
+    run = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode != 0
+    assert "VIZOCHOK_LOG_FORMAT must be 'plain' or 'json', got 'xml'" in run.stderr
