@@ -34,7 +34,7 @@ async def call(fn: Callable[..., T], *args: Any, retries: tuple[float, ...] = RE
     """
     for delay in (*retries, None):
         try:
-            return await database_sync_to_async(fn)(*args, **kwargs)  # type: ignore[no-any-return]
+            return await database_sync_to_async(fn)(*args, **kwargs)
         except UNAVAILABLE as exc:
             if delay is None:
                 raise

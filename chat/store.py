@@ -29,7 +29,8 @@ UI_KINDS = (Kind.QUICK_REPLIES, Kind.CHECKLIST)
 
 def plain(frame: Any) -> dict[str, Any]:
     """A frame as JSON-ready data (Decimals become numbers), as stored in ``Message.payload``."""
-    return json.loads(wire.to_json(frame))
+    data: dict[str, Any] = json.loads(wire.to_json(frame))
+    return data
 
 
 def conversation_for(session_key: str, user_id: str, store_id: str, public_id: str | None = None) -> Conversation:

@@ -22,10 +22,12 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chat.ops import sendbuffer  # noqa: E402
 from chat.ops.lifecycle import install_daphne_shutdown, lifespan  # noqa: E402
+from chat.ops.logs import install_daphne_logging  # noqa: E402
 from chat.web.embed import websocket_origin_validator  # noqa: E402
 from chat.web.routing import websocket_urlpatterns  # noqa: E402
 
 install_daphne_shutdown()  # SIGTERM: mark running turns, close upstream sockets (uvicorn: the lifespan below)
+install_daphne_logging()  # Twisted's log and (for JSON) the access log through stdlib logging
 
 application = ProtocolTypeRouter(
     {

@@ -12,7 +12,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
+
+# Lets classes that are generic only in django-stubs (ModelAdmin[Conversation], ...) be subscripted at run time.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -62,7 +66,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_htmx",
-    "template_partials",
     "chat.apps.LoginProtectionConfig",  # django-axes
     "chat",
 ]
@@ -80,7 +83,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "chat.ops.security.ContentSecurityPolicyMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
     # Last, as django-axes asks: turns a locked-out login into its 429 answer.
     "axes.middleware.AxesMiddleware",
 ]
@@ -237,6 +239,13 @@ if not DEBUG:
     # Probes and scrapers talk plain HTTP to the process; everything else is redirected to HTTPS.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
+# "json": one JSON object per line on stderr from every logger (chat.ops.logs); "plain": human-readable lines.
+VIZOCHOK_LOG_FORMAT = os.environ.get("VIZOCHOK_LOG_FORMAT", "plain").strip().lower() or "plain"
+if VIZOCHOK_LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"VIZOCHOK_LOG_FORMAT must be 'plain' or 'json', got {VIZOCHOK_LOG_FORMAT!r}")
+VIZOCHOK_LOG_LEVEL = os.environ.get("VIZOCHOK_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+# dictConfig, plus Python's warnings routed into logging (as "py.warnings") instead of printed to stderr.
+LOGGING_CONFIG = "chat.ops.logs.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -248,12 +257,19 @@ LOGGING = {
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "json" if os.environ.get("VIZOCHOK_LOG_FORMAT") == "json" else "plain",
+            "formatter": VIZOCHOK_LOG_FORMAT,
             "filters": ["conversation"],
         }
     },
+    # Everything else (Daphne, Twisted through chat.ops.logs, asyncio, captured warnings) reaches the root's handler.
+    "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {
-        "chat": {"handlers": ["console"], "level": os.environ.get("VIZOCHOK_LOG_LEVEL", "INFO"), "propagate": False},
+        "chat": {"handlers": ["console"], "level": VIZOCHOK_LOG_LEVEL, "propagate": False},
+        # Django's defaults give "django" handlers of its own (a plain console one while DEBUG is on): none here, so
+        # "Not Found" and "Forbidden (CSRF ...)" go to the root's handler in the chosen format.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        # Twisted's INFO is factory start/stop chatter and a second access log; its warnings and errors are kept.
+        "twisted": {"level": "WARNING"},
     },
 }
 

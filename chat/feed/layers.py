@@ -38,7 +38,7 @@ class RelayChannelLayer(InMemoryChannelLayer):
         if now < self._next_clean:
             return
         self._next_clean = now + self.clean_interval
-        super()._clean_expired()
+        super()._clean_expired()  # type: ignore[misc]  # private in channels, so absent from its stubs
 
     def _put(self, channel: str, message: dict[str, Any]) -> None:
         queue = self.channels.get(channel)

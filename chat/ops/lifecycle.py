@@ -45,7 +45,8 @@ def install_daphne_shutdown() -> bool:
     def before_shutdown() -> defer.Deferred[None]:
         return defer.Deferred.fromFuture(asyncio.ensure_future(shutdown()))
 
-    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)  # type: ignore[attr-defined]
+    # Twisted declares the method on a zope interface (no ``self``), so mypy reads the arguments shifted by one.
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)  # type: ignore[arg-type]
     return True
 
 

@@ -4,6 +4,10 @@ The conversation id lives in a context variable set when a browser socket connec
 in one task, the turn tasks it starts copy that context, and ``database_sync_to_async`` carries it into its
 threads, so a log line from anywhere in a turn names its conversation without passing ids around.
 ``VIZOCHOK_LOG_FORMAT=json`` selects the JSON formatter (for log shippers); the default stays human-readable.
+
+Settings send every stdlib logger (Django's, Daphne's, captured warnings) to one handler. Two writers under Daphne
+bypass stdlib logging, and :func:`install_daphne_logging` routes them through it: Twisted's own log (unhandled
+errors in Deferreds, the warnings Twisted takes over) and Daphne's access log, which it prints to stdout.
 """
 
 from __future__ import annotations
@@ -11,9 +15,20 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import logging.config
+import sys
 from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
 
 conversation_var: contextvars.ContextVar[str] = contextvars.ContextVar("vizochok_conversation", default="")
+
+
+def configure(config: dict[str, Any]) -> None:
+    """``LOGGING_CONFIG``: Django's dictConfig, and warnings through logging so they get the chosen format too."""
+    logging.config.dictConfig(config)
+    logging.captureWarnings(True)
 
 
 def bind_conversation(conversation_id: int | str) -> None:
@@ -42,6 +57,62 @@ class JsonFormatter(logging.Formatter):
             "conversation": getattr(record, "conversation", "") or conversation_var.get(),
             "process": record.process,
         }
+        for name, value in vars(record).items():
+            if name not in _RECORD_FIELDS:  # ``extra=`` fields, e.g. the access log's client and status
+                entry.setdefault(name, value)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+#: Attributes every LogRecord has (and what formatters add); anything else came in through ``extra=``.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "conversation"}
+
+_access_log = logging.getLogger("daphne.access")
+_installed = False
+
+
+def install_daphne_logging() -> bool:
+    """Route Twisted's log into stdlib logging and, for JSON, Daphne's access log too; False outside Daphne.
+
+    Called when the ASGI module is imported, i.e. as Daphne's process starts, before its server runs. The observer
+    is added to Twisted's global publisher rather than through ``globalLogBeginner``, because Daphne's server then
+    begins logging itself (to nowhere below ``-v2``), which replaces the beginner's observers but not this one.
+    """
+    global _installed
+    if "daphne.server" not in sys.modules:
+        return False
+    if _installed:
+        return True
+    from twisted.logger import STDLibLogObserver, globalLogPublisher
+
+    globalLogPublisher.addObserver(STDLibLogObserver(name="twisted"))  # type: ignore[arg-type]  # zope @implementer
+    if settings.VIZOCHOK_LOG_FORMAT == "json":
+        # Daphne's CLI builds its AccessLogGenerator (NCSA lines on stdout) after importing this app, and offers no
+        # hook for another writer: its one writing method is replaced, so each entry becomes a log record instead.
+        from daphne.access import AccessLogGenerator
+
+        AccessLogGenerator.write_entry = _log_access_entry
+    _installed = True
+    return True
+
+
+def _log_access_entry(
+    self: Any,
+    host: str,
+    date: datetime,
+    request: str,
+    status: int | None = None,
+    length: int | None = None,
+    ident: str | None = None,
+    user: str | None = None,
+) -> None:
+    """One access-log entry (``GET /path 200``, ``WSREJECT /ws/chat/``) with its fields, for the JSON formatter."""
+    _access_log.info(
+        "%s %s",
+        request,
+        "-" if status is None else status,
+        extra={"client": host, "request": request, "status": status, "size": length},
+    )

@@ -80,8 +80,8 @@ class SocketCaps:
     """Open browser sockets per session and per client IP, counted in the cache."""
 
     def __init__(self) -> None:
-        self.per_session = int(getattr(settings, "VIZOCHOK_MAX_SOCKETS_PER_SESSION", 12))
-        self.per_ip = int(getattr(settings, "VIZOCHOK_MAX_SOCKETS_PER_IP", 60))
+        self.per_session = settings.VIZOCHOK_MAX_SOCKETS_PER_SESSION
+        self.per_ip = settings.VIZOCHOK_MAX_SOCKETS_PER_IP
 
     async def claim(self, session: str, ip: str) -> list[str] | None:
         """Count one socket for ``session`` and ``ip``: the claimed keys, or None (nothing kept) if over a cap."""

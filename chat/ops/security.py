@@ -23,10 +23,7 @@ def frame_ancestors(request: HttpRequest) -> str:
     """Who may frame our pages: ``'self'`` plus the configured storefront origins (the embedding hook)."""
     if not getattr(request, "vizochok_embeddable", False):
         return "'self'"  # only the chat's own pages (chat.web.embed.embeddable) may be framed by storefronts
-    configured = getattr(settings, "VIZOCHOK_FRAME_ANCESTORS", None) or []
-    if isinstance(configured, str):
-        configured = [item for item in configured.replace(",", " ").split() if item]
-    return " ".join(dict.fromkeys(["'self'", *configured]))
+    return " ".join(dict.fromkeys(["'self'", *settings.VIZOCHOK_FRAME_ANCESTORS]))
 
 
 def policy(request: HttpRequest) -> str:

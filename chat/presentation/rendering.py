@@ -28,7 +28,7 @@ from chat.models import Message
 logger = logging.getLogger("chat.presentation.rendering")
 
 #: The template of each stored message kind (user messages and assistant text differ by role).
-_ITEM_TEMPLATES = {
+_ITEM_TEMPLATES: dict[str, str] = {
     Message.Kind.PRODUCT_CARDS: "chat/items/product_cards.html",
     Message.Kind.QUICK_REPLIES: "chat/items/quick_replies.html",
     Message.Kind.CHECKLIST: "chat/items/checklist.html",
@@ -39,7 +39,7 @@ _ITEM_TEMPLATES = {
 }
 
 #: The fragment template of each server message type that is stored as a log item.
-FRAGMENT_OF_KIND = {
+FRAGMENT_OF_KIND: dict[str, str] = {
     Message.Kind.PRODUCT_CARDS: "product_cards",
     Message.Kind.QUICK_REPLIES: "quick_replies",
     Message.Kind.CHECKLIST: "ingredient_checklist",

@@ -24,7 +24,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Literal, TypeAlias
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -118,7 +118,7 @@ class UpstreamConfig:
     settle_grace: float = 0.03
     #: HTTP(S)/SOCKS proxy URL, ``True`` for the environment's proxy settings, ``None`` to connect directly.
     #: Direct by default: a server-side relay should not route its API key through whatever proxy is in its env.
-    proxy: str | bool | None = None
+    proxy: str | Literal[True] | None = None
 
     def __post_init__(self) -> None:
         if urlsplit(self.url).scheme not in ("ws", "wss"):

@@ -55,7 +55,7 @@ def slow_page(browser: Any, slow_server: AppServer) -> Iterator[Any]:
 
 
 def assistant_replies(page: Any) -> int:
-    return page.locator(".msg[data-role=assistant][data-seq]").count()
+    return int(page.locator(".msg[data-role=assistant][data-seq]").count())
 
 
 def test_socket_cut_mid_reply_catches_up_without_duplicates(slow_page: Any) -> None:

@@ -36,7 +36,7 @@ def make_shopper(user_id: str = "anon-test") -> tuple[str, Conversation]:
     session = SessionStore()
     session[identity.SESSION_USER_KEY] = user_id
     session.create()
-    conversation = Conversation.objects.create(session_key=session.session_key, user_id=user_id, store_id="s")
+    conversation = Conversation.objects.create(session_key=session.session_key or "", user_id=user_id, store_id="s")
     return session.session_key or "", conversation
 
 

@@ -103,7 +103,7 @@ def test_language_precedence_query_then_token_then_django() -> None:
     def request(query: str = "", middleware: str | None = None) -> object:
         made = factory.get(f"/{query}")
         if middleware:
-            made.LANGUAGE_CODE = middleware  # type: ignore[attr-defined]
+            made.LANGUAGE_CODE = middleware
         return made
 
     assert identity.request_language(request("?lang=en", "uk"), token_language="uk") == "en"  # type: ignore[arg-type]

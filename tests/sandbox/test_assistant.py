@@ -20,6 +20,7 @@ from chat.sandbox.assistant import (
 from chat.sandbox.catalog import PRODUCTS, Catalog, detect_language, stem
 from chat.vizochok import actions
 from chat.vizochok.messages import (
+    Action,
     CartChanged,
     IngredientChecklist,
     ResponseComplete,
@@ -96,13 +97,13 @@ def test_deltas_are_uneven_and_deterministic() -> None:
     assert len({len(c) for c in chunks}) > 1
 
 
-def _run(inputs: list[UserMessage | actions.Action]) -> list[str]:
+def _run(inputs: list[UserMessage | Action]) -> list[str]:
     assistant, session = Assistant(Catalog()), Session("conv_test")
-    return [to_json(frame) for frame in inputs for frame in assistant.respond(session, read_input(frame))]
+    return [to_json(out) for frame in inputs for out in assistant.respond(session, read_input(frame))]
 
 
 def test_assistant_is_deterministic() -> None:
-    script = [
+    script: list[UserMessage | Action] = [
         UserMessage("молоко"),
         UserMessage("дешевше"),
         actions.add_to_cart("milk-003", "1.5"),
@@ -168,9 +169,9 @@ def test_update_and_cheaper(catalog: Catalog) -> None:
 
 @pytest.mark.parametrize(
     "frame",
-    [UserMessage("  "), actions.Action(action="fly"), actions.Action(action="add_to_cart", payload={"sku": 1})],
+    [UserMessage("  "), Action(action="fly"), Action(action="add_to_cart", payload={"sku": 1})],
 )
-def test_read_input_rejects_nonsense(frame: UserMessage | actions.Action) -> None:
+def test_read_input_rejects_nonsense(frame: UserMessage | Action) -> None:
     with pytest.raises(InvalidInput):
         read_input(frame)
 

@@ -12,7 +12,8 @@ from chat.vizochok.messages import Action, parse_client, to_json
 
 
 def wire(action: Action) -> dict[str, object]:
-    return json.loads(to_json(action))
+    data: dict[str, object] = json.loads(to_json(action))
+    return data
 
 
 def test_add_to_cart() -> None:
@@ -70,7 +71,8 @@ def test_quick_reply_sends_value_and_label() -> None:
 
 
 def test_checklist_submit() -> None:
-    assert wire(actions.checklist_submit(["flour", 2])) == {
+    # A posted form may carry numbers where the signature says str: the builder stringifies them.
+    assert wire(actions.checklist_submit(["flour", 2])) == {  # type: ignore[list-item]
         "type": "action",
         "action": "checklist_submit",
         "items": ["flour", "2"],

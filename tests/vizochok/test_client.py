@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -150,7 +151,7 @@ async def raw(handler: Handler) -> AsyncIterator[RawServer]:
 
 async def accept(ws: ServerConnection, conversation_id: str = "conv_raw") -> dict[str, Any]:
     """Play the server's side of a good handshake; return the auth frame."""
-    auth = json.loads(await ws.recv())
+    auth: dict[str, Any] = json.loads(await ws.recv())
     await ws.send('{"type":"auth_ok"}')
     await ws.send(json.dumps({"type": "conversation_started", "conversation_id": conversation_id}))
     return auth
@@ -243,7 +244,7 @@ async def test_add_to_cart_confirms_with_cart_changed(sandbox: SandboxServer) ->
         frames = await collect(session.turn(actions.add_to_cart("milk-001", 2)))
     changes = [frame for frame in frames if isinstance(frame, CartChanged)]
     assert len(changes) == 1
-    assert [(item.sku, item.quantity) for item in changes[0].items] == [("milk-001", 2)]
+    assert [(item.sku, item.quantity) for item in changes[0].items] == [("milk-001", Decimal(2))]
     assert isinstance(frames[-1], ResponseComplete)
 
 

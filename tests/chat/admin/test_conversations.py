@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -512,7 +512,7 @@ def test_seed_demo_conversations_fills_the_list_and_the_insights(viewer: Client)
 
 
 @pytest.mark.parametrize("kind", ["year", "month", "day"])
-def test_date_hierarchy_periods_match_djangos(kind: str) -> None:
+def test_date_hierarchy_periods_match_djangos(kind: Literal["year", "month", "day"]) -> None:
     """The index-hopping ``datetimes()`` lists the same periods as Django's ``SELECT DISTINCT trunc(...)``."""
     base = timezone.now()
     offsets = [0, 0.01, 1, 2, 2.99, 31, 33, 60, 200, 400, 800]  # days back, crossing days, months and years

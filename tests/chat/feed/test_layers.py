@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from channels.exceptions import ChannelFull
 
@@ -25,7 +27,7 @@ async def test_group_send_reaches_every_member_in_order_with_its_own_copy() -> N
 async def test_mutable_values_are_deep_copied() -> None:
     layer = RelayChannelLayer()
     channel = await layer.new_channel()
-    message = {"type": "x", "items": [1, 2]}
+    message: dict[str, Any] = {"type": "x", "items": [1, 2]}
     await layer.send(channel, message)
     message["items"].append(3)
     assert (await layer.receive(channel))["items"] == [1, 2]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -80,7 +81,7 @@ def test_limit_must_be_positive() -> None:
 
 
 @pytest.fixture
-async def redis_slots() -> list[RedisSlots]:
+async def redis_slots() -> AsyncIterator[list[RedisSlots]]:
     redis = pytest.importorskip("redis.asyncio")
     client = redis.Redis.from_url(REDIS_URL)
     try:

@@ -1,0 +1,51 @@
+"""One default per setting: vizochok_site/settings.py defines each one, and every reader uses ``settings.X``."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from django.conf import settings
+
+from tests.processes import ROOT
+
+
+def _fallback_reads() -> list[str]:
+    """``getattr(settings, NAME, default)`` calls: a second default that can disagree with settings.py's."""
+    found = []
+    for path in sorted((ROOT / "chat").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "getattr"
+                and len(node.args) == 3
+                and isinstance(node.args[0], ast.Name)
+                and node.args[0].id == "settings"
+            ):
+                found.append(f"{Path(path).relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def test_no_reader_has_its_own_default() -> None:
+    assert _fallback_reads() == []
+
+
+def test_socket_caps_use_the_settings_values() -> None:
+    from chat.ops.ratelimit import SocketCaps
+
+    caps = SocketCaps()
+    assert (caps.per_session, caps.per_ip) == (
+        settings.VIZOCHOK_MAX_SOCKETS_PER_SESSION,
+        settings.VIZOCHOK_MAX_SOCKETS_PER_IP,
+    )
+
+
+def test_an_unknown_log_format_is_refused_with_its_name() -> None:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "vizochok_site.settings", "VIZOCHOK_LOG_FORMAT": "xml"}
+    run = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode != 0
+    assert "VIZOCHOK_LOG_FORMAT must be 'plain' or 'json', got 'xml'" in run.stderr
