@@ -1,0 +1,105 @@
+/*
+ * Product cards and checklists: steppers in the unit's steps, quantities in the language's decimal mark, an Add
+ * on its way, and images that fail to load.
+ */
+import { ATTR, SEL } from "./hooks.js";
+
+let quantityFormat = new Intl.NumberFormat("uk", { maximumFractionDigits: 3, useGrouping: false });
+
+// Quantities are shown and typed with the language's decimal mark ("0,3" in Ukrainian); the server reads both.
+export function parseQuantity(text) {
+  const value = String(text == null ? "" : text).replace(/\s/g, "").replace(",", ".");
+  return value === "" ? NaN : Number(value);
+}
+
+function decimals(value) {
+  const text = String(value);
+  return text.indexOf(".") < 0 ? 0 : text.length - text.indexOf(".") - 1;
+}
+
+function bounds(card) {
+  const step = Number(card.dataset.step) || 1;
+  return {
+    step,
+    minimum: Number(card.dataset.min) || step,
+    places: Math.max(decimals(card.dataset.step), decimals(card.dataset.min)),
+  };
+}
+
+function syncStepper(card) {
+  const current = parseQuantity(card.querySelector(SEL.quantity).value);
+  card.querySelector("[data-action=decrement]").disabled = !(current > bounds(card).minimum);
+}
+
+function step(card, direction) {
+  const input = card.querySelector(SEL.quantity);
+  const limits = bounds(card);
+  const current = parseQuantity(input.value);
+  let next = (isNaN(current) ? limits.minimum : current) + direction * limits.step;
+  next = Math.max(limits.minimum, Math.min(999, Number(next.toFixed(limits.places))));
+  input.value = quantityFormat.format(next);
+  syncStepper(card);
+}
+
+/** A card's Add was sent: show it on its way until the cart changes or an error comes. */
+export function markPending(card) {
+  card.setAttribute(ATTR.pending, "true");
+  card.querySelector("[data-action=add]").disabled = true;
+}
+
+export function clearPending(message) {
+  document.querySelectorAll(`${SEL.card}[${ATTR.pending}]`).forEach((card) => {
+    card.removeAttribute(ATTR.pending);
+    card.querySelector("[data-action=add]").disabled = false;
+    if (message) card.setAttribute(ATTR.error, message);
+  });
+}
+
+/** Nothing was sent: choices this tab locked on sending are open again (the server re-renders used ones). */
+export function unlockChoices(log) {
+  log.querySelectorAll(SEL.lockedChecklistSets).forEach((set) => {
+    set.disabled = false;
+  });
+  log.querySelectorAll(SEL.openQuickReplyPills).forEach((pill) => {
+    pill.disabled = false;
+  });
+}
+
+/** A product image that fails to load leaves the card's letter placeholder, not a broken icon. */
+export function watchImages(root) {
+  root.querySelectorAll(SEL.cardImage).forEach((img) => {
+    // decode() rejects only for a broken image; an SVG without a size of its own still decodes.
+    if (img.complete) img.decode().catch(() => img.remove());
+  });
+}
+
+export function init(lang) {
+  quantityFormat = new Intl.NumberFormat(lang, { maximumFractionDigits: 3, useGrouping: false });
+  document.addEventListener("input", (evt) => {
+    const card = evt.target.matches && evt.target.matches(SEL.quantity) && evt.target.closest(SEL.card);
+    if (card) syncStepper(card);
+  });
+  document.addEventListener("click", (evt) => {
+    const button = evt.target.closest("button");
+    if (!button) return;
+    const card = button.closest(SEL.card);
+    if (card && button.dataset.action === "increment") step(card, 1);
+    if (card && button.dataset.action === "decrement") step(card, -1);
+    if (button.hasAttribute(ATTR.check)) {
+      const checked = button.getAttribute(ATTR.check) === "all";
+      button.closest(SEL.checklist).querySelectorAll("input[type=checkbox]").forEach((box) => {
+        box.checked = checked;
+      });
+    }
+  });
+  document.addEventListener(
+    "error",
+    (evt) => {
+      const img = evt.target;
+      if (img && img.matches && img.matches(SEL.cardImage)) img.remove();
+    },
+    true,
+  );
+  // Images of the first paint may have failed before this deferred script was there to hear it.
+  watchImages(document);
+}

@@ -1,0 +1,146 @@
+/*
+ * What the server sends, once htmx has swapped it in: every node a frame inserted is handed to `received`, which
+ * reacts by the node's data-item (hooks.js), never by sniffing ids or classes.
+ *
+ * Positions: stored items carry data-seq; the highest one seen is what a (re)connect asks the server to continue
+ * after. One element per log item: a catch-up that overlaps a live fragment, or a final reply replacing the streamed
+ * bubble, lands in the place of the element it duplicates.
+ */
+import * as announcer from "./announcer.js";
+import { emit } from "./bridges.js";
+import * as cards from "./cards.js";
+import * as cart from "./cart.js";
+import * as composer from "./composer.js";
+import { ATTR, CHAT_DATA, ID, ITEM, SEL } from "./hooks.js";
+import { applyTurnState, session } from "./state.js";
+
+const chat = document.getElementById(ID.chat);
+const log = document.getElementById(ID.log);
+
+let lastSeq = Number(chat.dataset[CHAT_DATA.lastSeq]) || 0;
+
+/** The last stored item this tab has: a catch-up continues after it. */
+export function position() {
+  return lastSeq;
+}
+
+// Follow new content while the shopper is at the bottom; leave them be while they read further up. Scrolling here is
+// instant: a smooth scroll in flight fires scroll events that would read as "the shopper scrolled away".
+let stick = true;
+
+function nearBottom() {
+  return log.scrollHeight - log.scrollTop - log.clientHeight < 120;
+}
+
+export function toBottom() {
+  log.scrollTo({ top: log.scrollHeight, behavior: "instant" });
+}
+
+/** The shopper sent something: follow the conversation again. */
+export function follow() {
+  stick = true;
+}
+
+function place(node) {
+  const replaces = node.getAttribute(ATTR.replaces);
+  if (replaces) {
+    const live = document.getElementById(replaces);
+    if (live) live.replaceWith(node);
+  }
+  if (node.id && (node.hasAttribute(ATTR.seq) || node.getAttribute(ATTR.item) === ITEM.streaming)) {
+    document.querySelectorAll(`[id="${CSS.escape(node.id)}"]`).forEach((twin) => {
+      if (twin !== node) twin.replaceWith(node);
+    });
+  }
+}
+
+const HANDLERS = {
+  [ITEM.turnState](node) {
+    session.turn = node.dataset.state;
+    if (session.turn === "ready") {
+      // A bubble still streaming when the turn is over lost its end while this tab was away; the stored reply came
+      // back with the catch-up.
+      log.querySelectorAll(SEL.streaming).forEach((stale) => stale.remove());
+    }
+    applyTurnState();
+  },
+  [ITEM.cart](node) {
+    if (!node.hasAttribute(ATTR.change)) return;
+    cards.clearPending(null);
+    cart.changed(node);
+  },
+  [ITEM.user]() {
+    composer.confirmed();
+  },
+  [ITEM.refusal](node) {
+    cards.unlockChoices(log);
+    composer.refused();
+    HANDLERS[ITEM.error](node);
+  },
+  [ITEM.error](node) {
+    cards.clearPending(node.textContent.trim());
+    emit("error", { code: node.getAttribute(ATTR.code) });
+    // role=alert announces itself on insertion; repeating it in the polite announcer would read it twice.
+  },
+  [ITEM.assistant](node) {
+    announcer.replyFinished(node.textContent); // spoken when the turn is over: once per reply, never per token
+  },
+  [ITEM.cards](node) {
+    cards.watchImages(node);
+  },
+};
+
+/** Nodes one server frame inserted, in document order. */
+export function received(nodes) {
+  for (const node of nodes) {
+    if (node.nodeType !== 1 || !node.isConnected) continue;
+    place(node);
+    const seq = Number(node.getAttribute(ATTR.seq));
+    if (seq > lastSeq) lastSeq = seq;
+    const handler = HANDLERS[node.getAttribute(ATTR.item)];
+    if (handler) handler(node);
+  }
+  if (session.turn === "ready") announcer.turnOver();
+  if (stick) toBottom();
+}
+
+/** A streamed chunk whose bubble this tab lacks (it joined mid-reply): start the bubble with it. */
+function startMissingBubble(content) {
+  const bubble = document.createElement("article");
+  bubble.className = "msg msg--streaming";
+  bubble.id = content.getAttribute(ATTR.bubble);
+  bubble.dataset.role = "assistant";
+  bubble.setAttribute(ATTR.item, ITEM.streaming);
+  const text = document.createElement("div");
+  text.className = "msg__text";
+  text.id = bubble.id + "-text";
+  text.textContent = content.textContent;
+  bubble.appendChild(text);
+  log.appendChild(bubble);
+  return bubble;
+}
+
+export function init() {
+  log.addEventListener("scroll", () => {
+    stick = nearBottom();
+  }, { passive: true });
+
+  // htmx swaps each out-of-band element of a frame; what it is about to insert is collected here, and handled once
+  // the whole frame is in (htmx:wsAfterMessage), so handlers see a consistent page.
+  let inserted = [];
+  document.addEventListener("htmx:oobBeforeSwap", (evt) => {
+    inserted.push(...Array.from(evt.detail.fragment.children || []));
+  });
+  document.body.addEventListener("htmx:oobErrorNoTarget", (evt) => {
+    const content = evt.detail.content;
+    if (content && content.getAttribute && content.getAttribute(ATTR.fallback) === "bubble") {
+      inserted.push(startMissingBubble(content));
+    }
+  });
+  chat.addEventListener("htmx:wsAfterMessage", () => {
+    const nodes = inserted;
+    inserted = [];
+    received(nodes);
+  });
+  toBottom();
+}

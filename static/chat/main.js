@@ -1,0 +1,45 @@
+/*
+ * The chat page's behaviour around htmx, one module per job:
+ *   connection.js  the socket, its reconnect schedule, catch-up
+ *   feed.js        what the server sent: positions, one element per item, handlers by data-item
+ *   state.js       #chat[data-state]
+ *   sending.js     every send: one turn at a time, idempotency keys
+ *   composer.js    the textarea
+ *   cards.js       steppers, checklists, pending Adds, images
+ *   cart.js        the cart panel and cart events
+ *   bridges.js     host pages and native apps
+ *   announcer.js   screen-reader announcements
+ *   layout.js      theme and the on-screen keyboard
+ *   hooks.js       every id, class and data-* attribute read from the templates
+ * No inline scripts: everything is wired here so the page can run under a strict CSP (script-src 'self').
+ */
+import { installHostCommands } from "./bridges.js";
+import * as cards from "./cards.js";
+import * as cart from "./cart.js";
+import * as composer from "./composer.js";
+import * as connection from "./connection.js";
+import * as feed from "./feed.js";
+import { CHAT_DATA, ID } from "./hooks.js";
+import * as layout from "./layout.js";
+import * as sending from "./sending.js";
+
+const chat = document.getElementById(ID.chat);
+
+function hostNewConversation() {
+  const button = document.getElementById(ID.newConversation);
+  if (!button) return false;
+  button.form.requestSubmit();
+  return true;
+}
+
+if (chat) {
+  const lang = chat.dataset[CHAT_DATA.lang] || document.documentElement.lang || "uk";
+  installHostCommands(chat, { send: composer.hostSend, newConversation: hostNewConversation });
+  layout.init(chat);
+  cards.init(lang);
+  cart.init();
+  composer.init();
+  feed.init();
+  sending.init(chat);
+  connection.init(chat);
+}
