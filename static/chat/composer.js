@@ -21,14 +21,16 @@ function canSend() {
   return state === "ready" || state === "offline";
 }
 
-/** The text to send, taken out of the textarea; "" when there is nothing to send. */
-export function takeText() {
-  const text = textarea.value.trim();
-  if (!text) return "";
-  unconfirmedText = text;
+/** The text to send; "" when there is nothing to send. */
+export function text() {
+  return textarea.value.trim();
+}
+
+/** The text went: out of the textarea, kept until the server shows it. */
+export function sent(value) {
+  unconfirmedText = value;
   textarea.value = "";
   autoGrow();
-  return text;
 }
 
 /** The server showed the shopper's message: it is safe now. */

@@ -1,95 +1,151 @@
 /*
- * The chat socket and catch-up. htmx's WebSocket extension owns the socket; this module gives it the VIZOCHOK
- * SDK's reconnect schedule (min(1000*2^n, 10000) ms, +/-25 % jitter, 30 tries), reconnects at once on `online`,
- * `visibilitychange` and `pageshow`, and asks for what this tab missed (a `sync` frame) on every open.
+ * The chat socket: one at a time, the VIZOCHOK SDK's reconnect schedule, catch-up on every open.
+ *
+ * The page owns its socket (htmx's WebSocket extension is not loaded: its own reconnect timer ran beside ours and
+ * opened a second socket while one was still connecting). htmx still does what it is good at: swapping the server's
+ * out-of-band fragments in (feed.js).
+ *
+ * Schedule (reference §12): after a close, retry n waits min(1000 * 2^n, 10000) ms +/- 25 % (n from 0), at most 30
+ * retries, then the banner offers "Try again". Never after close codes 4001-4004 (the upstream's auth codes), 4403
+ * (not this shopper's conversation) or 4429 (too many tabs). A wake-up (`online`, the page shown again, a page
+ * restored from the back/forward cache) tries at once without using up a step; while a socket is connecting it
+ * changes nothing. Nothing is sent on a socket that is not open: a send made while offline waits (one at most) and
+ * goes after the catch-up request.
  */
 import { emit } from "./bridges.js";
 import { ATTR, CHAT_DATA } from "./hooks.js";
-import { position } from "./feed.js";
-import { applyTurnState, currentState, session, setState } from "./state.js";
+import { applyTurnState, session, setState } from "./state.js";
 
-const AUTO_RECONNECT_CODES = [1006, 1011, 1012, 1013];
-const NO_RECONNECT_CODES = [4403];
+let schedule = { initial: 1000, maximum: 10000, jitter: 0.25, attempts: 30, final: [4001, 4002, 4003, 4004] };
+/** Closes after which the page never reconnects by itself: the upstream's auth codes, and the relay's own. */
+const PAGE_FINAL_CODES = [4403, 4429];
 
-let backoff = { initial: 1000, maximum: 10000, jitter: 0.25, attempts: 30 };
-let socket = null; // htmx's socket wrapper (public interface)
-let attempts = 0;
-let retryTimer = null;
+let url = "";
+let onFrame = () => {};
+let position = () => 0;
+/** The one socket, connecting or open; null while waiting to retry. */
+let socket = null;
+/** Steps of the schedule used since the last open. */
+let retries = 0;
+let timer = null;
+/** Closed for good (an auth close): only the shopper's "Try again" or a reload reconnects. */
+let final = false;
+/** A frame sent while offline, to go once the socket is open and caught up. */
+let waiting = null;
 
-function delayFor(attempt) {
-  const base = Math.min(backoff.initial * Math.pow(2, attempt), backoff.maximum);
-  return base * (1 + backoff.jitter * (2 * Math.random() - 1));
+/** Retry n's wait in ms: min(initial * 2^n, maximum), +/- jitter; ``random`` is injectable for tests. */
+export function retryDelay(n, random = Math.random) {
+  const base = Math.min(schedule.initial * Math.pow(2, n), schedule.maximum);
+  return base * (1 + schedule.jitter * (2 * random() - 1));
 }
 
-function reconnectSoon(now) {
-  if (session.open || !socket || retryTimer) return;
-  if (attempts >= backoff.attempts && !now) {
-    setState("error");
-    return;
-  }
-  const wait = now ? 0 : delayFor(attempts);
-  attempts += 1;
-  retryTimer = setTimeout(() => {
-    retryTimer = null;
-    if (!session.open) socket.reconnect();
-  }, wait);
+export function maxRetries() {
+  return schedule.attempts;
 }
 
-function wakeUp() {
-  if (!session.open && socket && currentState() !== "connecting") {
-    if (retryTimer) {
-      clearTimeout(retryTimer);
-      retryTimer = null;
-    }
-    reconnectSoon(true);
-  }
-}
-
-export function init(chat) {
-  backoff = {
-    initial: Number(chat.dataset[CHAT_DATA.backoffInitial]) || 1000,
-    maximum: Number(chat.dataset[CHAT_DATA.backoffMax]) || 10000,
-    jitter: Number(chat.dataset[CHAT_DATA.backoffJitter]) || 0.25,
-    attempts: Number(chat.dataset[CHAT_DATA.backoffAttempts]) || 30,
-  };
-
-  // htmx reconnects by itself after 1006/1011/1012/1013; give it our schedule instead of its 64 s cap.
-  htmx.config.wsReconnectDelay = (retryCount) => {
-    attempts = retryCount + 1;
-    if (retryCount >= backoff.attempts) {
-      setState("error");
-      return 2147483647; // give up; the banner's button reconnects by hand
-    }
-    return delayFor(retryCount);
-  };
-
-  chat.addEventListener("htmx:wsOpen", (evt) => {
-    socket = evt.detail.socketWrapper;
+function connect() {
+  if (socket) return; // one socket at a time: a connecting one is left to finish
+  clearTimer();
+  const ws = new WebSocket(url);
+  socket = ws;
+  ws.addEventListener("open", () => {
+    if (socket !== ws) return;
+    retries = 0;
     session.open = true;
-    attempts = 0;
-    if (retryTimer) {
-      clearTimeout(retryTimer);
-      retryTimer = null;
-    }
     // Catch up first: anything stored while this tab was away comes back, then the turn state.
-    socket.sendImmediately(JSON.stringify({ kind: "sync", after: position() }));
+    ws.send(JSON.stringify({ kind: "sync", after: position() }));
+    if (waiting) {
+      ws.send(waiting);
+      waiting = null;
+    }
     applyTurnState();
     emit("connect", {});
   });
-
-  chat.addEventListener("htmx:wsClose", (evt) => {
-    socket = evt.detail.socketWrapper;
+  ws.addEventListener("message", (evt) => {
+    if (socket === ws && typeof evt.data === "string") onFrame(evt.data);
+  });
+  ws.addEventListener("close", (evt) => {
+    if (socket !== ws) return;
+    socket = null;
     const wasOpen = session.open;
     session.open = false;
-    const code = evt.detail.event && evt.detail.event.code;
-    if (NO_RECONNECT_CODES.includes(code)) {
+    if (schedule.final.includes(evt.code) || PAGE_FINAL_CODES.includes(evt.code)) {
+      final = true;
       setState("error");
     } else {
       setState("offline");
-      if (!AUTO_RECONNECT_CODES.includes(code)) reconnectSoon(false);
+      retryLater();
     }
-    if (wasOpen) emit("disconnect", { code });
+    if (wasOpen) emit("disconnect", { code: evt.code });
   });
+}
+
+function clearTimer() {
+  if (timer !== null) {
+    clearTimeout(timer);
+    timer = null;
+  }
+}
+
+function retryLater() {
+  if (retries >= schedule.attempts) {
+    setState("error"); // gave up; the banner's button (or a wake-up) starts again
+    return;
+  }
+  timer = setTimeout(() => {
+    timer = null;
+    retries += 1;
+    connect();
+  }, retryDelay(retries));
+}
+
+/** The network or the page came back: try now, unless a socket is already connecting or open. */
+function wakeUp() {
+  if (socket || final) return;
+  if (timer === null) retries = 0; // had given up: a fresh schedule
+  connect();
+}
+
+/** The shopper's "Try again". */
+function tryAgain() {
+  if (socket) return;
+  final = false;
+  retries = 0;
+  setState("offline");
+  connect();
+}
+
+/**
+ * Sends a frame now if the socket is open, else keeps it for the next open (one frame at most: a second send made
+ * while offline replaces nothing and is refused). Returns "sent", "waiting" or "" (refused).
+ */
+export function send(frame) {
+  if (socket && socket.readyState === WebSocket.OPEN && session.open) {
+    socket.send(frame);
+    return "sent";
+  }
+  if (waiting || final) return "";
+  waiting = frame;
+  return "waiting";
+}
+
+export function hasWaiting() {
+  return waiting !== null;
+}
+
+export function init(chat, { frame, after }) {
+  const data = chat.dataset;
+  schedule = {
+    initial: Number(data[CHAT_DATA.backoffInitial]) || schedule.initial,
+    maximum: Number(data[CHAT_DATA.backoffMax]) || schedule.maximum,
+    jitter: Number(data[CHAT_DATA.backoffJitter]) || schedule.jitter,
+    attempts: Number(data[CHAT_DATA.backoffAttempts]) || schedule.attempts,
+    final: (data[CHAT_DATA.noReconnectCodes] || "").split(/\s+/).filter(Boolean).map(Number),
+  };
+  if (!schedule.final.length) schedule.final = [4001, 4002, 4003, 4004];
+  url = new URL(chat.getAttribute(ATTR.socketUrl), window.location.href).href.replace(/^http/, "ws");
+  onFrame = frame;
+  position = after;
 
   window.addEventListener("online", wakeUp);
   window.addEventListener("pageshow", (evt) => {
@@ -99,10 +155,7 @@ export function init(chat) {
     if (document.visibilityState === "visible") wakeUp();
   });
   document.addEventListener("click", (evt) => {
-    if (evt.target.closest(`[${ATTR.reconnect}]`)) {
-      attempts = 0;
-      setState("offline");
-      reconnectSoon(true);
-    }
+    if (evt.target.closest(`[${ATTR.reconnect}]`)) tryAgain();
   });
+  connect();
 }

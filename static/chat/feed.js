@@ -1,6 +1,6 @@
 /*
- * What the server sends, once htmx has swapped it in: every node a frame inserted is handed to `received`, which
- * reacts by the node's data-item (hooks.js), never by sniffing ids or classes.
+ * What the server sends: htmx swaps each frame's out-of-band fragments in, and every node a frame inserted is handed
+ * to `received`, which reacts by the node's data-item (hooks.js), never by sniffing ids or classes.
  *
  * Positions: stored items carry data-seq; the highest one seen is what a (re)connect asks the server to continue
  * after. One element per log item: a catch-up that overlaps a live fragment, or a final reply replacing the streamed
@@ -120,27 +120,33 @@ function startMissingBubble(content) {
   return bubble;
 }
 
-export function init() {
-  log.addEventListener("scroll", () => {
-    stick = nearBottom();
-  }, { passive: true });
-
-  // htmx swaps each out-of-band element of a frame; what it is about to insert is collected here, and handled once
-  // the whole frame is in (htmx:wsAfterMessage), so handlers see a consistent page.
-  let inserted = [];
-  document.addEventListener("htmx:oobBeforeSwap", (evt) => {
-    inserted.push(...Array.from(evt.detail.fragment.children || []));
-  });
-  document.body.addEventListener("htmx:oobErrorNoTarget", (evt) => {
+/**
+ * One frame from the socket: htmx swaps its out-of-band elements in; what each swap inserts is collected on the way
+ * (htmx:oobBeforeSwap names the nodes) and handled once the whole frame is in, so handlers see a consistent page.
+ */
+export function frame(html) {
+  const inserted = [];
+  const collect = (evt) => inserted.push(...Array.from(evt.detail.fragment.children || []));
+  const missing = (evt) => {
     const content = evt.detail.content;
     if (content && content.getAttribute && content.getAttribute(ATTR.fallback) === "bubble") {
       inserted.push(startMissingBubble(content));
     }
-  });
-  chat.addEventListener("htmx:wsAfterMessage", () => {
-    const nodes = inserted;
-    inserted = [];
-    received(nodes);
-  });
+  };
+  document.addEventListener("htmx:oobBeforeSwap", collect);
+  document.addEventListener("htmx:oobErrorNoTarget", missing);
+  try {
+    htmx.swap(chat, html, { swapStyle: "none", swapDelay: 0, settleDelay: 0, transition: false });
+  } finally {
+    document.removeEventListener("htmx:oobBeforeSwap", collect);
+    document.removeEventListener("htmx:oobErrorNoTarget", missing);
+  }
+  received(inserted);
+}
+
+export function init() {
+  log.addEventListener("scroll", () => {
+    stick = nearBottom();
+  }, { passive: true });
   toBottom();
 }

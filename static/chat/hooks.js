@@ -46,6 +46,10 @@ export const ITEM = Object.freeze({
 /** Attributes the script reads (and, for data-state and data-pending, writes). */
 export const ATTR = Object.freeze({
   item: "data-item",
+  // The names of htmx's WebSocket extension, kept as the page's own hooks (the extension is not loaded: the page owns
+  // its socket, connection.js): the socket's URL on #chat, and the forms whose submit is sent over it.
+  socketUrl: "ws-connect",
+  wsSend: "ws-send",
   seq: "data-seq", // a stored item's sequence number in its conversation
   replaces: "data-replaces", // a final reply names the streamed bubble it takes the place of
   fallback: "data-fallback", // "bubble": a streamed chunk that may start its bubble in a tab that lacks it
@@ -70,6 +74,7 @@ export const CHAT_DATA = Object.freeze({
   backoffMax: "backoffMax",
   backoffJitter: "backoffJitter",
   backoffAttempts: "backoffAttempts",
+  noReconnectCodes: "noReconnectCodes",
 });
 
 /** Selectors of the public hooks (shared/ui-contract.md) and of the parts the script drives. */
@@ -83,5 +88,4 @@ export const SEL = Object.freeze({
   checklist: ".checklist",
   lockedChecklistSets: "form.checklist:not(.checklist--submitted) fieldset[disabled]",
   streaming: ".msg--streaming",
-  wsSend: "[ws-send]",
 });

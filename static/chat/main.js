@@ -1,5 +1,5 @@
 /*
- * The chat page's behaviour around htmx, one module per job:
+ * The chat page's behaviour, one module per job (htmx swaps the server's fragments in):
  *   connection.js  the socket, its reconnect schedule, catch-up
  *   feed.js        what the server sent: positions, one element per item, handlers by data-item
  *   state.js       #chat[data-state]
@@ -40,6 +40,6 @@ if (chat) {
   cart.init();
   composer.init();
   feed.init();
-  sending.init(chat);
-  connection.init(chat);
+  sending.init();
+  connection.init(chat, { frame: feed.frame, after: feed.position });
 }
