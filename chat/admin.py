@@ -376,7 +376,7 @@ class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("public_id", "upstream_id", "title", "user_id", "store_id")}),
         (_("State"), {"fields": ("status", "busy_since", "turn_count", "last_seq", "last_error")}),
-        (_("Cart"), {"fields": ("cart_count", "cart_total")}),
+        (_("Cart"), {"fields": ("cart_items", "cart_total")}),
         (_("Time"), {"fields": ("created_at", "updated_at")}),
     )
     readonly_fields = (
@@ -390,7 +390,7 @@ class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "turn_count",
         "last_seq",
         "last_error",
-        "cart_count",
+        "cart_items",
         "cart_total",
         "created_at",
         "updated_at",
@@ -412,7 +412,7 @@ class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("cart items"), ordering="cart_count")
     def cart_items(self, obj: Conversation) -> str:
-        return quantity(obj.cart_count)
+        return str(obj.cart_count)  # lines, as on the shopper's badge
 
     @admin.display(description=_("cart total"), ordering="cart_total")
     def cart_total_display(self, obj: Conversation) -> str:

@@ -42,7 +42,8 @@ class Conversation(models.Model):
     #: Last sequence number handed to a message; a page catches up from the last one it saw.
     last_seq = models.PositiveIntegerField(default=0)
     cart = models.JSONField(default=list, blank=True)
-    cart_count = models.DecimalField(max_digits=12, decimal_places=3, default=Decimal(0))
+    #: Lines in the cart (``formatting.cart_lines``): 2 kg of potatoes and 3 bottles of milk are 2.
+    cart_count = models.PositiveIntegerField(default=0)
     cart_total = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal(0))
     last_error = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

@@ -350,7 +350,7 @@ def save_frame(conversation_id: int, kind: str, payload: dict[str, Any], text: s
 
 
 def save_cart(
-    conversation_id: int, payload: dict[str, Any], items: list[dict[str, Any]], total: Decimal, count: Decimal
+    conversation_id: int, payload: dict[str, Any], items: list[dict[str, Any]], total: Decimal, count: int
 ) -> Message:
     """Store a cart change and the snapshot the badge and the admin read; both in one transaction."""
     with transaction.atomic():
@@ -368,7 +368,7 @@ def same_as_latest(conversation_id: int, kind: str, payload: dict[str, Any]) -> 
     return stored == payload
 
 
-def cart_of(conversation_id: int) -> tuple[list[dict[str, Any]], Decimal, Decimal]:
+def cart_of(conversation_id: int) -> tuple[list[dict[str, Any]], Decimal, int]:
     conversation = Conversation.objects.only("cart", "cart_total", "cart_count").get(pk=conversation_id)
     return list(conversation.cart or []), conversation.cart_total, conversation.cart_count
 

@@ -147,7 +147,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "uk"
-LANGUAGES = [("uk", "Українська"), ("en", "English")]
+LANGUAGES = [("uk", "Українська"), ("en", "English"), ("ru", "Русский")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = os.environ.get("DJANGO_TIME_ZONE", "Europe/Kyiv")
 USE_I18N = True

@@ -21,6 +21,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from chat.models import Message
+from chat.presentation.markdown import render_markdown
 
 #: The template of each stored message kind (user messages and assistant text differ by role).
 _ITEM_TEMPLATES = {
@@ -89,16 +90,28 @@ _BUBBLE, _TEXT = "\x00bubble\x00", "\x00text\x00"
 
 
 @functools.cache
-def _text_delta_parts(first: bool) -> tuple[str, ...]:
-    """The text_delta template rendered once with markers and cut where the bubble id and the text go."""
-    return tuple(re.split(f"({_BUBBLE}|{_TEXT})", fragment("text_delta", bubble=_BUBBLE, text=_TEXT, first=first)))
+def _chunk_parts() -> tuple[str, ...]:
+    """The appended-chunk branch of text_delta, rendered once with markers and cut where the bubble id and text go."""
+    rendered = fragment("text_delta", bubble=_BUBBLE, text=_TEXT, first=False, whole=False)
+    return tuple(re.split(f"({_BUBBLE}|{_TEXT})", rendered))
 
 
-def text_delta(bubble: str, text: str, *, first: bool) -> str:
-    """The streaming fragment: the hottest path of the relay (one per coalesced delta), so the template is not
-    re-rendered each time; the output is byte-identical to rendering ``fragments/text_delta.html`` (autoescaped)."""
+def text_delta(bubble: str, text: str, *, first: bool, so_far: str | None = None) -> str:
+    """The streaming fragment for a coalesced ``text`` of ``bubble``, whose whole text so far is ``so_far``.
+
+    What is finished is shown formatted while the rest streams in (issue 16: no raw "**" until the end). The text up to
+    its last line break is rendered as markdown by the same sanitiser as a stored reply; the line being written stays
+    plain. That costs one markdown render per chunk that finishes a line (or the first), never per token: a chunk
+    without a line break is appended as text, the hottest path of the relay, so its template is not re-rendered each
+    time (the output is byte-identical to rendering ``fragments/text_delta.html``, autoescaped).
+    """
+    whole = text if so_far is None else so_far
+    if first or "\n" in text:
+        cut = whole.rfind("\n") + 1
+        done = render_markdown(whole[:cut]) if cut else ""
+        return fragment("text_delta", bubble=bubble, done=done, tail=whole[cut:], first=first, whole=True)
     values = {_BUBBLE: escape(bubble), _TEXT: escape(text)}
-    return "".join(values.get(part, part) for part in _text_delta_parts(first))
+    return "".join(values.get(part, part) for part in _chunk_parts())
 
 
 def text_end(bubble: str, message: Message) -> str:
@@ -127,7 +140,7 @@ def _state(value: str, language: str | None) -> str:
     return fragment("response_complete" if value == "ready" else "turn_state", state=value)
 
 
-def session_restored(items: list[dict[str, Any]], total: Decimal, count: Decimal) -> str:
+def session_restored(items: list[dict[str, Any]], total: Decimal, count: int) -> str:
     return fragment("session_restored", items=items, total=total, count=count)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 STATUS_TEXTS: dict[str, Promise] = {
     "thinking": _("Thinking…"),
@@ -66,6 +67,29 @@ CART_ACTION_TEXTS: dict[str, Promise] = {
 }
 
 
+#: Wording the page's scripts show (static/chat/texts.js reads it from #chat-texts): keys are data-* names.
+#: ``%(name)s`` placeholders are filled in by the script.
+PAGE_TEXTS: dict[str, Promise] = {
+    "not-a-number": _("Enter a number."),
+    "at-least": _("At least %(quantity)s."),
+    "at-most": _("At most %(quantity)s."),
+    "in-steps": _("In steps of %(quantity)s."),
+}
+
+
+def page_texts() -> dict[str, str]:
+    """PAGE_TEXTS in the active language."""
+    return {key: str(text) for key, text in PAGE_TEXTS.items()}
+
+
+#: The cart notes' verbs for a change of one line ("Added: Milk, 2 pcs"); whole-cart changes use CART_ACTION_TEXTS.
+CART_NOTE_VERBS: dict[str, Promise] = {
+    "item_selected": pgettext_lazy("cart note", "Added"),
+    "item_removed": pgettext_lazy("cart note", "Removed"),
+    "quantity_updated": pgettext_lazy("cart note", "Changed"),
+}
+
+
 def status_text(code: str) -> str:
     if not code:
         return ""
@@ -78,3 +102,9 @@ def error_text(code: str) -> str:
 
 def cart_action_text(action: str) -> str:
     return str(CART_ACTION_TEXTS.get(action, _("Cart updated")))
+
+
+def cart_note_verb(action: str) -> str:
+    """The short verb of a one-line change, or the whole-cart wording."""
+    verb = CART_NOTE_VERBS.get(action)
+    return str(verb) if verb is not None else cart_action_text(action)

@@ -297,7 +297,9 @@ class ConversationRunner:
         return None
 
     def _emit_delta(self, bubble: str, text: str, first: bool) -> None:
-        self.publish(rendering.text_delta(bubble, text, first=first))
+        # issue 16: the whole text so far, so finished lines can be shown formatted while the reply streams.
+        so_far = self.stream.text if self.stream is not None else None
+        self.publish(rendering.text_delta(bubble, text, first=first, so_far=so_far))
 
     async def _end_bubble(self, *, complete: bool) -> None:
         stream, self.stream = self.stream, None
@@ -314,7 +316,7 @@ class ConversationRunner:
         self.publish(rendering.stored(message))
 
     async def _store_cart(self, payload: dict[str, Any], items: list[dict[str, Any]], total: Decimal) -> None:
-        count = formatting.cart_quantity(items)
+        count = formatting.cart_lines(items)
         message = await db.call(store.save_cart, self.pk, payload, items, total, count)
         self.publish(rendering.stored(message))
 

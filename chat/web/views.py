@@ -10,9 +10,10 @@ from django.utils import translation
 from django.views.decorators.http import require_GET, require_POST
 
 from chat import store
-from chat.presentation import rendering
+from chat.presentation import rendering, texts
 from chat.vizochok.backoff import Backoff
 from chat.web import embed, identity
+from chat.web.consumer import MAX_TEXT_CHARS
 
 
 def _language(request: HttpRequest) -> str:
@@ -47,6 +48,9 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         "busy": conversation.is_busy(settings.VIZOCHOK_TURN_TIMEOUT + settings.VIZOCHOK_QUEUE_TIMEOUT),
         "language": language,
         "backoff": Backoff().as_js(),
+        "max_chars": MAX_TEXT_CHARS,
+        "page_texts": texts.page_texts(),
+        "embedded": embed.is_embedded(request),
     }
     response = render(request, "chat/page.html", context)
     if request.GET.get("lang"):

@@ -3,6 +3,7 @@
  * on its way, and images that fail to load.
  */
 import { ATTR, SEL } from "./hooks.js";
+import { t } from "./texts.js";
 
 let quantityFormat = new Intl.NumberFormat("uk", { maximumFractionDigits: 3, useGrouping: false });
 
@@ -26,9 +27,44 @@ function bounds(card) {
   };
 }
 
+/** The relay's ceiling for one line (chat/web/consumer.py _valid_quantity). */
+const MAXIMUM = 1000;
+
+function withUnit(card, value) {
+  return `${quantityFormat.format(value)}\u00a0${card.dataset.unitLabel || ""}`.trim();
+}
+
+/** Why the card's quantity cannot be added, in the page's language; "" when it can (the relay's own rules). */
+export function quantityProblem(card) {
+  const limits = bounds(card);
+  const value = parseQuantity(card.querySelector(SEL.quantity).value);
+  if (!Number.isFinite(value) || value <= 0) return t("not-a-number");
+  if (value < limits.minimum - 1e-9) return t("at-least", { quantity: withUnit(card, limits.minimum) });
+  if (value > MAXIMUM) return t("at-most", { quantity: withUnit(card, MAXIMUM) });
+  const scale = Math.pow(10, Math.max(limits.places, 3));
+  const offset = Math.round((value - limits.minimum) * scale);
+  if (Math.abs((value - limits.minimum) * scale - offset) > 1e-6 || offset % Math.round(limits.step * scale) !== 0) {
+    return t("in-steps", { quantity: withUnit(card, limits.step) });
+  }
+  return "";
+}
+
+/** Shows (or clears) the card's quantity problem; returns whether the quantity is fine. */
+export function checkQuantity(card) {
+  const problem = quantityProblem(card);
+  const note = card.querySelector(SEL.cardProblem);
+  const input = card.querySelector(SEL.quantity);
+  note.textContent = problem;
+  note.hidden = !problem;
+  if (problem) input.setAttribute("aria-invalid", "true");
+  else input.removeAttribute("aria-invalid");
+  return !problem;
+}
+
 function syncStepper(card) {
   const current = parseQuantity(card.querySelector(SEL.quantity).value);
   card.querySelector("[data-action=decrement]").disabled = !(current > bounds(card).minimum);
+  if (!card.querySelector(SEL.cardProblem).hidden) checkQuantity(card); // said what was wrong: say when it is right
 }
 
 function step(card, direction) {
@@ -41,16 +77,19 @@ function step(card, direction) {
   syncStepper(card);
 }
 
-/** A card's Add was sent: show it on its way until the cart changes or an error comes. */
+/**
+ * A card's Add was sent: show it on its way until the cart changes or an error comes. The button is marked, not
+ * disabled: a disabled button drops the focus, and the shopper's place (and a phone's keyboard) must stay put.
+ */
 export function markPending(card) {
   card.setAttribute(ATTR.pending, "true");
-  card.querySelector("[data-action=add]").disabled = true;
+  card.querySelector("[data-action=add]").setAttribute("aria-disabled", "true");
 }
 
 export function clearPending(message) {
   document.querySelectorAll(`${SEL.card}[${ATTR.pending}]`).forEach((card) => {
     card.removeAttribute(ATTR.pending);
-    card.querySelector("[data-action=add]").disabled = false;
+    card.querySelector("[data-action=add]").removeAttribute("aria-disabled");
     if (message) card.setAttribute(ATTR.error, message);
   });
 }

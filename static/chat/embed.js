@@ -65,15 +65,8 @@
   panel.setAttribute("aria-label", options.botName || texts.title);
   panel.hidden = true;
 
-  var close = document.createElement("button");
-  close.type = "button";
-  close.className = "vizochok-embed__close";
-  close.setAttribute("aria-label", texts.close);
-  close.textContent = "\u2715";
-  var bar = document.createElement("div");
-  bar.className = "vizochok-embed__bar";
-  bar.appendChild(close);
-  panel.appendChild(bar);
+  // No bar of our own above the chat: its header has a close button in a frame (vizochok:close), so a phone keeps
+  // the whole screen for the conversation.
 
   root.appendChild(panel);
   root.appendChild(button);
@@ -144,7 +137,6 @@
   }
 
   button.addEventListener("click", toggle);
-  close.addEventListener("click", hide);
   panel.addEventListener("keydown", function (evt) {
     if (evt.key === "Escape") hide();
   });
@@ -161,6 +153,7 @@
       pending.splice(0).forEach(command);
     }
     if (data.type === "vizochok:disconnect") connected = false;
+    if (data.type === "vizochok:close") hide();
     window.dispatchEvent(new CustomEvent(data.type, { detail: data.detail || {} }));
   });
 

@@ -11,7 +11,7 @@ import { emit } from "./bridges.js";
 import * as cards from "./cards.js";
 import * as cart from "./cart.js";
 import * as composer from "./composer.js";
-import { ATTR, CHAT_DATA, ID, ITEM, SEL } from "./hooks.js";
+import { ATTR, CHAT_DATA, CLASS, ID, ITEM, SEL } from "./hooks.js";
 import { applyTurnState, session } from "./state.js";
 
 const chat = document.getElementById(ID.chat);
@@ -104,19 +104,31 @@ export function received(nodes) {
   if (stick) toBottom();
 }
 
-/** A streamed chunk whose bubble this tab lacks (it joined mid-reply): start the bubble with it. */
+/**
+ * A streamed part whose bubble this tab lacks (it joined mid-reply, or reconnected to another process): start the
+ * bubble with it. The finished part is the server's sanitised HTML (fragments/text_delta.html), moved in as nodes.
+ */
 function startMissingBubble(content) {
+  const id = content.getAttribute(ATTR.bubble);
   const bubble = document.createElement("article");
   bubble.className = "msg msg--streaming";
-  bubble.id = content.getAttribute(ATTR.bubble);
+  bubble.id = id;
   bubble.dataset.role = "assistant";
   bubble.setAttribute(ATTR.item, ITEM.streaming);
   const text = document.createElement("div");
   text.className = "msg__text";
-  text.id = bubble.id + "-text";
-  text.textContent = content.textContent;
-  bubble.appendChild(text);
-  log.appendChild(bubble);
+  text.id = `${id}-text`;
+  const done = document.createElement("div");
+  done.className = CLASS.streamDone;
+  done.id = `${id}-done`;
+  const tail = document.createElement("span");
+  tail.className = CLASS.streamTail;
+  tail.id = `${id}-tail`;
+  if (content.classList.contains(CLASS.streamDone)) done.append(...content.childNodes);
+  else tail.textContent = content.textContent;
+  text.append(done, tail);
+  bubble.append(text);
+  log.append(bubble);
   return bubble;
 }
 

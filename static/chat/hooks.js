@@ -21,6 +21,10 @@ export const ID = Object.freeze({
   cartPanel: "cart-panel",
   cartBody: "cart-panel-body",
   newConversation: "new-conversation",
+  menu: "chat-menu",
+  texts: "chat-texts", // wording for the scripts, as data-* (chat/presentation/texts.py PAGE_TEXTS)
+  counter: "composer-count",
+  limitNote: "composer-limit",
 });
 
 /**
@@ -77,11 +81,21 @@ export const CHAT_DATA = Object.freeze({
   noReconnectCodes: "noReconnectCodes",
 });
 
+/** Classes the script builds with (a streamed bubble it must start itself: fragments/text_delta.html). */
+export const CLASS = Object.freeze({
+  streamDone: "msg__done", // the finished lines of a streamed reply, as sanitised HTML
+  streamTail: "msg__tail", // the line still being written, as text
+});
+
 /** Selectors of the public hooks (shared/ui-contract.md) and of the parts the script drives. */
 export const SEL = Object.freeze({
   sendButton: "button[type=submit]",
+  menuToggle: "button[data-action=menu]",
+  closeChat: "button[data-action=close]",
+  stop: "button[data-action=stop]",
   card: ".product-card",
   cardImage: ".product-card__img",
+  cardProblem: ".product-card__problem",
   quantity: "input[name=quantity]",
   quickReplies: ".quick-replies",
   openQuickReplyPills: ".quick-replies:not(.quick-replies--retired) button:disabled",

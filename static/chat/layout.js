@@ -1,8 +1,9 @@
 /*
- * What the page looks like around the conversation: the embed's theme, and an input the on-screen keyboard never
- * covers.
+ * What the page looks like around the conversation: the embed's theme, an input the on-screen keyboard never covers,
+ * and, in a storefront's panel (embed.js), the close button in the header (a separate bar would cost a phone 36 px).
  */
-import { ID } from "./hooks.js";
+import { emit } from "./bridges.js";
+import { ID, SEL } from "./hooks.js";
 
 const THEME = [
   ["themePrimary", "--primary"],
@@ -26,5 +27,12 @@ export function init(chat) {
     };
     window.visualViewport.addEventListener("resize", fit);
     fit();
+  }
+  // The close button is rendered for embedded visits and shown only in a frame, where a parent can close the panel
+  // (a native app's WebView has its own navigation). The host hears vizochok:close.
+  const closer = document.querySelector(SEL.closeChat);
+  if (closer && window.parent !== window) {
+    closer.hidden = false;
+    closer.addEventListener("click", () => emit("close", {}));
   }
 }

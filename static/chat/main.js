@@ -9,7 +9,9 @@
  *   cart.js        the cart panel and cart events
  *   bridges.js     host pages and native apps
  *   announcer.js   screen-reader announcements
- *   layout.js      theme and the on-screen keyboard
+ *   menu.js        the menu: inside the screen, closing by itself
+ *   layout.js      theme, the on-screen keyboard, the embed's close button
+ *   texts.js       wording and numbers in the page's language
  *   hooks.js       every id, class and data-* attribute read from the templates
  * No inline scripts: everything is wired here so the page can run under a strict CSP (script-src 'self').
  */
@@ -21,7 +23,9 @@ import * as connection from "./connection.js";
 import * as feed from "./feed.js";
 import { CHAT_DATA, ID } from "./hooks.js";
 import * as layout from "./layout.js";
+import * as menu from "./menu.js";
 import * as sending from "./sending.js";
+import { setLanguage } from "./texts.js";
 
 const chat = document.getElementById(ID.chat);
 
@@ -34,10 +38,12 @@ function hostNewConversation() {
 
 if (chat) {
   const lang = chat.dataset[CHAT_DATA.lang] || document.documentElement.lang || "uk";
+  setLanguage(lang);
   installHostCommands(chat, { send: composer.hostSend, newConversation: hostNewConversation });
   layout.init(chat);
   cards.init(lang);
   cart.init();
+  menu.init();
   composer.init();
   feed.init();
   sending.init();

@@ -36,6 +36,8 @@ function submitted(evt) {
   if (state === "busy" || state === "error" || (offline && session.queuedWhileOffline)) {
     return; // one turn at a time; one message may wait for the connection
   }
+  const card = form.closest(SEL.card);
+  if (card && (card.hasAttribute(ATTR.pending) || !cards.checkQuantity(card))) return; // said on the card
   const parameters = fields(form, evt.submitter);
   const text = form.id === ID.composer ? composer.text() : "";
   if (form.id === ID.composer) {
@@ -47,7 +49,6 @@ function submitted(evt) {
   if (!went) return;
   if (text) composer.sent(text);
   if (went === "waiting") session.queuedWhileOffline += 1;
-  const card = form.closest(SEL.card);
   if (card) {
     cards.markPending(card);
     emit("product_click", { sku: card.dataset.sku, quantity: cards.parseQuantity(parameters.quantity) });

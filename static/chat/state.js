@@ -1,11 +1,12 @@
 /*
  * #chat[data-state] (shared/ui-contract.md): connecting, ready, busy, offline, error. One place sets it, from two
  * inputs: whether the socket is open (connection.js) and the conversation's turn state the server sends
- * (#turn-state, items/turn_state via feed.js).
+ * (data-item="turn-state", feed.js). Whoever shows something by state listens to the STATE_EVENT on #chat.
  */
-import { ID, SEL } from "./hooks.js";
+import { ID } from "./hooks.js";
 
 const chat = document.getElementById(ID.chat);
+export const STATE_EVENT = "chat:state";
 
 export const session = {
   /** The socket is open and caught up enough to send. */
@@ -21,18 +22,17 @@ export function currentState() {
 }
 
 export function setState(state) {
-  const textarea = document.getElementById(ID.textarea);
-  const composer = document.getElementById(ID.composer);
   chat.dataset.state = state;
-  const busy = state !== "ready";
-  textarea.disabled = busy && state !== "offline";
-  composer.querySelector(SEL.sendButton).disabled = busy && !(state === "offline" && !session.queuedWhileOffline);
   document.getElementById(ID.banner).hidden = !(state === "offline" || state === "error");
   if (state === "ready") {
     session.queuedWhileOffline = 0;
+    // Focus nowhere (the page just loaded, or what had it went away): the input takes it. Focus somewhere else (a
+    // card's Add, the cart) stays there: moving it would pop a phone's keyboard up.
+    const textarea = document.getElementById(ID.textarea);
     const active = document.activeElement;
-    if (!active || active === document.body || active === textarea) textarea.focus({ preventScroll: true });
+    if (!active || active === document.body) textarea.focus({ preventScroll: true });
   }
+  chat.dispatchEvent(new CustomEvent(STATE_EVENT, { detail: { state } }));
 }
 
 /** The socket is open: the page follows the server's turn state. */

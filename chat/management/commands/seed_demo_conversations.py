@@ -51,7 +51,7 @@ def _product_frame(rng: random.Random) -> dict[str, Any]:
     return {"type": "product_cards", "items": items}
 
 
-def _cart_frame(rng: random.Random) -> tuple[dict[str, Any], Decimal, Decimal]:
+def _cart_frame(rng: random.Random) -> tuple[dict[str, Any], int, Decimal]:
     sku, name, price, promo, unit = rng.choice(PRODUCTS)
     quantity = rng.randint(1, 3)
     unit_price = promo if promo is not None else price
@@ -67,7 +67,7 @@ def _cart_frame(rng: random.Random) -> tuple[dict[str, Any], Decimal, Decimal]:
         "items": [line],
         "total": float(total),
     }
-    return frame, Decimal(quantity), total
+    return frame, 1, total  # one line
 
 
 def _messages(rng: random.Random, start: datetime, per_conversation: int) -> tuple[list[Message], dict[str, Any]]:
@@ -102,7 +102,7 @@ def _messages(rng: random.Random, start: datetime, per_conversation: int) -> tup
         "turn_count": sum(1 for message in messages if message.role == "user"),
         "last_seq": len(messages),
         "cart": cart_frame["items"] if has_cart else [],
-        "cart_count": cart_count if has_cart else Decimal(0),
+        "cart_count": cart_count if has_cart else 0,
         "cart_total": cart_total if has_cart else Decimal(0),
         "updated_at": start + timedelta(seconds=20 * max(len(messages), 1)),
     }

@@ -1,0 +1,267 @@
+"""The chat on a phone (issue 16): what hurt a shopper at 390x844 and 360x640, each pinned by a test.
+
+Streaming states are held still by routing the page's socket through Playwright (HeldSocket): the test decides when
+the rest of a reply arrives, so "while a reply streams" is a state, not a race.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import AppServer, new_page, open_chat, send_text, wait_ready
+from tests.browser.test_accessibility import HeldSocket
+
+pytestmark = pytest.mark.browser
+
+PHONES = [
+    pytest.param({"width": 390, "height": 844}, id="390x844"),
+    pytest.param({"width": 360, "height": 640}, id="360x640"),
+]
+FOCUSED = "() => document.activeElement ? document.activeElement.id : ''"
+
+
+@pytest.fixture(params=PHONES)
+def phone(request: pytest.FixtureRequest, browser: Any, app_server: AppServer) -> Iterator[Any]:
+    page = new_page(browser, app_server.url, locale="uk-UA")
+    page.set_viewport_size(request.param)
+    yield page
+    page.context.close()
+
+
+@pytest.fixture
+def held_uk(browser: Any, app_server: AppServer) -> Iterator[tuple[Any, HeldSocket]]:
+    page = new_page(browser, app_server.url, locale="uk-UA")
+    socket = HeldSocket(page)
+    yield page, socket
+    page.context.close()
+
+
+def within_viewport(page: Any, selector: str) -> bool:
+    return bool(
+        page.evaluate(
+            """(selector) => {
+              const r = document.querySelector(selector).getBoundingClientRect();
+              return r.width > 0 && r.left >= 0 && r.top >= 0
+                && r.right <= window.innerWidth && r.bottom <= window.innerHeight;
+            }""",
+            selector,
+        )
+    )
+
+
+# --- 1. the menu ------------------------------------------------------------------------------------------------
+
+
+def test_the_menu_lies_inside_the_screen_and_closes_by_itself(phone: Any) -> None:
+    page = phone
+    open_chat(page, "/?lang=uk")
+    toggle = page.locator("button[data-action=menu]")
+    menu = page.locator("#chat-menu")
+
+    toggle.click()
+    assert menu.is_visible() and toggle.get_attribute("aria-expanded") == "true"
+    assert within_viewport(page, "#chat-menu")
+    page.keyboard.press("Escape")
+    assert menu.is_hidden() and toggle.get_attribute("aria-expanded") == "false"
+    assert page.evaluate("() => document.activeElement.dataset.action") == "menu"  # focus back on the toggle
+
+    toggle.click()
+    page.mouse.click(page.viewport_size["width"] // 2, page.viewport_size["height"] // 2)  # a tap on the log
+    assert menu.is_hidden()
+
+    toggle.click()
+    page.evaluate("() => window.vizochok.send('молоко')")  # sending (here by the host) closes it too
+    assert menu.is_hidden()
+    wait_ready(page)
+
+    toggle.click()
+    menu.locator("a[lang=en]").click()  # choosing an item
+    page.wait_for_selector("html[lang=en]")
+    assert page.locator("#chat-menu").is_hidden()
+
+
+# --- 2. the badge counts lines -------------------------------------------------------------------------------------
+
+
+def test_the_badge_counts_cart_lines_not_kilograms(browser: Any, app_server: AppServer) -> None:
+    page = new_page(browser, app_server.url, locale="uk-UA")
+    try:
+        open_chat(page, "/?lang=uk")
+        send_text(page, "борщ")
+        wait_ready(page)
+        page.locator("form.checklist button[type=submit]").first.click()
+        page.wait_for_selector("#cart-badge:not([data-count='0'])")
+        wait_ready(page)
+        lines = page.locator("#cart-panel .cart-line").count()
+        assert lines >= 3
+        assert page.get_attribute("#cart-badge", "data-count") == str(lines)
+        assert page.locator("#cart-badge .cart-badge__count").inner_text() == str(lines)
+        page.reload()
+        wait_ready(page)
+        assert page.get_attribute("#cart-badge", "data-count") == str(lines)  # the stored count is lines too
+    finally:
+        page.context.close()
+
+
+# --- 3. the textarea while a reply streams; focus stays where the shopper is -------------------------------------
+
+
+def test_the_textarea_stays_editable_while_a_reply_streams(held_uk: tuple[Any, HeldSocket]) -> None:
+    page, socket = held_uk
+    open_chat(page, "/?lang=uk")
+    socket.hold_after_first_delta = True
+    send_text(page, "масло")
+    page.wait_for_selector(".msg--streaming")
+    assert page.get_attribute("#chat", "data-state") == "busy"
+    textarea = page.locator("#composer-text")
+    assert textarea.is_editable()
+    assert page.evaluate(FOCUSED) == "composer-text"  # the phone's keyboard stays up
+    page.keyboard.type("ще")
+    page.keyboard.press("Enter")  # Send waits for the reply: nothing is sent, nothing is lost
+    assert page.locator(".msg[data-role=user]").count() == 1
+    socket.release()
+    wait_ready(page)
+    assert textarea.input_value() == "ще"
+    assert page.evaluate(FOCUSED) == "composer-text"
+
+
+def test_add_keeps_the_focus_on_the_card(browser: Any, app_server: AppServer) -> None:
+    page = new_page(browser, app_server.url, locale="uk-UA")
+    try:
+        open_chat(page, "/?lang=uk")
+        send_text(page, "молоко")
+        wait_ready(page)
+        add = page.locator(".product-card button[data-action=add]").first
+        add.click()
+        page.wait_for_selector("#cart-badge[data-count='1']")
+        wait_ready(page)
+        assert page.evaluate("() => document.activeElement.dataset.action") == "add"
+    finally:
+        page.context.close()
+
+
+# --- 4. markdown while streaming -----------------------------------------------------------------------------------
+
+
+def test_the_finished_part_of_a_streaming_reply_is_formatted(held_uk: tuple[Any, HeldSocket]) -> None:
+    page, socket = held_uk
+    open_chat(page, "/?lang=uk")
+    socket.hold_when = lambda frame: "msg__done" in frame and "<strong>" in frame
+    send_text(page, "борщ")  # the recipe starts "**Український борщ** (на 6 порцій)" and goes on in lines
+    page.wait_for_selector(".msg--streaming strong")
+    bubble = page.locator(".msg--streaming")
+    assert "**" not in bubble.locator(".msg__done").inner_text()
+    assert bubble.locator(".msg__done strong").first.inner_text() == "Український борщ"
+    socket.release()
+    wait_ready(page)
+    assert page.locator(".msg--streaming").count() == 0
+
+
+# --- 5. the length limit -------------------------------------------------------------------------------------------
+
+
+def test_a_long_paste_is_kept_and_the_limit_is_shown(phone: Any) -> None:
+    page = phone
+    open_chat(page, "/?lang=uk")
+    counter = page.locator("#composer-count")
+    page.fill("#composer-text", "а" * 1700)
+    assert counter.is_hidden()  # far from the limit: no noise
+    page.fill("#composer-text", "а" * 10_000)
+    assert len(page.locator("#composer-text").input_value()) == 10_000  # nothing cut silently
+    assert counter.is_visible()
+    assert re.search(r"10\s?000\s*/\s*2\s?000", counter.inner_text())
+    assert page.get_attribute("#composer-text", "aria-invalid") == "true"
+    assert "2000" in page.locator("#composer-limit").inner_text().replace("\u00a0", "").replace(" ", "")
+    page.press("#composer-text", "Enter")
+    assert page.locator(".msg[data-role=user]").count() == 0  # too long: not sent
+    page.fill("#composer-text", "молоко " + "а" * 1800)
+    assert page.get_attribute("#composer-text", "aria-invalid") != "true"
+    page.press("#composer-text", "Enter")
+    page.wait_for_selector(".msg[data-role=user]")
+
+
+# --- 6. quantities checked in the page -------------------------------------------------------------------------------
+
+
+def test_a_bad_quantity_is_explained_on_the_card_and_not_sent(browser: Any, app_server: AppServer) -> None:
+    page = new_page(browser, app_server.url, locale="uk-UA")
+    try:
+        open_chat(page, "/?lang=uk")
+        send_text(page, "молоко")
+        wait_ready(page)
+        card = page.locator(".product-card[data-unit=l]").first  # farm milk: from 1 l in steps of 0.5 l
+        assert card.get_attribute("data-min") == "1"
+        field = card.locator("input[name=quantity]")
+        for typed, expected in (("abc", "Введіть число"), ("0,5", "Щонайменше 1\u00a0л")):
+            field.fill(typed)
+            card.locator("button[data-action=add]").click()
+            problem = card.locator(".product-card__problem")
+            assert problem.is_visible()
+            assert expected in problem.inner_text()
+            assert field.get_attribute("aria-invalid") == "true"
+        assert page.locator(".chat-error").count() == 0  # nothing reached the server
+        assert page.locator(".msg--action").count() == 0
+        field.fill("1,5")
+        assert card.locator(".product-card__problem").is_hidden()
+        card.locator("button[data-action=add]").click()
+        page.wait_for_selector("#cart-badge[data-count='1']")
+        wait_ready(page)
+    finally:
+        page.context.close()
+
+
+# --- 7. cart notes ---------------------------------------------------------------------------------------------------
+
+
+def test_cart_notes_are_one_short_line_each_with_units(browser: Any, app_server: AppServer) -> None:
+    page = new_page(browser, app_server.url, locale="uk-UA")
+    try:
+        open_chat(page, "/?lang=uk")
+        send_text(page, "борщ")
+        wait_ready(page)
+        page.locator("form.checklist button[type=submit]").first.click()
+        page.wait_for_selector(".cart-note")
+        wait_ready(page)
+        notes = page.locator(".cart-note")
+        texts = notes.all_inner_texts()
+        assert len(texts) >= 3
+        for text in texts:
+            assert "\n" not in text.strip() and "×" not in text
+            assert re.search(r"\d\u00a0(кг|шт|г|л|мл|уп)", text), text  # every quantity has its unit
+        # The running total is said once, after the last change of the run, not on every line.
+        assert page.locator(".cart-note__total:visible").count() == 1
+        heights = page.evaluate("() => [...document.querySelectorAll('.cart-note')].map((n) => n.offsetHeight)")
+        assert max(heights) < 40, heights  # one line each at this width
+    finally:
+        page.context.close()
+
+
+# --- 8. one money format -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lang", "ask", "money"), [("uk", "молоко", r"\d+,\d{2}\u00a0₴"), ("en", "milk", r"₴\d+\.\d{2}")]
+)
+def test_money_has_one_format_on_the_whole_page(
+    browser: Any, app_server: AppServer, lang: str, ask: str, money: str
+) -> None:
+    page = new_page(browser, app_server.url, locale="uk-UA")
+    try:
+        open_chat(page, f"/?lang={lang}")
+        send_text(page, ask)
+        wait_ready(page)
+        page.locator(".product-card button[data-action=add]").first.click()
+        page.wait_for_selector("#cart-badge[data-count='1']")
+        wait_ready(page)
+        text = page.locator("#chat-log").inner_text().replace(" ₴", "\u00a0₴")
+        assert "грн" not in text and "UAH" not in text
+        amounts = re.findall(r"₴\s?\d[\d\s.,]*\d|\d[\d\s.,]*\s?₴", text)
+        assert amounts
+        for amount in amounts:
+            assert re.fullmatch(money, amount.strip()), amount
+    finally:
+        page.context.close()
