@@ -341,8 +341,11 @@ def set_upstream_id(conversation_id: int, upstream_id: str) -> None:
     Conversation.objects.filter(pk=conversation_id).update(upstream_id=upstream_id)
 
 
-def save_assistant_text(conversation_id: int, text: str, *, complete: bool = True) -> Message:
-    return _append(conversation_id, role=Role.ASSISTANT, kind=Kind.TEXT, text=text, complete=complete)
+def save_assistant_text(
+    conversation_id: int, text: str, *, complete: bool = True, payload: dict[str, Any] | None = None
+) -> Message:
+    fields = {"payload": payload} if payload else {}
+    return _append(conversation_id, role=Role.ASSISTANT, kind=Kind.TEXT, text=text, complete=complete, **fields)
 
 
 def save_frame(conversation_id: int, kind: str, payload: dict[str, Any], text: str = "") -> Message:
@@ -371,6 +374,17 @@ def same_as_latest(conversation_id: int, kind: str, payload: dict[str, Any]) -> 
 def cart_of(conversation_id: int) -> tuple[list[dict[str, Any]], Decimal, int]:
     conversation = Conversation.objects.only("cart", "cart_total", "cart_count").get(pk=conversation_id)
     return list(conversation.cart or []), conversation.cart_total, conversation.cart_count
+
+
+def retry_source(conversation_id: int, seq: int) -> Message | None:
+    """The shopper's message to send again when ``seq`` is the end of the conversation's last turn and that turn
+    failed (an error) or was stopped (issue 16); None otherwise: only the last turn may be retried."""
+    last = Message.objects.filter(conversation_id=conversation_id).order_by("-seq").first()
+    if last is None or last.seq != seq or last.role != Role.ASSISTANT:
+        return None
+    if not (last.kind == Kind.ERROR or (last.kind == Kind.TEXT and last.data.get("stopped"))):
+        return None
+    return Message.objects.filter(conversation_id=conversation_id, role=Role.USER, seq__lt=seq).order_by("-seq").first()
 
 
 def messages_after(conversation_id: int, after_seq: int, limit: int = 500) -> list[Message]:

@@ -18,6 +18,7 @@ STATUS_TEXTS: dict[str, Promise] = {
     "preparing_recipe": _("Preparing the recipe…"),
     "waiting": _("All lines are busy, you are next in the queue…"),
     "reconnecting": _("Reconnecting to the assistant…"),
+    "finishing_previous": _("Waiting for the stopped reply to end…"),
 }
 
 ERROR_TEXTS: dict[str, Promise] = {
@@ -56,6 +57,8 @@ ERROR_TEXTS: dict[str, Promise] = {
     "nothing_selected": _("Please select at least one ingredient."),
     "service_unavailable": _("The chat is briefly unavailable. Please send your message again in a moment."),
     "rate_limited": _("You are sending messages too quickly. Please wait a few seconds."),
+    "stopped": _("You stopped the reply."),
+    "retry_unavailable": _("Only the last message can be sent again, after it failed or was stopped."),
 }
 
 CART_ACTION_TEXTS: dict[str, Promise] = {

@@ -52,6 +52,12 @@ _CHOICE_KINDS = {wire.QuickReplies: Kind.QUICK_REPLIES, wire.IngredientChecklist
 _RICH_KINDS = {**_CHOICE_KINDS, wire.ProductCards: Kind.PRODUCT_CARDS}
 
 
+#: issue 16: the relay code of a turn the shopper stopped, and the marker ``_relay`` returns for an ``agent_busy`` that
+#: answers the turn after a stop (the upstream may still be finishing the stopped turn: wait and send again).
+STOPPED = "stopped"
+_BUSY_AFTER_STOP = "\x00agent_busy_after_stop"
+
+
 class TurnInterrupted(Exception):
     """The upstream dropped mid-reply and the session was resumed; the shopper is asked to send again."""
 
@@ -87,6 +93,10 @@ class ConversationRunner:
         self._in_turn = False
         self._turn_seq = 0
         self._bubbles = 0
+        # issue 16 (stop): set by stop() until the turn has ended; the turn after a stopped one waits out agent_busy.
+        self._stopping = False
+        self._after_stop = False
+        self._busy_wait = False
 
     # --- public ---------------------------------------------------------------------------------------------
 
@@ -100,6 +110,10 @@ class ConversationRunner:
         self._turn_seq = seq
         self._bubbles = 0
         self._in_turn = True
+        self._busy_wait, self._after_stop = self._after_stop, False  # issue 16
+        # issue 16: the consumer may have taken this runner just before a closing socket made the relay forget it
+        # (the stopped turn's socket closes in the background); registered again, a Stop from any tab finds it.
+        self.relay.adopt(self)
         self.task = asyncio.get_running_loop().create_task(self._turn(frame, language))
         liveness.keep_alive(self.task, self.pk, seq)  # other processes see this turn alive while it beats
         return self.task
@@ -112,6 +126,19 @@ class ConversationRunner:
 
     def publish(self, html: str) -> None:
         self.outbox.put(html)
+
+    def stop(self) -> bool:
+        """issue 16: end the running turn as "stopped" at once; returns whether there was one to stop.
+
+        The protocol has no cancel: the exchange is cancelled, what streamed is kept (marked stopped), and the
+        upstream socket is closed rather than reused (the upstream keeps the session; the next turn's socket resumes
+        it). If the upstream is still busy with the stopped turn then, the next turn waits and sends again.
+        """
+        if not self._in_turn or self._stopping or self.task is None or self.task.done():
+            return False
+        self._stopping = True
+        self.task.cancel()
+        return True
 
     async def close(self) -> None:
         self._cancel_idle()
@@ -134,6 +161,11 @@ class ConversationRunner:
                 async with asyncio.timeout(budget):
                     await self._ensure_session()
                     upstream_code = await self._exchange(frame)
+                    delays = Backoff().delays()  # issue 16: the stopped turn may still run upstream; bounded by budget
+                    while upstream_code == _BUSY_AFTER_STOP:
+                        self.publish(rendering.status("finishing_previous"))
+                        await asyncio.sleep(next(delays, settings.VIZOCHOK_TURN_TIMEOUT))
+                        upstream_code = await self._exchange(frame)
             except SlotTimeout:
                 relay_code = "queue_timeout"
             except AuthRejected as exc:
@@ -154,8 +186,14 @@ class ConversationRunner:
                 logger.warning("upstream unavailable: %s", exc)
                 relay_code = "upstream_unavailable"
             except asyncio.CancelledError:
-                relay_code = "relay_shutdown"
-                raise
+                if not self._stopping:
+                    relay_code = "relay_shutdown"
+                    raise
+                # issue 16: our own stop(), not a shutdown: the turn ends normally, as "stopped".
+                relay_code = STOPPED
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
             except Exception:
                 logger.exception("turn failed in conversation %s", self.pk)
                 relay_code = "relay_error"
@@ -281,6 +319,8 @@ class ConversationRunner:
             case wire.CartChanged():
                 payload = store.plain(event)
                 await self._store_cart(payload, payload.get("items", []), event.total)
+            case wire.ErrorMessage(code="agent_busy") if self._busy_wait:
+                return _BUSY_AFTER_STOP  # issue 16: not shown; _turn waits and sends the turn again
             case wire.ErrorMessage(code=code):
                 await self._end_bubble(complete=False)
                 await self._store_and_show(Kind.ERROR, store.plain(event), text=code)
@@ -301,15 +341,17 @@ class ConversationRunner:
         so_far = self.stream.text if self.stream is not None else None
         self.publish(rendering.text_delta(bubble, text, first=first, so_far=so_far))
 
-    async def _end_bubble(self, *, complete: bool) -> None:
+    async def _end_bubble(self, *, complete: bool, stopped: bool = False) -> Message | None:
         stream, self.stream = self.stream, None
         if stream is None:
-            return
+            return None
         text = stream.finish()
         if not text:
-            return
-        message = await db.call(store.save_assistant_text, self.pk, text, complete=complete)
+            return None
+        payload = {"stopped": True} if stopped else None  # issue 16: shown marked "stopped"
+        message = await db.call(store.save_assistant_text, self.pk, text, complete=complete, payload=payload)
         self.publish(rendering.text_end(stream.bubble, message))
+        return message
 
     async def _store_and_show(self, kind: str, payload: dict[str, Any], text: str = "") -> None:
         message = await db.call(store.save_frame, self.pk, kind, payload, text)
@@ -323,8 +365,9 @@ class ConversationRunner:
     async def _finish(self, relay_code: str, upstream_code: str) -> None:
         """Whatever happened: keep the cut reply, say what went wrong, free the conversation and the tabs."""
         try:
-            await self._end_bubble(complete=False)
-            if relay_code:
+            stopped = relay_code == STOPPED  # issue 16: a stopped reply is kept; a marker only when nothing streamed
+            cut = await self._end_bubble(complete=False, stopped=stopped)
+            if relay_code and not (stopped and cut is not None):
                 payload = {"type": "error", "code": relay_code, "source": "relay"}
                 await self._store_and_show(Kind.ERROR, payload, text=relay_code)
             owner = liveness.owner_token(self._turn_seq)
@@ -336,6 +379,7 @@ class ConversationRunner:
         # may still be working on the old turn, so that socket is not reused. Either way this is settled before
         # "ready" goes out: the next turn may start the moment a tab has it.
         self._in_turn = False
+        self._after_stop, self._stopping = self._stopping, False  # issue 16: the stopped socket is closed below
         if relay_code in ("", "upstream_lost") and self.session is not None and not self.session.closed:
             self._park()
         else:

@@ -127,6 +127,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     text_data=rendering.transient_error(refused.code, **refused.details) + rendering.state(state)
                 )
 
+    async def chat_stop(self, event: dict[str, Any]) -> None:
+        """Group handler: a tab asked to stop the turn; the process that runs it stops it (issue 16)."""
+        runner = get_relay().existing(self.conversation.pk)
+        if runner is not None:
+            runner.stop()
+
     async def chat_fragment(self, event: dict[str, Any]) -> None:
         """Group handler: a fragment of this conversation from another process (or an orphan watch)."""
         if event.get("origin") == liveness.PROCESS_ID:
@@ -175,7 +181,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if kind == "sync":
             await self._catch_up(_int(data.get("after")) or 0)
             return
+        if kind == "stop":
+            await self._stop()
+            return
         key = _field(data, "key")[:MAX_KEY_CHARS]
+        if kind == "retry":
+            await self._retry(data, key)
+            return
         if kind == "message":
             text = _field(data, "text").strip()
             if not text:
@@ -260,6 +272,26 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if isinstance(item, dict) and item.get("sku") == sku:
                 return item
         raise Refused("not_in_cart")
+
+    async def _stop(self) -> None:
+        """Stop the running turn (issue 16): here if this process runs it, else in the process that does."""
+        runner = get_relay().existing(self.conversation.pk)
+        if runner is not None and runner.stop():
+            return
+        await self.channel_layer.group_send(self.conversation.group_name, {"type": "chat.stop"})
+
+    async def _retry(self, data: dict[str, Any], key: str) -> None:
+        """Send the last turn's message again as a new turn, when that turn failed or was stopped (issue 16)."""
+        seq = _int(data.get("seq"))
+        source = await _db(store.retry_source, self.conversation.pk, seq) if seq else None
+        if source is None:
+            raise Refused("retry_unavailable")
+        if source.kind == Message.Kind.TEXT:
+            await self._start_turn(wire.UserMessage(text=source.text), Message.Kind.TEXT, source.text, key)
+            return
+        if source.kind != Message.Kind.ACTION or source.data.get("action") not in actions.KINDS:
+            raise Refused("retry_unavailable")
+        await self._start_turn(wire.Action.parse(source.data), Message.Kind.ACTION, source.text, key)
 
     # --- turns -----------------------------------------------------------------------------------------------
 

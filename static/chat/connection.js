@@ -129,6 +129,13 @@ export function send(frame) {
   return "waiting";
 }
 
+/** Sends a frame only if the socket is open now (a stop means nothing later); returns whether it went. */
+export function sendNow(frame) {
+  if (!socket || socket.readyState !== WebSocket.OPEN || !session.open) return false;
+  socket.send(frame);
+  return true;
+}
+
 export function hasWaiting() {
   return waiting !== null;
 }

@@ -78,12 +78,15 @@ const HANDLERS = {
     HANDLERS[ITEM.error](node);
   },
   [ITEM.error](node) {
-    cards.clearPending(node.textContent.trim());
+    cards.clearPending((node.querySelector(SEL.errorText) || node).textContent.trim());
     emit("error", { code: node.getAttribute(ATTR.code) });
     // role=alert announces itself on insertion; repeating it in the polite announcer would read it twice.
   },
   [ITEM.assistant](node) {
     announcer.replyFinished(node.textContent); // spoken when the turn is over: once per reply, never per token
+  },
+  [ITEM.stopped]() {
+    cards.clearPending(null);
   },
   [ITEM.cards](node) {
     cards.watchImages(node);

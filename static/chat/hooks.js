@@ -40,6 +40,7 @@ export const ITEM = Object.freeze({
   checklist: "checklist", // items/checklist.html
   cartNote: "cart-note", // items/cart.html
   error: "error", // a stored error (items/error.html)
+  stopped: "stopped", // a turn the shopper stopped before any text came (items/error.html, code "stopped")
   refusal: "refusal", // a refused send, shown to this tab only (fragments/error.html)
   notice: "notice", // items/notice.html
   turnState: "turn-state", // fragments/turn_state.html and page.html: data-state = ready | busy
@@ -96,6 +97,7 @@ export const SEL = Object.freeze({
   card: ".product-card",
   cardImage: ".product-card__img",
   cardProblem: ".product-card__problem",
+  errorText: ".chat-error__text",
   quantity: "input[name=quantity]",
   quickReplies: ".quick-replies",
   openQuickReplyPills: ".quick-replies:not(.quick-replies--retired) button:disabled",

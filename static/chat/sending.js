@@ -9,7 +9,7 @@ import * as composer from "./composer.js";
 import * as connection from "./connection.js";
 import { follow } from "./feed.js";
 import { ATTR, ID, SEL } from "./hooks.js";
-import { currentState, session, setState } from "./state.js";
+import { currentState, session, setState, STATE_EVENT } from "./state.js";
 
 function newKey() {
   if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
@@ -61,6 +61,17 @@ function submitted(evt) {
   follow();
 }
 
+/** Stop (button[data-action=stop]): the relay ends the turn; the page turns ready when it says so. */
+function stop(evt) {
+  const button = evt.target.closest(SEL.stop);
+  if (!button || currentState() !== "busy") return;
+  if (connection.sendNow(JSON.stringify({ kind: "stop" }))) button.setAttribute("aria-disabled", "true");
+}
+
 export function init() {
   document.addEventListener("submit", submitted);
+  document.addEventListener("click", stop);
+  document.getElementById(ID.chat).addEventListener(STATE_EVENT, (evt) => {
+    if (evt.detail.state !== "busy") document.querySelector(SEL.stop).removeAttribute("aria-disabled");
+  });
 }

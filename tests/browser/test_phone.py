@@ -6,6 +6,7 @@ the rest of a reply arrives, so "while a reply streams" is a state, not a race.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +15,8 @@ import pytest
 
 from tests.browser.conftest import AppServer, new_page, open_chat, send_text, wait_ready
 from tests.browser.test_accessibility import HeldSocket
+from tests.browser.test_resilience import SandboxProcess
+from tests.processes import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -38,6 +41,14 @@ def held_uk(browser: Any, app_server: AppServer) -> Iterator[tuple[Any, HeldSock
     socket = HeldSocket(page)
     yield page, socket
     page.context.close()
+
+
+def shot(page: Any, name: str) -> None:
+    """A screenshot to look at, when VIZOCHOK_SCREENSHOTS names a folder (not committed)."""
+    folder = os.environ.get("VIZOCHOK_SCREENSHOTS")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        page.screenshot(path=os.path.join(folder, f"{name}.png"))
 
 
 def within_viewport(page: Any, selector: str) -> bool:
@@ -265,3 +276,79 @@ def test_money_has_one_format_on_the_whole_page(
             assert re.fullmatch(money, amount.strip()), amount
     finally:
         page.context.close()
+
+
+# --- Stop and Retry --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppServer, SandboxProcess]]:
+    """The app with the sandbox as a process of its own (paced, so a reply takes seconds; killable for real)."""
+    tmp = tmp_path_factory.mktemp("upstream")
+    port = free_port()
+    sandbox = SandboxProcess(port, tmp / "sandbox.log").start()
+    app = AppServer(tmp, VIZOCHOK_WS_URL=f"ws://127.0.0.1:{port}/api/v1/ws/chat", VIZOCHOK_OPEN_RETRIES="1").start()
+    yield app, sandbox
+    app.stop()
+    if sandbox.process is not None and sandbox.process.poll() is None:
+        sandbox.kill()
+
+
+@pytest.fixture(params=PHONES)
+def upstream_phone(
+    request: pytest.FixtureRequest, browser: Any, own_upstream: tuple[AppServer, SandboxProcess]
+) -> Iterator[tuple[Any, SandboxProcess]]:
+    app, sandbox = own_upstream
+    page = new_page(browser, app.url, locale="uk-UA")
+    page.set_viewport_size(request.param)
+    yield page, sandbox
+    page.context.close()
+
+
+def test_stop_mid_reply_then_the_next_turn_works(upstream_phone: tuple[Any, SandboxProcess]) -> None:
+    page, _sandbox = upstream_phone
+    open_chat(page, "/?lang=uk")
+    stop = page.locator("button[data-action=stop]")
+    assert stop.is_hidden()
+    send_text(page, "борщ")  # a long recipe: seconds of streaming at this pace
+    page.wait_for_function("() => (document.querySelector('.msg--streaming .msg__tail') || {}).textContent")
+    assert stop.is_visible() and page.locator("#composer button[type=submit]").is_hidden()
+    width = page.viewport_size["width"]
+    shot(page, f"stop-{width}-streaming")
+    stop.click()
+    page.wait_for_selector("#chat[data-state=ready]", timeout=1500)  # within a second (and a little for the page)
+    stopped = page.locator(".msg[data-role=assistant][data-stopped]")
+    assert stopped.count() == 1 and page.locator(".msg--streaming").count() == 0
+    assert "Зупинено" in stopped.inner_text() and stopped.locator(".msg__text").inner_text().strip()
+    assert stopped.locator("button[data-action=retry]").is_visible()
+    shot(page, f"stop-{width}-stopped")
+    kept = stopped.locator(".msg__text").inner_text()
+
+    send_text(page, "молоко")
+    page.wait_for_selector(".product-card")
+    wait_ready(page)
+    assert stopped.locator("button[data-action=retry]").is_hidden()  # Retry belongs to the last turn only
+    page.reload()
+    wait_ready(page)
+    assert page.locator(".msg[data-role=assistant][data-stopped] .msg__text").inner_text() == kept
+
+
+def test_retry_after_a_failed_turn(upstream_phone: tuple[Any, SandboxProcess]) -> None:
+    page, sandbox = upstream_phone
+    open_chat(page, "/?lang=uk")
+    sandbox.kill()
+    try:
+        send_text(page, "молоко")
+        error = page.locator(".chat-error[data-code=upstream_unavailable]")
+        error.wait_for()
+        wait_ready(page)
+    finally:
+        sandbox.start()
+    retry = error.locator("button[data-action=retry]")
+    assert retry.is_visible()
+    shot(page, f"retry-{page.viewport_size['width']}-failed")
+    retry.click()
+    page.wait_for_selector(".product-card")
+    wait_ready(page)
+    assert page.locator(".msg[data-role=user]").all_inner_texts() == ["молоко", "молоко"]
+    assert retry.is_hidden()
