@@ -202,6 +202,11 @@ VIZOCHOK_WIDGET_BOT_NAME = os.environ.get("VIZOCHOK_WIDGET_BOT_NAME", "")
 VIZOCHOK_WIDGET_BOT_AVATAR = os.environ.get("VIZOCHOK_WIDGET_BOT_AVATAR", "")
 VIZOCHOK_WIDGET_PLACEHOLDER = os.environ.get("VIZOCHOK_WIDGET_PLACEHOLDER", "")
 VIZOCHOK_WIDGET_WELCOME_MESSAGE = os.environ.get("VIZOCHOK_WIDGET_WELCOME_MESSAGE", "")
+#: Tappable examples on an empty conversation, separated by "|" (sent as the shopper's message); empty: the
+#: localized defaults (chat/presentation/texts.py STARTERS).
+VIZOCHOK_STARTERS = [item.strip() for item in os.environ.get("VIZOCHOK_STARTERS", "").split("|") if item.strip()]
+#: The store's own checkout page; when set, the cart panel offers a checkout button leading there.
+VIZOCHOK_CHECKOUT_URL = os.environ.get("VIZOCHOK_CHECKOUT_URL", "")
 
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

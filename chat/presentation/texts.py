@@ -6,6 +6,7 @@ code of the reference is here, plus the relay's own.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
@@ -77,7 +78,22 @@ PAGE_TEXTS: dict[str, Promise] = {
     "at-least": _("At least %(quantity)s."),
     "at-most": _("At most %(quantity)s."),
     "in-steps": _("In steps of %(quantity)s."),
+    "today": _("Today"),
+    "yesterday": _("Yesterday"),
+    "copied": _("Copied"),
 }
+
+#: Examples offered on an empty conversation, when the deployment names none (VIZOCHOK_STARTERS).
+STARTERS: tuple[Promise, ...] = (
+    pgettext_lazy("starter", "Milk"),
+    pgettext_lazy("starter", "Borscht recipe"),
+    pgettext_lazy("starter", "Add two milk"),
+)
+
+
+def starters() -> list[str]:
+    """The deployment's examples, else the defaults in the active language."""
+    return list(settings.VIZOCHOK_STARTERS) or [str(text) for text in STARTERS]
 
 
 def page_texts() -> dict[str, str]:

@@ -50,6 +50,7 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         "backoff": Backoff().as_js(),
         "max_chars": MAX_TEXT_CHARS,
         "page_texts": texts.page_texts(),
+        "starters": texts.starters(),
         "embedded": embed.is_embedded(request),
     }
     response = render(request, "chat/page.html", context)

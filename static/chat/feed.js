@@ -12,7 +12,9 @@ import * as cards from "./cards.js";
 import * as cart from "./cart.js";
 import * as composer from "./composer.js";
 import { ATTR, CHAT_DATA, CLASS, ID, ITEM, SEL } from "./hooks.js";
+import * as controls from "./log-controls.js";
 import { applyTurnState, session } from "./state.js";
+import * as times from "./times.js";
 
 const chat = document.getElementById(ID.chat);
 const log = document.getElementById(ID.log);
@@ -34,11 +36,14 @@ function nearBottom() {
 
 export function toBottom() {
   log.scrollTo({ top: log.scrollHeight, behavior: "instant" });
+  stick = true;
+  controls.atBottom();
 }
 
 /** The shopper sent something: follow the conversation again. */
 export function follow() {
   stick = true;
+  controls.atBottom();
 }
 
 function place(node) {
@@ -71,6 +76,7 @@ const HANDLERS = {
   },
   [ITEM.user]() {
     composer.confirmed();
+    controls.begun();
   },
   [ITEM.refusal](node) {
     cards.unlockChoices(log);
@@ -83,7 +89,8 @@ const HANDLERS = {
     // role=alert announces itself on insertion; repeating it in the polite announcer would read it twice.
   },
   [ITEM.assistant](node) {
-    announcer.replyFinished(node.textContent); // spoken when the turn is over: once per reply, never per token
+    // Spoken when the turn is over: once per reply, never per token; the words only, not the time or the buttons.
+    announcer.replyFinished((node.querySelector(SEL.messageText) || node).textContent);
   },
   [ITEM.stopped]() {
     cards.clearPending(null);
@@ -95,16 +102,25 @@ const HANDLERS = {
 
 /** Nodes one server frame inserted, in document order. */
 export function received(nodes) {
+  let messages = false;
+  let news = false;
   for (const node of nodes) {
     if (node.nodeType !== 1 || !node.isConnected) continue;
     place(node);
+    if (node.matches(SEL.message) && node.hasAttribute(ATTR.seq)) {
+      times.write(node);
+      messages = true;
+    }
+    if (node.closest(`#${ID.log}`)) news = true;
     const seq = Number(node.getAttribute(ATTR.seq));
     if (seq > lastSeq) lastSeq = seq;
     const handler = HANDLERS[node.getAttribute(ATTR.item)];
     if (handler) handler(node);
   }
+  if (messages) times.separateDays();
   if (session.turn === "ready") announcer.turnOver();
   if (stick) toBottom();
+  else if (news) controls.newBelow();
 }
 
 /**
@@ -162,6 +178,9 @@ export function frame(html) {
 export function init() {
   log.addEventListener("scroll", () => {
     stick = nearBottom();
+    if (stick) controls.atBottom();
   }, { passive: true });
+  controls.init(toBottom);
+  times.init();
   toBottom();
 }

@@ -86,6 +86,7 @@ export const CHAT_DATA = Object.freeze({
 export const CLASS = Object.freeze({
   streamDone: "msg__done", // the finished lines of a streamed reply, as sanitised HTML
   streamTail: "msg__tail", // the line still being written, as text
+  daySeparator: "day-separator", // built by times.js where the day changes
 });
 
 /** Selectors of the public hooks (shared/ui-contract.md) and of the parts the script drives. */
@@ -98,6 +99,13 @@ export const SEL = Object.freeze({
   cardImage: ".product-card__img",
   cardProblem: ".product-card__problem",
   errorText: ".chat-error__text",
+  message: ".msg",
+  messageText: ".msg__text",
+  messageTime: "time.msg__time",
+  starters: ".starters",
+  starter: ".starter[data-value]",
+  jump: ".chat-jump",
+  copy: "button[data-action=copy]",
   quantity: "input[name=quantity]",
   quickReplies: ".quick-replies",
   openQuickReplyPills: ".quick-replies:not(.quick-replies--retired) button:disabled",

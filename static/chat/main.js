@@ -10,6 +10,8 @@
  *   bridges.js     host pages and native apps
  *   announcer.js   screen-reader announcements
  *   menu.js        the menu: inside the screen, closing by itself
+ *   log-controls.js  starters, copying a reply, the jump to the newest message
+ *   times.js       message times and day separators
  *   layout.js      theme, the on-screen keyboard, the embed's close button
  *   texts.js       wording and numbers in the page's language
  *   hooks.js       every id, class and data-* attribute read from the templates

@@ -187,7 +187,7 @@ def test_one_polite_announcement_per_finished_reply(held: tuple[Any, HeldSocket]
     socket.release()
     wait_ready(page)
     page.wait_for_function("() => window.__announced.length >= 1")
-    reply = page.locator(".msg[data-role=assistant][data-seq]").last.inner_text().strip()
+    reply = page.locator(".msg[data-role=assistant][data-seq] .msg__text").last.inner_text().strip()
     assert page.evaluate("() => window.__announced") == [reply[:600]]
 
     # A turn with two texts (the recipe, then how to use the checklist) is still one announcement, at its end.
@@ -195,7 +195,7 @@ def test_one_polite_announcement_per_finished_reply(held: tuple[Any, HeldSocket]
     send_text(page, "borscht")
     wait_ready(page)
     page.wait_for_function("() => window.__announced.length >= 2")
-    texts = page.locator(".msg[data-role=assistant][data-seq]").all_inner_texts()[before:]
+    texts = page.locator(".msg[data-role=assistant][data-seq] .msg__text").all_inner_texts()[before:]
     assert len(texts) == 2
     announced = page.evaluate("() => window.__announced")
     assert len(announced) == 2

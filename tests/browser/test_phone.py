@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -270,7 +271,7 @@ def test_money_has_one_format_on_the_whole_page(
         wait_ready(page)
         text = page.locator("#chat-log").inner_text().replace(" ₴", "\u00a0₴")
         assert "грн" not in text and "UAH" not in text
-        amounts = re.findall(r"₴\s?\d[\d\s.,]*\d|\d[\d\s.,]*\s?₴", text)
+        amounts = re.findall(r"₴\d[\d,.]*\d|\d[\d\u00a0 ,.]*\u00a0₴", text)
         assert amounts
         for amount in amounts:
             assert re.fullmatch(money, amount.strip()), amount
@@ -350,5 +351,85 @@ def test_retry_after_a_failed_turn(upstream_phone: tuple[Any, SandboxProcess]) -
     retry.click()
     page.wait_for_selector(".product-card")
     wait_ready(page)
-    assert page.locator(".msg[data-role=user]").all_inner_texts() == ["молоко", "молоко"]
+    assert page.locator(".msg[data-role=user] .msg__text").all_inner_texts() == ["молоко", "молоко"]
     assert retry.is_hidden()
+
+
+# --- starters, copy, times, days, the jump to the newest ----------------------------------------------------------
+
+
+def test_a_starter_starts_and_a_reply_can_be_copied(phone: Any) -> None:
+    page = phone
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    open_chat(page, "/?lang=uk")
+    starters = page.locator(".starter[data-value]")
+    assert starters.all_inner_texts() == ["Молоко", "Рецепт борщу", "Додай два молока"]
+    shot(page, f"starters-{page.viewport_size['width']}")
+    starters.first.click()
+    page.wait_for_selector('.msg[data-role=user] >> text="Молоко"')
+    wait_ready(page)
+    assert starters.count() == 0
+
+    # Every message has its time, in the page's language.
+    messages = page.locator("#chat-log .msg[data-seq]")
+    assert messages.count() >= 2
+    assert page.locator("#chat-log .msg[data-seq] time[datetime]").count() == messages.count()
+    for text in page.locator(".msg time[datetime]").all_inner_texts():
+        assert re.fullmatch(r"\d{2}:\d{2}", text), text
+
+    reply = page.locator(".msg[data-role=assistant][data-seq]").first
+    reply.locator("button[data-action=copy]").click()
+    copied = page.evaluate("() => navigator.clipboard.readText()")
+    assert copied == reply.locator(".msg__text").inner_text().strip()
+    page.reload()
+    wait_ready(page)
+    assert page.locator(".starter").count() == 0  # a conversation that has begun offers none
+
+
+def test_days_are_separated_in_the_shoppers_words(browser: Any, app_server: AppServer) -> None:
+    page = new_page(browser, app_server.url, locale="uk-UA")
+    try:
+        open_chat(page, "/?lang=uk")
+        send_text(page, "молоко")
+        wait_ready(page)
+        public_id = page.get_attribute("#chat", "ws-connect").split("c=")[1].split("&")[0].replace("-", "")
+        with sqlite3.connect(app_server.db) as db:  # the shopper's message was yesterday
+            db.execute(
+                "update chat_message set created_at = datetime(created_at, '-1 day') where role = 'user' and"
+                " conversation_id = (select id from chat_conversation where public_id = ?)",
+                (public_id,),
+            )
+        page.reload()
+        wait_ready(page)
+        separators = page.locator(".day-separator")
+        assert separators.all_inner_texts() == ["Вчора", "Сьогодні"]
+        order = page.evaluate(
+            "() => [...document.querySelectorAll('#chat-log > .day-separator, #chat-log > .msg')]"
+            ".map((n) => n.classList.contains('day-separator') ? 'day' : n.dataset.role)"
+        )
+        assert order[:3] == ["day", "user", "day"]
+    finally:
+        page.context.close()
+
+
+def test_a_scrolled_up_tab_is_offered_the_newest(phone: Any) -> None:
+    page = phone
+    open_chat(page, "/?lang=uk")
+    send_text(page, "борщ")  # a long recipe and a checklist: enough to scroll
+    page.wait_for_selector("form.checklist")
+    wait_ready(page)
+    other = page.context.new_page()
+    open_chat(other, page.url)
+    jump = page.locator(".chat-jump")
+    assert jump.is_hidden()
+    page.evaluate("() => { const log = document.getElementById('chat-log'); log.scrollTop = 0; }")
+    page.wait_for_function("() => document.getElementById('chat-log').scrollTop === 0")
+    send_text(other, "молоко")  # the shopper's other tab asks something
+    jump.wait_for()
+    shot(page, f"jump-{page.viewport_size['width']}")
+    assert page.evaluate("() => document.getElementById('chat-log').scrollTop") == 0  # left where they read
+    jump.click()
+    assert jump.is_hidden()
+    gap = "() => { var l = document.getElementById('chat-log'); return l.scrollHeight - l.scrollTop - l.clientHeight }"
+    assert page.evaluate(gap) < 2
+    wait_ready(other)

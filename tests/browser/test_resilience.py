@@ -215,7 +215,7 @@ def test_a_message_typed_while_offline_is_sent_once_on_reconnect(slow_page: Any)
     send_text(page, "bread")  # a second one is held back: one message may wait for the connection
     page.wait_for_selector(".product-card")
     wait_ready(page)
-    assert page.locator(".msg[data-role=user]").all_inner_texts() == ["milk"]
+    assert page.locator(".msg[data-role=user] .msg__text").all_inner_texts() == ["milk"]
 
 
 def test_new_conversation_and_recent_list(page: Any) -> None:
@@ -231,4 +231,4 @@ def test_new_conversation_and_recent_list(page: Any) -> None:
     page.click("button[data-action=menu]")
     page.locator('.menu__list a >> text="milk"').click()
     wait_ready(page)
-    assert page.locator(".msg[data-role=user]").all_inner_texts() == ["milk"]
+    assert page.locator(".msg[data-role=user] .msg__text").all_inner_texts() == ["milk"]
