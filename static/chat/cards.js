@@ -87,7 +87,7 @@ export function markPending(card) {
 }
 
 export function clearPending(message) {
-  document.querySelectorAll(`${SEL.card}[${ATTR.pending}]`).forEach((card) => {
+  document.querySelectorAll(`[${ATTR.pending}]`).forEach((card) => {
     card.removeAttribute(ATTR.pending);
     card.querySelector("[data-action=add]").removeAttribute("aria-disabled");
     if (message) card.setAttribute(ATTR.error, message);

@@ -25,6 +25,9 @@ export const ID = Object.freeze({
   texts: "chat-texts", // wording for the scripts, as data-* (chat/presentation/texts.py PAGE_TEXTS)
   counter: "composer-count",
   limitNote: "composer-limit",
+  sheet: "product-sheet",
+  sheetBody: "product-sheet-body",
+  sheetTitle: "product-sheet-title",
 });
 
 /**
@@ -64,6 +67,7 @@ export const ATTR = Object.freeze({
   change: "data-change",
   reconnect: "data-reconnect", // the banner's "Try again"
   closeCart: "data-close-cart",
+  closeSheet: "data-close-sheet",
   check: "data-check", // checklist bulk buttons: "all" | "none"
   action: "data-action", // public: decrement, increment, add, remove, ...
   pending: "data-pending", // set by the script on a card whose Add is on its way
@@ -87,6 +91,7 @@ export const CLASS = Object.freeze({
   streamDone: "msg__done", // the finished lines of a streamed reply, as sanitised HTML
   streamTail: "msg__tail", // the line still being written, as text
   daySeparator: "day-separator", // built by times.js where the day changes
+  sheetCard: "product-card--sheet", // the copy of a card in the product sheet (sheet.js)
 });
 
 /** Selectors of the public hooks (shared/ui-contract.md) and of the parts the script drives. */
@@ -95,9 +100,15 @@ export const SEL = Object.freeze({
   menuToggle: "button[data-action=menu]",
   closeChat: "button[data-action=close]",
   stop: "button[data-action=stop]",
-  card: ".product-card",
+  card: ".product-card, .product-card--sheet", // a card in the log, or its copy in the product sheet
   cardImage: ".product-card__img",
   cardProblem: ".product-card__problem",
+  cardMedia: ".product-card__media",
+  cardName: ".product-card__name",
+  cardOpen: ".product-card__open",
+  cardDescription: ".product-card__description",
+  cardAdd: "[data-action=add]",
+  details: "[data-action=details]",
   errorText: ".chat-error__text",
   message: ".msg",
   messageText: ".msg__text",

@@ -7,6 +7,7 @@
  *   composer.js    the textarea
  *   cards.js       steppers, checklists, pending Adds, images
  *   cart.js        the cart panel and cart events
+ *   sheet.js       the product sheet
  *   bridges.js     host pages and native apps
  *   announcer.js   screen-reader announcements
  *   menu.js        the menu: inside the screen, closing by itself
@@ -27,6 +28,7 @@ import { CHAT_DATA, ID } from "./hooks.js";
 import * as layout from "./layout.js";
 import * as menu from "./menu.js";
 import * as sending from "./sending.js";
+import * as sheet from "./sheet.js";
 import { setLanguage } from "./texts.js";
 
 const chat = document.getElementById(ID.chat);
@@ -46,6 +48,7 @@ if (chat) {
   cards.init(lang);
   cart.init();
   menu.init();
+  sheet.init();
   composer.init();
   feed.init();
   sending.init();

@@ -433,3 +433,56 @@ def test_a_scrolled_up_tab_is_offered_the_newest(phone: Any) -> None:
     gap = "() => { var l = document.getElementById('chat-log'); return l.scrollHeight - l.scrollTop - l.clientHeight }"
     assert page.evaluate(gap) < 2
     wait_ready(other)
+
+
+# --- the product sheet ---------------------------------------------------------------------------------------------
+
+
+def test_a_card_opens_a_sheet_with_everything_it_carries(phone: Any) -> None:
+    page = phone
+    open_chat(page, "/?lang=uk")
+    send_text(page, "молоко")
+    wait_ready(page)
+    card = page.locator('.product-card[data-sku="milk-003"]')  # farm milk: by the litre, with a description
+    card.locator(".product-card__name button").click()
+    sheet = page.locator("#product-sheet")
+    page.wait_for_selector("#product-sheet[open]")
+    assert within_viewport(page, "#product-sheet")
+    assert sheet.locator("#product-sheet-title").inner_text() == card.locator(".product-card__name").inner_text()
+    assert sheet.locator(".product-card__brand").inner_text() == "Ферма"
+    assert sheet.locator(".product-card__description").is_visible()
+    assert "ферми" in sheet.locator(".product-card__description").inner_text()
+    price = sheet.locator(".product-card__price").inner_text().replace(" ", "\u00a0")
+    assert "38,00\u00a0₴" in price and "за\u00a0л" in price
+    image = sheet.locator(".product-card__img").bounding_box()
+    assert image["width"] > card.locator(".product-card__img").bounding_box()["width"] * 1.5  # larger
+    shot(page, f"sheet-{page.viewport_size['width']}")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#product-sheet:not([open])", state="attached")
+    assert page.evaluate("() => document.activeElement.classList.contains('product-card__open')")
+
+    card.locator(".product-card__media").click()  # the image opens it too
+    page.wait_for_selector("#product-sheet[open]")
+    sheet.locator("button[data-action=increment]").click()
+    assert sheet.locator("input[name=quantity]").input_value() == "1,5"
+    sheet.locator("button[data-action=add]").click()
+    page.wait_for_selector("#product-sheet:not([open])", state="attached")
+    page.wait_for_selector("#cart-badge[data-count='1']")
+    wait_ready(page)
+    assert page.locator("#cart-panel .cart-line__input").first.input_value() == "1,5"
+
+
+def test_a_sheet_has_the_promo_of_a_card(browser: Any, app_server: AppServer) -> None:
+    page = new_page(browser, app_server.url, locale="uk-UA")
+    try:
+        open_chat(page, "/?lang=uk")
+        send_text(page, "молоко")
+        wait_ready(page)
+        page.locator('.product-card[data-sku="milk-001"] .product-card__name button').click()
+        sheet = page.locator("#product-sheet")
+        page.wait_for_selector("#product-sheet[open]")
+        assert sheet.locator(".product-card__promo-price").inner_text() == "36,50\u00a0₴"
+        assert "42,90" in sheet.locator(".product-card__old-price").inner_text()
+        assert sheet.locator(".product-card__promo").inner_text() == "-15%"
+    finally:
+        page.context.close()
