@@ -376,6 +376,20 @@ def cart_of(conversation_id: int) -> tuple[list[dict[str, Any]], Decimal, int]:
     return list(conversation.cart or []), conversation.cart_total, conversation.cart_count
 
 
+def removed_line(conversation_id: int, sku: str) -> dict[str, Any] | None:
+    """The cart line the conversation's latest cart change removed, as it was before, if that line is ``sku``."""
+    latest = list(Message.objects.filter(conversation_id=conversation_id, kind=Kind.CART).order_by("-seq")[:2])
+    if len(latest) < 2 or not sku:
+        return None
+    last, before = latest
+    if last.data.get("action") != "item_removed" or last.data.get("sku") != sku:
+        return None
+    for item in before.data.get("items", []):
+        if isinstance(item, dict) and item.get("sku") == sku:
+            return item
+    return None
+
+
 def retry_source(conversation_id: int, seq: int) -> Message | None:
     """The shopper's message to send again when ``seq`` is the end of the conversation's last turn and that turn
     failed (an error) or was stopped (issue 16); None otherwise: only the last turn may be retried."""

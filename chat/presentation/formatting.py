@@ -90,6 +90,17 @@ def cart_lines(items: Any) -> int:
     return sum(1 for item in lines if isinstance(item, dict))
 
 
+def line_total(item: Any) -> Decimal | None:
+    """A cart line's subtotal at the price the shopper pays (the promo price wins), rounded to kopiykas."""
+    data = item if isinstance(item, dict) else {}
+    price = to_decimal(data.get("promo_price"))
+    price = price if price is not None else to_decimal(data.get("price"))
+    amount = to_decimal(data.get("quantity"))
+    if price is None or amount is None:
+        return None
+    return (price * amount).quantize(Decimal("0.01"))
+
+
 def changed_quantity(change: Any) -> str:
     """The quantity of a one-line cart change with its unit ("0,8 кг"); the unit comes from the change or its line."""
     data = change if isinstance(change, dict) else {}

@@ -88,6 +88,11 @@ def cart_count(items: Any) -> str:
 
 
 @register.filter
+def line_total(item: Any) -> str:
+    return formatting.money(formatting.line_total(item))
+
+
+@register.filter
 def changed_quantity(change: Any) -> str:
     return formatting.changed_quantity(change)
 

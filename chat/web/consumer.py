@@ -202,6 +202,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             actions.REMOVE_FROM_CART: self._remove_from_cart,
             actions.QUICK_REPLY: self._quick_reply,
             actions.CHECKLIST_SUBMIT: self._checklist_submit,
+            "undo_remove": self._undo_remove,
         }.get(kind)
         if builder is None:
             raise Refused("unknown_kind")
@@ -231,6 +232,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
         item = await self._cart_item(_field(data, "sku"))
         label = _("Remove: %(name)s") % {"name": item.get("name", "")}
         return actions.remove_from_cart(item["sku"]), label, None
+
+    async def _undo_remove(self, data: dict[str, Any]) -> tuple[wire.Action, str, None]:
+        """Put back the line the last cart change removed, as it was (issue 16: undo after remove)."""
+        line = await _db(store.removed_line, self.conversation.pk, _field(data, "sku"))
+        if line is None:
+            raise Refused("choice_expired")
+        quantity = formatting.to_decimal(line.get("quantity"))
+        if quantity is None or quantity <= 0:
+            raise Refused("choice_expired")
+        label = _("Add: %(name)s × %(quantity)s") % {
+            "name": formatting.display_name(line),
+            "quantity": formatting.quantity(quantity, line.get("unit")),
+        }
+        return actions.add_to_cart(str(line["sku"]), quantity), label, None
 
     async def _quick_reply(self, data: dict[str, Any]) -> tuple[wire.Action, str, int]:
         seq = _int(data.get("seq"))

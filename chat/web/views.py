@@ -51,6 +51,7 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         "max_chars": MAX_TEXT_CHARS,
         "page_texts": texts.page_texts(),
         "starters": texts.starters(),
+        "checkout_url": settings.VIZOCHOK_CHECKOUT_URL,
         "embedded": embed.is_embedded(request),
     }
     response = render(request, "chat/page.html", context)

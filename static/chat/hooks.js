@@ -117,6 +117,7 @@ export const SEL = Object.freeze({
   starter: ".starter[data-value]",
   jump: ".chat-jump",
   copy: "button[data-action=copy]",
+  checkout: "[data-action=checkout]",
   quantity: "input[name=quantity]",
   quickReplies: ".quick-replies",
   openQuickReplyPills: ".quick-replies:not(.quick-replies--retired) button:disabled",

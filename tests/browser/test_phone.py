@@ -288,7 +288,9 @@ def own_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[App
     tmp = tmp_path_factory.mktemp("upstream")
     port = free_port()
     sandbox = SandboxProcess(port, tmp / "sandbox.log").start()
-    app = AppServer(tmp, VIZOCHOK_WS_URL=f"ws://127.0.0.1:{port}/api/v1/ws/chat", VIZOCHOK_OPEN_RETRIES="1").start()
+    app = AppServer(tmp, VIZOCHOK_WS_URL=f"ws://127.0.0.1:{port}/api/v1/ws/chat", VIZOCHOK_OPEN_RETRIES="1")
+    app.env["VIZOCHOK_CHECKOUT_URL"] = f"{app.url}/shop/checkout/"  # the store's own page (a 404 here: it is not ours)
+    app.start()
     yield app, sandbox
     app.stop()
     if sandbox.process is not None and sandbox.process.poll() is None:
@@ -486,3 +488,60 @@ def test_a_sheet_has_the_promo_of_a_card(browser: Any, app_server: AppServer) ->
         assert sheet.locator(".product-card__promo").inner_text() == "-15%"
     finally:
         page.context.close()
+
+
+# --- a cart to act on ----------------------------------------------------------------------------------------------
+
+
+def test_the_cart_panel_has_subtotals_checkout_and_undo(upstream_phone: tuple[Any, SandboxProcess]) -> None:
+    page, _sandbox = upstream_phone
+    width = page.viewport_size["width"]
+    open_chat(page, "/?lang=uk")
+    send_text(page, "молоко")
+    wait_ready(page)
+    first = page.locator('.product-card[data-sku="milk-001"]')  # 36,50 ₴ on promo
+    first.locator("button[data-action=increment]").click()
+    first.locator("button[data-action=add]").click()
+    page.wait_for_selector("#cart-badge[data-count='1']")
+    wait_ready(page)
+    page.locator('.product-card[data-sku="milk-002"] button[data-action=add]').click()
+    page.wait_for_selector("#cart-badge[data-count='2']")
+    wait_ready(page)
+
+    page.click("#cart-badge")
+    panel = page.locator("#cart-panel")
+    page.wait_for_selector("#cart-panel[open]")
+    subtotal = panel.locator('.cart-line[data-sku="milk-001"] .cart-line__subtotal').inner_text()
+    assert subtotal.replace(" ", "\u00a0") == "2\u00a0шт.\u00a0·\u00a073,00\u00a0₴"
+    checkout = panel.locator("[data-action=checkout]")
+    assert checkout.is_visible() and within_viewport(page, "#cart-panel [data-action=checkout]")
+    assert checkout.bounding_box()["y"] + checkout.bounding_box()["height"] > page.viewport_size["height"] - 90
+    shot(page, f"cart-{width}")
+
+    # A host takes checkout over: it gets the cart, and the page stays.
+    page.evaluate(
+        "() => window.addEventListener('vizochok:checkout',"
+        " (e) => { window.__checkout = e.detail; e.preventDefault(); }, { once: true })"
+    )
+    address = page.url
+    checkout.click()
+    detail = page.evaluate("() => window.__checkout")
+    assert sorted(item["sku"] for item in detail["items"]) == ["milk-001", "milk-002"]
+    assert float(detail["total"]) == 73.0 + 49.9
+    assert page.url == address
+
+    panel.locator('.cart-line[data-sku="milk-002"] button[data-action=remove]').click()
+    page.wait_for_selector("#cart-badge[data-count='1']")
+    wait_ready(page)
+    undo = panel.locator("button[data-action=undo]")
+    assert undo.is_visible() and "прибрано" in panel.locator(".cart-panel__undo").inner_text()
+    shot(page, f"cart-{width}-undo")
+    undo.click()
+    page.wait_for_selector("#cart-badge[data-count='2']")
+    wait_ready(page)
+    assert panel.locator('.cart-line[data-sku="milk-002"] .cart-line__input').input_value() == "1"
+    assert undo.count() == 0
+
+    # Nobody takes it over: the store's checkout opens in the top window.
+    checkout.click()
+    page.wait_for_url("**/shop/checkout/")

@@ -79,6 +79,8 @@ async def test_second_turn_reuses_the_upstream_conversation(sandbox: Any) -> Non
         ({"kind": "message", "text": "x" * 2001}, "message_too_long"),
         ({"kind": "remove_from_cart", "sku": "milk-001"}, "not_in_cart"),
         ({"kind": "quick_reply", "seq": "99", "value": "x"}, "choice_expired"),
+        ({"kind": "undo_remove", "sku": "milk-001"}, "choice_expired"),  # nothing was removed
+        ({"kind": "retry", "seq": "1"}, "retry_unavailable"),  # no turn to send again
     ],
 )
 async def test_checked_before_sending(sandbox: Any, fields: dict[str, Any], code: str) -> None:
