@@ -34,6 +34,7 @@
   var TEXTS = {
     uk: { open: "Відкрити чат-помічника", close: "Закрити чат", title: "Чат-помічник" },
     en: { open: "Open the shopping assistant", close: "Close the chat", title: "Shopping assistant" },
+    ru: { open: "Открыть чат-помощника", close: "Закрыть чат", title: "Чат-помощник" },
   };
   var texts = TEXTS[language.slice(0, 2)] || TEXTS.uk;
 

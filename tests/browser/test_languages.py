@@ -90,3 +90,26 @@ def test_the_switcher_names_each_language_in_itself(browser: Any, app_server: Ap
         assert names == {"uk": "Українська", "en": "English", "ru": "Русский"}
     finally:
         page.context.close()
+
+
+def test_russian_is_a_third_language(browser: Any, app_server: AppServer) -> None:
+    page = new_page(browser, app_server.url, locale="ru-RU", bypass_csp=True)  # bypass: axe is injected inline
+    try:
+        open_chat(page, "/")  # Accept-Language: ru
+        assert page.get_attribute("html", "lang") == "ru"
+        assert page.locator("label[for=composer-text]").inner_text() == "Сообщение"
+        assert page.locator(".starter").all_inner_texts() == ["Молоко", "Рецепт борща", "Добавь два молока"]
+        page.locator(".starter").first.click()
+        wait_ready(page)
+        card = page.locator(".product-card").first
+        assert UAH_UK.search(card.locator(".product-card__price").inner_text())  # 42,90 ₴, as in Ukrainian
+        card.locator("button[data-action=add]").click()
+        page.wait_for_selector(".cart-note")
+        wait_ready(page)
+        assert page.locator(".cart-note").last.inner_text().startswith("Добавлено: ")
+        assert page.locator(".msg--action .msg__text").last.inner_text().startswith("Добавить: ")
+        page.click("button[data-action=menu]")
+        assert page.get_attribute("#chat-menu .menu__langs a[aria-current]", "lang") == "ru"
+        assert axe_violations(page) == []
+    finally:
+        page.context.close()
