@@ -131,7 +131,13 @@ def test_every_state_has_no_axe_violations(held: tuple[Any, HeldSocket]) -> None
     states: dict[str, list[dict[str, Any]]] = {}
 
     open_chat(page)
-    states["empty"] = axe_violations(page)
+    states["empty, with starters"] = axe_violations(page)
+    page.click("button[data-action=menu]")
+    states["menu open"] = axe_violations(page)
+    page.keyboard.press("Escape")
+    page.fill("#composer-text", "x" * 2100)
+    states["message over the limit"] = axe_violations(page)
+    page.fill("#composer-text", "")
 
     socket.hold_after_first_delta = True
     send_text(page, "milk")
@@ -142,6 +148,15 @@ def test_every_state_has_no_axe_violations(held: tuple[Any, HeldSocket]) -> None
     wait_ready(page)
     page.wait_for_selector(".product-card")
     states["product cards"] = axe_violations(page)
+    card = page.locator(".product-card").first
+    card.locator("input[name=quantity]").fill("abc")
+    card.locator("button[data-action=add]").click()
+    states["a quantity explained"] = axe_violations(page)
+    card.locator("input[name=quantity]").fill("1")
+    card.locator(".product-card__name button").click()
+    page.wait_for_selector("#product-sheet[open]")
+    states["product sheet"] = axe_violations(page)
+    page.keyboard.press("Escape")
 
     send_text(page, "borscht")
     wait_ready(page)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import AppServer, new_page, open_chat, send_text, wait_ready
-from tests.browser.test_accessibility import HeldSocket
+from tests.browser.test_accessibility import HeldSocket, axe_violations
 from tests.browser.test_resilience import SandboxProcess
 from tests.processes import free_port
 
@@ -30,7 +30,7 @@ FOCUSED = "() => document.activeElement ? document.activeElement.id : ''"
 
 @pytest.fixture(params=PHONES)
 def phone(request: pytest.FixtureRequest, browser: Any, app_server: AppServer) -> Iterator[Any]:
-    page = new_page(browser, app_server.url, locale="uk-UA")
+    page = new_page(browser, app_server.url, locale="uk-UA", bypass_csp=True)  # bypass: axe is injected inline
     page.set_viewport_size(request.param)
     yield page
     page.context.close()
@@ -302,7 +302,7 @@ def upstream_phone(
     request: pytest.FixtureRequest, browser: Any, own_upstream: tuple[AppServer, SandboxProcess]
 ) -> Iterator[tuple[Any, SandboxProcess]]:
     app, sandbox = own_upstream
-    page = new_page(browser, app.url, locale="uk-UA")
+    page = new_page(browser, app.url, locale="uk-UA", bypass_csp=True)  # bypass: axe is injected inline
     page.set_viewport_size(request.param)
     yield page, sandbox
     page.context.close()
@@ -325,6 +325,7 @@ def test_stop_mid_reply_then_the_next_turn_works(upstream_phone: tuple[Any, Sand
     assert "Зупинено" in stopped.inner_text() and stopped.locator(".msg__text").inner_text().strip()
     assert stopped.locator("button[data-action=retry]").is_visible()
     shot(page, f"stop-{width}-stopped")
+    assert axe_violations(page) == []
     kept = stopped.locator(".msg__text").inner_text()
 
     send_text(page, "молоко")
@@ -350,6 +351,7 @@ def test_retry_after_a_failed_turn(upstream_phone: tuple[Any, SandboxProcess]) -
     retry = error.locator("button[data-action=retry]")
     assert retry.is_visible()
     shot(page, f"retry-{page.viewport_size['width']}-failed")
+    assert axe_violations(page) == []
     retry.click()
     page.wait_for_selector(".product-card")
     wait_ready(page)
@@ -367,6 +369,7 @@ def test_a_starter_starts_and_a_reply_can_be_copied(phone: Any) -> None:
     starters = page.locator(".starter[data-value]")
     assert starters.all_inner_texts() == ["Молоко", "Рецепт борщу", "Додай два молока"]
     shot(page, f"starters-{page.viewport_size['width']}")
+    assert axe_violations(page) == []
     starters.first.click()
     page.wait_for_selector('.msg[data-role=user] >> text="Молоко"')
     wait_ready(page)
@@ -429,6 +432,7 @@ def test_a_scrolled_up_tab_is_offered_the_newest(phone: Any) -> None:
     send_text(other, "молоко")  # the shopper's other tab asks something
     jump.wait_for()
     shot(page, f"jump-{page.viewport_size['width']}")
+    assert axe_violations(page) == []
     assert page.evaluate("() => document.getElementById('chat-log').scrollTop") == 0  # left where they read
     jump.click()
     assert jump.is_hidden()
@@ -536,6 +540,7 @@ def test_the_cart_panel_has_subtotals_checkout_and_undo(upstream_phone: tuple[An
     undo = panel.locator("button[data-action=undo]")
     assert undo.is_visible() and "прибрано" in panel.locator(".cart-panel__undo").inner_text()
     shot(page, f"cart-{width}-undo")
+    assert axe_violations(page) == []  # the cart with subtotals, checkout and undo
     undo.click()
     page.wait_for_selector("#cart-badge[data-count='2']")
     wait_ready(page)
