@@ -53,9 +53,8 @@ class Conversation(models.Model):
     #: Last sequence number handed to a message; a page catches up from the last one it saw.
     last_seq = models.PositiveIntegerField(pgettext_lazy("admin", "message count"), default=0)
     cart = models.JSONField(pgettext_lazy("admin", "cart"), default=list, blank=True)
-    cart_count = models.DecimalField(
-        pgettext_lazy("admin", "items in cart"), max_digits=12, decimal_places=3, default=Decimal(0)
-    )
+    #: Lines in the cart (``formatting.cart_lines``): 2 kg of potatoes and 3 bottles of milk are 2.
+    cart_count = models.PositiveIntegerField(pgettext_lazy("admin", "lines in cart"), default=0)
     cart_total = models.DecimalField(
         pgettext_lazy("admin", "cart total"), max_digits=12, decimal_places=2, default=Decimal(0)
     )

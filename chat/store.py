@@ -190,7 +190,7 @@ def save_frame(conversation_id: int, kind: str, payload: dict[str, Any], text: s
 
 
 def save_cart(
-    conversation_id: int, payload: dict[str, Any], items: list[dict[str, Any]], total: Decimal, count: Decimal
+    conversation_id: int, payload: dict[str, Any], items: list[dict[str, Any]], total: Decimal, count: int
 ) -> Message:
     """Store a cart change and the snapshot the badge and the admin read; both in one transaction."""
     with transaction.atomic():
@@ -208,9 +208,34 @@ def same_as_latest(conversation_id: int, kind: str, payload: dict[str, Any]) -> 
     return stored == payload
 
 
-def cart_of(conversation_id: int) -> tuple[list[dict[str, Any]], Decimal, Decimal]:
+def cart_of(conversation_id: int) -> tuple[list[dict[str, Any]], Decimal, int]:
     conversation = Conversation.objects.only("cart", "cart_total", "cart_count").get(pk=conversation_id)
     return list(conversation.cart or []), conversation.cart_total, conversation.cart_count
+
+
+def removed_line(conversation_id: int, sku: str) -> dict[str, Any] | None:
+    """The cart line the conversation's latest cart change removed, as it was before, if that line is ``sku``."""
+    latest = list(Message.objects.filter(conversation_id=conversation_id, kind=Kind.CART).order_by("-seq")[:2])
+    if len(latest) < 2 or not sku:
+        return None
+    last, before = latest
+    if last.data.get("action") != "item_removed" or last.data.get("sku") != sku:
+        return None
+    for item in before.data.get("items", []):
+        if isinstance(item, dict) and item.get("sku") == sku:
+            return item
+    return None
+
+
+def retry_source(conversation_id: int, seq: int) -> Message | None:
+    """The shopper's message to send again when ``seq`` is the end of the conversation's last turn and that turn
+    failed (an error) or was stopped (issue 16); None otherwise: only the last turn may be retried."""
+    last = Message.objects.filter(conversation_id=conversation_id).order_by("-seq").first()
+    if last is None or last.seq != seq or last.role != Role.ASSISTANT:
+        return None
+    if not (last.kind == Kind.ERROR or (last.kind == Kind.TEXT and last.data.get("stopped"))):
+        return None
+    return Message.objects.filter(conversation_id=conversation_id, role=Role.USER, seq__lt=seq).order_by("-seq").first()
 
 
 def messages_after(conversation_id: int, after_seq: int, limit: int = 500) -> list[Message]:

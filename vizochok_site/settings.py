@@ -164,7 +164,7 @@ AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "chat.ops.ratelimit.request_client_address"
 
 LANGUAGE_CODE = "uk"
-LANGUAGES = [("uk", "Українська"), ("en", "English")]
+LANGUAGES = [("uk", "Українська"), ("en", "English"), ("ru", "Русский")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = os.environ.get("DJANGO_TIME_ZONE", "Europe/Kyiv")
 USE_I18N = True
@@ -176,7 +176,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        "BACKEND": "chat.ops.staticfiles.StaticFilesStorage"
         if not DEBUG
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
@@ -222,6 +222,11 @@ VIZOCHOK_WIDGET_BOT_NAME = os.environ.get("VIZOCHOK_WIDGET_BOT_NAME", "")
 VIZOCHOK_WIDGET_BOT_AVATAR = os.environ.get("VIZOCHOK_WIDGET_BOT_AVATAR", "")
 VIZOCHOK_WIDGET_PLACEHOLDER = os.environ.get("VIZOCHOK_WIDGET_PLACEHOLDER", "")
 VIZOCHOK_WIDGET_WELCOME_MESSAGE = os.environ.get("VIZOCHOK_WIDGET_WELCOME_MESSAGE", "")
+#: Tappable examples on an empty conversation, separated by "|" (sent as the shopper's message); empty: the
+#: localized defaults (chat/presentation/texts.py STARTERS).
+VIZOCHOK_STARTERS = [item.strip() for item in os.environ.get("VIZOCHOK_STARTERS", "").split("|") if item.strip()]
+#: The store's own checkout page; when set, the cart panel offers a checkout button leading there.
+VIZOCHOK_CHECKOUT_URL = os.environ.get("VIZOCHOK_CHECKOUT_URL", "")
 
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -38,7 +38,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import npgettext, pgettext_lazy
 
 from chat import exports, store
-from chat.admin.transcript import build_entries, cart_lines, money, quantity
+from chat.admin.transcript import build_entries, cart_lines, money
 from chat.models import Conversation, Message
 
 #: The live endpoint hands over at most this many messages per poll; the next poll fetches the rest.
@@ -348,7 +348,7 @@ class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         """Items and total in one column ("3 × 77,00 ₴"), "—" for an empty cart: one column less to fit 1280 px."""
         if obj.cart_count <= 0:
             return "—"
-        return f"{quantity(obj.cart_count)} × {money(obj.cart_total)}"
+        return f"{obj.cart_count} × {money(obj.cart_total)}"
 
     # ---- search
 

@@ -40,14 +40,16 @@ Render: TypeAlias = Callable[[], str]
 
 @dataclass(frozen=True, slots=True)
 class Delta:
-    """Streamed text: ``text`` starts at character ``offset`` of ``bubble``."""
+    """Streamed text: ``text`` starts at character ``offset`` of ``bubble``, whose text so far is ``whole`` (kept
+    only for a piece that is shown whole: the first one, or one that finishes a line)."""
 
     bubble: str
     offset: int
     text: str
+    whole: str | None = None
 
     def html(self) -> str:
-        return rendering.text_delta(self.bubble, self.text, offset=self.offset)
+        return rendering.text_delta(self.bubble, self.text, offset=self.offset, whole=self.whole)
 
 
 Piece: TypeAlias = str | Delta | Render
@@ -144,8 +146,11 @@ class ConversationFeed:
         self._timer = None
         if self._bubble is None or self._sent >= self._length:
             return
-        text = "".join(self._parts)[self._sent :]
-        self._pending.append(Delta(self._bubble, self._sent, text))
+        whole = "".join(self._parts)
+        self._parts = [whole]
+        text = whole[self._sent :]
+        shown_whole = self._sent == 0 or "\n" in text
+        self._pending.append(Delta(self._bubble, self._sent, text, whole if shown_whole else None))
         self._sent = self._length
         self._last_flush = asyncio.get_running_loop().time()
         self._kick()

@@ -1,6 +1,6 @@
 """Content Security Policy for every response.
 
-The chat page runs no inline script: htmx, its ws extension and chat.js are files from our origin, and htmx's
+The chat page runs no inline script: htmx and the modules of static/chat/ are files from our origin, and htmx's
 own inline indicator ``<style>`` is switched off in the page (``htmx-config``), so ``script-src 'self'`` and
 ``style-src 'self'`` hold. Product images may come from the merchant's CDN over HTTPS
 (``chat/presentation/images.py`` allows only http(s) URLs; the page is HTTPS in production, so https: is the only

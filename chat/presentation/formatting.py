@@ -82,10 +82,36 @@ def stepper_bounds(product: Any) -> tuple[Decimal, Decimal]:
     return step, minimum if minimum is not None and minimum > 0 else step
 
 
-def cart_quantity(items: Any) -> Decimal:
-    """The badge's count: the sum of the quantities of the cart the upstream sent."""
+def cart_lines(items: Any) -> int:
+    """The badge's count: the lines of the cart the upstream sent (2 kg of potatoes and 3 bottles of milk are 2).
+
+    Summing quantities would add kilograms to pieces ("4,8")."""
     lines = items if isinstance(items, list) else []
-    return sum((to_decimal(item.get("quantity")) or Decimal(0) for item in lines if isinstance(item, dict)), Decimal(0))
+    return sum(1 for item in lines if isinstance(item, dict))
+
+
+def line_total(item: Any) -> Decimal | None:
+    """A cart line's subtotal at the price the shopper pays (the promo price wins), rounded to kopiykas."""
+    data = item if isinstance(item, dict) else {}
+    price = to_decimal(data.get("promo_price"))
+    price = price if price is not None else to_decimal(data.get("price"))
+    amount = to_decimal(data.get("quantity"))
+    if price is None or amount is None:
+        return None
+    return (price * amount).quantize(Decimal("0.01"))
+
+
+def changed_quantity(change: Any) -> str:
+    """The quantity of a one-line cart change with its unit ("0,8 кг"); the unit comes from the change or its line."""
+    data = change if isinstance(change, dict) else {}
+    if data.get("quantity") is None:
+        return ""
+    unit = data.get("unit")
+    if not unit:
+        lines = data.get("items") if isinstance(data.get("items"), list) else []
+        line = next((item for item in lines if isinstance(item, dict) and item.get("sku") == data.get("sku")), {})
+        unit = line.get("unit") or "pcs"
+    return quantity(data.get("quantity"), str(unit))
 
 
 def display_name(product: Any) -> str:

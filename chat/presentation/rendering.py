@@ -24,6 +24,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from chat.models import Message
+from chat.presentation.markdown import render_markdown
 
 logger = logging.getLogger("chat.presentation.rendering")
 
@@ -94,20 +95,38 @@ _BUBBLE, _TEXT, _OFFSET = "\x00bubble\x00", "\x00text\x00", "\x00offset\x00"
 
 
 @functools.cache
-def _text_delta_parts(first: bool) -> tuple[str, ...]:
-    """The text_delta template rendered once with markers and cut where the bubble id, offset and text go."""
-    html = fragment("text_delta", bubble=_BUBBLE, text=_TEXT, offset=0 if first else _OFFSET)
-    return tuple(re.split(f"({_BUBBLE}|{_TEXT}|{_OFFSET})", html))
+def _chunk_parts() -> tuple[str, ...]:
+    """The appended-chunk branch of text_delta, rendered once with markers and cut where the bubble id, the offset
+    and the text go."""
+    rendered = fragment("text_delta", bubble=_BUBBLE, text=_TEXT, offset=_OFFSET, first=False, whole=False)
+    return tuple(re.split(f"({_BUBBLE}|{_TEXT}|{_OFFSET})", rendered))
 
 
-def text_delta(bubble: str, text: str, *, offset: int) -> str:
-    """The streaming fragment: ``text`` starts at character ``offset`` of the bubble (0 creates the bubble).
+def text_delta(bubble: str, text: str, *, offset: int, whole: str | None = None) -> str:
+    """The streaming fragment: ``text`` starts at character ``offset`` of ``bubble``, whose text so far is ``whole``.
 
-    The hottest path of the relay (one per coalesced delta), so the template is not re-rendered each time; the
-    output is byte-identical to rendering ``fragments/text_delta.html`` (autoescaped).
+    Positions (``chat.feed.feed``): a chunk carries its offset, and a tab appends only what lies beyond the length it
+    has; a fragment that carries the whole bubble says its length, and a tab that has more keeps what it has.
+
+    What is finished is shown formatted while the rest streams in (no raw "**" until the end). The first piece, and
+    any chunk that finishes a line, carry the whole bubble: the text up to its last line break rendered as markdown
+    by the same sanitiser as a stored reply, the line being written as plain text. A chunk without a line break is
+    appended as text: the hottest path of the relay, so its template is not re-rendered each time (the output is
+    byte-identical to rendering ``fragments/text_delta.html``, autoescaped).
     """
+    if offset == 0 or "\n" in text:
+        return live_bubble(bubble, whole if whole is not None else text, first=offset == 0)
     values = {_BUBBLE: escape(bubble), _TEXT: escape(text), _OFFSET: str(offset)}
-    return "".join(values.get(part, part) for part in _text_delta_parts(offset == 0))
+    return "".join(values.get(part, part) for part in _chunk_parts())
+
+
+def live_bubble(bubble: str, so_far: str, *, first: bool) -> str:
+    """The whole streaming bubble (``first``: the bubble itself, else its two parts replaced), with its length."""
+    cut = so_far.rfind("\n") + 1
+    done = render_markdown(so_far[:cut]) if cut else ""
+    return fragment(
+        "text_delta", bubble=bubble, done=done, tail=so_far[cut:], first=first, whole=True, length=len(so_far)
+    )
 
 
 def text_end(bubble: str, message: Message) -> str:
@@ -136,7 +155,7 @@ def _state(value: str, language: str | None) -> str:
     return fragment("response_complete" if value == "ready" else "turn_state", state=value)
 
 
-def session_restored(items: list[dict[str, Any]], total: Decimal, count: Decimal) -> str:
+def session_restored(items: list[dict[str, Any]], total: Decimal, count: int) -> str:
     return fragment("session_restored", items=items, total=total, count=count)
 
 

@@ -6,8 +6,10 @@ code of the reference is here, plus the relay's own.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 STATUS_TEXTS: dict[str, Promise] = {
     "thinking": _("Thinking…"),
@@ -17,6 +19,7 @@ STATUS_TEXTS: dict[str, Promise] = {
     "preparing_recipe": _("Preparing the recipe…"),
     "waiting": _("All lines are busy, you are next in the queue…"),
     "reconnecting": _("Reconnecting to the assistant…"),
+    "finishing_previous": _("Waiting for the stopped reply to end…"),
 }
 
 ERROR_TEXTS: dict[str, Promise] = {
@@ -56,6 +59,8 @@ ERROR_TEXTS: dict[str, Promise] = {
     "service_unavailable": _("The chat is briefly unavailable. Please send your message again in a moment."),
     "rate_limited": _("You are sending messages too quickly. Please wait a few seconds."),
     "too_large_to_show": _("Part of the conversation is too large to show here. Please reload the page."),
+    "stopped": _("You stopped the reply."),
+    "retry_unavailable": _("Only the last message can be sent again, after it failed or was stopped."),
 }
 
 CART_ACTION_TEXTS: dict[str, Promise] = {
@@ -64,6 +69,44 @@ CART_ACTION_TEXTS: dict[str, Promise] = {
     "quantity_updated": _("Quantity changed"),
     "cart_cleared": _("Cart cleared"),
     "restored": _("Cart restored"),
+}
+
+
+#: Wording the page's scripts show (static/chat/texts.js reads it from #chat-texts): keys are data-* names.
+#: ``%(name)s`` placeholders are filled in by the script.
+PAGE_TEXTS: dict[str, Promise] = {
+    "not-a-number": _("Enter a number."),
+    "at-least": _("At least %(quantity)s."),
+    "at-most": _("At most %(quantity)s."),
+    "in-steps": _("In steps of %(quantity)s."),
+    "today": _("Today"),
+    "yesterday": _("Yesterday"),
+    "copied": _("Copied"),
+}
+
+#: Examples offered on an empty conversation, when the deployment names none (VIZOCHOK_STARTERS).
+STARTERS: tuple[Promise, ...] = (
+    pgettext_lazy("starter", "Milk"),
+    pgettext_lazy("starter", "Borscht recipe"),
+    pgettext_lazy("starter", "Add two milk"),
+)
+
+
+def starters() -> list[str]:
+    """The deployment's examples, else the defaults in the active language."""
+    return list(settings.VIZOCHOK_STARTERS) or [str(text) for text in STARTERS]
+
+
+def page_texts() -> dict[str, str]:
+    """PAGE_TEXTS in the active language."""
+    return {key: str(text) for key, text in PAGE_TEXTS.items()}
+
+
+#: The cart notes' verbs for a change of one line ("Added: Milk, 2 pcs"); whole-cart changes use CART_ACTION_TEXTS.
+CART_NOTE_VERBS: dict[str, Promise] = {
+    "item_selected": pgettext_lazy("cart note", "Added"),
+    "item_removed": pgettext_lazy("cart note", "Removed"),
+    "quantity_updated": pgettext_lazy("cart note", "Changed"),
 }
 
 
@@ -79,3 +122,9 @@ def error_text(code: str) -> str:
 
 def cart_action_text(action: str) -> str:
     return str(CART_ACTION_TEXTS.get(action, _("Cart updated")))
+
+
+def cart_note_verb(action: str) -> str:
+    """The short verb of a one-line change, or the whole-cart wording."""
+    verb = CART_NOTE_VERBS.get(action)
+    return str(verb) if verb is not None else cart_action_text(action)

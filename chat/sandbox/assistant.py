@@ -325,6 +325,9 @@ def _quantity_in(text: str) -> tuple[Decimal | None, str]:
 # Formatting
 
 
+NBSP = "\u00a0"
+
+
 def fmt_number(value: Decimal, language: str) -> str:
     text = format(value.normalize(), "f") if value == value.to_integral_value() else format(value, "f")
     text = text.rstrip("0").rstrip(".") if "." in text else text
@@ -332,8 +335,16 @@ def fmt_number(value: Decimal, language: str) -> str:
 
 
 def fmt_price(value: Decimal, language: str) -> str:
-    amount = f"{value.quantize(CENT):.2f}"
-    return f"{amount.replace('.', ',')} грн" if language == "uk" else f"UAH {amount}"
+    """Hryvnias as the chat page writes them (chat.presentation.formatting.money): "1 234,50 ₴", "₴1,234.50".
+
+    The page shows these replies beside its own prices; one format on one screen (issue 16). No Django here: the
+    sandbox runs as a plain asyncio program too.
+    """
+    amount = f"{value.quantize(CENT):,.2f}"
+    if language == "en":
+        return f"₴{amount}"
+    whole, cents = amount.split(".")
+    return f"{whole.replace(',', NBSP)},{cents}{NBSP}₴"
 
 
 def fmt_quantity(product: Product, quantity: Decimal, language: str) -> str:

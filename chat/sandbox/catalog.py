@@ -40,6 +40,8 @@ class Product:
     min_quantity: Decimal = ONE
     promo_price: Decimal | None = None
     promo_label: str | None = None
+    #: What the catalog says about the product (reference §17 ``ProductInput.description``), for a few of them.
+    description: str | None = None
 
     @property
     def effective_price(self) -> Decimal:
@@ -74,6 +76,7 @@ class Product:
             unit=self.unit,
             quantity_step=self.quantity_step,
             min_quantity=self.min_quantity,
+            description=self.description,
         )
 
     def to_cart_item(self, quantity: Decimal) -> CartItem:
@@ -106,6 +109,7 @@ def _p(
     minimum: str | None = None,
     promo: str | None = None,
     label: str | None = None,
+    description: str | None = None,
 ) -> Product:
     """Compact row builder: weighed goods pass ``unit="kg", step="0.1"``."""
     return Product(
@@ -121,17 +125,20 @@ def _p(
         min_quantity=Decimal(minimum if minimum is not None else step),
         promo_price=Decimal(promo) if promo is not None else None,
         promo_label=label,
+        description=description,
     )
 
 
 PRODUCTS: tuple[Product, ...] = (
     # Dairy
     _p("milk-001", "Молоко 2,5% 900 г", "Milk 2.5% 900 g", "Галичина", "42.90", "dairy",
-       "молоко молока молоку молоком молочко milk", promo="36.50", label="-15%"),
+       "молоко молока молоку молоком молочко milk", promo="36.50", label="-15%",
+       description="Пастеризоване коров'яче молоко з Галичини. Зберігати при +2…+6 °C."),
     _p("milk-002", "Молоко 3,2% 1 л", "Milk 3.2% 1 l", "Яготинське", "49.90", "dairy",
        "молоко молока молоку молоком milk"),
     _p("milk-003", "Молоко фермерське розливне", "Farm milk by the litre", "Ферма", "38.00", "dairy",
-       "молоко молока молоком фермерське milk farm", unit="l", step="0.5", minimum="1"),
+       "молоко молока молоком фермерське milk farm", unit="l", step="0.5", minimum="1",
+       description="Незбиране молоко з ферми, розливається в день доставки."),
     _p("kefir-001", "Кефір 2,5% 900 г", "Kefir 2.5% 900 g", "Галичина", "44.50", "dairy",
        "кефір кефіру кефіром kefir"),
     _p("sourcream-001", "Сметана 20% 350 г", "Sour cream 20% 350 g", "Яготинська", "39.90", "dairy",

@@ -84,7 +84,22 @@ def stepper(product: Any) -> dict[str, str]:
 
 @register.filter
 def cart_count(items: Any) -> str:
-    return machine(formatting.cart_quantity(items))
+    return str(formatting.cart_lines(items))
+
+
+@register.filter
+def line_total(item: Any) -> str:
+    return formatting.money(formatting.line_total(item))
+
+
+@register.filter
+def changed_quantity(change: Any) -> str:
+    return formatting.changed_quantity(change)
+
+
+@register.filter
+def cart_note_verb(action: str) -> str:
+    return texts.cart_note_verb(action)
 
 
 @register.filter

@@ -99,9 +99,9 @@ async def _store_sent(runner: ConversationRunner, message: Message, source_seq: 
         runner.publish(functools.partial(rendering.replaced, changed))
 
 
-def stop(pk: int) -> bool:
+def stop(pk: int | None) -> bool:
     """Stop the turn running in this process for ``pk``; False when there is none here."""
-    runner = get_relay().existing(pk)
+    runner = get_relay().existing(pk) if pk is not None else None
     return runner is not None and runner.stop()
 
 

@@ -135,6 +135,9 @@ class ConversationRunner:
         self._stopping = False
         self._shown = {}
         self._record = record
+        # The consumer may have taken this runner just before a closing socket made the relay forget it (a stopped
+        # turn's socket closes in the background): registered again, a Stop from any tab finds it.
+        self.relay.adopt(self)
         self.task = asyncio.get_running_loop().create_task(self._turn(frame))
         liveness.keep_alive(self.task, self.pk, seq)  # other processes see this turn alive while it beats
         return self.task
@@ -271,7 +274,7 @@ class ConversationRunner:
         while isinstance(first, wire.ErrorMessage) and first.code == "agent_busy":
             # The upstream still runs an earlier turn of this conversation (one that was stopped: the protocol
             # has no cancel). Wait on the documented schedule within this turn's deadline, then send again.
-            self._status("waiting")
+            self._status("finishing_previous")
             await asyncio.sleep(next(retries, 10.0))
             events = self.session.turn(frame)
             first = await anext(events)
@@ -363,22 +366,23 @@ class ConversationRunner:
     def _status(self, code: str | None) -> None:
         self.publish(functools.partial(rendering.status, code))
 
-    async def _end_bubble(self, *, complete: bool, stopped: bool = False) -> None:
+    async def _end_bubble(self, *, complete: bool, stopped: bool = False) -> Message | None:
         bubble, self._bubble = self._bubble, None
         if bubble is None:
-            return
+            return None
         text = self.feed.end()
         if not text:
-            return
+            return None
         message = await db.call(store.save_assistant_text, self.pk, text, complete=complete, stopped=stopped)
         self.publish(functools.partial(rendering.text_end, bubble, message))
+        return message
 
     async def _store_and_show(self, kind: str, payload: dict[str, Any], text: str = "") -> None:
         message = await db.call(store.save_frame, self.pk, kind, payload, text)
         self.publish(functools.partial(rendering.stored, message))
 
     async def _store_cart(self, payload: dict[str, Any], items: list[dict[str, Any]], total: Decimal) -> None:
-        count = formatting.cart_quantity(items)
+        count = formatting.cart_lines(items)
         message = await db.call(store.save_cart, self.pk, payload, items, total, count)
         self.publish(functools.partial(rendering.stored, message))
 
@@ -386,8 +390,9 @@ class ConversationRunner:
         """Whatever happened: keep the cut reply, say what went wrong, free the conversation and the tabs."""
         stopped = relay_code == STOPPED
         try:
-            await self._end_bubble(complete=False, stopped=stopped)
-            if relay_code and not stopped:
+            # A stopped reply is kept as it streamed; a "stopped" marker is stored only when nothing had streamed.
+            cut = await self._end_bubble(complete=False, stopped=stopped)
+            if relay_code and not (stopped and cut is not None):
                 payload = {"type": "error", "code": relay_code, "source": "relay"}
                 await self._store_and_show(Kind.ERROR, payload, text=relay_code)
             code = relay_code or upstream_code
@@ -401,6 +406,7 @@ class ConversationRunner:
         # upstream may still be working on the old turn, so that socket is not reused. Either way this is settled
         # before "ready" goes out: the next turn may start the moment a tab has it.
         self._in_turn = False
+        self._stopping = False  # a stopped turn's socket is closed below, not parked
         if relay_code in ("", "upstream_lost") and self.session is not None and not self.session.closed:
             self._park()
         else:

@@ -155,6 +155,8 @@ class ProductItem:
     quantity_step: Decimal | None = None
     min_quantity: Decimal | None = None
     name_en: str | None = None
+    #: The catalog's description (reference §17), when the upstream sends it with the card (undocumented there).
+    description: str | None = None
 
     @classmethod
     def parse(cls, value: Any) -> ProductItem:
@@ -171,6 +173,7 @@ class ProductItem:
             quantity_step=_opt_decimal(data, "quantity_step"),
             min_quantity=_opt_decimal(data, "min_quantity"),
             name_en=_opt_str(data, "name_en"),
+            description=_opt_str(data, "description"),
         )
 
     @property
@@ -200,6 +203,7 @@ class ProductItem:
                 "unit": self.unit,
                 "quantity_step": self.quantity_step,
                 "min_quantity": self.min_quantity,
+                "description": self.description,
             }
         )
 

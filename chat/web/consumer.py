@@ -174,6 +174,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     text_data=rendering.transient_error(refused.code, **refused.details) + rendering.state(state)
                 )
 
+    async def chat_stop(self, event: dict[str, Any]) -> None:
+        """Group handler: a tab asked to stop the turn; the process that runs it stops it."""
+        engine.stop(self.conversation.pk)
+
     async def chat_fragment(self, event: dict[str, Any]) -> None:
         """Group handler: a fragment of this conversation from another process (or an orphan watch)."""
         if event.get("origin") == PROCESS_ID:
@@ -277,9 +281,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self._request_sync(_int(data.get("after")) or 0, _field(data, "bubble"), _int(data.get("offset")) or 0)
             return
         if kind == "stop":
-            engine.stop(self.conversation.pk)
+            await self._stop()
             return
         key = _field(data, "key")[:MAX_KEY_CHARS]
+        if kind == "retry":
+            await self._retry(data, key)
+            return
         if kind == "message":
             text = _field(data, "text").strip()
             if not text:
@@ -298,6 +305,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             actions.REMOVE_FROM_CART: self._remove_from_cart,
             actions.QUICK_REPLY: self._quick_reply,
             actions.CHECKLIST_SUBMIT: self._checklist_submit,
+            "undo_remove": self._undo_remove,
         }.get(kind)
         if builder is None:
             raise Refused("unknown_kind")
@@ -327,6 +335,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
         item = await self._cart_item(_field(data, "sku"))
         label = _("Remove: %(name)s") % {"name": item.get("name", "")}
         return actions.remove_from_cart(item["sku"]), label, None
+
+    async def _undo_remove(self, data: dict[str, Any]) -> tuple[wire.Action, str, None]:
+        """Put back the line the last cart change removed, as it was (issue 16: undo after remove)."""
+        line = await _db(store.removed_line, self.conversation.pk, _field(data, "sku"))
+        if line is None:
+            raise Refused("choice_expired")
+        quantity = formatting.to_decimal(line.get("quantity"))
+        if quantity is None or quantity <= 0:
+            raise Refused("choice_expired")
+        label = _("Add: %(name)s × %(quantity)s") % {
+            "name": formatting.display_name(line),
+            "quantity": formatting.quantity(quantity, line.get("unit")),
+        }
+        return actions.add_to_cart(str(line["sku"]), quantity), label, None
 
     async def _quick_reply(self, data: dict[str, Any]) -> tuple[wire.Action, str, int]:
         seq = _int(data.get("seq"))
@@ -368,6 +390,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if isinstance(item, dict) and item.get("sku") == sku:
                 return item
         raise Refused("not_in_cart")
+
+    async def _stop(self) -> None:
+        """Stop the running turn: here if this process runs it, else in the process that does."""
+        if self.conversation.pk is None or engine.stop(self.conversation.pk):
+            return
+        await self.channel_layer.group_send(self.conversation.group_name, {"type": "chat.stop"})
+
+    async def _retry(self, data: dict[str, Any], key: str) -> None:
+        """Send the last turn's message again as a new turn, when that turn failed or was stopped."""
+        seq = _int(data.get("seq"))
+        source = await _db(store.retry_source, self.conversation.pk, seq) if seq else None
+        if source is None:
+            raise Refused("retry_unavailable")
+        if source.kind == Message.Kind.TEXT:
+            await self._start_turn(wire.UserMessage(text=source.text), Message.Kind.TEXT, source.text, key)
+            return
+        if source.kind != Message.Kind.ACTION or source.data.get("action") not in actions.KINDS:
+            raise Refused("retry_unavailable")
+        await self._start_turn(wire.Action.parse(source.data), Message.Kind.ACTION, source.text, key)
 
     # --- turns -----------------------------------------------------------------------------------------------
 
@@ -414,9 +455,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         live = await engine.live_text(pk, conversation.group_name) if busy else None
         if live is not None:
             live_bubble, text = live
-            start = offset if live_bubble == bubble and offset <= len(text) else 0
-            if len(text) > start:
-                parts.append(rendering.text_delta(live_bubble, text[start:], offset=start))
+            if live_bubble != bubble:
+                parts.append(rendering.live_bubble(live_bubble, text, first=True))  # the tab lacks it
+            elif len(text) > offset:
+                # The whole bubble again (formatted as far as it is finished): the tab keeps it only if it is longer.
+                parts.append(rendering.live_bubble(live_bubble, text, first=False))
         if busy and not engine.runs_here(pk):
             self._watch_orphan()  # the turn runs in another process: notice if that process dies
         parts.append(rendering.state("busy" if busy else "ready"))

@@ -12,10 +12,11 @@ from django.utils import translation
 from django.views.decorators.http import require_GET, require_POST
 
 from chat import store
-from chat.presentation import rendering
+from chat.presentation import rendering, texts
 from chat.turns.claims import is_busy
 from chat.vizochok.backoff import Backoff
 from chat.web import embed, identity
+from chat.web.consumer import MAX_TEXT_CHARS
 
 
 def _language(request: HttpRequest) -> str:
@@ -60,6 +61,11 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         "busy": is_busy(conversation),
         "language": language,
         "backoff": Backoff().as_js(),
+        "max_chars": MAX_TEXT_CHARS,
+        "page_texts": texts.page_texts(),
+        "starters": texts.starters(),
+        "checkout_url": settings.VIZOCHOK_CHECKOUT_URL,
+        "embedded": embed.is_embedded(request),
     }
     response = render(request, "chat/page.html", context)
     if request.GET.get("lang"):

@@ -12,7 +12,7 @@
       item.textContent = name + " " + JSON.stringify(evt.detail); // textContent: event data is never markup
       events.prepend(item);
       if (name === "cart_changed") {
-        var count = (evt.detail.items || []).reduce(function (sum, line) { return sum + Number(line.quantity || 0); }, 0);
+        var count = (evt.detail.items || []).length; // lines, as the chat's badge counts them
         cart.dataset.count = String(count);
         cart.dataset.total = String(evt.detail.total || 0);
         document.getElementById("demo-cart-count").textContent = String(count);

@@ -35,6 +35,7 @@
   var TEXTS = {
     uk: { open: "Відкрити чат-помічника", close: "Закрити чат", title: "Чат-помічник" },
     en: { open: "Open the shopping assistant", close: "Close the chat", title: "Shopping assistant" },
+    ru: { open: "Открыть чат-помощника", close: "Закрыть чат", title: "Чат-помощник" },
   };
   var texts = TEXTS[language.slice(0, 2)] || TEXTS.uk;
 
@@ -66,15 +67,8 @@
   panel.setAttribute("aria-label", options.botName || texts.title);
   panel.hidden = true;
 
-  var close = document.createElement("button");
-  close.type = "button";
-  close.className = "vizochok-embed__close";
-  close.setAttribute("aria-label", texts.close);
-  close.textContent = "\u2715";
-  var bar = document.createElement("div");
-  bar.className = "vizochok-embed__bar";
-  bar.appendChild(close);
-  panel.appendChild(bar);
+  // No bar of our own above the chat: its header has a close button in a frame (vizochok:close), so a phone keeps
+  // the whole screen for the conversation.
 
   root.appendChild(panel);
   root.appendChild(button);
@@ -158,7 +152,6 @@
   }
 
   button.addEventListener("click", toggle);
-  close.addEventListener("click", hide);
   panel.addEventListener("keydown", function (evt) {
     if (evt.key === "Escape") hide();
   });
@@ -175,6 +168,7 @@
       pending.splice(0).forEach(command);
     }
     if (data.type === "vizochok:disconnect") connected = false;
+    if (data.type === "vizochok:close") hide();
     window.dispatchEvent(new CustomEvent(data.type, { detail: data.detail || {} }));
   });
 

@@ -150,3 +150,29 @@ def test_headers_frame_ancestors_and_partitioned_cookies(chat_page: Any, embed_s
     assert "x-frame-options" not in framed.headers
     cookie = framed.headers["set-cookie"]
     assert "SameSite=None" in cookie and "Secure" in cookie and "Partitioned" in cookie
+
+
+@pytest.mark.parametrize("size", [{"width": 390, "height": 844}, {"width": 360, "height": 640}], ids=["390", "360"])
+def test_on_a_phone_the_widget_is_all_chat(shop_page: Any, embed_server: AppServer, size: dict[str, int]) -> None:
+    """No bar of the widget's own above the chat, the bot's whole name, and the chat's own close button."""
+    shop_page.set_viewport_size(size)
+    shop_page.goto(f"/demo/?lang=uk&chat_origin={embed_server.url}")
+    shop_page.click(".vizochok-embed__button")
+    chat = shop_page.frame_locator(".vizochok-embed__frame")
+    chat.locator("#chat[data-state=ready]").wait_for()
+    if chat.locator("#cart-badge[data-count='0']").count():  # a cart in the header takes room from the name
+        chat.locator("#composer-text").fill("молоко")
+        chat.locator("#composer-text").press("Enter")
+        chat.locator(".product-card button[data-action=add]").first.click()
+        chat.locator("#cart-badge:not([data-count='0'])").wait_for()
+        chat.locator("#chat[data-state=ready]").wait_for()
+    panel = shop_page.locator(".vizochok-embed__panel").bounding_box()
+    frame = shop_page.locator(".vizochok-embed__frame").bounding_box()
+    assert frame["y"] == panel["y"] == 0 and frame["height"] == size["height"]
+    title = chat.locator("h1")
+    assert title.inner_text() == "Помічник Візочок"
+    assert title.evaluate("(h) => h.scrollWidth <= h.clientWidth && h.scrollHeight <= h.clientHeight")
+    _shot(shop_page, f"embed-phone-{size['width']}")
+    chat.locator("button[data-action=close]").click()
+    shop_page.wait_for_selector(".vizochok-embed__panel", state="hidden")
+    assert shop_page.locator(".vizochok-embed__button").get_attribute("aria-expanded") == "false"

@@ -1,5 +1,10 @@
 """Reloads and second tabs mid-reply (chat.feed.feed): whatever the moment, a streaming bubble only ever shows a
-prefix of the reply it streams — never a middle piece alone, never a piece twice."""
+prefix of the reply it streams — never a middle piece alone, never a piece twice.
+
+A bubble shows its finished lines formatted and the line being written as plain text, and says how many characters
+of the reply it shows (data-length): every sample's plain line must be exactly that stretch of the stored reply, and
+a bubble never shrinks.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +25,8 @@ RECORD_BUBBLES = """
   window.__samples = [];
   const seen = () => {
     document.querySelectorAll('.msg--streaming').forEach((bubble) => {
-      const text = document.getElementById(bubble.id + '-text');
-      if (text) window.__samples.push([bubble.id, text.textContent]);
+      const tail = document.getElementById(bubble.id + '-tail');
+      if (tail) window.__samples.push([bubble.id, Number(bubble.dataset.length), tail.textContent]);
     });
   };
   new MutationObserver(seen).observe(document, { childList: true, subtree: true, characterData: true });
@@ -38,12 +43,26 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
 
 def replies_of_last_turn(server: AppServer) -> list[str]:
     with sqlite3.connect(server.db) as db:
-        (user_seq,) = db.execute("SELECT MAX(seq) FROM chat_message WHERE role = 'user'").fetchone()
+        conversation, user_seq = db.execute(
+            "SELECT conversation_id, seq FROM chat_message WHERE role = 'user' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
         rows = db.execute(
-            "SELECT text FROM chat_message WHERE role = 'assistant' AND kind = 'text' AND seq > ? ORDER BY seq",
-            [user_seq],
+            "SELECT text FROM chat_message WHERE conversation_id = ? AND role = 'assistant' AND kind = 'text' "
+            "AND seq > ? ORDER BY seq",
+            [conversation, user_seq],
         ).fetchall()
     return [text for (text,) in rows]
+
+
+def assert_prefixes(samples: list[tuple[str, int, str]], replies: list[str]) -> None:
+    """Each sample: the bubble's plain line is the reply's text from its last line break up to the bubble's length."""
+    longest: dict[str, int] = {}
+    for bubble, length, tail in samples:
+        reply = replies[int(bubble.rsplit("-", 1)[1]) - 1]  # live-<seq>-<n>: the turn's n-th text
+        start = reply.rfind("\n", 0, length) + 1
+        assert tail == reply[start:length], (bubble, length, tail, reply)
+        assert length >= longest.get(bubble, 0), (bubble, length)  # never shrinks
+        longest[bubble] = length
 
 
 @pytest.mark.parametrize("moment", [0.15, 0.35, 0.55, 0.85])
@@ -62,8 +81,7 @@ def test_a_reload_mid_reply_shows_only_prefixes_of_the_reply(browser: Any, serve
     finally:
         page.context.close()
     assert replies
-    for bubble, text in samples:
-        assert any(reply.startswith(text) for reply in replies), (moment, bubble, text, replies)
+    assert_prefixes(samples, replies)
 
 
 def test_a_second_tab_opened_mid_reply_shows_only_prefixes(browser: Any, server: AppServer) -> None:
@@ -80,5 +98,4 @@ def test_a_second_tab_opened_mid_reply_shows_only_prefixes(browser: Any, server:
         replies = replies_of_last_turn(server)
     finally:
         first.context.close()
-    for _bubble, text in samples:
-        assert any(reply.startswith(text) for reply in replies), (text, replies)
+    assert_prefixes(samples, replies)

@@ -39,9 +39,10 @@ def test_a_ukrainian_browser_gets_ukrainian_words_numbers_and_units(browser: Any
         weighed.locator("button[data-action=add]").click()
         wait_ready(page)
         page.wait_for_selector(".cart-note")
-        assert page.locator(".msg--action").last.inner_text().endswith(f"× {chosen}\u00a0кг")
-        assert page.locator(".msg--action").last.inner_text().startswith("Додати: ")
-        assert page.locator(".cart-note").last.inner_text().startswith("Додано в кошик")
+        assert page.locator(".msg--action .msg__text").last.inner_text().endswith(f"× {chosen}\u00a0кг")
+        assert page.locator(".msg--action .msg__text").last.inner_text().startswith("Додати: ")
+        assert page.locator(".cart-note").last.inner_text().startswith("Додано: ")
+        assert f"{chosen}\u00a0кг" in page.locator(".cart-note").last.inner_text()
         assert UAH_UK.fullmatch(page.locator("#cart-badge .cart-badge__total").inner_text())
 
         assert axe_violations(page) == []
@@ -58,9 +59,9 @@ def test_the_switcher_changes_the_language_and_it_sticks(browser: Any, app_serve
         page.wait_for_selector(".product-card")
         assert UAH_UK.search(page.locator(".product-card__price").first.inner_text())
 
-        page.click(".menu summary")
-        assert page.get_attribute(".menu__langs a[aria-current]", "lang") == "uk"
-        page.click(".menu__langs a[lang=en]")
+        page.click("button[data-action=menu]")
+        assert page.get_attribute("#chat-menu .menu__langs a[aria-current]", "lang") == "uk"
+        page.click("#chat-menu .menu__langs a[lang=en]")
         page.wait_for_selector("html[lang=en]")
         wait_ready(page)
         # The same conversation, now in English: words, prices, and the socket's language.
@@ -70,9 +71,45 @@ def test_the_switcher_changes_the_language_and_it_sticks(browser: Any, app_serve
 
         open_chat(page, "/")  # the choice beats the browser's Accept-Language from now on
         assert page.get_attribute("html", "lang") == "en"
-        page.click(".menu summary")
-        page.click(".menu__langs a[lang=uk]")
+        page.click("button[data-action=menu]")
+        page.click("#chat-menu .menu__langs a[lang=uk]")
         page.wait_for_selector("html[lang=uk]")
         assert page.locator("label[for=composer-text]").inner_text() == "Повідомлення"
+    finally:
+        page.context.close()
+
+
+def test_the_switcher_names_each_language_in_itself(browser: Any, app_server: AppServer) -> None:
+    page = new_page(browser, app_server.url, locale="uk-UA")
+    try:
+        open_chat(page, "/?lang=uk")
+        page.click("button[data-action=menu]")
+        names = {
+            link.get_attribute("lang"): link.inner_text() for link in page.locator("#chat-menu .menu__langs a").all()
+        }
+        assert names == {"uk": "Українська", "en": "English", "ru": "Русский"}
+    finally:
+        page.context.close()
+
+
+def test_russian_is_a_third_language(browser: Any, app_server: AppServer) -> None:
+    page = new_page(browser, app_server.url, locale="ru-RU", bypass_csp=True)  # bypass: axe is injected inline
+    try:
+        open_chat(page, "/")  # Accept-Language: ru
+        assert page.get_attribute("html", "lang") == "ru"
+        assert page.locator("label[for=composer-text]").inner_text() == "Сообщение"
+        assert page.locator(".starter").all_inner_texts() == ["Молоко", "Рецепт борща", "Добавь два молока"]
+        page.locator(".starter").first.click()
+        wait_ready(page)
+        card = page.locator(".product-card").first
+        assert UAH_UK.search(card.locator(".product-card__price").inner_text())  # 42,90 ₴, as in Ukrainian
+        card.locator("button[data-action=add]").click()
+        page.wait_for_selector(".cart-note")
+        wait_ready(page)
+        assert page.locator(".cart-note").last.inner_text().startswith("Добавлено: ")
+        assert page.locator(".msg--action .msg__text").last.inner_text().startswith("Добавить: ")
+        page.click("button[data-action=menu]")
+        assert page.get_attribute("#chat-menu .menu__langs a[aria-current]", "lang") == "ru"
+        assert axe_violations(page) == []
     finally:
         page.context.close()

@@ -136,7 +136,8 @@ def test_two_tabs_stay_in_sync(browser: Any, slow_server: AppServer) -> None:
         send_text(first, "milk")
         second.wait_for_selector('.msg[data-role=user] >> text="milk"')
         second.wait_for_selector("#chat[data-state=busy]")
-        assert second.locator("#composer textarea").is_disabled()
+        assert second.locator("#composer button[type=submit]").is_hidden()  # Send waits; Stop shows instead
+        assert second.locator("button[data-action=stop]").is_visible()
         second.wait_for_selector(".product-card")
         wait_ready(first)
         wait_ready(second)
@@ -214,7 +215,7 @@ def test_a_message_typed_while_offline_is_sent_once_on_reconnect(slow_page: Any)
     send_text(page, "bread")  # a second one is held back: one message may wait for the connection
     page.wait_for_selector(".product-card")
     wait_ready(page)
-    assert page.locator(".msg[data-role=user]").all_inner_texts() == ["milk"]
+    assert page.locator(".msg[data-role=user] .msg__text").all_inner_texts() == ["milk"]
 
 
 def test_new_conversation_and_recent_list(page: Any) -> None:
@@ -222,12 +223,12 @@ def test_new_conversation_and_recent_list(page: Any) -> None:
     send_text(page, "milk")
     wait_ready(page)
     first = page.locator("#chat").get_attribute("ws-connect")
-    page.click(".menu summary")
+    page.click("button[data-action=menu]")
     page.click("#new-conversation")
     wait_ready(page)
     assert page.locator("#chat").get_attribute("ws-connect") != first
     assert page.locator("#chat-log .msg").count() == 0
-    page.click(".menu summary")
+    page.click("button[data-action=menu]")
     page.locator('.menu__list a >> text="milk"').click()
     wait_ready(page)
-    assert page.locator(".msg[data-role=user]").all_inner_texts() == ["milk"]
+    assert page.locator(".msg[data-role=user] .msg__text").all_inner_texts() == ["milk"]

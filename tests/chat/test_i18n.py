@@ -21,18 +21,28 @@ PO = LOCALE / "uk" / "LC_MESSAGES" / "django.po"
 MO = LOCALE / "uk" / "LC_MESSAGES" / "django.mo"
 
 
+@pytest.mark.parametrize("language", ["uk", "ru"])
 @pytest.mark.parametrize(
-    "table", [texts.STATUS_TEXTS, texts.ERROR_TEXTS, texts.CART_ACTION_TEXTS], ids=["status", "error", "cart"]
+    "table",
+    [
+        texts.STATUS_TEXTS,
+        texts.ERROR_TEXTS,
+        texts.CART_ACTION_TEXTS,
+        texts.CART_NOTE_VERBS,
+        texts.PAGE_TEXTS,
+        dict(enumerate(texts.STARTERS)),
+    ],
+    ids=["status", "error", "cart", "cart-note", "page", "starters"],
 )
-def test_every_code_has_ukrainian_wording(table: dict[str, object]) -> None:
+def test_every_code_has_ukrainian_and_russian_wording(table: dict[object, object], language: str) -> None:
     """A code left in English means the catalog is stale or the code new: the shopper would read English."""
     untranslated = []
     for code, text in table.items():
         with translation.override("en"):
             english = str(text)
-        with translation.override("uk"):
-            ukrainian = str(text)
-        if ukrainian == english:
+        with translation.override(language):
+            translated = str(text)
+        if translated == english:
             untranslated.append(code)
     assert untranslated == []
 
@@ -48,16 +58,18 @@ NO_MSGFMT = "gettext's msgfmt is not installed (apt-get install gettext; .ci/run
 
 
 @pytest.mark.skipif(shutil.which("msgfmt") is None, reason=NO_MSGFMT)
-def test_the_committed_catalog_is_complete_and_compiled(tmp_path: Path) -> None:
+@pytest.mark.parametrize("language", ["uk", "ru"])
+def test_the_committed_catalog_is_complete_and_compiled(tmp_path: Path, language: str) -> None:
     """No untranslated or fuzzy entries, and the committed .mo is exactly the compiled .po."""
+    po, mo = (LOCALE / language / "LC_MESSAGES" / name for name in ("django.po", "django.mo"))
     check = subprocess.run(
-        ["msgfmt", "--check", "--statistics", "-o", str(tmp_path / "fresh.mo"), str(PO)],
+        ["msgfmt", "--check", "--statistics", "-o", str(tmp_path / "fresh.mo"), str(po)],
         capture_output=True,
         text=True,
         check=True,
     )
     assert "untranslated" not in check.stderr and "fuzzy" not in check.stderr, check.stderr
-    with MO.open("rb") as committed, (tmp_path / "fresh.mo").open("rb") as fresh:
+    with mo.open("rb") as committed, (tmp_path / "fresh.mo").open("rb") as fresh:
         assert gettext.GNUTranslations(committed)._catalog == gettext.GNUTranslations(fresh)._catalog  # type: ignore[attr-defined]
 
 
@@ -66,6 +78,7 @@ def test_the_committed_catalog_is_complete_and_compiled(tmp_path: Path) -> None:
     [
         ("uk", "42,90\u00a0₴", "0,3\u00a0кг", "за кг", "2\u00a0шт."),
         ("en", "₴42.90", "0.3\u00a0kg", "per kg", "2\u00a0pcs"),
+        ("ru", "42,90\u00a0₴", "0,3\u00a0кг", "за кг", "2\u00a0шт."),
     ],
 )
 def test_numbers_prices_and_units_per_locale(language: str, price: str, weight: str, per_kg: str, pieces: str) -> None:
@@ -75,6 +88,14 @@ def test_numbers_prices_and_units_per_locale(language: str, price: str, weight: 
         assert formatting.per_unit("kg") == per_kg
         assert formatting.quantity(2, "pcs") == pieces
         assert formatting.per_unit("pcs") == ""
+
+
+def test_russian_has_every_ukrainian_entry() -> None:
+    """Russian is made from the Ukrainian catalog (issue 16): a new entry belongs in both."""
+    with MO.open("rb") as uk, (LOCALE / "ru" / "LC_MESSAGES" / "django.mo").open("rb") as ru:
+        ukrainian = set(gettext.GNUTranslations(uk)._catalog)  # type: ignore[attr-defined]
+        russian = set(gettext.GNUTranslations(ru)._catalog)  # type: ignore[attr-defined]
+    assert ukrainian - russian == set()
 
 
 def test_big_prices_group_thousands_per_locale() -> None:

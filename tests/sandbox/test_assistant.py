@@ -183,3 +183,23 @@ def test_every_product_has_a_small_tile() -> None:
         assert svg.is_file(), product.sku
         assert svg.stat().st_size < 1024
         assert Catalog().item(product).image_url == f"/static/chat/sandbox/products/{product.sku}.svg"
+
+
+@pytest.mark.parametrize(
+    ("language", "amount", "expected"),
+    [
+        ("uk", "1234.5", "1\u00a0234,50\u00a0₴"),
+        ("en", "1234.5", "₴1,234.50"),
+        ("uk", "36.5", "36,50\u00a0₴"),
+        ("en", "36.5", "₴36.50"),
+    ],
+)
+def test_prices_in_replies_are_written_as_the_chat_page_writes_them(language: str, amount: str, expected: str) -> None:
+    from django.utils import translation
+
+    from chat.presentation.formatting import money
+    from chat.sandbox.assistant import fmt_price
+
+    assert fmt_price(Decimal(amount), language) == expected
+    with translation.override(language):
+        assert money(Decimal(amount)) == expected  # the page's own formatter agrees

@@ -301,3 +301,11 @@ def test_any_json_value_parses_or_raises_malformed(value: Any) -> None:
 @given(frames)
 def test_frame_shaped_objects_parse_or_raise_malformed_and_round_trip(value: dict[str, Any]) -> None:
     _parses_or_refuses(json.dumps(value, ensure_ascii=False))
+
+
+def test_a_product_keeps_its_description_both_ways() -> None:
+    """The catalog's description (reference §17) reaches the product sheet when the upstream sends it."""
+    raw = '{"type":"product_cards","items":[{"sku":"a","name":"A","price":1,"description":"Fresh <b>milk</b>"}]}'
+    cards = parse_server(raw)
+    assert cards.items[0].description == "Fresh <b>milk</b>"
+    assert json.loads(to_json(cards))["items"][0]["description"] == "Fresh <b>milk</b>"

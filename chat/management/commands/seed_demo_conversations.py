@@ -255,7 +255,7 @@ class Command(BaseCommand):
                 turn_count=len(chat.turns),
                 last_seq=len(chat.messages),
                 cart=chat.cart,
-                cart_count=Decimal(sum(item["quantity"] for item in chat.cart)),
+                cart_count=len(chat.cart),
                 cart_total=chat.total,
                 search_text="".join(chat.texts)[:SEARCH_TEXT_LIMIT],
                 created_at=chat.start,

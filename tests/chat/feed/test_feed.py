@@ -16,7 +16,12 @@ from chat.presentation import rendering
 
 
 def offsets(frames: list[str]) -> list[tuple[int, str]]:
-    return [(int(m[1]), m[2]) for frame in frames for m in re.finditer(r'data-offset="(\d+)"[^>]*>([^<]*)<', frame)]
+    """(offset, text) of each streamed piece: a chunk says its offset; the first piece is the bubble from 0."""
+    found = []
+    for frame in frames:
+        for m in re.finditer(r'data-length="(\d+)".*?-tail">([^<]*)<|data-offset="(\d+)">([^<]*)<', frame):
+            found.append((0, m[2]) if m[1] is not None else (int(m[3]), m[4]))
+    return found
 
 
 async def feed_with_tab(language: str = "en", interval: float = 0.05) -> tuple[ConversationFeed, list[str], LocalTabs]:

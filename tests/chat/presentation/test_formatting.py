@@ -42,3 +42,24 @@ def test_editable_numbers_use_the_decimal_mark_without_grouping() -> None:
         assert formatting.editable_number(1000) == "1000"
     with translation.override("en"):
         assert formatting.editable_number("1.5") == "1.5"
+
+
+def test_the_cart_count_is_its_lines() -> None:
+    """2 kg of potatoes and 3 bottles of milk are 2 lines (issue 16: the badge read "4,8")."""
+    items = [{"sku": "potato-001", "quantity": 2, "unit": "kg"}, {"sku": "milk-001", "quantity": 3}, "garbage"]
+    assert formatting.cart_lines(items) == 2
+    assert formatting.cart_lines(None) == 0
+
+
+def test_a_cart_change_says_its_quantity_with_the_unit() -> None:
+    change = {
+        "action": "item_selected",
+        "sku": "beef-001",
+        "quantity": 0.8,
+        "items": [{"sku": "beef-001", "quantity": 0.8, "unit": "kg"}],
+    }
+    with translation.override("uk"):
+        assert formatting.changed_quantity(change) == "0,8\u00a0кг"
+        assert formatting.changed_quantity({**change, "unit": "l"}) == "0,8\u00a0л"
+        assert formatting.changed_quantity({"quantity": 2, "sku": "x"}) == "2\u00a0шт."
+        assert formatting.changed_quantity({"action": "item_removed", "sku": "x"}) == ""

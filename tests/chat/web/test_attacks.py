@@ -250,7 +250,7 @@ def test_a_token_cannot_claim_a_signed_in_users_identity(site: Site) -> None:
     with sqlite3.connect(site.db) as db:
         (pk,) = db.execute("SELECT id FROM auth_user WHERE username = 'namespaced-admin'").fetchone()
     admin.load("/?lang=en")
-    asyncio.run(say(admin, "milk"))  # the admin's own conversation now has their words in it
+    asyncio.run(say(admin, "buckwheat"))  # the admin's own conversation now has their words in it
     stolen = Visitor(site).get(f"/?token={token(user_id=f'user-{pk}', conversation_id=admin.public_id)}&lang=en")
     assert stolen.status == 403 and 'id="token-error"' in stolen.body
     assert Visitor(site).get(f"/?token={token(user_id='anon-0123456789abcdef')}&lang=en").status == 403
@@ -259,7 +259,7 @@ def test_a_token_cannot_claim_a_signed_in_users_identity(site: Site) -> None:
     bound = entered.get(f"/?token={token(user_id=f'{pk}', conversation_id=admin.public_id)}&lang=en")
     assert bound.status == 302
     page = entered.load(bound.header("Location"))
-    assert entered.public_id != admin.public_id and "milk" not in page.body
+    assert entered.public_id != admin.public_id and "buckwheat" not in page.body
 
 
 async def say(visitor: Visitor, text: str) -> None:
@@ -320,16 +320,16 @@ async def test_the_conversation_is_created_when_the_shopper_first_sends(site: Si
     await tab.send(kind="sync", after=0)
     assert READY in await tab.until(READY)  # a socket with nothing stored yet is a normal, empty chat
     assert rows(site, "chat_conversation") == conversations
-    await tab.send(kind="message", text="milk", key=uuid.uuid4().hex)
+    await tab.send(kind="message", text="buckwheat", key=uuid.uuid4().hex)
     assert "product-card" in await tab.until(READY)
     await tab.close()
     assert rows(site, "chat_conversation") == conversations + 1
     page = visitor.load("/?lang=en")  # the same browser comes back: its conversation is there
-    assert "milk" in page.body and visitor.public_id in page.body
+    assert "buckwheat" in page.body and visitor.public_id in page.body
     stranger = Visitor.arrive(site)
     with pytest.raises(InvalidStatus):  # somebody else's conversation: refused, even now that it exists
         await stranger.socket(path=visitor.ws_path, forwarded_for="10.11.0.2")
-    assert "milk" not in stranger.load(f"/?c={visitor.public_id}&lang=en").body
+    assert "buckwheat" not in stranger.load(f"/?c={visitor.public_id}&lang=en").body
 
 
 # --- 3. a tab that never reads ---------------------------------------------------------------------------------

@@ -50,10 +50,11 @@ async def test_add_to_cart_updates_badge_and_stored_cart(sandbox: Any) -> None:
         await send(tab, kind="add_to_cart", sku=sku, quantity="2", key="k2")
         html = await receive_until(tab, READY)
 
-    assert 'id="cart-badge"' in html and 'data-count="2"' in html
+    # Two of one product is one cart line: the badge and the stored count say 1.
+    assert 'id="cart-badge"' in html and 'data-count="1"' in html
     assert 'data-change="item_selected"' in html
     conversation = await reload(conversation)
-    assert conversation.cart_count == 2
+    assert conversation.cart_count == 1
     assert [item["sku"] for item in conversation.cart] == [sku]
 
 
@@ -78,6 +79,8 @@ async def test_second_turn_reuses_the_upstream_conversation(sandbox: Any) -> Non
         ({"kind": "message", "text": "x" * 2001}, "message_too_long"),
         ({"kind": "remove_from_cart", "sku": "milk-001"}, "not_in_cart"),
         ({"kind": "quick_reply", "seq": "99", "value": "x"}, "choice_expired"),
+        ({"kind": "undo_remove", "sku": "milk-001"}, "choice_expired"),  # nothing was removed
+        ({"kind": "retry", "seq": "1"}, "retry_unavailable"),  # no turn to send again
     ],
 )
 async def test_checked_before_sending(sandbox: Any, fields: dict[str, Any], code: str) -> None:

@@ -1,0 +1,19 @@
+"""Static files in production: compressed, hashed names, and our ES module imports rewritten to the hashed names.
+
+The page's script is a set of ES modules (static/chat/main.js imports the others). Without the rewrite, main.js would
+be served under its hashed name but would import ``./hooks.js`` under the plain one, which is cached briefly and
+may belong to the previous deploy for a while. Only our own modules are rewritten: Django's rewrite applied to every
+``*.js`` misreads third-party files (django-htmx's extensions mention ``htmx`` in import-like comments).
+"""
+
+from __future__ import annotations
+
+from django.contrib.staticfiles.storage import HashedFilesMixin
+from whitenoise.storage import CompressedManifestStaticFilesStorage
+
+
+class StaticFilesStorage(CompressedManifestStaticFilesStorage):
+    patterns = (
+        *CompressedManifestStaticFilesStorage.patterns,
+        ("chat/*.js", HashedFilesMixin._js_module_import_aggregation_patterns[1]),
+    )

@@ -1,0 +1,158 @@
+/*
+ * Product cards and checklists: steppers in the unit's steps, quantities in the language's decimal mark, an Add
+ * on its way, and images that fail to load.
+ */
+import { ATTR, SEL } from "./hooks.js";
+import { t } from "./texts.js";
+
+let quantityFormat = new Intl.NumberFormat("uk", { maximumFractionDigits: 3, useGrouping: false });
+
+// Quantities are shown and typed with the language's decimal mark ("0,3" in Ukrainian); the server reads both.
+export function parseQuantity(text) {
+  const value = String(text == null ? "" : text).replace(/\s/g, "").replace(",", ".");
+  return value === "" ? NaN : Number(value);
+}
+
+function decimals(value) {
+  const text = String(value);
+  return text.indexOf(".") < 0 ? 0 : text.length - text.indexOf(".") - 1;
+}
+
+function bounds(card) {
+  const step = Number(card.dataset.step) || 1;
+  return {
+    step,
+    minimum: Number(card.dataset.min) || step,
+    places: Math.max(decimals(card.dataset.step), decimals(card.dataset.min)),
+  };
+}
+
+/** The relay's ceiling for one line (chat/web/consumer.py _valid_quantity). */
+const MAXIMUM = 1000;
+
+function withUnit(card, value) {
+  return `${quantityFormat.format(value)}\u00a0${card.dataset.unitLabel || ""}`.trim();
+}
+
+/** Why the card's quantity cannot be added, in the page's language; "" when it can (the relay's own rules). */
+export function quantityProblem(card) {
+  const limits = bounds(card);
+  const value = parseQuantity(card.querySelector(SEL.quantity).value);
+  if (!Number.isFinite(value) || value <= 0) return t("not-a-number");
+  if (value < limits.minimum - 1e-9) return t("at-least", { quantity: withUnit(card, limits.minimum) });
+  if (value > MAXIMUM) return t("at-most", { quantity: withUnit(card, MAXIMUM) });
+  const scale = Math.pow(10, Math.max(limits.places, 3));
+  const offset = Math.round((value - limits.minimum) * scale);
+  if (Math.abs((value - limits.minimum) * scale - offset) > 1e-6 || offset % Math.round(limits.step * scale) !== 0) {
+    return t("in-steps", { quantity: withUnit(card, limits.step) });
+  }
+  return "";
+}
+
+/** Shows (or clears) the card's quantity problem; returns whether the quantity is fine. */
+export function checkQuantity(card) {
+  const problem = quantityProblem(card);
+  const note = card.querySelector(SEL.cardProblem);
+  const input = card.querySelector(SEL.quantity);
+  note.textContent = problem;
+  note.hidden = !problem;
+  if (problem) input.setAttribute("aria-invalid", "true");
+  else input.removeAttribute("aria-invalid");
+  return !problem;
+}
+
+function syncStepper(card) {
+  const current = parseQuantity(card.querySelector(SEL.quantity).value);
+  card.querySelector("[data-action=decrement]").disabled = !(current > bounds(card).minimum);
+  if (!card.querySelector(SEL.cardProblem).hidden) checkQuantity(card); // said what was wrong: say when it is right
+}
+
+function step(card, direction) {
+  const input = card.querySelector(SEL.quantity);
+  const limits = bounds(card);
+  const current = parseQuantity(input.value);
+  let next = (isNaN(current) ? limits.minimum : current) + direction * limits.step;
+  next = Math.max(limits.minimum, Math.min(999, Number(next.toFixed(limits.places))));
+  input.value = quantityFormat.format(next);
+  syncStepper(card);
+}
+
+/**
+ * A card's Add was sent: show it on its way until the cart changes or an error comes. The button is marked, not
+ * disabled: a disabled button drops the focus, and the shopper's place (and a phone's keyboard) must stay put.
+ */
+export function markPending(card) {
+  card.setAttribute(ATTR.pending, "true");
+  card.querySelector("[data-action=add]").setAttribute("aria-disabled", "true");
+}
+
+export function clearPending(message) {
+  document.querySelectorAll(`[${ATTR.pending}]`).forEach((card) => {
+    card.removeAttribute(ATTR.pending);
+    card.querySelector("[data-action=add]").removeAttribute("aria-disabled");
+    if (message) card.setAttribute(ATTR.error, message);
+  });
+}
+
+/** Nothing was sent: choices this tab locked on sending are open again (the server re-renders used ones). */
+export function unlockChoices(log) {
+  log.querySelectorAll(SEL.lockedChecklistSets).forEach((set) => {
+    set.disabled = false;
+  });
+  log.querySelectorAll(SEL.openQuickReplyPills).forEach((pill) => {
+    pill.disabled = false;
+  });
+}
+
+/** A product image that fails to load leaves the card's letter placeholder, not a broken icon. */
+export function watchImages(root) {
+  root.querySelectorAll(SEL.cardImage).forEach((img) => {
+    // decode() rejects only for a broken image; an SVG without a size of its own still decodes.
+    if (img.complete) img.decode().catch(() => img.remove());
+  });
+}
+
+export function init(lang) {
+  quantityFormat = new Intl.NumberFormat(lang, { maximumFractionDigits: 3, useGrouping: false });
+  // "Show more" cards (an htmx GET, items/_more_cards.html) replace the button that asked for them: keep keyboard
+  // focus in the list, on the first new card.
+  let lastBeforeMore = null;
+  document.body.addEventListener("htmx:beforeSwap", (evt) => {
+    const more = evt.detail.target && evt.detail.target.closest && evt.detail.target.closest(".cards__more");
+    lastBeforeMore = more ? more.previousElementSibling : null;
+  });
+  document.body.addEventListener("htmx:afterSettle", () => {
+    if (!lastBeforeMore) return;
+    const first = lastBeforeMore.nextElementSibling;
+    lastBeforeMore = null;
+    const add = first && first.querySelector("button[data-action=add], .cards__more-btn");
+    if (add) add.focus({ preventScroll: false });
+  });
+  document.addEventListener("input", (evt) => {
+    const card = evt.target.matches && evt.target.matches(SEL.quantity) && evt.target.closest(SEL.card);
+    if (card) syncStepper(card);
+  });
+  document.addEventListener("click", (evt) => {
+    const button = evt.target.closest("button");
+    if (!button) return;
+    const card = button.closest(SEL.card);
+    if (card && button.dataset.action === "increment") step(card, 1);
+    if (card && button.dataset.action === "decrement") step(card, -1);
+    if (button.hasAttribute(ATTR.check)) {
+      const checked = button.getAttribute(ATTR.check) === "all";
+      button.closest(SEL.checklist).querySelectorAll("input[type=checkbox]").forEach((box) => {
+        box.checked = checked;
+      });
+    }
+  });
+  document.addEventListener(
+    "error",
+    (evt) => {
+      const img = evt.target;
+      if (img && img.matches && img.matches(SEL.cardImage)) img.remove();
+    },
+    true,
+  );
+  // Images of the first paint may have failed before this deferred script was there to hear it.
+  watchImages(document);
+}

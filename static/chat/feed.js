@@ -1,0 +1,171 @@
+/*
+ * What the server sends: htmx swaps each frame's out-of-band fragments in, and every node a frame inserted is handed
+ * to `received`, which reacts by the node's data-item (hooks.js), never by sniffing ids or classes.
+ *
+ * Positions: stored items carry data-seq; the highest one seen is what a (re)connect asks the server to continue
+ * after. One element per log item: a catch-up that overlaps a live fragment, or a final reply replacing the streamed
+ * bubble, lands in the place of the element it duplicates.
+ */
+import * as announcer from "./announcer.js";
+import { emit } from "./bridges.js";
+import * as cards from "./cards.js";
+import * as cart from "./cart.js";
+import * as composer from "./composer.js";
+import { ATTR, CHAT_DATA, ID, ITEM, SEL } from "./hooks.js";
+import * as controls from "./log-controls.js";
+import * as positions from "./positions.js";
+import { applyTurnState, session } from "./state.js";
+import * as times from "./times.js";
+
+const chat = document.getElementById(ID.chat);
+const log = document.getElementById(ID.log);
+
+let lastSeq = Number(chat.dataset[CHAT_DATA.lastSeq]) || 0;
+
+/** The last stored item this tab has: a catch-up continues after it. */
+export function position() {
+  return lastSeq;
+}
+
+// Follow new content while the shopper is at the bottom; leave them be while they read further up. Scrolling here is
+// instant: a smooth scroll in flight fires scroll events that would read as "the shopper scrolled away".
+let stick = true;
+
+function nearBottom() {
+  return log.scrollHeight - log.scrollTop - log.clientHeight < 120;
+}
+
+export function toBottom() {
+  log.scrollTo({ top: log.scrollHeight, behavior: "instant" });
+  stick = true;
+  controls.atBottom();
+}
+
+/** The shopper sent something: follow the conversation again. */
+export function follow() {
+  stick = true;
+  controls.atBottom();
+}
+
+function place(node) {
+  const replaces = node.getAttribute(ATTR.replaces);
+  if (replaces) {
+    const live = document.getElementById(replaces);
+    if (live) live.replaceWith(node);
+  }
+  if (node.id && (node.hasAttribute(ATTR.seq) || node.getAttribute(ATTR.item) === ITEM.streaming)) {
+    document.querySelectorAll(`[id="${CSS.escape(node.id)}"]`).forEach((twin) => {
+      if (twin !== node) twin.replaceWith(node);
+    });
+  }
+}
+
+const HANDLERS = {
+  [ITEM.turnState](node) {
+    positions.caughtUp();
+    session.turn = node.dataset.state;
+    if (session.turn === "ready") {
+      // A bubble still streaming when the turn is over lost its end while this tab was away; the stored reply came
+      // back with the catch-up.
+      log.querySelectorAll(SEL.streaming).forEach((stale) => stale.remove());
+    }
+    applyTurnState();
+  },
+  [ITEM.cart](node) {
+    if (!node.hasAttribute(ATTR.change)) return;
+    cards.clearPending(null);
+    cart.changed(node);
+  },
+  [ITEM.user]() {
+    composer.confirmed();
+    controls.begun();
+  },
+  [ITEM.refusal](node) {
+    cards.unlockChoices(log);
+    composer.refused();
+    HANDLERS[ITEM.error](node);
+  },
+  [ITEM.error](node) {
+    cards.clearPending((node.querySelector(SEL.errorText) || node).textContent.trim());
+    emit("error", { code: node.getAttribute(ATTR.code) });
+    // role=alert announces itself on insertion; repeating it in the polite announcer would read it twice.
+  },
+  [ITEM.assistant](node) {
+    // Spoken when the turn is over: once per reply, never per token; the words only, not the time or the buttons.
+    announcer.replyFinished((node.querySelector(SEL.messageText) || node).textContent);
+  },
+  [ITEM.stopped]() {
+    cards.clearPending(null);
+  },
+  [ITEM.cards](node) {
+    cards.watchImages(node);
+  },
+};
+
+/** Nodes one server frame inserted, in document order. */
+export function received(nodes) {
+  let messages = false;
+  let news = false;
+  for (const node of nodes) {
+    if (node.nodeType !== 1 || !node.isConnected) continue;
+    place(node);
+    if (node.matches(SEL.message) && node.hasAttribute(ATTR.seq)) {
+      times.write(node);
+      messages = true;
+    }
+    if (node.closest(`#${ID.log}`)) news = true;
+    const seq = Number(node.getAttribute(ATTR.seq));
+    if (seq > lastSeq) lastSeq = seq;
+    const handler = HANDLERS[node.getAttribute(ATTR.item)];
+    if (handler) handler(node);
+  }
+  if (messages) times.separateDays();
+  if (session.turn === "ready") announcer.turnOver();
+  if (stick) toBottom();
+  else if (news) controls.newBelow();
+}
+
+/**
+ * One frame from the socket: htmx swaps its out-of-band elements in; what each swap inserts is collected on the way
+ * (htmx:oobBeforeSwap names the nodes) and handled once the whole frame is in, so handlers see a consistent page.
+ */
+export function frame(html) {
+  const inserted = [];
+  // A streamed piece that would leave a gap, or whose bubble this tab lacks (it joined mid-reply, or reconnected to
+  // another process): not shown; a catch-up brings the bubble whole (positions.js).
+  let gap = false;
+  const collect = (evt) => {
+    if (!positions.guard(evt)) gap = true;
+    inserted.push(...Array.from(evt.detail.fragment.children || []));
+  };
+  const missing = (evt) => {
+    const content = evt.detail.content;
+    if (content && content.getAttribute && content.getAttribute(ATTR.fallback) === "bubble") gap = true;
+  };
+  document.addEventListener("htmx:oobBeforeSwap", collect);
+  document.addEventListener("htmx:oobErrorNoTarget", missing);
+  try {
+    htmx.swap(chat, html, { swapStyle: "none", swapDelay: 0, settleDelay: 0, transition: false });
+  } finally {
+    document.removeEventListener("htmx:oobBeforeSwap", collect);
+    document.removeEventListener("htmx:oobErrorNoTarget", missing);
+  }
+  received(inserted);
+  if (gap) positions.requestSync(lastSeq);
+}
+
+/** The sync frame of a (re)connect: what this tab has (positions.js); the catch-up ends with the turn state. */
+export function syncFrame() {
+  positions.syncStarted();
+  return positions.syncFrame(lastSeq);
+}
+
+export function init() {
+  log.addEventListener("scroll", () => {
+    stick = nearBottom();
+    if (stick) controls.atBottom();
+  }, { passive: true });
+  controls.init(toBottom);
+  times.init();
+  toBottom();
+}

@@ -1,0 +1,131 @@
+/*
+ * Every hook the page's scripts read from the server's HTML, declared once.
+ *
+ * The templates that write them: templates/chat/page.html (the page and its ids), templates/chat/items/*.html (log
+ * items, each marked with data-item), templates/chat/parts/*.html (badge, cart panel) and
+ * templates/chat/fragments/*.html (what the socket sends). Each of those templates points back here; change a hook
+ * in both places. The public ones (state, actions, events) are also in the UI contract (shared/ui-contract.md).
+ */
+
+/** Ids of the page's fixed elements (page.html). */
+export const ID = Object.freeze({
+  chat: "chat",
+  composer: "composer",
+  textarea: "composer-text",
+  banner: "connection-banner",
+  announcer: "chat-announcer",
+  log: "chat-log",
+  status: "chat-status",
+  turnState: "turn-state",
+  cartBadge: "cart-badge",
+  cartPanel: "cart-panel",
+  cartBody: "cart-panel-body",
+  newConversation: "new-conversation",
+  menu: "chat-menu",
+  texts: "chat-texts", // wording for the scripts, as data-* (chat/presentation/texts.py PAGE_TEXTS)
+  counter: "composer-count",
+  limitNote: "composer-limit",
+  sheet: "product-sheet",
+  sheetBody: "product-sheet-body",
+  sheetTitle: "product-sheet-title",
+});
+
+/**
+ * data-item: what a node the server inserted is (items/*.html, parts/*.html, fragments/*.html). The script reacts to
+ * these values, never to ids or classes that happen to be there.
+ */
+export const ITEM = Object.freeze({
+  user: "user", // the shopper's text or action (items/user_text.html, items/user_action.html)
+  assistant: "assistant", // a stored assistant reply (items/assistant_text.html)
+  streaming: "streaming", // the bubble being streamed (fragments/text_delta.html)
+  cards: "cards", // items/product_cards.html
+  quickReplies: "quick-replies", // items/quick_replies.html
+  checklist: "checklist", // items/checklist.html
+  cartNote: "cart-note", // items/cart.html
+  error: "error", // a stored error (items/error.html)
+  stopped: "stopped", // a turn the shopper stopped before any text came (items/error.html, code "stopped")
+  refusal: "refusal", // a refused send, shown to this tab only (fragments/error.html)
+  notice: "notice", // items/notice.html
+  turnState: "turn-state", // fragments/turn_state.html and page.html: data-state = ready | busy
+  cart: "cart", // parts/cart_panel.html: data-cart (JSON), data-change (the cart action, on a live change)
+  badge: "badge", // parts/cart_badge.html
+});
+
+/** Attributes the script reads (and, for data-state and data-pending, writes). */
+export const ATTR = Object.freeze({
+  item: "data-item",
+  // The names of htmx's WebSocket extension, kept as the page's own hooks (the extension is not loaded: the page owns
+  // its socket, connection.js): the socket's URL on #chat, and the forms whose submit is sent over it.
+  socketUrl: "ws-connect",
+  wsSend: "ws-send",
+  seq: "data-seq", // a stored item's sequence number in its conversation
+  replaces: "data-replaces", // a final reply names the streamed bubble it takes the place of
+  fallback: "data-fallback", // "bubble": a streamed chunk that may start its bubble in a tab that lacks it
+  bubble: "data-bubble",
+  // Positions of streamed text (fragments/text_delta.html, positions.js): the characters a bubble shows, and where a
+  // streamed chunk starts in its bubble.
+  length: "data-length",
+  offset: "data-offset",
+  code: "data-code", // errors: the upstream's or the relay's code
+  cart: "data-cart",
+  change: "data-change",
+  reconnect: "data-reconnect", // the banner's "Try again"
+  closeCart: "data-close-cart",
+  closeSheet: "data-close-sheet",
+  check: "data-check", // checklist bulk buttons: "all" | "none"
+  action: "data-action", // public: decrement, increment, add, remove, ...
+  pending: "data-pending", // set by the script on a card whose Add is on its way
+  error: "data-error", // set by the script on a card whose Add was refused
+});
+
+/** Data attributes of #chat (page.html), read through element.dataset. */
+export const CHAT_DATA = Object.freeze({
+  lang: "lang",
+  lastSeq: "lastSeq",
+  parentOrigins: "parentOrigins",
+  backoffInitial: "backoffInitial",
+  backoffMax: "backoffMax",
+  backoffJitter: "backoffJitter",
+  backoffAttempts: "backoffAttempts",
+  noReconnectCodes: "noReconnectCodes",
+});
+
+/** Classes the script builds with (a streamed bubble it must start itself: fragments/text_delta.html). */
+export const CLASS = Object.freeze({
+  streamDone: "msg__done", // the finished lines of a streamed reply, as sanitised HTML
+  streamTail: "msg__tail", // the line still being written, as text
+  daySeparator: "day-separator", // built by times.js where the day changes
+  sheetCard: "product-card--sheet", // the copy of a card in the product sheet (sheet.js)
+});
+
+/** Selectors of the public hooks (shared/ui-contract.md) and of the parts the script drives. */
+export const SEL = Object.freeze({
+  sendButton: "button[type=submit]",
+  menuToggle: "button[data-action=menu]",
+  closeChat: "button[data-action=close]",
+  stop: "button[data-action=stop]",
+  card: ".product-card, .product-card--sheet", // a card in the log, or its copy in the product sheet
+  cardImage: ".product-card__img",
+  cardProblem: ".product-card__problem",
+  cardMedia: ".product-card__media",
+  cardName: ".product-card__name",
+  cardOpen: ".product-card__open",
+  cardDescription: ".product-card__description",
+  cardAdd: "[data-action=add]",
+  details: "[data-action=details]",
+  errorText: ".chat-error__text",
+  message: ".msg",
+  messageText: ".msg__text",
+  messageTime: "time.msg__time",
+  starters: ".starters",
+  starter: ".starter[data-value]",
+  jump: ".chat-jump",
+  copy: "button[data-action=copy]",
+  checkout: "[data-action=checkout]",
+  quantity: "input[name=quantity]",
+  quickReplies: ".quick-replies",
+  openQuickReplyPills: ".quick-replies:not(.quick-replies--retired) button:disabled",
+  checklist: ".checklist",
+  lockedChecklistSets: "form.checklist:not(.checklist--submitted) fieldset[disabled]",
+  streaming: ".msg--streaming",
+});
