@@ -16,7 +16,8 @@ class ChatConfig(AppConfig):
         from chat import checks  # noqa: F401 (registers the deploy checks)
 
 
-class LoginProtectionConfig(AxesConfig):
+# django-axes ships no type information (no py.typed, no stubs), so its AppConfig is Any to mypy.
+class LoginProtectionConfig(AxesConfig):  # type: ignore[misc]
     """django-axes (admin login throttling) under a title in the admin's language: axes ships no Ukrainian."""
 
     verbose_name = pgettext_lazy("admin", "Login protection")

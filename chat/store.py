@@ -328,7 +328,9 @@ def record_turn(
         "cart_total": cart_total,
         "added": added or [],
     }
-    params = [Turn._meta.get_field(name).get_db_prep_save(values[name], connection) for name in _TURN_FIELDS]
+    # The concrete fields by name, not get_field(): that may also return a relation, which has no get_db_prep_save.
+    fields = {field.name: field for field in Turn._meta.concrete_fields}
+    params = [fields[name].get_db_prep_save(values[name], connection) for name in _TURN_FIELDS]
     turns, conversations = table_name(Turn), table_name(Conversation)
     columns = ", ".join(connection.ops.quote_name(name) for name in _TURN_FIELDS)
     placeholders = ", ".join(["%s"] * len(_TURN_FIELDS))

@@ -42,7 +42,7 @@ def nice_step(value: float) -> float:
     """The smallest of 1, 2, 2.5 or 5 times a power of ten that is at least ``value``."""
     if value <= 0 or not math.isfinite(value):
         return 1.0
-    power = 10 ** math.floor(math.log10(value))
+    power: float = 10 ** math.floor(math.log10(value))
     for step in (1, 2, 2.5, 5, 10):
         if value <= step * power * (1 + 1e-9):
             return step * power
@@ -129,7 +129,7 @@ def _draw_columns(
     group = slot * 0.8
     bar = group if stacked else group / max(1, len(series))
     for index, label in enumerate(labels):
-        base = PAD_TOP + plot_h
+        base: float = PAD_TOP + plot_h
         x0 = left + slot * index + (slot - group) / 2
         for number, one in enumerate(series):
             value = one.values[index] or 0

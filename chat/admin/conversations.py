@@ -17,9 +17,9 @@ titles have their own wording (context "admin filter") and page titles are set h
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from django.contrib import admin
 from django.contrib.admin.utils import quote, unquote
@@ -36,10 +36,14 @@ from django.utils.html import format_html
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import npgettext, pgettext_lazy
+from django_stubs_ext import StrOrPromise
 
 from chat import exports, store
 from chat.admin.transcript import build_entries, cart_lines, money
 from chat.models import Conversation, Message
+
+if TYPE_CHECKING:
+    from django.contrib.admin.filters import _ListFilterChoices
 
 #: The live endpoint hands over at most this many messages per poll; the next poll fetches the rest.
 POLL_BATCH = 200
@@ -71,7 +75,7 @@ def titled(base: type[admin.FieldListFilter], title: Any) -> type[admin.FieldLis
             self.title = title
 
     Titled.__name__ = f"Titled{base.__name__}"
-    Titled.label = title  # type: ignore[attr-defined]  # for reading without a request (tests)
+    Titled.label = title  # for reading without a request (tests)
     return Titled
 
 
@@ -84,10 +88,10 @@ class TurnsFilter(admin.SimpleListFilter):
     title = pgettext_lazy("admin filter", "turns")
     parameter_name = "turns"
 
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, Any]]:
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, Any]]:
         return [("none", pgettext_lazy("admin", "without turns")), ("all", pgettext_lazy("admin", "all"))]
 
-    def choices(self, changelist: ChangeList) -> Iterable[dict[str, Any]]:
+    def choices(self, changelist: ChangeList) -> Iterator[_ListFilterChoices]:
         """ "With turns" is the default choice, in place of Django's "All" (which is offered as "all")."""
         yield {
             "selected": self.value() is None,
@@ -116,7 +120,7 @@ class StoreFilter(admin.SimpleListFilter):
     parameter_name = "store"
     max_choices = 100
 
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
         # One seek per store along the (store_id, -created_at) index, not a DISTINCT over all of it (80 ms on
         # PostgreSQL at 100k conversations).
         table = connection.ops.quote_name(Conversation._meta.db_table)
@@ -141,7 +145,7 @@ class HasCartFilter(admin.SimpleListFilter):
     title = pgettext_lazy("admin filter", "has cart")
     parameter_name = "has_cart"
 
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, StrOrPromise]]:
         return [("yes", _("Yes")), ("no", _("No"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> QuerySet[Conversation]:
@@ -153,6 +157,10 @@ class HasCartFilter(admin.SimpleListFilter):
 
 
 # --- date hierarchy -------------------------------------------------------------------------------------------
+
+
+#: What ``QuerySet.datetimes`` can truncate to.
+_DateKind = Literal["year", "month", "week", "day", "hour", "minute", "second"]
 
 
 def _period_start(moment: datetime, kind: str, tz: tzinfo) -> datetime:
@@ -169,7 +177,7 @@ def _next_period(start: datetime, kind: str, tz: tzinfo) -> datetime:
     return datetime.combine(start.date() + timedelta(days=1), datetime.min.time(), tzinfo=tz)
 
 
-class ConversationAdminQuerySet(QuerySet):
+class ConversationAdminQuerySet(QuerySet[Conversation]):
     """The changelist's queryset, with a ``datetimes()`` that hops along the ``created_at`` index.
 
     Django's date hierarchy asks ``SELECT DISTINCT trunc(created_at)`` over every matching row; on SQLite the
@@ -178,7 +186,9 @@ class ConversationAdminQuerySet(QuerySet):
     number of periods shown (at most 12 months, 31 days, or the years in the data), not the number of rows.
     """
 
-    def datetimes(self, field_name: str, kind: str, order: str = "ASC", tzinfo: tzinfo | None = None) -> Any:
+    def datetimes(
+        self, field_name: str, kind: _DateKind, order: Literal["ASC", "DESC"] = "ASC", tzinfo: tzinfo | None = None
+    ) -> Any:
         if field_name != "created_at" or kind not in ("year", "month", "day") or order != "ASC":
             return super().datetimes(field_name, kind, order=order, tzinfo=tzinfo)
         tz = tzinfo or timezone.get_current_timezone()
@@ -236,7 +246,7 @@ class ConversationChangeList(ChangeList):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[Conversation]):
     # Seven short columns: the first message (cut, whole in its tooltip) names the chat; ids are on its page.
     list_display = (
         "conversation",
@@ -494,7 +504,7 @@ def _non_negative_int(value: str | None) -> int:
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[Message]):
     """Raw messages, for debugging a payload; the conversation page is the place to read a chat."""
 
     list_display = ("conversation", "seq", "role", "kind", "completeness", "created_at")

@@ -85,13 +85,16 @@ class InsightsForm(forms.Form):
 
     def __init__(self, *args: Any, stores: Iterable[str] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["store"].choices = [
+        store_field = self.fields["store"]
+        assert isinstance(store_field, forms.ChoiceField)  # declared above; ``fields`` is typed as plain Field
+        store_field.choices = [
             ("", pgettext_lazy("admin", "All stores")),
             *((store, store or "—") for store in stores),
         ]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        assert data is not None  # Form.clean() returns cleaned_data; the stub allows an override's None
         if not data.get("period") and (data.get("start") or data.get("end")):
             data["period"] = "custom"  # dates typed without choosing "custom" still mean them
         if data.get("period") == "custom":
@@ -526,7 +529,8 @@ def _day_chart(
     labels = [axis_day(day) for day in days]
     series = [charts.Series(name, values) for name, values, _ in columns]
     fmt = columns[0][2]
-    tick = {money_text: money_tick, percent_text: percent_tick}.get(fmt, fmt)
+    ticks: dict[Callable[[float], str], Callable[[float], str]] = {money_text: money_tick, percent_text: percent_tick}
+    tick = ticks.get(fmt, fmt)
     if kind == "lines":
         svg = charts.lines(labels, series, fmt, title=str(title), tick=tick)
     else:

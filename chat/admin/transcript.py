@@ -8,11 +8,11 @@ allowlist), and an image URL only reaches ``src`` if it is an absolute http(s) U
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
@@ -83,6 +83,15 @@ class Entry:
     text: str = ""
     html: SafeString | str = ""
     body: dict[str, Any] = field(default_factory=dict)
+
+
+class _Common(TypedDict):
+    """The :class:`Entry` fields every kind of message fills the same way."""
+
+    seq: int
+    role: str
+    created_at: datetime
+    complete: bool
 
 
 def _product(item: dict[str, Any]) -> dict[str, Any]:
@@ -176,12 +185,17 @@ def _action(data: dict[str, Any]) -> dict[str, Any]:
 def build_entry(message: Message) -> Entry:
     """The view model of one stored message; unknown kinds fall back to a notice showing the raw frame."""
     data, kind = message.data, message.kind
-    common = {"seq": message.seq, "role": message.role, "created_at": message.created_at, "complete": message.complete}
+    common: _Common = {
+        "seq": message.seq,
+        "role": message.role,
+        "created_at": message.created_at,
+        "complete": message.complete,
+    }
     if kind == Message.Kind.TEXT:
         if message.role == Message.Role.ASSISTANT:
             return Entry(kind=kind, text=message.text, html=render_markdown(message.text), **common)
         return Entry(kind=kind, text=message.text, **common)
-    builders = {
+    builders: dict[str, Callable[[], dict[str, Any]]] = {
         Message.Kind.ACTION: lambda: _action(data),
         Message.Kind.PRODUCT_CARDS: lambda: {"products": [_product(item) for item in _dicts(data.get("items"))]},
         Message.Kind.QUICK_REPLIES: lambda: _quick_replies(data),

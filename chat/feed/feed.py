@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -175,7 +175,7 @@ class ConversationFeed:
         while self._pending:
             batch, self._pending = self._pending, []
             pieces = [piece for piece in batch if piece is not _CLEAR_LIVE]
-            wanted = self._tabs.languages(self._group)
+            wanted: Collection[str] = self._tabs.languages(self._group)
             if self._remote:
                 wanted = languages()
             if pieces and wanted:

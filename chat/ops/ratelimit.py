@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,7 +113,7 @@ class SocketCaps:
                 pass  # the counter expired: nothing to give back
 
 
-def client_address(scope: dict[str, Any]) -> str:
+def client_address(scope: Mapping[str, Any]) -> str:
     """The address a socket cap counts: the one our own proxies saw, never one the client wrote.
 
     With ``VIZOCHOK_TRUSTED_PROXY_HOPS = N`` each of our N proxies appended the address it saw to X-Forwarded-For,

@@ -43,7 +43,7 @@ class SendBuffer:
         transport = self._transport
         if transport is None:
             return None
-        queued = len(transport.dataBuffer) - getattr(transport, "offset", 0) + transport._tempDataLen
+        queued: int = len(transport.dataBuffer) - getattr(transport, "offset", 0) + transport._tempDataLen
         send_queue = getattr(self._protocol, "send_queue", None) or ()
         return queued + sum(len(data) for data, _sync in send_queue)
 

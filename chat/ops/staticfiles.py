@@ -8,12 +8,13 @@ may belong to the previous deploy for a while. Only our own modules are rewritte
 
 from __future__ import annotations
 
-from django.contrib.staticfiles.storage import HashedFilesMixin
+from django.contrib.staticfiles.storage import ManifestStaticFilesStorage
 from whitenoise.storage import CompressedManifestStaticFilesStorage
 
 
-class StaticFilesStorage(CompressedManifestStaticFilesStorage):
+class StaticFilesStorage(CompressedManifestStaticFilesStorage):  # type: ignore[misc]  # whitenoise is untyped
     patterns = (
         *CompressedManifestStaticFilesStorage.patterns,
-        ("chat/*.js", HashedFilesMixin._js_module_import_aggregation_patterns[1]),
+        # Django's own ES module rules (the ones its support_js_module_import_aggregation switch adds), for our files.
+        ("chat/*.js", ManifestStaticFilesStorage._js_module_import_aggregation_patterns[1]),  # type: ignore[attr-defined]
     )

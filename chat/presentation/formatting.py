@@ -108,7 +108,8 @@ def changed_quantity(change: Any) -> str:
         return ""
     unit = data.get("unit")
     if not unit:
-        lines = data.get("items") if isinstance(data.get("items"), list) else []
+        items = data.get("items")
+        lines = items if isinstance(items, list) else []
         line = next((item for item in lines if isinstance(item, dict) and item.get("sku") == data.get("sku")), {})
         unit = line.get("unit") or "pcs"
     return quantity(data.get("quantity"), str(unit))

@@ -114,7 +114,8 @@ def _claim_idle(conversation_id: int, now: datetime, text: str, client_key: str)
     at = sql_time(now)
     owner_prefix = owner_token(0)[:-1]  # "<process>#"; the number is appended below
     search_sql, search_params = search_append(text)
-    key_sql, key_params = "", []
+    key_sql = ""
+    key_params: list[int | str] = []
     if client_key:
         key_sql = (
             f" AND NOT EXISTS (SELECT 1 FROM {table_name(Message)} WHERE conversation_id = %s AND client_key = %s)"

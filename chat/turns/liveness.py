@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from channels.db import database_sync_to_async
 
+from chat.models import Message
 from chat.ops.process import owner_token
 from chat.turns import claims
 from chat.turns.limits import limits
@@ -49,7 +50,7 @@ def keep_alive(turn: asyncio.Task[None], pk: int, seq: int) -> asyncio.Task[None
 
 
 #: What a watcher tells every tab: the stored notice of a reaped turn (or None when the turn ended normally).
-Publish = Callable[["claims.Message | None"], Awaitable[None]]
+Publish = Callable[[Message | None], Awaitable[None]]
 
 
 async def watch_orphan(pk: int, publish: Publish) -> None:

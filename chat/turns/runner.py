@@ -318,6 +318,7 @@ class ConversationRunner:
 
     async def _relay(self, event: Any, restoring: bool) -> str | None:
         """Handle one event; a non-None result ends the turn (the upstream error code, or "")."""
+        assert self._record is not None  # set in __init__ and by start(), never cleared
         self._record.see(event)  # issue 17
         match event:
             case wire.TextDelta(delta=delta):

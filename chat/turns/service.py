@@ -12,7 +12,7 @@ from django.conf import settings
 from chat.feed.live import LiveText
 from chat.feed.tabs import LocalTabs, spans_processes
 from chat.turns.runner import ConversationRef, ConversationRunner
-from chat.turns.slots import LocalSlots, RedisSlots, make_slots
+from chat.turns.slots import RedisSlots, Slots, make_slots
 from chat.turns.upstream import EmbeddedSandbox
 
 
@@ -22,7 +22,7 @@ class Relay:
         self.sandbox = EmbeddedSandbox()
         # The limit belongs to the key, so the shared counter is named after (a hash of) the key, never the key.
         key_hash = hashlib.sha256(settings.VIZOCHOK_API_KEY.encode()).hexdigest()[:16]
-        self.slots: LocalSlots | RedisSlots = make_slots(
+        self.slots: Slots = make_slots(
             settings.VIZOCHOK_MAX_CONNECTIONS,
             settings.REDIS_URL,
             f"vizochok:upstream-slots:{key_hash}",

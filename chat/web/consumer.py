@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
@@ -38,6 +38,9 @@ from chat.turns.service import get_relay
 from chat.vizochok import actions
 from chat.vizochok import messages as wire
 from chat.web import identity
+
+if TYPE_CHECKING:
+    from channels.consumer import _ChannelScope
 
 logger = logging.getLogger("chat.web.consumer")
 
@@ -85,7 +88,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=4404)  # a malformed id: refused before any query (the handshake gets a 403)
             return
         conversation = await self._conversation(public_id, user_id) if user_id else None
-        if conversation is None:
+        if conversation is None or not user_id:
             # No shopper cookie, or somebody else's conversation: a guessed id gives nothing.
             await self.close(code=4403)
             return
@@ -111,7 +114,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         await self._let_go()
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: _ChannelScope, receive: Any, send: Any) -> None:
         # channels runs disconnect() only when the websocket.disconnect message is dispatched: not when a handler
         # raised (the application ends there) nor when the server cancels an application that took too long to
         # finish. What this socket holds (its caps, the gauge, its tab) is given back on every way out.
@@ -218,7 +221,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             with translation.override(getattr(self, "language", None) or settings.LANGUAGE_CODE):
                 await self.send(text_data=rendering.transient_error("relay_error") + rendering.state("ready"))
 
-    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+    # channels' own stub overrides AsyncConsumer.send(message) with this signature the same way.
+    async def send(  # type: ignore[override]
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
         """Every frame to the browser passes here: none is larger than ``VIZOCHOK_MAX_FRAGMENT_BYTES``, and none is
         queued behind more than ``VIZOCHOK_SOCKET_SEND_BUFFER`` bytes the tab has not read (it is dropped then)."""
         if text_data is not None:
@@ -229,7 +235,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     def _not_reading(self) -> bool:
         """Drop a tab that leaves more than the allowed bytes unread (measured before this frame is queued)."""
-        buffer = self.scope.get(sendbuffer.SCOPE_KEY)
+        # Our own scope key (chat.ops.sendbuffer's middleware puts it there): channels' scope type does not know it.
+        buffer = cast("sendbuffer.SendBuffer | None", self.scope.get(sendbuffer.SCOPE_KEY))
         if buffer is None or getattr(self, "_dropped", False):
             return getattr(self, "_dropped", False)
         pending = buffer.pending()
@@ -469,7 +476,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send(text_data="".join(parts))
 
     def _watch_orphan(self) -> None:
-        if getattr(self, "_orphan_watch", None) is not None and not self._orphan_watch.done():
+        running: asyncio.Task[None] | None = getattr(self, "_orphan_watch", None)
+        if running is not None and not running.done():
             return
         group = self.conversation.group_name
 
@@ -562,7 +570,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
 def _nothing_stored_yet() -> str:
     """The catch-up of a conversation that is not stored yet: an empty log, an idle turn, an empty cart."""
-    return rendering.state("ready") + rendering.session_restored([], Decimal(0), Decimal(0))
+    return rendering.state("ready") + rendering.session_restored([], Decimal(0), 0)
 
 
 def _field(data: dict[str, Any], name: str) -> str:

@@ -29,11 +29,11 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.cookies import Morsel
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 from channels.security.websocket import WebsocketDenier
@@ -46,6 +46,9 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
 from django.views.decorators.http import require_GET
+
+if TYPE_CHECKING:
+    from channels.consumer import _ChannelScope
 
 logger = logging.getLogger("chat.web.embed")
 
@@ -302,7 +305,6 @@ class WidgetOptions:
     bot_avatar: str | None = None
     placeholder: str | None = None
     welcome_message: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def primary_text(self) -> str | None:
@@ -389,7 +391,7 @@ def embeddable(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         request.vizochok_embeddable = True  # type: ignore[attr-defined]
         response = view(request, *args, **kwargs)
-        response.xframe_options_exempt = True  # type: ignore[attr-defined]
+        response.xframe_options_exempt = True
         return response
 
     return wrapped
@@ -450,11 +452,11 @@ class EmbedCookieMiddleware:
 # --- WebSocket origins -----------------------------------------------------------------------------------------
 
 
-def _secure_socket(scope: dict[str, Any], headers: dict[bytes, bytes]) -> bool:
+def _secure_socket(scope: Mapping[str, Any], headers: dict[bytes, bytes]) -> bool:
     """Whether the browser reached us over TLS: a ``wss`` scope, or the proxy's header Django trusts for HTTP."""
     if scope.get("scheme") == "wss":
         return True
-    proxy_header = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+    proxy_header: tuple[str, str] | None = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
     if not proxy_header:
         return False
     name, secure_value = proxy_header
@@ -481,7 +483,7 @@ def _origin(value: str) -> str | None:
     return f"{scheme}://{host}:{port}"
 
 
-def socket_origin_allowed(scope: dict[str, Any]) -> bool:
+def socket_origin_allowed(scope: Mapping[str, Any]) -> bool:
     """The page that opens the socket must be this site itself, compared whole: scheme, host and port.
 
     This site is what the browser asked for (the Host header, which must be one of ALLOWED_HOSTS) over the scheme
@@ -512,7 +514,7 @@ class SameOriginValidator:
     def __init__(self, application: Any) -> None:
         self.application = application
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    async def __call__(self, scope: _ChannelScope, receive: Any, send: Any) -> Any:
         if scope.get("type") == "websocket" and not socket_origin_allowed(scope):
             return await WebsocketDenier()(scope, receive, send)
         return await self.application(scope, receive, send)

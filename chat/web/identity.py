@@ -11,6 +11,7 @@ and they win over both everywhere, the page, the conversation lookup, the socket
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -95,7 +96,7 @@ def bound_store(request: HttpRequest) -> str | None:
     return bound[1] if bound else None
 
 
-def bound_store_from_scope(scope: dict[str, Any]) -> str | None:
+def bound_store_from_scope(scope: Mapping[str, Any]) -> str | None:
     """The socket's bound store, or None for an ordinary (unbound) session."""
     bound = _bound(scope.get("session"))
     return bound[1] if bound else None
@@ -163,7 +164,7 @@ def remember_visitor(request: HttpRequest, response: HttpResponse, *, embedded: 
     )
 
 
-def user_id_from_scope(scope: dict[str, Any]) -> str | None:
+def user_id_from_scope(scope: Mapping[str, Any]) -> str | None:
     """The socket's shopper id; None without one (the page sets it, so a socket without one is foreign)."""
     bound = _bound(scope.get("session"))
     if bound:

@@ -28,7 +28,7 @@ def make_chat(store_id: str = "s1", *, days_ago: int = 0, texts: tuple[str, ...]
         user_id=f"user-{store_id}-{days_ago}",
         session_key="secret-session",
         cart=[{"sku": "milk-001", "quantity": 2}],
-        cart_count=Decimal("2.000"),
+        cart_count=2,
         cart_total=Decimal("77.50"),
     )
     Conversation.objects.filter(pk=conversation.pk).update(created_at=timezone.now() - timedelta(days=days_ago))

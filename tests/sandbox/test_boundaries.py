@@ -15,8 +15,8 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
+from chat.sandbox.assistant import Frame, Session, TextRequest
 from chat.sandbox.assistant import Request as TurnRequest
-from chat.sandbox.assistant import Session, TextRequest
 from chat.sandbox.server import LATE_BLOCK, Reply, SandboxConfig, SandboxServer
 from chat.vizochok import actions
 from chat.vizochok.messages import ResponseComplete, Status, TextDelta, TextEnd, to_json
@@ -277,7 +277,7 @@ async def test_switches_apply_between_turns_of_an_open_socket(server: SandboxSer
 def shouting_hook(session: Session, request: TurnRequest) -> Reply | None:
     if not (isinstance(request, TextRequest) and request.text == "shout"):
         return None
-    frames = [Status(code="thinking"), TextDelta(delta="a"), TextDelta(delta="b"), TextEnd()]
+    frames: list[Frame] = [Status(code="thinking"), TextDelta(delta="a"), TextDelta(delta="b"), TextEnd()]
     return Reply([*frames, ResponseComplete(conversation_id=session.conversation_id)], pace=0, on_delta=str.upper)
 
 

@@ -307,5 +307,6 @@ def test_a_product_keeps_its_description_both_ways() -> None:
     """The catalog's description (reference §17) reaches the product sheet when the upstream sends it."""
     raw = '{"type":"product_cards","items":[{"sku":"a","name":"A","price":1,"description":"Fresh <b>milk</b>"}]}'
     cards = parse_server(raw)
+    assert isinstance(cards, ProductCards)
     assert cards.items[0].description == "Fresh <b>milk</b>"
     assert json.loads(to_json(cards))["items"][0]["description"] == "Fresh <b>milk</b>"

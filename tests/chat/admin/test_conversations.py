@@ -499,10 +499,10 @@ def test_seed_demo_conversations_fills_the_list_and_the_insights(viewer: Client)
             pk=conversation.pk
         )
     assert Turn.objects.filter(day__isnull=True).count() == 0
-    conversation = Conversation.objects.first()
-    assert conversation is not None
+    first = Conversation.objects.first()
+    assert first is not None
     assert viewer.get(reverse(CHANGELIST)).status_code == 200
-    assert viewer.get(change_url(conversation)).status_code == 200
+    assert viewer.get(change_url(first)).status_code == 200
     today = timezone.localdate()
     period = {"period": "custom", "start": (today - timedelta(days=100)).isoformat(), "end": today.isoformat()}
     response = viewer.get(reverse("admin_insights"), period)

@@ -97,10 +97,11 @@ def week() -> None:
 
 
 def chart(response: Any, key: str) -> insights.Chart:
-    return next(c for c in response.context["charts"] if c.key == key)
+    found: insights.Chart = next(c for c in response.context["charts"] if c.key == key)
+    return found
 
 
-def today_row(found: insights.Chart) -> list[str]:
+def today_row(found: insights.Chart) -> list[Any]:
     return next(row for row in found.raw if row[0] == timezone.localdate().isoformat())
 
 
@@ -300,7 +301,9 @@ def test_queries_do_not_grow_with_turns(
     [(0, 1, 1), (0.4, 0.4, 4), (3, 3, 3), (7, 8, 4), (230, 250, 5), (1234, 1250, 5), (100, 100, 5)],
 )
 def test_axis_lines_sit_on_round_numbers(peak: float, top: float, steps: int) -> None:
-    assert charts.axis(peak) == (pytest.approx(top), steps)
+    found_top, found_steps = charts.axis(peak)
+    assert found_top == pytest.approx(top)
+    assert found_steps == steps
 
 
 def test_charts_draw_every_value_with_a_label() -> None:

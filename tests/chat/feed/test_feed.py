@@ -60,7 +60,7 @@ async def test_end_drops_unsent_text_and_returns_the_whole_reply() -> None:
 async def test_each_tab_gets_its_own_language_rendered_once_per_language() -> None:
     feed, english, tabs = await feed_with_tab("en")
     ukrainian: list[str] = []
-    calls: list[str | None] = []
+    calls: list[str] = []
 
     async def collect(html: str) -> None:
         ukrainian.append(html)
@@ -69,7 +69,7 @@ async def test_each_tab_gets_its_own_language_rendered_once_per_language() -> No
     tabs.attach("g", "tab-uk-2", collect, "uk")
 
     def status() -> str:
-        calls.append(translation.get_language())
+        calls.append(str(translation.get_language()))
         return rendering.status("searching")
 
     feed.put(status)

@@ -166,10 +166,12 @@ def _bound_shopper(user_id: str, store_id: str, conversation_store: str) -> tupl
     session[identity.SESSION_BOUND_USER_KEY] = user_id
     session[identity.SESSION_BOUND_STORE_KEY] = store_id
     session.create()
+    key = session.session_key
+    assert key is not None  # create() saved it under a new key
     conversation = Conversation.objects.create(
-        session_key=session.session_key, user_id=identity.host_user_id(user_id), store_id=conversation_store
+        session_key=key, user_id=identity.host_user_id(user_id), store_id=conversation_store
     )
-    return session.session_key or "", conversation
+    return key, conversation
 
 
 async def _connects(

@@ -23,7 +23,9 @@ async def test_stop_ends_the_reply_within_a_second_and_keeps_what_streamed(sandb
         sandbox.pause_turns()
         await send(tab, kind="message", text="borscht", key="k1")
         await receive_until(tab, "-tail")  # the reply has started streaming
-        stopped_socket = get_relay().existing(conversation.pk).session
+        runner = get_relay().existing(conversation.pk)
+        assert runner is not None
+        stopped_socket = runner.session
         assert stopped_socket is not None
         started = time.monotonic()
         await send(tab, kind="stop")
@@ -36,7 +38,8 @@ async def test_stop_ends_the_reply_within_a_second_and_keeps_what_streamed(sandb
         assert "product-card" in await receive_until(tab, READY)
         # The stopped turn's socket was closed, not reused: the next turn resumed the conversation on another one.
         assert stopped_socket.closed
-        assert get_relay().existing(conversation.pk).session is not stopped_socket
+        runner = get_relay().existing(conversation.pk)
+        assert runner is not None and runner.session is not stopped_socket
 
     messages = await stored(conversation)
     cut = [m for m in messages if m.role == "assistant" and m.kind == "text" and not m.complete]
