@@ -198,6 +198,8 @@ class RedisSlots:
         ticket = object()
         self._queue.append(ticket)
         waited = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         try:
             async with asyncio.timeout(timeout):
                 while True:
@@ -205,6 +207,10 @@ class RedisSlots:
                     if self._queue[0] is ticket and await self._try(member):
                         self._local_used += 1
                         return _RedisLease(self, member)
+                    # The timeout's cancellation can be lost inside a redis-py call (8.1 on Python 3.11: the call
+                    # returns normally), after which it never fires again: the deadline is checked here as well.
+                    if loop.time() >= deadline:
+                        raise SlotTimeout
                     if not waited and on_wait is not None:
                         on_wait()
                     waited = True

@@ -85,6 +85,8 @@ class CuttableProxy:
         return len(pairs)
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # close() alone does not wake a thread blocked in accept()
         self.listener.close()
         self.cut()
 
