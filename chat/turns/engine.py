@@ -75,23 +75,18 @@ async def begin(ref: ConversationRef, send: Send, *, shopper: str) -> bool:
     runner.publish(functools.partial(rendering.state, "busy"))
     runner.publish(functools.partial(_shown, started.changed, message))
     runner.publish(functools.partial(rendering.status, "thinking"))
+    saving = None
     if started.unsaved:
-        # Queued on the database thread before the turn's first write, so the message is stored before its reply;
-        # the send upstream does not wait for it.
+        # The send upstream does not wait for this; the turn's own writes do (ConversationRunner.start).
         saving = asyncio.get_running_loop().create_task(_store_sent(runner, message, send.source_seq))
-        _saving.add(saving)
-        saving.add_done_callback(_saving.discard)
-    runner.start(send.frame, message.seq, TurnRecord.begin(send.frame))
+    runner.start(send.frame, message.seq, TurnRecord.begin(send.frame), saving)
     return True
-
-
-#: Stores of shoppers' messages under way (a reference, so a task is not collected before it is done).
-_saving: set[asyncio.Task[None]] = set()
 
 
 async def _store_sent(runner: ConversationRunner, message: Message, source_seq: int | None) -> None:
     try:
-        changed = await db.call(claims.store_sent, message, source_seq, retries=db.SEND_RETRIES)
+        # The relay's own write now (nobody waits on it): retried through a database outage like the reply's.
+        changed = await db.call(claims.store_sent, message, source_seq)
     except Exception:
         logger.exception("could not store the shopper's message %s of conversation %s", message.seq, runner.pk)
         return

@@ -13,9 +13,10 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from django.conf import settings
 
@@ -45,6 +46,8 @@ from chat.vizochok.errors import (
 )
 
 logger = logging.getLogger("chat.turns.runner")
+
+T = TypeVar("T")
 
 Kind = Message.Kind
 
@@ -109,6 +112,7 @@ class ConversationRunner:
         #: The last payload of each rich kind in this turn: an identical repeat is the upstream's echo.
         self._shown: dict[str, dict[str, Any]] = {}
         self._record: TurnRecord | None = None
+        self._sent: asyncio.Task[None] | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._closing: asyncio.Task[None] | None = None
         #: Between turns with a warm socket: the socket may be closed at any moment to free its slot.
@@ -126,8 +130,19 @@ class ConversationRunner:
         """Whether a turn is under way: a tab told "ready" may send the next one at once, even from this process."""
         return self._in_turn
 
-    def start(self, frame: wire.UserMessage | wire.Action, seq: int, record: TurnRecord) -> asyncio.Task[None]:
-        """Run one turn in the background: it outlives the tab that asked for it."""
+    def start(
+        self,
+        frame: wire.UserMessage | wire.Action,
+        seq: int,
+        record: TurnRecord,
+        sent: asyncio.Task[None] | None = None,
+    ) -> asyncio.Task[None]:
+        """Run one turn in the background: it outlives the tab that asked for it.
+
+        ``sent`` stores the shopper's message while the turn already goes upstream (``engine.begin``); the turn's own
+        writes wait for it, so the transcript keeps its order and a database outage in between loses nothing.
+        """
+        self._sent = sent
         self._turn_seq = seq
         self._bubbles = 0
         self._record = TurnRecord.begin(frame)  # issue 17
@@ -245,11 +260,11 @@ class ConversationRunner:
     async def _on_start(self, session: UpstreamSession) -> None:
         if session.conversation_id != self.upstream_id:
             self.upstream_id = session.conversation_id
-            await db.call(store.set_upstream_id, self.pk, self.upstream_id)
+            await self._write(store.set_upstream_id, self.pk, self.upstream_id)
         start = session.start
         if isinstance(start, wire.SessionRestored):
             items = [store.plain(item) for item in start.selected_items]
-            stored_items, _total, _count = await db.call(store.cart_of, self.pk)
+            stored_items, _total, _count = await self._write(store.cart_of, self.pk)
             if items != stored_items:
                 payload = {"type": "cart_changed", "action": "restored", "items": items, "total": start.cart_total}
                 await self._store_cart(store.plain(payload), items, start.cart_total)
@@ -364,6 +379,14 @@ class ConversationRunner:
                 logger.debug("ignored %s during a turn", type(event).__name__)
         return None
 
+    async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A database write of this turn, after the shopper's message is stored (see :meth:`start`)."""
+        sent, self._sent = self._sent, None
+        if sent is not None:
+            with contextlib.suppress(Exception):  # a failure is logged where it happens; the reply still counts
+                await asyncio.shield(sent)
+        return await db.call(fn, *args, **kwargs)
+
     def _status(self, code: str | None) -> None:
         self.publish(functools.partial(rendering.status, code))
 
@@ -374,17 +397,17 @@ class ConversationRunner:
         text = self.feed.end()
         if not text:
             return None
-        message = await db.call(store.save_assistant_text, self.pk, text, complete=complete, stopped=stopped)
+        message = await self._write(store.save_assistant_text, self.pk, text, complete=complete, stopped=stopped)
         self.publish(functools.partial(rendering.text_end, bubble, message))
         return message
 
     async def _store_and_show(self, kind: str, payload: dict[str, Any], text: str = "") -> None:
-        message = await db.call(store.save_frame, self.pk, kind, payload, text)
+        message = await self._write(store.save_frame, self.pk, kind, payload, text)
         self.publish(functools.partial(rendering.stored, message))
 
     async def _store_cart(self, payload: dict[str, Any], items: list[dict[str, Any]], total: Decimal) -> None:
         count = formatting.cart_lines(items)
-        message = await db.call(store.save_cart, self.pk, payload, items, total, count)
+        message = await self._write(store.save_cart, self.pk, payload, items, total, count)
         self.publish(functools.partial(rendering.stored, message))
 
     async def _finish(self, relay_code: str, upstream_code: str) -> None:
@@ -397,10 +420,10 @@ class ConversationRunner:
                 payload = {"type": "error", "code": relay_code, "source": "relay"}
                 await self._store_and_show(Kind.ERROR, payload, text=relay_code)
             code = relay_code or upstream_code
-            await db.call(claims.end_turn, self.pk, code, owner_token(self._turn_seq))
+            await self._write(claims.end_turn, self.pk, code, owner_token(self._turn_seq))
             metrics.turn_finished(code)
             if self._record is not None:  # one Turn row per finished turn, for the admin insights
-                await db.call(store.record_turn, self.pk, **self._record.fields(self._turn_seq, code))
+                await self._write(store.record_turn, self.pk, **self._record.fields(self._turn_seq, code))
         except Exception:
             logger.exception("could not close the turn of conversation %s cleanly", self.pk)
         # After an interrupted turn the resumed session is fresh and worth keeping; after a timeout or a stop the

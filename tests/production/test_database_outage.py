@@ -36,11 +36,11 @@ def database_available(database: Database, available: bool) -> None:
             )
 
 
-async def logged(app: App, needle: str, timeout: float = 20.0) -> None:
-    """Wait until the app logs ``needle``; a log file has no event to await, so poll it within a deadline."""
+async def logged(app: App, *needles: str, timeout: float = 20.0) -> None:
+    """Wait until the app logs one of ``needles``; a log file has no event to await, so poll it within a deadline."""
     deadline = time.monotonic() + timeout
-    while needle not in app.log():
-        assert time.monotonic() < deadline, f"{needle!r} never logged:\n{app.log()[-2000:]}"
+    while not any(needle in app.log() for needle in needles):
+        assert time.monotonic() < deadline, f"{needles!r} never logged:\n{app.log()[-2000:]}"
         await asyncio.sleep(0.05)
 
 
@@ -56,7 +56,9 @@ async def test_a_brief_outage_mid_reply_loses_nothing(app: App, database: Databa
         database_available(database, False)
         try:
             upstream.resume()
-            await logged(app, "retrying save_assistant_text")
+            # The turn's writes wait out the outage: the shopper's message (stored while the send went upstream)
+            # first, then the reply.
+            await logged(app, "retrying store_sent", "retrying save_assistant_text")
         finally:
             database_available(database, True)
         html = await tab.until(READY, timeout=30)

@@ -144,7 +144,9 @@ def test_a_dropped_socket_reconnects_and_the_chat_goes_on(webkit: Any, proxy: Cu
     assert count(webkit, ".msg[data-role=user]") == 1
 
 
-def test_a_refused_action_shows_an_error_and_tells_the_host(webkit: Any, proxy: CuttableProxy) -> None:
+def test_a_quantity_the_unit_does_not_allow_is_explained_on_the_card_and_not_sent(
+    webkit: Any, proxy: CuttableProxy
+) -> None:
     from selenium.webdriver.common.by import By
 
     open_as_new_shopper(webkit, proxy)
@@ -153,10 +155,11 @@ def test_a_refused_action_shows_an_error_and_tells_the_host(webkit: Any, proxy: 
     card = webkit.find_element(By.CSS_SELECTOR, '.product-card[data-unit="pcs"]')
     quantity = card.find_element(By.CSS_SELECTOR, "input[name=quantity]")
     quantity.clear()
-    quantity.send_keys("1.5")  # not a whole piece: the relay refuses it with a clear message
+    quantity.send_keys("1.5")  # not a whole piece: the page says so on the card, in the shopper's language
     card.find_element(By.CSS_SELECTOR, "button[data-action=add]").click()
-    wait_for(webkit, lambda d: count(d, '.chat-error[role=alert][data-code="invalid_quantity"]') == 1)
-    wait_ready(webkit)
-    errors = [event["detail"] for event in host_events(webkit) if event["name"] == "error"]
-    assert errors == [{"code": "invalid_quantity"}]
+    problem = card.find_element(By.CSS_SELECTOR, ".product-card__problem")
+    wait_for(webkit, lambda d: problem.is_displayed() and problem.text.strip())
+    assert quantity.get_attribute("aria-invalid") == "true"
+    assert count(webkit, ".chat-error") == 0  # nothing reached the server
+    assert [event for event in host_events(webkit) if event["name"] == "product_click"] == []
     assert attribute(webkit, "#cart-badge", "data-count") == "0"
