@@ -286,17 +286,19 @@ class ConversationRunner:
             events = self.session.turn(frame)
             first = await anext(events)
         retries = Backoff().delays()
-        while isinstance(first, wire.ErrorMessage) and first.code == "agent_busy":
-            # The upstream still runs an earlier turn of this conversation (one that was stopped: the protocol
-            # has no cancel). Wait on the documented schedule within this turn's deadline, then send again.
-            self._status("finishing_previous")
-            await asyncio.sleep(next(retries, 10.0))
-            events = self.session.turn(frame)
-            first = await anext(events)
         restoring = self.session.restored
         event: Any = first
         while True:
             restoring = restoring and not isinstance(event, (wire.Status, wire.TextDelta))
+            if isinstance(event, wire.ErrorMessage) and event.code == "agent_busy":
+                # The upstream still runs an earlier turn of this conversation (one that was stopped: the protocol
+                # has no cancel). Our message was not taken: wait on the documented schedule within this turn's
+                # deadline, then send it again. (Whatever the resumed socket re-sent first was shown as usual.)
+                self._status("finishing_previous")
+                await asyncio.sleep(next(retries, 10.0))
+                events = self.session.turn(frame)
+                event = await anext(events)
+                continue
             ended = await self._relay(event, restoring)
             if ended is not None:
                 return ended

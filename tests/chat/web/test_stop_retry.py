@@ -103,3 +103,27 @@ async def test_a_failed_turn_is_sent_again_by_retry(sandbox: Any, settings: Any)
         await send(tab, kind="retry", seq=failed.seq, key="k2")
         assert "product-card" in await receive_until(tab, READY)
     assert [m.text for m in await stored(conversation) if m.role == "user"] == ["milk", "milk"]
+
+
+async def test_the_turn_after_a_stop_waits_while_the_upstream_still_finishes_the_stopped_one(sandbox: Any) -> None:
+    """The protocol has no cancel: a stopped turn may run on upstream, which answers the next message agent_busy.
+
+    The relay says so ("finishing_previous") and sends again on the backoff schedule within the turn's deadline.
+    """
+    sandbox.config.turns_outlive_socket = True
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        sandbox.pause_turns()
+        await send(tab, kind="message", text="borscht", key="k1")
+        await receive_until(tab, "-tail")
+        await send(tab, kind="stop")
+        await receive_until(tab, READY)
+        await send(tab, kind="message", text="milk", key="k2")
+        waiting = await receive_until(tab, "Waiting for the stopped reply to end", timeout=3)
+        assert "product-card" not in waiting
+        sandbox.resume_turns()  # the stopped turn runs to its end upstream; then the conversation is free
+        html = await receive_until(tab, READY, timeout=15)
+        assert "product-card" in html
+    messages = await stored(conversation)
+    assert [m.text for m in messages if m.role == "user"] == ["borscht", "milk"]
+    assert not [m for m in messages if m.kind == Message.Kind.ERROR and m.text == "agent_busy"]
