@@ -142,7 +142,7 @@ def request_client_address(request: HttpRequest) -> str | None:
 
 
 def _trusted_address(forwarded_headers: list[str], peer: str) -> str:
-    hops = int(getattr(settings, "VIZOCHOK_TRUSTED_PROXY_HOPS", 0))
+    hops = settings.VIZOCHOK_TRUSTED_PROXY_HOPS
     if hops > 0:
         entries = [entry.strip() for header in forwarded_headers for entry in header.split(",") if entry.strip()]
         if len(entries) >= hops:

@@ -338,7 +338,7 @@ def clean_options(raw: dict[str, str]) -> dict[str, str]:
 
 def deployment_defaults() -> dict[str, str]:
     """``VIZOCHOK_WIDGET_*`` settings, validated like every option (a bad value is logged and ignored)."""
-    raw = {name: getattr(settings, f"VIZOCHOK_WIDGET_{name.upper()}", "") or "" for name in WIDGET_OPTIONS}
+    raw = {name: getattr(settings, f"VIZOCHOK_WIDGET_{name.upper()}") or "" for name in WIDGET_OPTIONS}
     cleaned = clean_options(raw)
     for name, value in raw.items():
         if value and name not in cleaned:
@@ -456,7 +456,7 @@ def _secure_socket(scope: Mapping[str, Any], headers: dict[bytes, bytes]) -> boo
     """Whether the browser reached us over TLS: a ``wss`` scope, or the proxy's header Django trusts for HTTP."""
     if scope.get("scheme") == "wss":
         return True
-    proxy_header: tuple[str, str] | None = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+    proxy_header: tuple[str, str] | None = settings.SECURE_PROXY_SSL_HEADER
     if not proxy_header:
         return False
     name, secure_value = proxy_header
