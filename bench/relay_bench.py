@@ -48,10 +48,12 @@ KIB = 1024
 TOKEN = "sk_test_bench"
 MAX_SIZE = 1 << 20
 
-#: Text of a live bubble in a browser frame: the first fragment and the ``beforeend`` ones both end in this.
-_LIVE_TEXT = re.compile(r'id="live-[^"]*-text"[^>]*>([^<]*)</div>')
+#: How much of a live bubble a browser frame shows (fragments/text_delta.html): a whole bubble says its length, a
+#: chunk its offset and its text. Benchmark replies have no line breaks, so only the first piece is a whole bubble.
+_LIVE_LENGTH = re.compile(r'data-length="(\d+)"')
+_LIVE_CHUNK = re.compile(r'data-offset="(\d+)">([^<]*)</span>')
 _FINAL = 'data-replaces="live-'
-_READY = 'id="turn-state" data-state="ready"'
+_READY = 'data-item="turn-state" data-state="ready"'
 _ERROR = 'class="chat-error'
 _WS_CONNECT = re.compile(r'ws-connect="([^"]+)"')
 
@@ -281,10 +283,12 @@ class BrowserClient:
                 wall = time.time()
                 assert isinstance(raw, str)
                 now = time.perf_counter() - turn.started
-                parts = _LIVE_TEXT.findall(raw)
+                lengths = [int(length) for length in _LIVE_LENGTH.findall(raw)]
+                lengths += [int(offset) + len(html.unescape(text)) for offset, text in _LIVE_CHUNK.findall(raw)]
+                parts = bool(lengths)
                 if parts:
-                    chars += sum(len(html.unescape(part)) for part in parts)
-                    _record_transit(turn, wall, "".join(parts))
+                    chars = max(chars, *lengths)
+                    _record_transit(turn, wall, raw)
                 if _FINAL in raw:
                     chars = total_chars  # the stored reply replaces the live bubble: the whole text is visible
                 if parts or _FINAL in raw:
