@@ -606,7 +606,9 @@ async def _run(options: BenchOptions, stack: Stack) -> dict[str, Any]:
     latency_load = Load(options.browsers, options.turns, options.tokens, options.pace, options.ramp, options.think)
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": sys.platform},
-        "options": {k: v for k, v in asdict(options).items() if k not in ("log", "output")},
+        "options": {
+            k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items() if k not in ("log", "output")
+        },
         "latency": {},
         "throughput": {},
     }
