@@ -73,16 +73,7 @@ def begin_turn(
     now = timezone.now()
     seq = _claim_idle(conversation_id, now, text, client_key)
     if seq is not None:
-        message = Message(
-            conversation_id=conversation_id,
-            seq=seq,
-            role=Role.USER,
-            kind=kind,
-            text=text,
-            payload=payload,
-            client_key=client_key,
-            created_at=now,
-        )
+        message = _user_message(conversation_id, seq, kind, text, payload, client_key, now)
         return TurnStart(message=message, unsaved=True)
     try:
         with transaction.atomic():
@@ -185,6 +176,7 @@ def _begin_contended(
         ]
     )
     message = _user_message(conversation_id, conversation.last_seq, kind, text, payload, client_key, now)
+    message.save(force_insert=True)
     index_text(conversation_id, text)  # the admin's search column (a rare path: one more statement is fine)
     return TurnStart(message=message, changed=changed)
 
@@ -192,7 +184,8 @@ def _begin_contended(
 def _user_message(
     conversation_id: int, seq: int, kind: str, text: str, payload: dict[str, Any], client_key: str, now: datetime
 ) -> Message:
-    return Message.objects.create(
+    """The shopper's message of a turn, not saved yet."""
+    return Message(
         conversation_id=conversation_id,
         seq=seq,
         role=Role.USER,
