@@ -399,10 +399,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
         raise Refused("not_in_cart")
 
     async def _stop(self) -> None:
-        """Stop the running turn: here if this process runs it, else in the process that does."""
-        if self.conversation.pk is None or engine.stop(self.conversation.pk):
+        """Stop the running turn: here if this process runs it, else in the process that does.
+
+        Every stop gets an answer: the turn's end ("ready") from the process that stops it, or, when no turn runs,
+        the state at once (a late tap, a second tab).
+        """
+        pk = self.conversation.pk
+        if pk is not None and engine.stop(pk):
             return
-        await self.channel_layer.group_send(self.conversation.group_name, {"type": "chat.stop"})
+        if pk is not None:
+            conversation = await _db(Conversation.objects.only("status", "busy_since", "heartbeat_at").get, pk=pk)
+            if engine.is_busy(conversation):
+                await self.channel_layer.group_send(self.conversation.group_name, {"type": "chat.stop"})
+                return
+        await self.send(text_data=rendering.state("ready"))
 
     async def _retry(self, data: dict[str, Any], key: str) -> None:
         """Send the last turn's message again as a new turn, when that turn failed or was stopped."""

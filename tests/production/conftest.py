@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import json
 import os
 import re
 import subprocess
@@ -23,10 +22,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
 from chat.sandbox.server import SandboxConfig, SandboxServer
 from tests.processes import ROOT, Daphne, port_open
+from tests.tabs import Tab
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = os.environ.get("VIZOCHOK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -196,37 +196,7 @@ class Shopper:
             additional_headers={"Cookie": self.cookie},
             open_timeout=TIMEOUT,
         )
-        return Tab(ws)
-
-
-class Tab:
-    """A browser tab's socket: what it sends is what the page's forms send."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.seen: list[str] = []
-
-    async def send(self, **fields: Any) -> None:
-        await self.ws.send(json.dumps(fields))
-
-    async def until(self, needle: str, timeout: float = TIMEOUT) -> str:
-        """Frames received up to the first containing ``needle`` (joined)."""
-        frames: list[str] = []
-        async with asyncio.timeout(timeout):
-            while True:
-                frame = await self.ws.recv()
-                text = frame if isinstance(frame, str) else frame.decode()
-                frames.append(text)
-                self.seen.append(text)
-                if needle in text:
-                    return "".join(frames)
-
-    def last_seq(self) -> int:
-        seqs = [int(s) for s in re.findall(r'data-seq="(\d+)"', "".join(self.seen))]
-        return max(seqs, default=0)
-
-    async def close(self) -> None:
-        await self.ws.close()
+        return Tab(ws, TIMEOUT)
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,8 @@ whatever headers the attacker likes, WebSocket clients that send crafted frames 
 
 from __future__ import annotations
 
-import asyncio
 import html
 import http.client
-import json
 import os
 import re
 import subprocess
@@ -19,9 +17,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
 from tests.processes import ROOT, Daphne
+from tests.tabs import Tab
 
 TIMEOUT = 10.0
 READY = 'data-state="ready"'
@@ -161,25 +160,4 @@ class Visitor:
             open_timeout=TIMEOUT,
             **options,
         )
-        return Tab(ws)
-
-
-class Tab:
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-
-    async def send(self, **fields: Any) -> None:
-        await self.ws.send(json.dumps(fields))
-
-    async def until(self, needle: str, timeout: float = TIMEOUT) -> str:
-        """Frames received up to the first containing ``needle`` (joined)."""
-        frames: list[str] = []
-        async with asyncio.timeout(timeout):
-            while True:
-                frame = await self.ws.recv()
-                frames.append(frame if isinstance(frame, str) else frame.decode())
-                if needle in frames[-1]:
-                    return "".join(frames)
-
-    async def close(self) -> None:
-        await self.ws.close()
+        return Tab(ws, TIMEOUT)
