@@ -461,13 +461,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         pk = self.conversation.pk
         while True:
             missed = await _db(store.messages_after, pk, after, limit=CATCH_UP_PAGE)
-            if missed:
-                await self.send(text_data=rendering.appended(missed))
-                after = missed[-1].seq
             if len(missed) < CATCH_UP_PAGE:
-                break
+                break  # the last page goes out with the state below, in one frame
+            await self.send(text_data=rendering.appended(missed))
+            after = missed[-1].seq
         conversation = await _db(Conversation.objects.get, pk=pk)
-        parts = []
+        parts = [rendering.appended(missed)]
         busy = engine.is_busy(conversation)
         live = await engine.live_text(pk, conversation.group_name) if busy else None
         if live is not None:

@@ -261,6 +261,7 @@ def test_show_more_brings_the_next_cards_and_they_work(browser: Any, paged_serve
     try:
         open_chat(page)
         send_text(page, "milk")
+        page.wait_for_selector(".cards .product-card")  # the cards (ready alone may be the state before the send)
         wait_ready(page)
         cards = page.locator(".cards").last
         assert cards.locator(".product-card").count() == 2
