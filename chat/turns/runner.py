@@ -121,7 +121,6 @@ class ConversationRunner:
         self._in_turn = False
         self._turn_seq = 0
         self._bubbles = 0
-        self._record = TurnRecord()  # issue 17: replaced per turn in start()
 
     # --- public ---------------------------------------------------------------------------------------------
 
@@ -145,7 +144,6 @@ class ConversationRunner:
         self._sent = sent
         self._turn_seq = seq
         self._bubbles = 0
-        self._record = TurnRecord.begin(frame)  # issue 17
         self._in_turn = True
         self._stopping = False
         self._shown = {}
@@ -335,8 +333,8 @@ class ConversationRunner:
 
     async def _relay(self, event: Any, restoring: bool) -> str | None:
         """Handle one event; a non-None result ends the turn (the upstream error code, or "")."""
-        assert self._record is not None  # set in __init__ and by start(), never cleared
-        self._record.see(event)  # issue 17
+        assert self._record is not None  # start() sets it before the turn reads any event
+        self._record.see(event)
         match event:
             case wire.TextDelta(delta=delta):
                 if self._bubble is None:
