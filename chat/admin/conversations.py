@@ -19,14 +19,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, tzinfo
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from django.contrib import admin
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.db.models import Min, Q, QuerySet, Value
+from django.db.models import Min, Model, Q, QuerySet, Value
 from django.db.models.functions import StrIndex
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
@@ -44,6 +44,8 @@ from chat.models import Conversation, Message
 
 if TYPE_CHECKING:
     from django.contrib.admin.filters import _ListFilterChoices
+
+AdminModel = TypeVar("AdminModel", bound=Model)
 
 #: The live endpoint hands over at most this many messages per poll; the next poll fetches the rest.
 POLL_BATCH = 200
@@ -238,6 +240,20 @@ class ReadOnlyAdminMixin:
         return False
 
 
+class TitledAdmin(admin.ModelAdmin[AdminModel]):
+    """Page titles that are the model's name: Django composes "Вибрати %s для перегляду" with it in the wrong case."""
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        title = capfirst(str(self.opts.verbose_name_plural))
+        return super().changelist_view(request, {"title": title, **(extra_context or {})})
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        title = capfirst(str(self.opts.verbose_name))
+        return super().change_view(request, object_id, form_url, {"title": title, **(extra_context or {})})
+
+
 class ConversationChangeList(ChangeList):
     """The list leaves out the cart's JSON (``search_text`` is deferred by the admin's queryset already)."""
 
@@ -246,7 +262,7 @@ class ConversationChangeList(ChangeList):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[Conversation]):
+class ConversationAdmin(ReadOnlyAdminMixin, TitledAdmin[Conversation]):
     # Seven short columns: the first message (cut, whole in its tooltip) names the chat; ids are on its page.
     list_display = (
         "conversation",
@@ -315,18 +331,6 @@ class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[Conversation]):
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return ConversationChangeList
-
-    # ---- page titles: Django composes "Вибрати %s для перегляду" with the name in the wrong case
-
-    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        title = capfirst(str(self.opts.verbose_name_plural))
-        return super().changelist_view(request, {"title": title, **(extra_context or {})})
-
-    def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        title = capfirst(str(self.opts.verbose_name))
-        return super().change_view(request, object_id, form_url, {"title": title, **(extra_context or {})})
 
     # ---- columns
 
@@ -504,7 +508,7 @@ def _non_negative_int(value: str | None) -> int:
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[Message]):
+class MessageAdmin(ReadOnlyAdminMixin, TitledAdmin[Message]):
     """Raw messages, for debugging a payload; the conversation page is the place to read a chat."""
 
     list_display = ("conversation", "seq", "role", "kind", "completeness", "created_at")
@@ -531,13 +535,3 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[Message]):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
         return super().get_queryset(request).defer("conversation__search_text", "conversation__cart")
-
-    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        title = capfirst(str(self.opts.verbose_name_plural))
-        return super().changelist_view(request, {"title": title, **(extra_context or {})})
-
-    def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        title = capfirst(str(self.opts.verbose_name))
-        return super().change_view(request, object_id, form_url, {"title": title, **(extra_context or {})})
