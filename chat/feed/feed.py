@@ -97,6 +97,8 @@ class ConversationFeed:
         # The bubble being streamed: its whole text so far and how much of it went out as deltas.
         self._bubble: str | None = None
         self._parts: list[str] = []
+        #: The part of ``_parts`` not sent yet: a flush joins only this, not the whole bubble (the hot path).
+        self._unsent: list[str] = []
         self._length = 0
         self._sent = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -113,6 +115,7 @@ class ConversationFeed:
         if not delta or self._bubble is None:
             return
         self._parts.append(delta)
+        self._unsent.append(delta)
         self._length += len(delta)
         if self._timer is not None:
             return
@@ -130,7 +133,7 @@ class ConversationFeed:
             self._timer = None
         text = "".join(self._parts)
         had = self._bubble is not None
-        self._bubble, self._parts, self._length, self._sent = None, [], 0, 0
+        self._bubble, self._parts, self._unsent, self._length, self._sent = None, [], [], 0, 0
         if had and self._live is not None:
             self._pending.append(_CLEAR_LIVE)
             self._kick()
@@ -146,11 +149,12 @@ class ConversationFeed:
         self._timer = None
         if self._bubble is None or self._sent >= self._length:
             return
-        whole = "".join(self._parts)
-        self._parts = [whole]
-        text = whole[self._sent :]
-        shown_whole = self._sent == 0 or "\n" in text
-        self._pending.append(Delta(self._bubble, self._sent, text, whole if shown_whole else None))
+        text, self._unsent = "".join(self._unsent), []
+        whole = None
+        if self._sent == 0 or "\n" in text:  # shown whole (the first piece, or one that finishes a line)
+            whole = "".join(self._parts)
+            self._parts = [whole]
+        self._pending.append(Delta(self._bubble, self._sent, text, whole))
         self._sent = self._length
         self._last_flush = asyncio.get_running_loop().time()
         self._kick()
