@@ -2,8 +2,9 @@
 
 Each accepted socket gets its own upstream socket and every frame is copied both ways unchanged: no parsing, no
 database, no templates, no channel layer. What the real relay costs on top of this is what ``manage.py
-bench_relay`` reports. The browser leg has no compression (Daphne negotiates none either) and the upstream leg
-uses websockets' defaults, exactly like the relay's upstream client, so both paths put the same bytes on the wire.
+bench_relay`` reports. Neither leg is compressed, exactly like the relay (Daphne negotiates no
+compression with browsers, and the relay's upstream client offers none by default), so both paths put the same
+bytes on the wire.
 
 Run alone: ``python -m bench.proxy --upstream ws://127.0.0.1:8765/api/v1/ws/chat`` prints its URL once bound.
 """
@@ -31,7 +32,7 @@ async def _pump(source: ServerConnection | ClientConnection, sink: ServerConnect
 
 async def _handle(browser: ServerConnection, upstream_url: str) -> None:
     try:
-        upstream = await connect(upstream_url, ping_interval=None, max_size=MAX_SIZE)
+        upstream = await connect(upstream_url, ping_interval=None, max_size=MAX_SIZE, compression=None)
     except (OSError, ConnectionClosed):
         await browser.close(1011, "upstream unavailable")
         return

@@ -203,7 +203,10 @@ class ProtocolClient:
         self.ws: ClientConnection | None = None
 
     async def open(self) -> None:
-        self.ws = await connect(self.url, ping_interval=None, max_size=MAX_SIZE, open_timeout=self.timeout)
+        # Uncompressed, like the relay's upstream client and the proxy: every path puts the same bytes on the wire.
+        self.ws = await connect(
+            self.url, ping_interval=None, max_size=MAX_SIZE, open_timeout=self.timeout, compression=None
+        )
         auth = {"type": "auth", "token": TOKEN, "store_id": "sandbox-store", "user_id": self.user}
         await self.ws.send(json.dumps(auth))
         async with asyncio.timeout(self.timeout):

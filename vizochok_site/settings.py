@@ -293,6 +293,9 @@ VIZOCHOK_TURN_TIMEOUT = float(os.environ.get("VIZOCHOK_TURN_TIMEOUT", "120"))
 # next turn; and the quiet a socket must have had before a turn (frames in it belong to no turn: set apart).
 VIZOCHOK_ERROR_GRACE = float(os.environ.get("VIZOCHOK_ERROR_GRACE", "1.0"))
 VIZOCHOK_SETTLE_GRACE = float(os.environ.get("VIZOCHOK_SETTLE_GRACE", "0.03"))
+# Offer permessage-deflate upstream: off, as the protocol's frames are small JSON (a token each) and inflating every
+# one cost the relay more CPU than the bytes it saves (README, "Benchmark"); on for a slow or metered link.
+VIZOCHOK_UPSTREAM_DEFLATE = env_bool("VIZOCHOK_UPSTREAM_DEFLATE", False)
 # Seconds for the whole upstream handshake once connected (auth_ok and the start frame): an upstream that accepts
 # the socket and stays silent is given up after this long, with a clear message, and not retried.
 VIZOCHOK_AUTH_TIMEOUT = float(os.environ.get("VIZOCHOK_AUTH_TIMEOUT", "10"))

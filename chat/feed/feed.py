@@ -61,24 +61,28 @@ def languages() -> list[str]:
 
 def render(pieces: Iterable[Piece], language: str) -> str:
     """The pieces as one frame for a tab in ``language``."""
-    out: list[str] = []
     with translation.override(language):
-        for piece in pieces:
-            if isinstance(piece, str):
-                out.append(piece)
-            elif isinstance(piece, Delta):
-                out.append(piece.html())
-            else:
-                out.append(piece())
+        return _joined(pieces)
+
+
+def _joined(pieces: Iterable[Piece]) -> str:
+    out: list[str] = []
+    for piece in pieces:
+        if isinstance(piece, str):
+            out.append(piece)
+        elif isinstance(piece, Delta):
+            out.append(piece.html())
+        else:
+            out.append(piece())
     return "".join(out)
 
 
 def render_all(pieces: list[Piece], wanted: Iterable[str]) -> dict[str, str]:
-    """One rendering per language; computed once when no piece depends on the language."""
+    """One rendering per language; computed once, with no language switch, when no piece depends on it (streamed
+    text: the hot path)."""
     wanted = list(dict.fromkeys(wanted))
     if all(isinstance(piece, (str, Delta)) for piece in pieces):
-        html = render(pieces, wanted[0] if wanted else settings.LANGUAGE_CODE)
-        return dict.fromkeys(wanted, html)
+        return dict.fromkeys(wanted, _joined(pieces))
     return {language: render(pieces, language) for language in wanted}
 
 

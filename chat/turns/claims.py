@@ -18,7 +18,17 @@ from django.utils import timezone
 
 from chat.models import Conversation, Message
 from chat.ops.process import owner_token
-from chat.store import UI_KINDS, index_text, search_append, sql_time, table_name
+from chat.store import (
+    UI_KINDS,
+    index_text,
+    insert_message,
+    record_turn,
+    save_assistant_text,
+    save_frame,
+    search_append,
+    sql_time,
+    table_name,
+)
 from chat.turns.limits import limits
 
 Kind = Message.Kind
@@ -90,7 +100,7 @@ def store_sent(message: Message, source_seq: int | None) -> list[Message]:
     """
     with transaction.atomic():
         changed = _retire_choices(message.conversation_id, message.kind, message.data, source_seq)
-        message.save(force_insert=True)
+        insert_message(message)
     return changed
 
 
@@ -247,6 +257,32 @@ def end_turn(conversation_id: int, error_code: str = "", owner: str = "") -> Non
         params.append(owner)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def finish_turn(
+    conversation_id: int,
+    error_code: str,
+    owner: str,
+    *,
+    record: dict[str, Any] | None = None,
+    reply: dict[str, Any] | None = None,
+    notice: dict[str, Any] | None = None,
+) -> tuple[Message | None, Message | None]:
+    """End a turn in one transaction: its last reply and error notice if any, the end (:func:`end_turn`) and its
+    ``Turn`` record; returns the stored reply and notice.
+
+    Every turn ends here, so this is the one trip to the database thread a turn's end costs: the reply of the usual
+    turn (``text_end`` then ``response_complete``) waits for it instead of taking a trip of its own.
+    """
+    with transaction.atomic():
+        saved = None if reply is None else save_assistant_text(conversation_id, **reply)
+        noted = None
+        if notice is not None:
+            noted = save_frame(conversation_id, Kind.ERROR, notice, str(notice.get("code", "")))
+        end_turn(conversation_id, error_code, owner)
+        if record is not None:
+            record_turn(conversation_id, **record)
+    return saved, noted
 
 
 def heartbeat(conversation_id: int, owner: str) -> bool:

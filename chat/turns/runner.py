@@ -62,6 +62,19 @@ def _count_stray(frame: Any, where: str) -> None:
     metrics.STRAY_FRAMES.labels(where=where).inc()
 
 
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """A finished bubble's text, to be stored (``store.save_assistant_text``) and then shown in place of it."""
+
+    bubble: str
+    text: str
+    complete: bool
+    stopped: bool
+
+    def fields(self) -> dict[str, Any]:
+        return {"text": self.text, "complete": self.complete, "stopped": self.stopped}
+
+
 class TurnInterrupted(Exception):
     """The upstream dropped mid-reply and the session was resumed; the shopper is asked to send again."""
 
@@ -107,6 +120,9 @@ class ConversationRunner:
         self.task: asyncio.Task[None] | None = None
         #: The bubble being streamed (its text lives in the feed).
         self._bubble: str | None = None
+        #: A finished bubble not stored yet: it goes with the turn's next write, or before the turn waits on the
+        #: upstream (see :meth:`_exchange`), so a turn's usual end is one trip to the database thread, not two.
+        self._unsaved: _Reply | None = None
         #: Set by :meth:`stop`: the running turn is being cut short on the shopper's request.
         self._stopping = False
         #: The last payload of each rich kind in this turn: an identical repeat is the upstream's echo.
@@ -147,6 +163,7 @@ class ConversationRunner:
         self._in_turn = True
         self._stopping = False
         self._shown = {}
+        self._unsaved = None
         self._record = record
         # The consumer may have taken this runner just before a closing socket made the relay forget it (a stopped
         # turn's socket closes in the background): registered again, a Stop from any tab finds it.
@@ -300,6 +317,8 @@ class ConversationRunner:
             ended = await self._relay(event, restoring)
             if ended is not None:
                 return ended
+            if self._unsaved is not None and not self.session.waiting:
+                await self._save_reply()  # nothing more has come yet: store the reply before waiting for it
             try:
                 event = await anext(events)
             except StopAsyncIteration:
@@ -317,7 +336,8 @@ class ConversationRunner:
         restored (cart included) so the shopper's next message goes through at once.
         """
         logger.warning("upstream closed mid-turn (%s %s); resuming %s", exc.code, exc.reason, self.upstream_id)
-        await self._end_bubble(complete=False)
+        self._end_bubble(complete=False)
+        await self._save_reply()
         self._status("reconnecting")
         await self._reopen()
 
@@ -338,12 +358,13 @@ class ConversationRunner:
         match event:
             case wire.TextDelta(delta=delta):
                 if self._bubble is None:
+                    await self._save_reply()  # the previous bubble's text first: at most one waits unsaved
                     self._bubbles += 1
                     self._bubble = f"live-{self._turn_seq}-{self._bubbles}"
                     self.feed.begin(self._bubble)
                 self.feed.add(delta)
             case wire.TextEnd():
-                await self._end_bubble(complete=True)
+                self._end_bubble(complete=True)
             case wire.Status(code=code):
                 self._status(code)
             case wire.ProductCards() | wire.QuickReplies() | wire.IngredientChecklist():
@@ -365,7 +386,7 @@ class ConversationRunner:
                 self._shown[Kind.CART] = payload
                 await self._store_cart(payload, payload.get("items", []), event.total)
             case wire.ErrorMessage(code=code):
-                await self._end_bubble(complete=False)
+                self._end_bubble(complete=False)
                 await self._store_and_show(Kind.ERROR, store.plain(event), text=code)
                 return code
             case wire.ResponseComplete():
@@ -390,22 +411,31 @@ class ConversationRunner:
     def _status(self, code: str | None) -> None:
         self.publish(functools.partial(rendering.status, code))
 
-    async def _end_bubble(self, *, complete: bool, stopped: bool = False) -> Message | None:
+    def _end_bubble(self, *, complete: bool, stopped: bool = False) -> None:
+        """Close the streaming bubble; its text is stored with the next write (:attr:`_unsaved`)."""
         bubble, self._bubble = self._bubble, None
         if bubble is None:
-            return None
+            return
         text = self.feed.end()
-        if not text:
-            return None
-        message = await self._write(store.save_assistant_text, self.pk, text, complete=complete, stopped=stopped)
-        self.publish(functools.partial(rendering.text_end, bubble, message))
-        return message
+        if text:
+            self._unsaved = _Reply(bubble, text, complete, stopped)
+
+    async def _save_reply(self) -> None:
+        reply, self._unsaved = self._unsaved, None
+        if reply is not None:
+            message = await self._write(store.save_assistant_text, self.pk, **reply.fields())
+            self._show_reply(reply, message)
+
+    def _show_reply(self, reply: _Reply, message: Message) -> None:
+        self.publish(functools.partial(rendering.text_end, reply.bubble, message))
 
     async def _store_and_show(self, kind: str, payload: dict[str, Any], text: str = "") -> None:
+        await self._save_reply()
         message = await self._write(store.save_frame, self.pk, kind, payload, text)
         self.publish(functools.partial(rendering.stored, message))
 
     async def _store_cart(self, payload: dict[str, Any], items: list[dict[str, Any]], total: Decimal) -> None:
+        await self._save_reply()
         count = formatting.cart_lines(items)
         message = await self._write(store.save_cart, self.pk, payload, items, total, count)
         self.publish(functools.partial(rendering.stored, message))
@@ -415,15 +445,28 @@ class ConversationRunner:
         stopped = relay_code == STOPPED
         try:
             # A stopped reply is kept as it streamed; a "stopped" marker is stored only when nothing had streamed.
-            cut = await self._end_bubble(complete=False, stopped=stopped)
-            if relay_code and not (stopped and cut is not None):
-                payload = {"type": "error", "code": relay_code, "source": "relay"}
-                await self._store_and_show(Kind.ERROR, payload, text=relay_code)
+            self._end_bubble(complete=False, stopped=stopped)
+            reply, self._unsaved = self._unsaved, None
+            notice = None
+            if relay_code and not (stopped and reply is not None):
+                notice = {"type": "error", "code": relay_code, "source": "relay"}
             code = relay_code or upstream_code
-            await self._write(claims.end_turn, self.pk, code, owner_token(self._turn_seq))
+            # The reply, the notice, the turn's end and its record (for the admin insights): one transaction.
+            record = None if self._record is None else self._record.fields(self._turn_seq, code)
+            saved, noted = await self._write(
+                claims.finish_turn,
+                self.pk,
+                code,
+                owner_token(self._turn_seq),
+                record=record,
+                reply=None if reply is None else reply.fields(),
+                notice=notice,
+            )
+            if reply is not None and saved is not None:
+                self._show_reply(reply, saved)
+            if noted is not None:
+                self.publish(functools.partial(rendering.stored, noted))
             metrics.turn_finished(code)
-            if self._record is not None:  # one Turn row per finished turn, for the admin insights
-                await self._write(store.record_turn, self.pk, **self._record.fields(self._turn_seq, code))
         except Exception:
             logger.exception("could not close the turn of conversation %s cleanly", self.pk)
         # After an interrupted turn the resumed session is fresh and worth keeping; after a timeout or a stop the

@@ -58,4 +58,5 @@ async def upstream_config(user_id: str, sandbox: EmbeddedSandbox, store_id: str 
         error_grace=settings.VIZOCHOK_ERROR_GRACE,
         settle_grace=settings.VIZOCHOK_SETTLE_GRACE,
         auth_timeout=settings.VIZOCHOK_AUTH_TIMEOUT,
+        deflate=settings.VIZOCHOK_UPSTREAM_DEFLATE,
     )

@@ -119,6 +119,9 @@ class UpstreamConfig:
     #: HTTP(S)/SOCKS proxy URL, ``True`` for the environment's proxy settings, ``None`` to connect directly.
     #: Direct by default: a server-side relay should not route its API key through whatever proxy is in its env.
     proxy: str | Literal[True] | None = None
+    #: Offer permessage-deflate. Off by default: the protocol's frames are small JSON (a token, a status), where
+    #: compressing and inflating each one costs the relay more CPU than the bytes it saves on a server's link.
+    deflate: bool = False
 
     def __post_init__(self) -> None:
         if urlsplit(self.url).scheme not in ("ws", "wss"):
@@ -130,7 +133,7 @@ class UpstreamConfig:
             f"auth_timeout={self.auth_timeout!r}, turn_timeout={self.turn_timeout!r}, "
             f"ping_interval={self.ping_interval!r}, pong_timeout={self.pong_timeout!r}, "
             f"open_timeout={self.open_timeout!r}, close_timeout={self.close_timeout!r}, "
-            f"error_grace={self.error_grace!r}, settle_grace={self.settle_grace!r})"
+            f"error_grace={self.error_grace!r}, settle_grace={self.settle_grace!r}, deflate={self.deflate!r})"
         )
 
     def auth(self, conversation_id: str | None = None) -> Auth:
@@ -381,6 +384,11 @@ class UpstreamSession:
 
     # Reading --------------------------------------------------------------------------------------------------
 
+    @property
+    def waiting(self) -> bool:
+        """Whether a frame is already queued: reading the next one will not wait on the network."""
+        return not self._queue.empty()
+
     async def _next(self) -> ServerMessage | None:
         """The next queued frame; ``None`` after a clean close; raises the close error after an upstream close.
 
@@ -560,6 +568,7 @@ async def _connect(config: UpstreamConfig) -> ClientConnection:
             # Keepalive is the protocol's JSON ping/pong (reference §11), run by the session itself.
             ping_interval=None,
             max_size=READ_LIMIT,
+            compression="deflate" if config.deflate else None,
             proxy=config.proxy,
             logger=_WEBSOCKETS_LOG,
         )

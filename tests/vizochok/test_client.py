@@ -209,6 +209,23 @@ async def test_close_is_clean_idempotent_and_ends_events(sandbox: SandboxServer)
     await asyncio.wait_for(sandbox.wait_for_connections(0), TIMEOUT)
 
 
+@pytest.mark.parametrize("deflate", [False, True])
+async def test_compression_is_offered_only_when_asked(deflate: bool) -> None:
+    """Per-message deflate costs the relay CPU on every small frame: it is not offered unless configured."""
+    offered: list[str | None] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        assert ws.request is not None
+        offered.append(ws.request.headers.get("Sec-WebSocket-Extensions"))
+        await accept(ws)
+        await ws.wait_closed()
+
+    async with raw(handler) as server, session_on(server.url, deflate=deflate):
+        pass
+    assert len(offered) == 1
+    assert ("permessage-deflate" in (offered[0] or "")) is deflate
+
+
 def test_config_repr_hides_the_token() -> None:
     config = make_config("ws://127.0.0.1:9/api/v1/ws/chat")
     assert "SECRET" not in repr(config)

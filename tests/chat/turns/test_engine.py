@@ -70,3 +70,60 @@ async def test_a_finished_turn_is_recorded_for_the_insights(sandbox: Any) -> Non
     assert (turn.seq, turn.query, turn.outcome, turn.had_cards) == (messages[0].seq, "milk", "answered", True)
     assert turn.first_token_ms is not None and turn.duration_ms is not None
     assert turn.first_token_ms <= turn.duration_ms
+
+
+def _two_bubbles(session: Any, request: Any) -> Any:
+    """A reply of two text blocks back to back (the second starts before the first could be stored)."""
+    from chat.sandbox.server import Reply
+    from chat.vizochok.messages import ResponseComplete, Status, TextDelta, TextEnd
+
+    session.turns += 1
+    first = [TextDelta(delta=word) for word in ("Milk ", "is ", "here.")]
+    second = [TextDelta(delta=word) for word in ("Anything ", "else?")]
+    frames = [Status(code="thinking"), *first, TextEnd(), *second, TextEnd()]
+    return Reply([*frames, ResponseComplete(conversation_id=session.conversation_id)])
+
+
+async def test_a_turn_commits_three_times_and_keeps_every_block(sandbox: Any) -> None:
+    """The claim, the shopper's message, and the end: the reply, the turn's end and its record are one transaction
+    (the database thread is shared with the event loop's GIL: each commit and trip there costs the stream)."""
+    from channels.db import database_sync_to_async
+    from django.db import connection
+
+    from tests.chat.conftest import connected
+
+    commits: list[str] = []
+
+    def count(execute: Any, sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
+        # A statement outside a transaction commits by itself; a transaction commits once, after its BEGIN.
+        if sql == "BEGIN" or not context["connection"].in_atomic_block:
+            commits.append(sql.split(None, 1)[0])
+        return execute(sql, params, many, context)
+
+    @database_sync_to_async
+    def watch(on: bool) -> None:  # on the database thread, whose connection the relay uses
+        connection.ensure_connection()
+        if on:
+            connection.execute_wrappers.append(count)
+        else:
+            connection.execute_wrappers.remove(count)
+
+    sandbox.config.reply_hook = _two_bubbles
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="warm up", key="k0")  # the first turn also stores the upstream id
+        await receive_until(tab, READY)
+        await watch(True)
+        try:
+            await send(tab, kind="message", text="milk", key="k1")
+            await receive_until(tab, READY)
+        finally:
+            await watch(False)
+    messages = await stored(conversation)
+    assert [(m.role, m.text) for m in messages[-3:]] == [
+        ("user", "milk"),
+        ("assistant", "Milk is here."),
+        ("assistant", "Anything else?"),
+    ]
+    # claim, shopper's message, first block (stored before the second one streams), end of the turn
+    assert len(commits) == 4, commits
