@@ -74,13 +74,14 @@ async def test_a_finished_turn_is_recorded_for_the_insights(sandbox: Any) -> Non
 
 def _two_bubbles(session: Any, request: Any) -> Any:
     """A reply of two text blocks back to back (the second starts before the first could be stored)."""
+    from chat.sandbox.assistant import Frame
     from chat.sandbox.server import Reply
     from chat.vizochok.messages import ResponseComplete, Status, TextDelta, TextEnd
 
     session.turns += 1
-    first = [TextDelta(delta=word) for word in ("Milk ", "is ", "here.")]
-    second = [TextDelta(delta=word) for word in ("Anything ", "else?")]
-    frames = [Status(code="thinking"), *first, TextEnd(), *second, TextEnd()]
+    frames: list[Frame] = [Status(code="thinking")]
+    frames += [TextDelta(delta=word) for word in ("Milk ", "is ", "here.")] + [TextEnd()]
+    frames += [TextDelta(delta=word) for word in ("Anything ", "else?")] + [TextEnd()]
     return Reply([*frames, ResponseComplete(conversation_id=session.conversation_id)])
 
 
