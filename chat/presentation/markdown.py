@@ -16,6 +16,7 @@ The chat relay and the admin transcript both use :func:`render_markdown`, so a r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -90,6 +91,12 @@ def _build_cleaner() -> nh3.Cleaner:
 _PARSER = _build_parser()
 _CLEANER = _build_cleaner()
 
+#: One line of words and the punctuation that means nothing to markdown (no ``*_`[]<>&#|~\\``, no line break, no
+#: list or heading marker: it starts with a letter). For such text the parser and the sanitiser give exactly
+#: ``<p>text</p>`` (tests/chat/presentation/test_markdown.py checks that on generated text), so it is built directly:
+#: a plain reply is the common case, and parsing it cost more than the rest of showing it.
+_PLAIN = re.compile(r"[^\W\d_][^\W_]*(?:[ .,;:?!'\"@%/()$€₴№’—–-]+[^\W_]+)*[ .,;:?!'\"@%/()$€₴№’—–-]*")
+
 
 def render_markdown(text: str) -> SafeString:
     """Render untrusted markdown to sanitised HTML, marked safe for templates.
@@ -100,5 +107,8 @@ def render_markdown(text: str) -> SafeString:
     if not text:
         return mark_safe("")
     source = str(text)[:MAX_SOURCE_CHARS]
+    plain = source.rstrip(" ")
+    if _PLAIN.fullmatch(plain):
+        return mark_safe(f"<p>{plain}</p>")  # nothing in it is markup: see _PLAIN
     html = _PARSER.render(source)
     return mark_safe(_CLEANER.clean(html).strip())  # sanitised by nh3 on this very line

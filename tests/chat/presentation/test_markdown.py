@@ -7,6 +7,8 @@ from html.parser import HTMLParser
 
 import pytest
 from django.utils.safestring import SafeString
+from hypothesis import given, settings
+from hypothesis.strategies import text
 
 from chat.presentation.markdown import render_markdown
 
@@ -121,3 +123,36 @@ def test_single_newline_is_a_line_break() -> None:
 def test_huge_input_is_bounded() -> None:
     html = render_markdown("a" * 500_000)
     assert len(html) < 200_000
+
+
+_PLAIN_ALPHABET = "abcXYZмолокоЇєґ0123456789 .,;:?!'\"@%/()$€₴№’—–-*_#>|~&<\n\t\u00a0`[]\\"
+
+
+@settings(max_examples=600, deadline=None)
+@given(text(alphabet=_PLAIN_ALPHABET, max_size=60))
+def test_a_plain_line_renders_as_the_parser_would(source: str) -> None:
+    """The shortcut for a line with nothing markdown reads (``_PLAIN``) gives byte for byte what parsing gives."""
+    from chat.presentation.markdown import _CLEANER, _PARSER
+
+    parsed = _CLEANER.clean(_PARSER.render(source)).strip() if source else ""
+    assert render_markdown(source) == parsed
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["Так, молоко є. Щось ще?", "Milk 2.5% — 42,90 ₴ (1 l)", "milk0@1795000000000000 bread1@1795000000000001 "],
+)
+def test_plain_replies_take_the_shortcut(source: str) -> None:
+    from chat.presentation.markdown import _PLAIN
+
+    assert _PLAIN.fullmatch(source.rstrip(" "))
+    assert render_markdown(source) == f"<p>{source.rstrip(' ')}</p>"
+
+
+def test_the_shortcut_check_is_linear_on_hostile_text() -> None:
+    """A long run the pattern almost matches must not backtrack (it runs on every stored reply)."""
+    import time
+
+    started = time.perf_counter()
+    render_markdown("a -" * 30_000 + "*")
+    assert time.perf_counter() - started < 5  # seconds: a backtracking pattern would take hours, linear takes ms

@@ -1,0 +1,66 @@
+"""``chat.db.call``: calls made while the database thread is busy go there together, in order, each on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from chat import db
+from chat.ops.logs import conversation_var
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_waiting_calls_run_in_order_each_with_its_own_outcome_and_context() -> None:
+    ran: list[tuple[str, str]] = []
+    release = threading.Event()
+    entered = threading.Event()
+
+    def hold() -> str:
+        entered.set()
+        release.wait(5)
+        return "held"
+
+    def note(name: str) -> str:
+        ran.append((name, conversation_var.get()))
+        if name == "bad":
+            raise ValueError(name)
+        return name
+
+    async def as_conversation(conversation: str, name: str) -> str:
+        conversation_var.set(conversation)
+        return await db.call(note, name)
+
+    first = asyncio.ensure_future(db.call(hold))
+    await asyncio.to_thread(entered.wait, 5)  # the database thread is busy now: the next calls wait together
+    waiting = [asyncio.ensure_future(as_conversation(f"c{n}", name)) for n, name in enumerate(("a", "bad", "b"))]
+    await asyncio.sleep(0)  # they are submitted
+    release.set()
+    results = await asyncio.gather(first, *waiting, return_exceptions=True)
+
+    assert results[0] == "held" and results[1] == "a" and results[3] == "b"
+    assert isinstance(results[2], ValueError)  # raised in its own caller only
+    assert ran == [("a", "c0"), ("bad", "c1"), ("b", "c2")]  # in order, each in its caller's context
+
+
+async def test_a_cancelled_caller_does_not_stop_the_others() -> None:
+    release = threading.Event()
+    entered = threading.Event()
+
+    def hold() -> None:
+        entered.set()
+        release.wait(5)
+
+    held = asyncio.ensure_future(db.call(hold))
+    await asyncio.to_thread(entered.wait, 5)
+    gone = asyncio.ensure_future(db.call(lambda: "gone"))
+    kept = asyncio.ensure_future(db.call(lambda: "kept"))
+    await asyncio.sleep(0)
+    gone.cancel()
+    release.set()
+    assert await kept == "kept"
+    await held
+    with pytest.raises(asyncio.CancelledError):
+        await gone
