@@ -749,11 +749,13 @@ TURN_ENDING = (ResponseComplete, ErrorMessage)
 
 
 def _decode(raw: str | bytes) -> Mapping[str, Any]:
-    size = len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw)
-    if size > MAX_FRAME_BYTES:
-        raise FrameTooLarge(size)
+    # A str takes at most 4 bytes a character in UTF-8: only a long one is encoded to be measured.
+    if isinstance(raw, bytes) or len(raw) * 4 > MAX_FRAME_BYTES:
+        size = len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw)
+        if size > MAX_FRAME_BYTES:
+            raise FrameTooLarge(size)
     try:
-        data = json.loads(raw, parse_float=_json_number, parse_constant=_reject_constant)
+        data = _DECODER.decode(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
     except (ValueError, RecursionError) as exc:
         raise MalformedFrame(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -763,6 +765,10 @@ def _decode(raw: str | bytes) -> Mapping[str, Any]:
 
 def _reject_constant(name: str) -> Any:
     raise MalformedFrame(f"{name} is not valid JSON")
+
+
+#: One decoder for every frame (``json.loads`` with options builds a new one per call: on the hot path).
+_DECODER = json.JSONDecoder(parse_float=_json_number, parse_constant=_reject_constant)
 
 
 def _parse(raw: str | bytes, known: Mapping[str, type[_Frame]]) -> Any:
