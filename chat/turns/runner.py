@@ -275,7 +275,9 @@ class ConversationRunner:
     async def _on_start(self, session: UpstreamSession) -> None:
         if session.conversation_id != self.upstream_id:
             self.upstream_id = session.conversation_id
-            await self._write(store.set_upstream_id, self.pk, self.upstream_id)
+            # Not on the send's path (a new conversation's first turn waits on enough already): stored in order
+            # before the turn's next write, which waits for it.
+            self._write_behind(store.set_upstream_id, self.pk, self.upstream_id)
         start = session.start
         if isinstance(start, wire.SessionRestored):
             items = [store.plain(item) for item in start.selected_items]
@@ -407,6 +409,21 @@ class ConversationRunner:
             with contextlib.suppress(Exception):  # a failure is logged where it happens; the reply still counts
                 await asyncio.shield(sent)
         return await db.call(fn, *args, **kwargs)
+
+    def _write_behind(self, fn: Callable[..., Any], *args: Any) -> None:
+        """A write the turn does not wait for: after the pending one (``_sent``), and before the turn's next write."""
+        previous = self._sent
+
+        async def write() -> None:
+            if previous is not None:
+                with contextlib.suppress(Exception):  # logged where it failed; this write still goes
+                    await asyncio.shield(previous)
+            try:
+                await db.call(fn, *args)
+            except Exception:
+                logger.exception("could not store %s for conversation %s", fn.__name__, self.pk)
+
+        self._sent = asyncio.get_running_loop().create_task(write())
 
     def _status(self, code: str | None) -> None:
         self.publish(functools.partial(rendering.status, code))
