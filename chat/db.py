@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from channels.db import database_sync_to_async
 from django.db import InterfaceError, OperationalError
+
+from chat.ops.loops import PerLoop
 
 logger = logging.getLogger("chat.db")
 
@@ -41,7 +42,7 @@ async def call(fn: Callable[..., T], *args: Any, retries: tuple[float, ...] = RE
     """
     for delay in (*retries, None):
         try:
-            return await _batcher().submit(fn, args, kwargs)
+            return await _batchers.get().submit(fn, args, kwargs)
         except UNAVAILABLE as exc:
             if delay is None:
                 raise
@@ -100,12 +101,5 @@ class _Batcher:
                     future.set_exception(value)
 
 
-_batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batcher] = weakref.WeakKeyDictionary()
-
-
-def _batcher() -> _Batcher:
-    loop = asyncio.get_running_loop()
-    batcher = _batchers.get(loop)
-    if batcher is None:
-        batcher = _batchers[loop] = _Batcher()
-    return batcher
+#: The calls of each event loop (a future belongs to the loop that made it).
+_batchers: PerLoop[_Batcher] = PerLoop(_Batcher)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import weakref
 
 from channels.layers import get_channel_layer
 from django.conf import settings
 
 from chat.feed.live import LiveText
 from chat.feed.tabs import LocalTabs, spans_processes
+from chat.ops.loops import PerLoop
 from chat.turns.runner import ConversationRef, ConversationRunner
 from chat.turns.slots import RedisSlots, Slots, make_slots
 from chat.turns.upstream import EmbeddedSandbox
@@ -79,20 +79,16 @@ class Relay:
             await self.live.close()
 
 
-_relays: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Relay] = weakref.WeakKeyDictionary()
+_relays: PerLoop[Relay] = PerLoop(Relay)
 
 
 def get_relay() -> Relay:
     """The relay of the running loop: sockets and tasks belong to one loop and cannot be shared across loops."""
-    loop = asyncio.get_running_loop()
-    relay = _relays.get(loop)
-    if relay is None:
-        relay = _relays[loop] = Relay()
-    return relay
+    return _relays.get()
 
 
 async def close_relay() -> None:
     """Close the running loop's relay, if it has one (graceful shutdown: ``chat.ops.lifecycle``)."""
-    relay = _relays.pop(asyncio.get_running_loop(), None)
+    relay = _relays.pop()
     if relay is not None:
         await relay.close()
