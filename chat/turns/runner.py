@@ -302,6 +302,9 @@ class ConversationRunner:
             await self._reopen()
             events = self.session.turn(frame)
             first = await anext(events)
+        # Nothing of the reply is shown before the shopper's message is stored: a process that dies after a tab saw
+        # the reply begin must not lose the question (the upstream's first frame rarely comes before that anyway).
+        await self._stored_so_far()
         retries = Backoff().delays()
         restoring = self.session.restored
         event: Any = first
@@ -404,11 +407,15 @@ class ConversationRunner:
 
     async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A database write of this turn, after the shopper's message is stored (see :meth:`start`)."""
+        await self._stored_so_far()
+        return await db.call(fn, *args, **kwargs)
+
+    async def _stored_so_far(self) -> None:
+        """Wait for the writes in flight (the shopper's message, a write behind it)."""
         sent, self._sent = self._sent, None
         if sent is not None:
             with contextlib.suppress(Exception):  # a failure is logged where it happens; the reply still counts
                 await asyncio.shield(sent)
-        return await db.call(fn, *args, **kwargs)
 
     def _write_behind(self, fn: Callable[..., Any], *args: Any) -> None:
         """A write the turn does not wait for: after the pending one (``_sent``), and before the turn's next write."""

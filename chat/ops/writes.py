@@ -1,0 +1,46 @@
+"""Under Daphne, a frame to a browser goes to its socket when it is sent, not on the reactor's next pass.
+
+Twisted's ``FileDescriptor.write`` only buffers: it registers the socket with the selector for writing, and the
+reactor writes on its next pass and unregisters it again. For the relay's many small frames that is two
+``epoll_ctl`` calls, one more wake-up and Twisted's log and context wrappers per frame: in the paced benchmark about
+a third of the event loop's time went there (README, "Benchmark"). asyncio's own transports try the socket first and
+buffer only what the kernel does not take; :func:`install` gives Twisted's TCP connections the same behaviour.
+
+Whatever the kernel does not take is buffered and written by the reactor exactly as before, and once anything is
+buffered every later write queues behind it, so order, back-pressure, the send-buffer measure
+(``chat.ops.sendbuffer``) and the discovery of a lost connection are unchanged. Connections that run TLS inside
+Twisted keep Twisted's own path. Internals of the pinned Twisted; tests/chat/ops/test_writes.py checks them on real
+sockets, and every Daphne test runs through it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+logger = logging.getLogger("chat.ops.writes")
+
+
+def install() -> bool:
+    """Make Twisted's TCP writes immediate (once per process); False when Twisted is not installed."""
+    try:
+        from twisted.internet import tcp
+    except ImportError:
+        return False
+    if getattr(tcp.Connection.write, "immediate", False):
+        return True
+    buffered = tcp.Connection.write
+
+    def write(self: Any, data: bytes) -> None:
+        idle = not self._tempDataLen and len(self.dataBuffer) == self.offset  # nothing waits for the reactor
+        if idle and data and not self.TLS and self.connected and not self.disconnecting:
+            sent = self.writeSomeData(data)
+            if isinstance(sent, int):  # else the connection is lost: buffered below, the reactor's write sees it
+                if sent >= len(data):
+                    return
+                data = data[sent:]
+        buffered(self, data)
+
+    write.immediate = True  # type: ignore[attr-defined]
+    tcp.Connection.write = write  # type: ignore[method-assign]
+    return True
