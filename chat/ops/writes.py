@@ -16,6 +16,7 @@ sockets, and every Daphne test runs through it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 logger = logging.getLogger("chat.ops.writes")
@@ -29,7 +30,7 @@ def install() -> bool:
         return False
     if getattr(tcp.Connection.write, "immediate", False):
         return True
-    buffered = tcp.Connection.write
+    buffered: Callable[[Any, bytes], None] = tcp.Connection.write  # Twisted's own (untyped)
 
     def write(self: Any, data: bytes) -> None:
         idle = not self._tempDataLen and len(self.dataBuffer) == self.offset  # nothing waits for the reactor
