@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketException
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event as ProtocolEvent
 
 from .backoff import Backoff
 from .errors import (
@@ -202,6 +204,7 @@ class UpstreamSession:
         self._local_close: UpstreamClosed | None = None
         self._send_lock = asyncio.Lock()
         self._heard = asyncio.Event()
+        self._pongs: set[asyncio.Task[None]] = set()
         #: Loop time of the last frame received (keepalive frames excepted): the settle before a turn counts from it.
         self._last_frame = 0.0
         #: The last turn ended with an ``error`` at this loop time and its ``response_complete`` has not come yet.
@@ -220,6 +223,8 @@ class UpstreamSession:
     def _run(self) -> None:
         """Start the background tasks; called once by :func:`open_session` after the handshake."""
         self._reader = asyncio.create_task(self._read_loop(), name=f"vizochok-reader-{self.conversation_id}")
+        if isinstance(self._ws, _Connection):
+            self._ws.on_text = self._received
         interval = self.config.ping_interval
         if interval:
             self._keepalive = asyncio.create_task(
@@ -410,8 +415,7 @@ class UpstreamSession:
         error: UpstreamClosed | None = None
         try:
             async for raw in self._ws:
-                self._heard.set()
-                await self._dispatch(raw)
+                self._received(raw)
         except (ConnectionClosed, UpstreamClosed):
             pass  # the close code is read in _end_error, the same way for clean and abrupt ends
         except Exception:
@@ -421,7 +425,9 @@ class UpstreamSession:
         finally:
             self._finish(error if error is not None else self._end_error())
 
-    async def _dispatch(self, raw: str | bytes) -> None:
+    def _received(self, raw: str | bytes) -> None:
+        """One frame from the upstream, in the order it came: queued for the turn, or a ping answered."""
+        self._heard.set()
         try:
             frame = _parse(raw)
         except MalformedFrame as exc:
@@ -429,10 +435,15 @@ class UpstreamSession:
             _log_bad(raw, exc)
             return
         if isinstance(frame, Ping):
-            await self._send_text(_PONG)
+            self._pongs.add(pong := asyncio.get_running_loop().create_task(self._pong()))
+            pong.add_done_callback(self._pongs.discard)
         elif not isinstance(frame, Pong):
             self._last_frame = asyncio.get_running_loop().time()
             self._queue.put_nowait(frame)
+
+    async def _pong(self) -> None:
+        with contextlib.suppress(UpstreamClosed, ConnectionClosed):  # the reader sees the end and says why
+            await self._send_text(_PONG)
 
     def _end_error(self) -> UpstreamClosed | None:
         """Why the connection ended: nothing if we closed it, else what the upstream (or the keepalive) said."""
@@ -559,6 +570,42 @@ async def _open_once(config: UpstreamConfig, conversation_id: str | None) -> Ups
     return session
 
 
+class _Connection(ClientConnection):
+    """A websockets connection that hands each whole text frame to the session as the transport reads it.
+
+    The library's own path queues a frame in its message assembler, wakes a reader task and hands the message over
+    through ``recv()``: on the relay's stream of small frames that cost more than parsing them (README,
+    "Benchmark"). A frame takes the short path only when nothing waits in the assembler, so frames keep their
+    order; fragmented and binary messages, and every frame before the session starts (``on_text`` unset), take the
+    library's path, which the session reads as before. UTF-8 is checked the same way: invalid text falls through to
+    the library, which fails the connection (1007).
+    """
+
+    on_text: Callable[[str], None] | None = None
+
+    def process_event(self, event: ProtocolEvent) -> None:
+        on_text = self.on_text
+        if (
+            on_text is not None
+            and isinstance(event, Frame)
+            and event.opcode is Opcode.TEXT
+            and event.fin
+            and not len(self.recv_messages.frames)
+        ):
+            try:
+                text = bytes(event.data).decode()
+            except UnicodeDecodeError:
+                pass
+            else:
+                try:
+                    on_text(text)
+                except Exception:  # as the reader task does: a failing reader drops the connection, never the loop
+                    logger.exception("upstream reader failed; dropping the connection")
+                    self.transport.abort()
+                return
+        super().process_event(event)
+
+
 async def _connect(config: UpstreamConfig) -> ClientConnection:
     try:
         return await connect(
@@ -569,6 +616,7 @@ async def _connect(config: UpstreamConfig) -> ClientConnection:
             ping_interval=None,
             max_size=READ_LIMIT,
             compression="deflate" if config.deflate else None,
+            create_connection=_Connection,
             proxy=config.proxy,
             logger=_WEBSOCKETS_LOG,
         )

@@ -438,6 +438,32 @@ async def test_frames_before_the_start_frame_are_handled() -> None:
     assert pending.type == "quick_replies"
 
 
+async def test_frames_keep_their_order_whichever_way_they_are_read() -> None:
+    """Whole text frames are handed over as they are read; a fragmented message goes through websockets' assembler.
+    A turn's frames come out in the order they were sent either way, and invalid UTF-8 still ends the session."""
+
+    async def handler(ws: ServerConnection) -> None:
+        await accept(ws)
+        await ws.recv()
+        for n in range(3):
+            await ws.send(json.dumps({"type": "text_delta", "delta": f"a{n} "}))
+        await ws.send(['{"type":"text_delta",', '"delta":"fragmented "}'])  # one message in two frames
+        for n in range(3):
+            await ws.send(json.dumps({"type": "text_delta", "delta": f"b{n} "}))
+        await ws.send('{"type":"text_end"}')
+        await ws.send('{"type":"response_complete","conversation_id":"conv_raw"}')
+        await ws.recv()
+        await ws.send(b'{"type":"text_delta","delta":"\xff"}', text=True)  # not UTF-8
+        await ws.wait_closed()
+
+    async with raw(handler) as server, session_on(server.url) as session:
+        frames = await collect(session.turn(session.message("milk")))
+        said = "".join(frame.delta for frame in frames if isinstance(frame, TextDelta))
+        assert said == "a0 a1 a2 fragmented b0 b1 b2 "
+        with pytest.raises(UpstreamClosed):  # websockets fails the connection (1007 to the upstream)
+            await collect(session.turn(session.message("more")))
+
+
 # Keepalive ------------------------------------------------------------------------------------------------------
 
 
