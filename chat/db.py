@@ -87,8 +87,12 @@ class _Batcher:
                 outcomes = await database_sync_to_async(_run_all)([call for call, _future in batch])
             except BaseException as exc:  # the trip itself failed (the loop is closing): every caller hears it
                 for _call, future in batch:
-                    if not future.done():
-                        future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+                    if future.done():
+                        continue
+                    if isinstance(exc, Exception):
+                        future.set_exception(exc)
+                    else:
+                        future.cancel()
                 if not isinstance(exc, Exception):
                     raise
                 continue
