@@ -40,6 +40,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--profile", type=Path, default=None, help="folder for py-spy profiles of the server during each phase"
         )
+        parser.add_argument(
+            "--repeat", type=int, default=3, help="repetitions of every phase; targets use the median (default 3)"
+        )
         parser.add_argument("--quick", action="store_true", help="a tiny run (a few browsers) to check it works")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -63,6 +66,7 @@ class Command(BaseCommand):
             modes=modes,
             output=Path(options["output"]),
             profile=options["profile"],
+            repeat=max(1, options["repeat"]),
             log=lambda line: self.stdout.write(line),
         )
         if options["quick"]:
@@ -70,6 +74,7 @@ class Command(BaseCommand):
             bench.throughput_browsers, bench.throughput_turns, bench.throughput_tokens = 4, 2, 20
             bench.db_tokens = (5, 20)
             bench.burst_browsers, bench.burst_tokens = 4, 20
+            bench.repeat = 1
         results = run(bench)
         self.stdout.write(json.dumps(results["summary"], indent=2))
         self.stdout.write(f"results written to {bench.output}")
