@@ -333,8 +333,16 @@ class Load:
         return f"bench {self.tokens} {self.pace:g}"
 
 
-async def _converse(client: Client, load: Load, delay: float, total: int, out: list[Turn]) -> None:
+async def _converse(
+    client: Client, load: Load, delay: float, total: int, out: list[Turn], *, connect: bool = False
+) -> None:
     await asyncio.sleep(delay)
+    if connect:
+        try:
+            await client.open()
+        except Exception:
+            out.append(Turn(error=True))
+            return
     for index in range(load.turns):
         if index:
             await asyncio.sleep(load.think)
@@ -345,13 +353,15 @@ async def _converse(client: Client, load: Load, delay: float, total: int, out: l
             return
 
 
-async def _drive(clients: Sequence[Client], load: Load) -> tuple[list[Turn], float]:
-    """Run the load on already open clients; returns the turns and the wall time from first send to last end."""
+async def _drive(clients: Sequence[Client], load: Load, *, connect: bool = False) -> tuple[list[Turn], float]:
+    """Run the load; returns the turns and the wall time from the first send (``connect``: the first connection) to
+    the last end. Clients are already open unless ``connect``."""
     total = bench_reply_chars(load.tokens)
     out: list[Turn] = []
     started = time.perf_counter()
     n = len(clients)
-    await asyncio.gather(*(_converse(c, load, load.ramp * i / n, total, out) for i, c in enumerate(clients)))
+    conversing = (_converse(c, load, load.ramp * i / n, total, out, connect=connect) for i, c in enumerate(clients))
+    await asyncio.gather(*conversing)
     return out, time.perf_counter() - started
 
 
@@ -558,6 +568,7 @@ async def _phase(
     *,
     label: str = "warmup",
     memory: bool = False,
+    connect: bool = False,
 ) -> tuple[list[Turn], dict[str, Any]]:
     """One mode under one load: open the clients, (memory), run the turns, measure CPU per process."""
     server = {"direct": None, "proxy": stack.proxy, "relay": stack.app}[mode]
@@ -570,7 +581,8 @@ async def _phase(
     result: dict[str, Any] = {}
     await asyncio.sleep(0.5)
     rss_before = server.rss() if server else 0
-    await _open_all(clients)
+    if not connect:
+        await _open_all(clients)
     await asyncio.sleep(1.0)
     if server is not None and memory:
         result["idle_kib_per_connection"] = round((server.rss() - rss_before) / load.conversations / KIB, 1)
@@ -580,7 +592,7 @@ async def _phase(
     own = psutil.Process()
     own_before = own.cpu_times().user + own.cpu_times().system
     with _Sampler(server) as sampler, _Profiler(server, stack.options.profile, f"{label}-{mode}"):
-        turns, wall = await _drive(clients, load)
+        turns, wall = await _drive(clients, load, connect=connect)
     cpu = {child.name: child.cpu() - cpu_before[child.name] for child in stack.children()}
     cpu["clients"] = own.cpu_times().user + own.cpu_times().system - own_before
     threads_after = server.thread_cpu() if server is not None else (0.0, 0.0)
@@ -643,9 +655,16 @@ async def _run(options: BenchOptions, stack: Stack) -> dict[str, Any]:
         for mode in options.modes:
             log(f"burst phase: {mode}, {burst_load.conversations} new conversations at once, {burst_load.tokens} each")
             label = "burst" if first else "warmup-burst"
-            _turns, result = await _phase(stack, mode, burst_load, options.turn_timeout, label=label)
+            # A new conversation on the upstream alone starts with its socket (connect, auth, conversation_started),
+            # as the relay's starts with its upstream socket; the tab's own socket to the relay is open already.
+            connect = mode != "relay"
+            _turns, result = await _phase(stack, mode, burst_load, options.turn_timeout, label=label, connect=connect)
             results["burst"][mode].append(result)
             log(f"  {json.dumps(result)}")
+        if "direct" in options.modes:  # the same with the direct sockets opened beforehand, for comparison
+            _turns, result = await _phase(stack, "direct", burst_load, options.turn_timeout)
+            results["burst"].setdefault("direct_open", []).append(result)
+            log(f"  direct, sockets opened beforehand: {json.dumps(result)}")
 
     if "relay" in options.modes:
         per_tokens: dict[str, Any] = {}
@@ -737,6 +756,11 @@ def _targets(results: dict[str, Any], options: BenchOptions) -> dict[str, Any]:
         summary["burst_relay_vs_direct_time"] = _median(ratios)
         summary["burst_relay_vs_direct_time_runs"] = [round(ratio, 2) for ratio in ratios]
         summary["target_burst_le_2x_direct"] = summary["burst_relay_vs_direct_time"] <= 2 and failed == 0
+        opened = burst.get("direct_open", [])
+        if opened:
+            summary["burst_relay_vs_direct_sockets_open_beforehand"] = _median(
+                [r["wall_seconds"] / d["wall_seconds"] for r, d in zip(burst["relay"], opened, strict=True)]
+            )
     if relay and "idle_kib_per_connection" in relay[0]:
         summary["idle_kib_per_browser"] = relay[0]["idle_kib_per_connection"]
         summary["target_idle_le_150kib"] = relay[0]["idle_kib_per_connection"] <= 150
