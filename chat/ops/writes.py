@@ -34,7 +34,8 @@ def install() -> bool:
 
     def write(self: Any, data: bytes) -> None:
         idle = not self._tempDataLen and len(self.dataBuffer) == self.offset  # nothing waits for the reactor
-        if idle and data and not self.TLS and self.connected and not self.disconnecting:
+        open_ = self.connected and not self.disconnecting and not self._writeDisconnected
+        if idle and data and open_ and not self.TLS:
             sent = self.writeSomeData(data)
             if isinstance(sent, int):  # else the connection is lost: buffered below, the reactor's write sees it
                 if sent >= len(data):
