@@ -15,11 +15,8 @@ sockets, and every Daphne test runs through it.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
-
-logger = logging.getLogger("chat.ops.writes")
 
 
 def install() -> bool:
