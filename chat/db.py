@@ -65,6 +65,10 @@ def _run_all(calls: list[_Call]) -> list[tuple[bool, Any]]:
     return outcomes
 
 
+#: Built once: a ``SyncToAsync`` is reusable, and building one inspects the function each time.
+_run_all_there = database_sync_to_async(_run_all)
+
+
 class _Batcher:
     """The calls of one event loop waiting for the database thread; one trip takes all that are waiting."""
 
@@ -84,7 +88,7 @@ class _Batcher:
         while self._waiting:
             batch, self._waiting = self._waiting, []
             try:
-                outcomes = await database_sync_to_async(_run_all)([call for call, _future in batch])
+                outcomes = await _run_all_there([call for call, _future in batch])
             except BaseException as exc:  # the trip itself failed (the loop is closing): every caller hears it
                 for _call, future in batch:
                     if future.done():
