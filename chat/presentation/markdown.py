@@ -95,7 +95,8 @@ _CLEANER = _build_cleaner()
 #: list or heading marker: it starts with a letter). For such text the parser and the sanitiser give exactly
 #: ``<p>text</p>`` (tests/chat/presentation/test_markdown.py checks that on generated text), so it is built directly:
 #: a plain reply is the common case, and parsing it cost more than the rest of showing it.
-_PLAIN = re.compile(r"[^\W\d_][^\W_]*(?:[ .,;:?!'\"@%/()$€₴№’—–-]+[^\W_]+)*[ .,;:?!'\"@%/()$€₴№’—–-]*")
+_INERT = r"[ .,;:?!'\"@%/()$€₴№’—–-]"  # punctuation that is never markup within a line that starts with a letter
+_PLAIN = re.compile(rf"[^\W\d_][^\W_]*(?:{_INERT}+[^\W_]+)*{_INERT}*")
 
 
 def render_markdown(text: str) -> SafeString:
