@@ -7,6 +7,7 @@ number of writes per turn does not grow with the length of the reply.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from datetime import datetime
@@ -112,8 +113,16 @@ def _append(conversation_id: int, **fields: Any) -> Message:
         return insert_message(Message(conversation_id=conversation_id, seq=seq, created_at=now, **fields))
 
 
-def _message_columns() -> list[Any]:
-    return [field for field in Message._meta.concrete_fields if not field.primary_key]
+#: The fields a new message's ``INSERT`` writes: all but the primary key, in the model's order.
+_MESSAGE_FIELDS = [field for field in Message._meta.concrete_fields if not field.primary_key]
+
+
+@functools.cache
+def _insert_message_sql(vendor: str) -> str:
+    """The ``INSERT`` of :func:`insert_message` for one database backend (built once, not on every insert)."""
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in _MESSAGE_FIELDS)
+    placeholders = ", ".join(["%s"] * len(_MESSAGE_FIELDS))
+    return f"INSERT INTO {table_name(Message)} ({columns}) VALUES ({placeholders}) RETURNING id"
 
 
 def insert_message(message: Message) -> Message:
@@ -123,12 +132,9 @@ def insert_message(message: Message) -> Message:
     ORM's ``save()`` spent several times the statement's own cost building it (README, "Benchmark"). The values
     are prepared by the model's own fields, so they are stored exactly as ``save()`` would store them.
     """
-    fields = _message_columns()
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    params = [field.get_db_prep_save(getattr(message, field.attname), connection) for field in fields]
-    placeholders = ", ".join(["%s"] * len(fields))
+    params = [field.get_db_prep_save(getattr(message, field.attname), connection) for field in _MESSAGE_FIELDS]
     with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {table_name(Message)} ({columns}) VALUES ({placeholders}) RETURNING id", params)
+        cursor.execute(_insert_message_sql(connection.vendor), params)
         row = cursor.fetchone()
     message.pk = int(row[0])
     message._state.adding = False
