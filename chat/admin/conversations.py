@@ -41,6 +41,7 @@ from django_stubs_ext import StrOrPromise
 from chat import exports, store
 from chat.admin.transcript import build_entries, cart_lines, money
 from chat.models import Conversation, Message
+from chat.web import numbers
 
 if TYPE_CHECKING:
     from django.contrib.admin.filters import _ListFilterChoices
@@ -482,7 +483,7 @@ class ConversationAdmin(ReadOnlyAdminMixin, TitledAdmin[Conversation]):
         obj = self.get_object(request, unquote(object_id))
         if obj is None:
             raise Http404
-        after = _non_negative_int(request.GET.get("after"))
+        after = numbers.natural(request.GET.get("after")) or 0
         batch = list(obj.messages.filter(seq__gt=after).order_by("seq")[:POLL_BATCH])
         entries = build_entries(batch)
         context = {
@@ -495,13 +496,6 @@ class ConversationAdmin(ReadOnlyAdminMixin, TitledAdmin[Conversation]):
             "current_total": money(obj.cart_total),
         }
         return TemplateResponse(request, "admin/chat/conversation/transcript_update.html", context)
-
-
-def _non_negative_int(value: str | None) -> int:
-    try:
-        return max(0, int(value or 0))
-    except ValueError:
-        return 0
 
 
 # --- message admin --------------------------------------------------------------------------------------------

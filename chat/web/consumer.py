@@ -37,7 +37,7 @@ from chat.turns.runner import ConversationRef
 from chat.turns.service import get_relay
 from chat.vizochok import actions
 from chat.vizochok import messages as wire
-from chat.web import identity
+from chat.web import identity, numbers
 
 if TYPE_CHECKING:
     from channels.consumer import _ChannelScope
@@ -285,7 +285,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.conversation.pk is None:
             await self._adopt_stored()  # another tab of this shopper may have stored it meanwhile
         if kind == "sync":
-            self._request_sync(_int(data.get("after")) or 0, _field(data, "bubble"), _int(data.get("offset")) or 0)
+            self._request_sync(
+                numbers.natural(data.get("after")) or 0,
+                _field(data, "bubble"),
+                numbers.natural(data.get("offset")) or 0,
+            )
             return
         if kind == "stop":
             await self._stop()
@@ -358,7 +362,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         return actions.add_to_cart(str(line["sku"]), quantity), label, None
 
     async def _quick_reply(self, data: dict[str, Any]) -> tuple[wire.Action, str, int]:
-        seq = _int(data.get("seq"))
+        seq = numbers.natural(data.get("seq"))
         message = await _db(store.quick_replies, self.conversation.pk, seq) if seq else None
         if message is None or message.data.get("retired"):
             raise Refused("choice_expired")
@@ -370,7 +374,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         raise Refused("choice_expired")
 
     async def _checklist_submit(self, data: dict[str, Any]) -> tuple[wire.Action, str, int]:
-        seq = _int(data.get("seq"))
+        seq = numbers.natural(data.get("seq"))
         message = await _db(store.checklist, self.conversation.pk, seq) if seq else None
         if message is None or message.data.get("submitted") is not None:
             raise Refused("choice_expired")
@@ -416,7 +420,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _retry(self, data: dict[str, Any], key: str) -> None:
         """Send the last turn's message again as a new turn, when that turn failed or was stopped."""
-        seq = _int(data.get("seq"))
+        seq = numbers.natural(data.get("seq"))
         source = await _db(store.retry_source, self.conversation.pk, seq) if seq else None
         if source is None:
             raise Refused("retry_unavailable")
@@ -587,15 +591,6 @@ def _field(data: dict[str, Any], name: str) -> str:
     if isinstance(value, list):  # htmx sends repeated names as lists
         value = value[0] if value else ""
     return value if isinstance(value, str) else ""
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, list):
-        value = value[0] if value else None
-    try:
-        return int(str(value))
-    except (TypeError, ValueError):
-        return None
 
 
 def _valid_quantity(raw: Any, product: dict[str, Any]) -> Decimal:

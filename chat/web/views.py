@@ -15,7 +15,7 @@ from chat import store
 from chat.presentation import rendering, texts
 from chat.turns.claims import is_busy
 from chat.vizochok.backoff import Backoff
-from chat.web import embed, identity
+from chat.web import embed, identity, numbers
 from chat.web.consumer import MAX_TEXT_CHARS
 
 
@@ -89,7 +89,7 @@ def more_cards(request: HttpRequest) -> HttpResponse:
     the answer never says whether a conversation exists.
     """
     public_id = identity.public_id(request.GET.get("c"))
-    seq, offset = _natural(request.GET.get("seq")), _natural(request.GET.get("offset"))
+    seq, offset = numbers.natural(request.GET.get("seq")), numbers.natural(request.GET.get("offset"))
     if public_id is None or seq is None or offset is None:
         raise Http404("no such cards")
     user_id = identity.user_id_for_request(request)
@@ -108,9 +108,3 @@ def more_cards(request: HttpRequest) -> HttpResponse:
     response["Cache-Control"] = "private, no-store"
     return response
 
-
-def _natural(value: str | None) -> int | None:
-    """A non-negative integer from a query parameter, else None."""
-    if value is None or not value.isdigit() or len(value) > 9:
-        return None
-    return int(value)

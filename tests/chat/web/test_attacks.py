@@ -422,3 +422,15 @@ def test_a_conversation_not_stored_yet_keeps_its_id_across_tabs_and_links(site: 
     link = re.search(r'href="(\?c=[^"]+&amp;lang=uk)"', visitor.load(fresh.header("Location")).body).group(1)  # type: ignore[union-attr]
     visitor.load("/" + link.replace("&amp;", "&"))
     assert visitor.public_id == new_id  # switching the language keeps the new conversation
+
+
+# --- issue 24 ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("number", ["%C2%B2", "%D9%A1%D9%A2", "1_2", "+1", "%201", "-1", "1" * 12])
+def test_a_number_a_client_writes_in_unicode_digits_is_no_number(site: Site, number: str) -> None:
+    """Issue 24, item 4: "²" passed ``isdigit`` and failed ``int`` (HTTP 500 on "Show more")."""
+    visitor = Visitor.arrive(site)
+    for query in (f"seq={number}&offset=12", f"seq=1&offset={number}"):
+        assert visitor.get(f"/conversations/cards/?c={visitor.public_id}&{query}").status == 404
+    assert "Traceback" not in site.log()
