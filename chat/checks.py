@@ -35,3 +35,21 @@ def upstream_over_tls(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
             )
         ]
     return []
+
+
+@register(Tags.security)
+def checkout_url_allowed(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The checkout button opens ``VIZOCHOK_CHECKOUT_URL`` in the top window: https only (http in development)."""
+    from chat.web.embed import checkout_url_refusal
+
+    refusal = checkout_url_refusal(settings.VIZOCHOK_CHECKOUT_URL, settings.DEBUG)
+    if refusal is None:
+        return []
+    return [
+        Error(
+            refusal,
+            hint="Set the store's https:// checkout page, or leave it empty for no checkout button "
+            "(the page shows no button while the URL is refused).",
+            id="chat.E003",
+        )
+    ]

@@ -253,6 +253,30 @@ COLOR_PATTERN = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 FONT_PATTERN = re.compile(r"[A-Za-z0-9 ,'\"-]{1,120}")
 RADIUS_PATTERN = re.compile(r"(?:0|\d{1,2}(?:\.\d{1,2})?(?:px|rem|em))")
 _https_url = URLValidator(schemes=["https", "http"])
+_tls_url = URLValidator(schemes=["https"])
+
+
+def checkout_url_refusal(url: str, debug: bool) -> str | None:
+    """Why ``VIZOCHOK_CHECKOUT_URL`` may not be used, or None if it may (an empty one is no checkout button).
+
+    The page opens it in the top window when the shopper taps "checkout": a ``javascript:`` URL would run in our
+    origin, and a plain ``http:`` one would hand the cart to anybody on the shopper's network; plain HTTP is for
+    development only (``DJANGO_DEBUG=1``).
+    """
+    if not url:
+        return None
+    try:
+        (_https_url if debug else _tls_url)(url)
+    except ValidationError:
+        wanted = "an http(s):// URL" if debug else "an https:// URL"
+        return f"VIZOCHOK_CHECKOUT_URL must be {wanted}, got {url[:80]!r}"
+    return None
+
+
+def checkout_url() -> str:
+    """The checkout URL the page may offer; never one :func:`checkout_url_refusal` refuses."""
+    url: str = settings.VIZOCHOK_CHECKOUT_URL
+    return "" if checkout_url_refusal(url, settings.DEBUG) else url
 
 
 def _text(limit: int) -> Callable[[str], str | None]:

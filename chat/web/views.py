@@ -64,7 +64,7 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         "max_chars": MAX_TEXT_CHARS,
         "page_texts": texts.page_texts(),
         "starters": texts.starters(),
-        "checkout_url": settings.VIZOCHOK_CHECKOUT_URL,
+        "checkout_url": embed.checkout_url(),
         "embedded": embed.is_embedded(request),
     }
     response = render(request, "chat/page.html", context)
@@ -107,4 +107,3 @@ def more_cards(request: HttpRequest) -> HttpResponse:
     response = render(request, "chat/parts/more_cards.html", {"page": page, "message": message})
     response["Cache-Control"] = "private, no-store"
     return response
-

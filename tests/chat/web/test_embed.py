@@ -153,6 +153,30 @@ def test_the_demo_storefront_is_debug_only(client: Any, settings: Any) -> None:
     assert embed.verify_token(token, SECRET).user_id == "demo-shopper"
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("checkout", "debug", "shown"),
+    [
+        ("https://shop.example/checkout", False, True),
+        ("http://shop.example/checkout", True, True),
+        ("http://shop.example/checkout", False, False),
+        ("javascript:alert(document.cookie)", True, False),
+        ("JavaScript:alert(1)//https://shop.example", False, False),
+        ("data:text/html,<script>alert(1)</script>", True, False),
+    ],
+)
+def test_the_page_never_offers_a_checkout_url_the_checks_refuse(
+    client: Any, settings: Any, checkout: str, debug: bool, shown: bool
+) -> None:
+    """Issue 24, item 8: ``javascript:`` and (in production) ``http:`` checkout URLs were rendered as they were."""
+    settings.VIZOCHOK_CHECKOUT_URL = checkout
+    settings.DEBUG = debug
+    page = client.get("/", {"lang": "en"}).content.decode()
+    assert ('data-action="checkout"' in page) is shown
+    assert ("javascript:" in page.lower()) is False
+    assert ("http://shop.example" in page) is (shown and debug)
+
+
 # --- sockets ---------------------------------------------------------------------------------------------------
 
 
