@@ -19,12 +19,20 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 
+from chat.checks import refuse_to_serve  # noqa: E402
 from chat.ops import sendbuffer, writes  # noqa: E402
 from chat.ops.lifecycle import install_daphne_shutdown, lifespan  # noqa: E402
 from chat.ops.logs import install_daphne_logging  # noqa: E402
 from chat.web.embed import websocket_origin_validator  # noqa: E402
 from chat.web.routing import websocket_urlpatterns  # noqa: E402
+
+# Not only a deploy check: a server that would send the API key in clear, or count addresses clients wrote, does not
+# start at all (issue 24).
+_refusals = refuse_to_serve()
+if _refusals:
+    raise ImproperlyConfigured("; ".join(_refusals))
 
 install_daphne_shutdown()  # SIGTERM: mark running turns, close upstream sockets (uvicorn: the lifespan below)
 install_daphne_logging()  # Twisted's log and (for JSON) the access log through stdlib logging

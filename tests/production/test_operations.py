@@ -116,6 +116,7 @@ def test_check_deploy_is_clean_with_production_settings() -> None:
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "DJANGO_ALLOWED_HOSTS": "chat.example.com",
         "VIZOCHOK_API_KEY": "sk_live_not_a_real_key",
+        "VIZOCHOK_TRUSTED_PROXY_HOPS": "1",  # behind one proxy, as the README's production block says
     }
     env.pop("DATABASE_URL", None)
     env.pop("REDIS_URL", None)
