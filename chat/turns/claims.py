@@ -9,11 +9,13 @@ statements (README, "Benchmark").
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from chat.models import Conversation, Message
@@ -33,6 +35,9 @@ from chat.turns.limits import limits
 
 Kind = Message.Kind
 Role = Message.Role
+
+T = TypeVar("T")
+logger = logging.getLogger("chat.turns.claims")
 
 #: Stored when a turn's process died mid-turn (killed, crashed, lost its database for longer than the lapse).
 INTERRUPTED = "turn_interrupted"
@@ -272,17 +277,35 @@ def finish_turn(
     ``Turn`` record; returns the stored reply and notice.
 
     Every turn ends here, so this is the one trip to the database thread a turn's end costs: the reply of the usual
-    turn (``text_end`` then ``response_complete``) waits for it instead of taking a trip of its own.
+    turn (``text_end`` then ``response_complete``) waits for it instead of taking a trip of its own. The reply, the
+    notice and the record each go in a savepoint of their own: one that cannot be stored (content no database
+    takes) is logged and left out, and the end still commits, so no content keeps a conversation busy (issue 24).
+    Only an unreachable database fails the whole call (the caller retries it).
     """
     with transaction.atomic():
-        saved = None if reply is None else save_assistant_text(conversation_id, **reply)
+        saved = None
+        if reply is not None:
+            saved = _apart("the reply", conversation_id, save_assistant_text, conversation_id, **reply)
         noted = None
         if notice is not None:
-            noted = save_frame(conversation_id, Kind.ERROR, notice, str(notice.get("code", "")))
+            code = str(notice.get("code", ""))
+            noted = _apart("the notice", conversation_id, save_frame, conversation_id, Kind.ERROR, notice, code)
         end_turn(conversation_id, error_code, owner)
         if record is not None:
-            record_turn(conversation_id, **record)
+            _apart("the turn record", conversation_id, record_turn, conversation_id, **record)
     return saved, noted
+
+
+def _apart(what: str, conversation_id: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """``fn`` in a savepoint of the caller's transaction; None (logged) if it failed for anything but an outage."""
+    try:
+        with transaction.atomic():
+            return fn(*args, **kwargs)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception:
+        logger.exception("could not store %s of conversation %s; the turn ends without it", what, conversation_id)
+        return None
 
 
 def heartbeat(conversation_id: int, owner: str) -> bool:

@@ -15,6 +15,7 @@ This module must not import Django: the sandbox, the benchmark and the relay all
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -748,6 +749,32 @@ TURN_ENDING = (ResponseComplete, ErrorMessage)
 # JSON
 
 
+#: Characters no database stores: NUL (PostgreSQL refuses it in text and JSON) and lone UTF-16 surrogates (not
+#: encodable as UTF-8: SQLite's driver refuses them). JSON escapes (``"\\u0000"``, ``"\\ud800"``) write them.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+#: What may bring one in: an escape in the frame's text, or one already in a str handed to the parser.
+_MAY_BE_UNSTORABLE = re.compile("\\\\u|[\x00\ud800-\udfff]")
+
+
+def _storable_char(match: re.Match[str]) -> str:
+    return "" if match.group() == "\x00" else "\ufffd"
+
+
+def clean_strings(value: Any) -> Any:
+    """``value`` with every string in it (keys too, at any depth) storable: lone surrogates become U+FFFD, NULs go.
+
+    An upstream (or a browser) can write either in any string of a frame; one in a reply made storing it fail, and
+    the turn's end with it (issue 24). Cleaning where frames are parsed keeps every later layer free of them.
+    """
+    if isinstance(value, str):
+        return _UNSTORABLE.sub(_storable_char, value) if _UNSTORABLE.search(value) else value
+    if isinstance(value, dict):
+        return {clean_strings(key): clean_strings(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [clean_strings(item) for item in value]
+    return value
+
+
 def _decode(raw: str | bytes) -> Mapping[str, Any]:
     # A str takes at most 4 bytes a character in UTF-8: only a long one is encoded to be measured.
     if isinstance(raw, bytes) or len(raw) * 4 > MAX_FRAME_BYTES:
@@ -755,11 +782,15 @@ def _decode(raw: str | bytes) -> Mapping[str, Any]:
         if size > MAX_FRAME_BYTES:
             raise FrameTooLarge(size)
     try:
-        data = _DECODER.decode(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        data = _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         raise MalformedFrame(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise MalformedFrame("a frame must be a JSON object")
+    if _MAY_BE_UNSTORABLE.search(text):  # rare: most frames hold no escape at all, and pay one scan
+        cleaned: dict[str, Any] = clean_strings(data)
+        return cleaned
     return data
 
 
@@ -852,6 +883,7 @@ __all__ = [
     "UnknownMessage",
     "UserMessage",
     "check_size",
+    "clean_strings",
     "parse_client",
     "parse_server",
     "to_json",

@@ -278,6 +278,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise Refused("invalid_frame") from None
         if not isinstance(data, dict):
             raise Refused("invalid_frame")
+        if "\\u" in text_data:  # only an escape writes a lone surrogate or a NUL, which no database stores
+            cleaned: dict[str, Any] = wire.clean_strings(data)
+            return cleaned
         return data
 
     async def _handle(self, data: dict[str, Any]) -> None:

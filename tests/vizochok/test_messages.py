@@ -310,3 +310,27 @@ def test_a_product_keeps_its_description_both_ways() -> None:
     assert isinstance(cards, ProductCards)
     assert cards.items[0].description == "Fresh <b>milk</b>"
     assert json.loads(to_json(cards))["items"][0]["description"] == "Fresh <b>milk</b>"
+
+
+# --- issue 24, item 1: strings no database stores ------------------------------------------------------------------
+
+
+def test_lone_surrogates_become_replacement_characters_and_nuls_go_in_every_string() -> None:
+    frame = parse_server(
+        r'{"type":"product_cards","items":[{"sku":"s\u0000","name":"Milk \ud800","price":1,'
+        r'"brand":"B\udfff\u0000","promo_label":"\ud83d\ude00 \ud83d"}]}'
+    )
+    assert isinstance(frame, ProductCards)
+    item = frame.items[0]
+    assert (item.sku, item.name, item.brand) == ("s", "Milk \ufffd", "B\ufffd")
+    assert item.promo_label == "\U0001f600 \ufffd"  # a whole pair is one character and stays
+
+
+def test_unknown_frames_and_events_are_cleaned_to_any_depth_keys_included() -> None:
+    unknown = parse_server(r'{"type":"meal_plan","days":[{"name\u0000":{"dish":["soup \udc00"]}}]}')
+    assert isinstance(unknown, UnknownMessage)
+    assert unknown.data["days"] == [{"name": {"dish": ["soup \ufffd"]}}]
+    event = parse_server(r'{"type":"event","event":{"type":"item_selected","name":"x\u0000\ud800"}}')
+    assert event.data == {"name": "x\ufffd"}  # type: ignore[union-attr]
+    delta = parse_server('{"type":"text_delta","delta":"plain \\\\u0000 text"}')  # an escaped backslash: no NUL
+    assert delta == TextDelta(delta="plain \\u0000 text")
