@@ -78,6 +78,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     _sync_after: int | None = None
     _sync_live: tuple[str, int] = ("", 0)
     _sync_not_before = 0.0
+    #: Whether this socket was let in (its caps claimed). Frames a refused one had already sent are not handled.
+    _admitted = False
 
     async def connect(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
@@ -103,6 +105,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=4429)
             return
         metrics.ACTIVE_SOCKETS.inc()
+        self._admitted = True
         self.user_key = user_id
         self.conversation = conversation
         await self.channel_layer.group_add(conversation.group_name, self.channel_name)
@@ -144,6 +147,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 logger.warning("could not leave the conversation's group", exc_info=True)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not self._admitted:
+            return  # refused (over a cap) after the handshake: what the client had sent meanwhile is dropped
         async with self._holding():
             await self._receive(text_data, bytes_data)
 

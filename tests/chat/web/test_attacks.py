@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
+import json
 import os
 import re
 import socket
@@ -434,3 +436,37 @@ def test_a_number_a_client_writes_in_unicode_digits_is_no_number(site: Site, num
     for query in (f"seq={number}&offset=12", f"seq=1&offset={number}"):
         assert visitor.get(f"/conversations/cards/?c={visitor.public_id}&{query}").status == 404
     assert "Traceback" not in site.log()
+
+
+async def frames_until_closed(tab: Any) -> list[str]:
+    frames: list[str] = []
+    try:
+        while True:
+            frames.append(str(await tab.ws.recv()))
+    except ConnectionClosed:
+        return frames
+
+
+async def test_frames_sent_to_a_refused_socket_are_not_handled(site: Site) -> None:
+    """Issue 24, item 6: a socket refused with 4429 still dispatched what the client had sent (ERROR lines,
+    ``relay_error`` counts). A socket that was not admitted handles nothing."""
+    relay_errors = 'vizochok_refused_frames_total{code="relay_error"}'
+    before = site.metric(relay_errors)
+    failures = site.log().count("websocket.receive failed")
+    visitors = [Visitor.arrive(site) for _ in range(2)]
+    held = [await visitors[i % 2].socket(forwarded_for="10.24.6.1") for i in range(ADDRESS_CAP)]
+    try:
+        for _ in range(5):
+            tab = await visitors[0].socket(forwarded_for="10.24.6.1")
+            with contextlib.suppress(ConnectionClosed):  # the refusal may have closed it already
+                for n in range(3):  # sent at once, before the refusal is read
+                    await tab.ws.send(json.dumps({"kind": "message", "text": "milk", "key": uuid.uuid4().hex, "n": n}))
+            frames = await frames_until_closed(tab)
+            assert "too_many_connections" in "".join(frames) and "relay_error" not in "".join(frames)
+            assert tab.ws.close_code == 4429
+    finally:
+        for tab in held:
+            await tab.close()
+    await sockets_settle(site, 0)
+    assert site.metric(relay_errors) == before
+    assert site.log().count("websocket.receive failed") == failures
