@@ -256,7 +256,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"conversation": {"()": "chat.ops.logs.ConversationFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(conversation)s] %(message)s"},
+        "plain": {
+            "()": "chat.ops.logs.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s [%(conversation)s] %(message)s",
+        },
         "json": {"()": "chat.ops.logs.JsonFormatter"},
     },
     "handlers": {

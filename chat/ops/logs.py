@@ -16,6 +16,7 @@ import contextvars
 import json
 import logging
 import logging.config
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,22 @@ from typing import Any
 from django.conf import settings
 
 conversation_var: contextvars.ContextVar[str] = contextvars.ContextVar("vizochok_conversation", default="")
+
+#: An entry token in a URL (``?token=…``, also percent-encoded inside a ``next=`` parameter): the whole token,
+#: signature included, opens a session once; a log line keeps none of it.
+_TOKEN_VALUE = re.compile(r"(?i)(token(?:=|%3D))[^&\s\"'<>\\]+")
+#: Characters that would break a plain log line apart or hide part of it: a client's newline forged a line.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def redact(text: str) -> str:
+    """``text`` with the value of every ``token=`` parameter replaced (URLs in log lines, the access log)."""
+    return _TOKEN_VALUE.sub(r"\1[redacted]", text) if "oken" in text or "OKEN" in text else text
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters escaped as ``repr`` would (``\\n``, ``\\x1b``): one line, as written."""
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def configure(config: dict[str, Any]) -> None:
@@ -45,6 +62,14 @@ class ConversationFilter(logging.Filter):
         return True
 
 
+class PlainFormatter(logging.Formatter):
+    """The human-readable format: one line per message (a traceback still follows it), no entry token in it."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = one_line(redact(record.message))
+        return super().formatMessage(record)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, conversation, and the exception if any."""
 
@@ -64,7 +89,8 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack"] = record.stack_info
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        # Redacted as written: extras such as Django's ``request`` name the full URL, query string included.
+        return redact(json.dumps(entry, ensure_ascii=False, default=str))
 
 
 #: Attributes every LogRecord has (and what formatters add); anything else came in through ``extra=``.
@@ -89,14 +115,26 @@ def install_daphne_logging() -> bool:
     from twisted.logger import STDLibLogObserver, globalLogPublisher
 
     globalLogPublisher.addObserver(STDLibLogObserver(name="twisted"))  # type: ignore[arg-type]  # zope @implementer
-    if settings.VIZOCHOK_LOG_FORMAT == "json":
-        # Daphne's CLI builds its AccessLogGenerator (NCSA lines on stdout) after importing this app, and offers no
-        # hook for another writer: its one writing method is replaced, so each entry becomes a log record instead.
-        from daphne.access import AccessLogGenerator
+    # Daphne's CLI builds its AccessLogGenerator (NCSA lines on stdout) after importing this app, and offers no hook
+    # for another writer: its one writing method is replaced. For JSON each entry becomes a log record; in both
+    # formats the request line loses its entry tokens (``/?token=…`` is how a host's shopper arrives).
+    from daphne.access import AccessLogGenerator
 
-        AccessLogGenerator.write_entry = _log_access_entry
+    write_plain = AccessLogGenerator.write_entry
+    AccessLogGenerator.write_entry = (
+        _log_access_entry if settings.VIZOCHOK_LOG_FORMAT == "json" else _redacted(write_plain)
+    )
     _installed = True
     return True
+
+
+def _redacted(write_entry: Any) -> Any:
+    """Daphne's own NCSA writer, given the request line without entry tokens."""
+
+    def write(self: Any, host: str, date: datetime, request: str, *args: Any, **kwargs: Any) -> None:
+        write_entry(self, host, date, redact(request), *args, **kwargs)
+
+    return write
 
 
 def _log_access_entry(
@@ -110,6 +148,7 @@ def _log_access_entry(
     user: str | None = None,
 ) -> None:
     """One access-log entry (``GET /path 200``, ``WSREJECT /ws/chat/``) with its fields, for the JSON formatter."""
+    request = redact(request)
     _access_log.info(
         "%s %s",
         request,

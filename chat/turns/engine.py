@@ -67,7 +67,7 @@ async def begin(ref: ConversationRef, send: Send, *, shopper: str) -> bool:
         retries=db.SEND_RETRIES,
     )
     if started.duplicate:
-        logger.info("duplicate send %s ignored in conversation %s", send.key, ref.pk)
+        logger.info("duplicate send %r ignored in conversation %s", send.key, ref.pk)  # the browser's key, quoted
         return False
     if started.busy or started.message is None:
         raise Refused("agent_busy")

@@ -22,6 +22,9 @@ from websockets.typing import Origin
 
 from tests.processes import Daphne
 
+#: An entry token as a host's link carries it; its signature (and its payload) must reach no log line.
+ENTRY_TOKEN = "eyJ1c2VyX2lkIjoiaG9zdC1zaG9wcGVyIn0.SIGNATUREc2lnbmF0dXJlLW9mLXRoZS10b2tlbg"
+
 
 def _status(url: str, data: bytes | None = None) -> int:
     try:
@@ -55,6 +58,8 @@ def served_log(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         assert _status(server.url + ("/?lang=en" if debug else "/healthz")) == 200
         assert _status(server.url + "/no-such-page/") == 404
         assert _status(server.url + "/admin/login/", data=b"username=x") == 403  # no CSRF cookie
+        _status(f"{server.url}/?token={ENTRY_TOKEN}&lang=en")  # refused (no secret here): its 403 is logged
+        _status(f"{server.url}/admin/?token={ENTRY_TOKEN}")  # redirected to the login with the token in next=
         ws_url = server.url.replace("http", "ws") + "/ws/chat/?c=nobody"
         with pytest.raises(InvalidStatus), connect(ws_url, origin=Origin("http://evil.example"), open_timeout=15):
             pass
@@ -92,3 +97,10 @@ def test_the_access_log_is_json_with_its_fields(served_log: list[str]) -> None:
     assert ("POST /admin/login/", 403) in requests
     assert ("WSREJECT /ws/chat/", None) in requests
     assert all(entry["client"].startswith("127.0.0.1:") for entry in access)
+
+
+def test_no_line_carries_an_entry_token(served_log: list[str]) -> None:
+    """Issue 24, item 5: the token, signature included, was whole in the access log and in Django's 403 warning."""
+    text = "\n".join(served_log)
+    assert "SIGNATURE" not in text and "eyJ1c2VyX2lkIjoiaG9zdC1zaG9wcGVyIn0" not in text
+    assert "token=[redacted]" in text

@@ -470,3 +470,40 @@ async def test_frames_sent_to_a_refused_socket_are_not_handled(site: Site) -> No
     await sockets_settle(site, 0)
     assert site.metric(relay_errors) == before
     assert site.log().count("websocket.receive failed") == failures
+
+
+async def logged(site: Site, needle: str) -> str:
+    """The server's log once it holds ``needle``: a log file has no event to await, so it is read within a deadline."""
+    async with asyncio.timeout(TIMEOUT):
+        while needle not in site.log():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    return site.log()
+
+
+async def test_a_key_a_browser_chose_cannot_forge_a_log_line(site: Site) -> None:
+    """Issue 24, item 5: the send ``key`` was logged with %s; in the plain format a newline in it forged a line."""
+    forged = "k24\n2026-12-07 07:00:00,000 CRITICAL chat.ops [] fire"  # within the 64 characters kept
+    visitor = Visitor.arrive(site)
+    tab = await visitor.socket(forwarded_for="10.24.5.1")
+    try:
+        await tab.send(kind="message", text="milk", key=forged)
+        await tab.until(READY)
+        await tab.send(kind="message", text="milk", key=forged)  # the same key again: a duplicate, logged
+        log = await logged(site, "duplicate send")
+    finally:
+        await tab.close()
+    assert not any(line.startswith("2026-12-07 07:00:00,000 CRITICAL") for line in log.splitlines())
+    assert repr(forged) in log  # quoted whole, on its own line
+
+
+def test_entry_tokens_reach_no_log_line(site: Site) -> None:
+    """Issue 24, item 5: a token, signature included, was whole in Daphne's access log."""
+    minted = token(user_id="logged-24")
+    signature = minted.rsplit(".", 1)[1]
+    assert Visitor(site).get(f"/?token={minted}&lang=en").status == 302
+    assert Visitor(site).get(f"/?token={minted}&lang=en").status == 403  # used: refused, and the 403 logged
+    Visitor(site).get(f"/admin/?token={minted}")
+    Visitor(site).get("/?lang=en")  # one more request: the access log line of the last one is written
+    log = site.log()
+    assert "token=[redacted]" in log
+    assert signature not in log and minted.split(".", 1)[0] not in log
