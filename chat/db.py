@@ -7,7 +7,10 @@ trip; each still runs in its own transaction and its caller's context, and fails
 
 A failover, a restart or a dropped connection must not lose what a turn is storing (the reply, a cart change):
 the relay retries its writes with backoff for a while. A shopper's send retries only briefly and is then refused
-with a clear message, so the tab is not left hanging.
+with a clear message, so the tab is not left hanging; and once that shopper's tab is gone (:data:`caller_gone`)
+the send's work that has not run yet is dropped: a send that waited out a write lock must not claim the
+conversation for nobody. Each attempt is bounded too (SQLite's busy timeout, ``vizochok_site/settings.py``), so the
+retry budget is what a shopper waits, not one attempt's lock wait.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -29,10 +33,20 @@ T = TypeVar("T")
 
 #: Delays between attempts for the relay's own writes (about 16 s in all).
 RELAY_RETRIES = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
-#: Delays for work done while a shopper waits on a send (under 2 s in all).
+#: Delays for work done while a shopper waits on a send (under 2 s in all); such work is dropped, not run, once
+#: :data:`caller_gone` is set.
 SEND_RETRIES = (0.2, 0.5, 1.0)
 
 UNAVAILABLE = (OperationalError, InterfaceError)
+
+#: Set by a browser socket (``chat.web.consumer``) for its handlers: an event set once its client disconnected.
+caller_gone: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "vizochok_caller_gone", default=None
+)
+
+
+class CallerGone(Exception):
+    """Send-path work dropped before it ran: the shopper who waited for it has left."""
 
 
 async def call(fn: Callable[..., T], *args: Any, retries: tuple[float, ...] = RELAY_RETRIES, **kwargs: Any) -> T:
@@ -40,9 +54,12 @@ async def call(fn: Callable[..., T], *args: Any, retries: tuple[float, ...] = RE
 
     Channels closes a connection that failed before the next trip, so each retry starts on a fresh one.
     """
+    gone = caller_gone.get() if retries is SEND_RETRIES else None
     for delay in (*retries, None):
+        if gone is not None and gone.is_set():
+            raise CallerGone(fn.__name__)
         try:
-            return await _batchers.get().submit(fn, args, kwargs)
+            return await _batchers.get().submit(fn, args, kwargs, gone)
         except UNAVAILABLE as exc:
             if delay is None:
                 raise
@@ -51,13 +68,19 @@ async def call(fn: Callable[..., T], *args: Any, retries: tuple[float, ...] = RE
     raise AssertionError("unreachable")
 
 
-_Call = tuple[contextvars.Context, Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+_Call = tuple[contextvars.Context, Callable[..., Any], tuple[Any, ...], dict[str, Any], threading.Event | None]
 
 
 def _run_all(calls: list[_Call]) -> list[tuple[bool, Any]]:
-    """On the database thread: each call in order, in its caller's context; what each returned or raised."""
+    """On the database thread: each call in order, in its caller's context; what each returned or raised.
+
+    A send-path call whose shopper left while it waited for this thread is not run (:class:`CallerGone`).
+    """
     outcomes: list[tuple[bool, Any]] = []
-    for context, fn, args, kwargs in calls:
+    for context, fn, args, kwargs, gone in calls:
+        if gone is not None and gone.is_set():
+            outcomes.append((False, CallerGone(fn.__name__)))
+            continue
         try:
             outcomes.append((True, context.run(fn, *args, **kwargs)))
         except Exception as exc:  # the caller's own exception, raised in its own task (db.call)
@@ -76,10 +99,12 @@ class _Batcher:
         self._waiting: list[tuple[_Call, asyncio.Future[Any]]] = []
         self._trip: asyncio.Task[None] | None = None
 
-    def submit(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> asyncio.Future[T]:
+    def submit(
+        self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], gone: threading.Event | None = None
+    ) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._waiting.append(((contextvars.copy_context(), fn, args, kwargs), future))
+        self._waiting.append(((contextvars.copy_context(), fn, args, kwargs, gone), future))
         if self._trip is None or self._trip.done():
             self._trip = loop.create_task(self._trips())
         return future

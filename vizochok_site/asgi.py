@@ -22,7 +22,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 
 from chat.checks import refuse_to_serve  # noqa: E402
-from chat.ops import sendbuffer, writes  # noqa: E402
+from chat.ops import departure, sendbuffer, writes  # noqa: E402
 from chat.ops.lifecycle import install_daphne_shutdown, lifespan  # noqa: E402
 from chat.ops.logs import install_daphne_logging  # noqa: E402
 from chat.web.embed import websocket_origin_validator  # noqa: E402
@@ -45,8 +45,9 @@ application = ProtocolTypeRouter(
         # Origins: this site itself, whole (scheme, host, port), plus the exact VIZOCHOK_WS_ALLOWED_ORIGINS.
         # Outermost, where the server's own send is seen: how much each socket has not taken yet (a tab that stops
         # reading is closed, chat/ops/sendbuffer.py).
+        # Inside it, the disconnect is noticed while a handler still waits (send-path work of a gone tab is dropped).
         "websocket": sendbuffer.attach(
-            websocket_origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            departure.watch(websocket_origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))))
         ),
     }
 )

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
@@ -28,7 +29,7 @@ from django.utils.translation import gettext as _
 from chat import db, store
 from chat.feed.feed import Piece, languages, render_all
 from chat.models import Conversation, Message
-from chat.ops import logs, metrics, ratelimit, sendbuffer
+from chat.ops import departure, logs, metrics, ratelimit, sendbuffer
 from chat.ops.process import PROCESS_ID
 from chat.presentation import formatting, rendering
 from chat.turns import engine, liveness
@@ -96,6 +97,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         if conversation.pk is not None:
             logs.bind_conversation(conversation.pk)
+        # This socket's handlers' send-path database work is dropped once its client has gone (chat.db).
+        db.caller_gone.set(cast("threading.Event | None", self.scope.get(departure.SCOPE_KEY)))
         self._socket_claim = await ratelimit.SocketCaps().claim(user_id, ratelimit.client_address(self.scope))
         if self._socket_claim is None:
             # Too many sockets for this shopper or address: say so in the tab, then close for good (no retry).
@@ -170,6 +173,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             try:
                 try:
                     await self._handle(self._decode(text_data, bytes_data))
+                except db.CallerGone as gone:
+                    logger.info("the tab left before its send reached the database; dropped %s", gone)
+                    return
                 except db.UNAVAILABLE:
                     logger.warning("database unavailable; a send was refused", exc_info=True)
                     raise Refused("service_unavailable") from None
@@ -562,6 +568,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self.send(text_data=_nothing_stored_yet())
             else:
                 await self._catch_up(after, bubble, offset)
+        except db.CallerGone:
+            return  # the tab left: nobody to catch up
         except Exception as exc:  # a catch-up that fails is a refusal like any frame's, never a dead socket
             code = "service_unavailable" if isinstance(exc, db.UNAVAILABLE) else "relay_error"
             logger.warning("catch-up failed: %s: %.200s", type(exc).__name__, exc)

@@ -64,3 +64,36 @@ async def test_a_cancelled_caller_does_not_stop_the_others() -> None:
     await held
     with pytest.raises(asyncio.CancelledError):
         await gone
+
+
+async def test_send_path_work_of_a_caller_that_left_is_dropped_before_it_runs() -> None:
+    """Issue 24, item 7: a send queued behind a busy database thread ran after its tab had closed."""
+    ran: list[str] = []
+    release, entered, gone = threading.Event(), threading.Event(), threading.Event()
+
+    def hold() -> None:
+        entered.set()
+        release.wait(5)
+
+    async def send_path(name: str) -> None:
+        db.caller_gone.set(gone)
+        await db.call(ran.append, name, retries=db.SEND_RETRIES)
+
+    async def relay_write(name: str) -> None:
+        db.caller_gone.set(gone)  # the turn's own writes run whether or not a tab still watches
+        await db.call(ran.append, name)
+
+    first = asyncio.ensure_future(db.call(hold))
+    await asyncio.to_thread(entered.wait, 5)
+    send, write = asyncio.ensure_future(send_path("send")), asyncio.ensure_future(relay_write("write"))
+    await asyncio.sleep(0)  # both wait for the thread now
+    gone.set()  # the tab closes
+    release.set()
+    await first
+    with pytest.raises(db.CallerGone):
+        await send
+    await write
+    assert ran == ["write"]
+    with pytest.raises(db.CallerGone):  # and nothing more is submitted for it
+        await send_path("later")
+    assert ran == ["write"]

@@ -472,10 +472,11 @@ async def test_frames_sent_to_a_refused_socket_are_not_handled(site: Site) -> No
     assert site.log().count("websocket.receive failed") == failures
 
 
-async def logged(site: Site, needle: str) -> str:
-    """The server's log once it holds ``needle``: a log file has no event to await, so it is read within a deadline."""
+async def logged(site: Site, needle: str, times: int = 1) -> str:
+    """The server's log once it holds ``needle`` ``times`` times: a log file has no event to await, so it is read
+    within a deadline."""
     async with asyncio.timeout(TIMEOUT):
-        while needle not in site.log():  # noqa: ASYNC110
+        while site.log().count(needle) < times:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     return site.log()
 
@@ -507,3 +508,76 @@ def test_entry_tokens_reach_no_log_line(site: Site) -> None:
     log = site.log()
     assert "token=[redacted]" in log
     assert signature not in log and minted.split(".", 1)[0] not in log
+
+
+class WriteLock:
+    """Another process's write lock on the site's SQLite file (a long migration, a stuck admin script)."""
+
+    def __init__(self, site: Site) -> None:
+        self.db = sqlite3.connect(site.db, timeout=TIMEOUT, isolation_level=None, check_same_thread=False)
+
+    def __enter__(self) -> WriteLock:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.db.execute("ROLLBACK")
+        self.db.close()
+
+
+def conversation_row(site: Site, public_id: str) -> tuple[str, int, int]:
+    with sqlite3.connect(site.db) as db:
+        status, last_seq, pk = db.execute(
+            "SELECT status, last_seq, id FROM chat_conversation WHERE public_id = ?", (public_id.replace("-", ""),)
+        ).fetchone()
+    with sqlite3.connect(site.db) as db:
+        (questions,) = db.execute(
+            "SELECT COUNT(*) FROM chat_message WHERE conversation_id = ? AND role = 'user'", (pk,)
+        ).fetchone()
+    return str(status), int(last_seq), int(questions)
+
+
+async def test_a_send_on_a_write_locked_database_is_answered_within_the_budget(site: Site) -> None:
+    """Issue 24, item 7: one attempt waited SQLite's 20 s busy timeout on the one database thread: a send was
+    answered after 24 s and new sockets failed their 5 s handshake meanwhile."""
+    visitor = Visitor.arrive(site)
+    await say(visitor, "milk")  # stored: the next send's first database work is its claim, a write
+    tab = await visitor.socket(forwarded_for="10.24.7.1")
+    try:
+        with WriteLock(site):
+            await tab.send(kind="message", text="bread", key=uuid.uuid4().hex)
+            other = await visitor.socket(forwarded_for="10.24.7.1")  # a handshake meanwhile gets through
+            await other.send(kind="sync", after=0)
+            assert READY in await other.until(READY)
+            await other.close()
+            refused = await tab.until("chat-error")  # refused while the lock is still held
+            assert 'data-code="service_unavailable"' in refused
+        await tab.send(kind="message", text="bread", key=uuid.uuid4().hex)
+        assert "product-card" in await tab.until(READY)
+    finally:
+        await tab.close()
+    assert "turn_interrupted" not in site.log()
+
+
+async def test_a_send_whose_tab_left_while_the_database_was_locked_claims_nothing(site: Site) -> None:
+    """Issue 24, item 7: the send ran once the lock was gone: the conversation busy, a seq and a turn taken for a
+    shopper who had left, and the next send recorded ``turn_interrupted`` for a turn that never ran."""
+    visitor = Visitor.arrive(site)
+    await say(visitor, "milk")
+    before = conversation_row(site, visitor.public_id)
+    retried, dropped = site.log().count("retrying begin_turn"), site.log().count("dropped begin_turn")
+    with WriteLock(site):
+        tab = await visitor.socket(forwarded_for="10.24.7.2")
+        await tab.send(kind="message", text="bread", key=uuid.uuid4().hex)
+        await logged(site, "retrying begin_turn", retried + 1)  # its claim waits on the lock: it will retry
+        await tab.close()  # the shopper leaves meanwhile
+        await logged(site, "dropped begin_turn", dropped + 1)  # its next attempt is not made
+    await sockets_settle(site, 0)
+    assert conversation_row(site, visitor.public_id) == before  # idle, no seq taken, no question stored
+    tab = await visitor.socket(forwarded_for="10.24.7.2")
+    try:
+        await tab.send(kind="message", text="bread", key=uuid.uuid4().hex)
+        html = await tab.until(READY)
+        assert "product-card" in html and "turn_interrupted" not in html
+    finally:
+        await tab.close()
