@@ -126,3 +126,12 @@ def test_daphne_with_proxy_headers_and_no_trusted_hop_refuses_to_start(tmp_path:
     with pytest.raises(RuntimeError, match="exited"):
         app.launch()
     assert re.search(r"--proxy-headers with VIZOCHOK_TRUSTED_PROXY_HOPS=0", app.log())
+
+
+def test_the_documented_settings_pass_the_deploy_check_as_the_block_runs_it(tmp_path: Path) -> None:
+    settings, command = production_block()
+    app = DocumentedDaphne(tmp_path, settings, command)
+    check = [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"]
+    result = subprocess.run(check, cwd=ROOT, env=app.env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
