@@ -752,8 +752,6 @@ TURN_ENDING = (ResponseComplete, ErrorMessage)
 #: Characters no database stores: NUL (PostgreSQL refuses it in text and JSON) and lone UTF-16 surrogates (not
 #: encodable as UTF-8: SQLite's driver refuses them). JSON escapes (``"\\u0000"``, ``"\\ud800"``) write them.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-#: What may bring one in: an escape in the frame's text, or one already in a str handed to the parser.
-_MAY_BE_UNSTORABLE = re.compile("\\\\u|[\x00\ud800-\udfff]")
 
 
 def _storable_char(match: re.Match[str]) -> str:
@@ -788,7 +786,10 @@ def _decode(raw: str | bytes) -> Mapping[str, Any]:
         raise MalformedFrame(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise MalformedFrame("a frame must be a JSON object")
-    if _MAY_BE_UNSTORABLE.search(text):  # rare: most frames hold no escape at all, and pay one scan
+    # Only an escape brings one in: the JSON decoder refuses a raw control character, and a frame's text is decoded
+    # UTF-8 (the WebSocket library's or ours above), which has no lone surrogates. Most frames hold no escape at
+    # all and pay one substring search (a regular expression over every frame cost a fifth of the parse).
+    if "\\u" in text:
         cleaned: dict[str, Any] = clean_strings(data)
         return cleaned
     return data
