@@ -13,7 +13,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, register
+from django.core.checks import Warning as CheckWarning
 
 
 def _loopback_address(address: str) -> bool:
@@ -101,7 +102,7 @@ def proxy_hops_set(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     if settings.DEBUG or settings.VIZOCHOK_TRUSTED_PROXY_HOPS > 0:
         return []
     return [
-        Warning(
+        CheckWarning(
             "VIZOCHOK_TRUSTED_PROXY_HOPS is 0: behind the proxy every shopper has the proxy's address (one socket "
             "cap and one admin lockout for all), and with daphne --proxy-headers the client names its own.",
             hint="Set VIZOCHOK_TRUSTED_PROXY_HOPS to the number of proxies that append to X-Forwarded-For (1 for "
