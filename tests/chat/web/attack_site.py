@@ -27,7 +27,8 @@ READY = 'data-state="ready"'
 
 
 class Site(Daphne):
-    """The app behind ``--proxy-headers`` (as in production) with small caps, on its own SQLite file."""
+    """The app as the README runs it in production (Daphne without ``--proxy-headers``; the hops are the test's
+    setting) with small caps, on its own SQLite file."""
 
     def __init__(self, tmp: Path, **env: str) -> None:
         self.db = tmp / "db.sqlite3"
@@ -42,7 +43,7 @@ class Site(Daphne):
             **env,
         }
         full_env.pop("REDIS_URL", None)
-        super().__init__("the attacked app", tmp / "server.log", full_env, args=("--proxy-headers",))
+        super().__init__("the attacked app", tmp / "server.log", full_env)
 
     def start(self) -> Site:
         self.migrate()

@@ -1,8 +1,8 @@
-"""The attack review's findings (issue 15), each reproduced against a real Daphne process over real sockets.
+"""The attack reviews' findings (issues 15 and 24), each reproduced against a real Daphne process over real sockets.
 
-One app process serves the whole module: behind ``--proxy-headers`` with one trusted proxy hop, small socket caps,
-and the embedded sandbox as its upstream. Each test uses addresses and shoppers of its own, so the caps of one
-test never touch another.
+One app process serves the whole module: started as the README's production block starts it, with one trusted
+proxy hop, small socket caps, and the embedded sandbox as its upstream. Each test uses addresses and shoppers of
+its own, so the caps of one test never touch another.
 """
 
 from __future__ import annotations
