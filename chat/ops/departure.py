@@ -39,7 +39,7 @@ def watch(application: Any) -> Any:
             return await application({**scope, SCOPE_KEY: departed}, inbox.get, send)
         finally:
             reading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # never masks how the application ended
                 await reading
 
     return app
