@@ -75,6 +75,10 @@ class NetProxy:
             self._abort_all()
             for gate in self._gates.values():
                 gate.set()  # pumps waiting on a blackhole wake up to find their sockets gone
+            # Their sockets are gone, so every connection's task ends by itself; let them, rather than cancel them.
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            if tasks:
+                await asyncio.wait(tasks, timeout=5)
 
         self._call(stop())
         self._loop.call_soon_threadsafe(self._loop.stop)
