@@ -63,6 +63,7 @@ if (chat) {
   sending.init();
   outbox.init(document.getElementById(ID.conversation).value, {
     sync: () => positions.requestSync(feed.position()),
+    toBottom: feed.toBottom,
   });
   positions.init({ sendNow: connection.sendNow });
   connection.init(chat, { frame: feed.frame, sync: feed.syncFrame });

@@ -25,6 +25,8 @@ const log = document.getElementById(ID.log);
 let box = new Outbox(null, "");
 export const pending = new Pending();
 let requestSync = () => {};
+/** Scrolls the log to its newest message (feed.js): a new pending bubble is what the shopper just sent. */
+let reveal = () => {};
 /** A refusal asked to wait ("rate_limited"): nothing goes before this moment (ms). */
 let holdUntil = 0;
 let holdTimer = null;
@@ -44,7 +46,8 @@ function bubbleOf(key) {
 /** The pending bubble of ``entry``, made if missing; last in the log, after everything the server sent. */
 function show(entry) {
   let bubble = bubbleOf(entry.key);
-  if (!bubble) {
+  const made = !bubble;
+  if (made) {
     bubble = document.createElement("article");
     bubble.className = `msg ${CLASS.outbox}`;
     bubble.dataset.role = "user";
@@ -67,11 +70,14 @@ function show(entry) {
     time.setAttribute("datetime", new Date(entry.at || Date.now()).toISOString());
     meta.append(status, discard, time);
     bubble.append(text, meta);
-    log.append(bubble);
-    times.write(bubble);
   }
   bubble.querySelector(`.${CLASS.outboxStatus}`).textContent = t(entry.sent ? "outbox-sending" : "outbox-waiting");
   bubble.querySelector(SEL.discard).hidden = entry.sent; // on its way: the server may have it already
+  if (made) {
+    log.append(bubble);
+    times.write(bubble);
+    reveal();
+  }
   return bubble;
 }
 
@@ -184,8 +190,9 @@ export function storedIn(root) {
   });
 }
 
-export function init(conversation, { sync }) {
+export function init(conversation, { sync, toBottom }) {
   requestSync = sync;
+  reveal = toBottom;
   box = new Outbox(storage(), `vizochok:outbox:${conversation}`);
   storedIn(log); // stored before the reload: the page already shows them
   box.entries.forEach(show);
