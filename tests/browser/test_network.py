@@ -155,16 +155,14 @@ def test_a_reconnect_storm_duplicates_nothing(
         shopper.wait_for_function("() => ['ready', 'busy'].includes(document.getElementById('chat').dataset.state)")
         shopper.evaluate("() => { window.dispatchEvent(new Event('online')); }")  # wake-ups on top
         proxy.cut()
-        assert proxy.wait_for(lambda p: len(p.socket_attempts()) > opened, timeout=15)
+        assert proxy.wait_for(lambda p, before=opened: len(p.socket_attempts()) > before, timeout=15)
 
     sent_through(shopper)
     assert stored_texts(server, public_id) == ["one", "two", "three"]
     assert user_bubbles(shopper) == ["one", "two", "three"]
 
 
-def test_the_offline_event_is_acted_on_at_once_and_the_banner_says_so(
-    shopper: Any, server: AppServer
-) -> None:
+def test_the_offline_event_is_acted_on_at_once_and_the_banner_says_so(shopper: Any, server: AppServer) -> None:
     """The issue's repro: Chromium's offline emulation. The page stayed busy for 71 s and dropped "хліб"."""
     open_chat(shopper, "/?lang=uk")
     public_id = conversation_of(shopper)

@@ -24,6 +24,7 @@ def node_major() -> int:
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed (apt-get install nodejs); the JS units need Node 20+")
 def test_the_javascript_units_pass_under_node() -> None:
+    assert NODE is not None
     if node_major() < 20:
         pytest.skip("the JS units need Node 20+ (node:test with mock timers)")
     files = sorted(str(path) for path in HERE.glob("*.test.mjs"))
