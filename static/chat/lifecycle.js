@@ -27,7 +27,8 @@
  * Pending add (a card's Add, a cart panel line's action; owner: Pending, by send key)
  *   waiting --stored--> running --turnEnded--> (gone)       whatever ends the turn: text, an error, a stop, a drop,
  *                                                          a timeout (the server's turn state turns ready)
- *   waiting|running --refused|error|stopped|cartChanged|discard--> (gone)
+ *   waiting --refused--> (gone)                             its send was refused (outbox.js: by key)
+ *   waiting|running --error|stopped|cartChanged|discard--> (gone)
  *   a reload starts with none: nothing pending survives the page.
  */
 
@@ -207,11 +208,6 @@ export class Pending {
   /** The turn is over: every add whose turn ran ends. Returns the keys that ended. */
   turnEnded() {
     return this.end((add) => add.running);
-  }
-
-  /** A refusal: the add on its way (not yet running) ends. */
-  refused() {
-    return this.end((add) => !add.running);
   }
 
   /** An error, a stop, a cart change: every add ends. */
