@@ -213,3 +213,33 @@ def test_a_card_add_refused_in_text_ends_with_its_turn(shopper: Any) -> None:
     shopper.wait_for_selector('#cart-badge[data-count="1"]', timeout=20_000)
     wait_ready(shopper)
     assert card.get_attribute("data-pending") is None
+
+
+def test_actions_taken_while_blackholed_are_pending_and_go_once_in_order(
+    shopper: Any, proxy: NetProxy, server: AppServer
+) -> None:
+    """A quick reply and a card's Add made offline: each shown at once, each stored once, in the order made."""
+    open_chat(shopper)
+    public_id = conversation_of(shopper)
+    send_text(shopper, "milk")
+    card = shopper.locator(".product-card[data-sku]").first
+    card.wait_for()
+    wait_ready(shopper)
+    reply = shopper.locator(".quick-reply[data-value]").first
+    reply_label = reply.inner_text().strip()
+    product = card.locator(".product-card__name").inner_text().strip()
+
+    proxy.blackhole()
+    shopper.wait_for_selector("#chat[data-state=offline]", timeout=NOTICED_WITHIN * 1000)
+    reply.click()
+    card.locator("button[data-action=add]").click()
+    pending = [str(t) for t in shopper.locator(".msg[data-outbox] .msg__text").all_inner_texts()]
+    assert len(pending) == 2 and pending[0] == reply_label and product in pending[1], pending
+    assert card.get_attribute("data-pending")  # the card shows its Add on its way
+
+    proxy.restore()
+    sent_through(shopper)
+    stored = stored_texts(server, public_id)
+    assert stored[:2] == ["milk", reply_label] and len(stored) == 3 and product in stored[2], stored
+    assert card.get_attribute("data-pending") is None
+    shopper.wait_for_selector('#cart-badge[data-count="1"]')
