@@ -78,46 +78,75 @@ export function pageState(connection, turn, everConnected) {
 export const REQUEUE_CODES = Object.freeze(["agent_busy"]);
 
 /**
- * What the shopper sent and the server has not stored yet, in order, kept in ``storage`` (localStorage) under
- * ``name`` so a reload or an app kill loses nothing. An entry: {key, frame (the JSON sent), label (the bubble's
- * words), text (the composer's words, "" for an action), sku, at (ms), sent (on the current socket)}.
+ * What the shopper sent and the server has not stored yet, in order, kept in ``storage`` (localStorage) so a reload
+ * or an app kill loses nothing: each entry in an item of its own, ``name`` + ":" + its key, so two tabs of one
+ * conversation never overwrite each other's. An entry: {key, frame (the JSON sent), label (the bubble's words),
+ * text (the composer's words, "" for an action), sku, at (ms, strictly increasing: the order), sent (on the current
+ * socket; never stored)}.
  */
 export class Outbox {
   constructor(storage, name) {
     this.storage = storage;
     this.name = name;
     this.entries = [];
+    this.last = 0;
     this.load();
   }
 
-  load() {
-    let saved = [];
-    try {
-      saved = JSON.parse((this.storage && this.storage.getItem(this.name)) || "[]");
-    } catch (err) {
-      saved = []; // unreadable (another version, a full disk): nothing to restore
-    }
-    // Nothing is on a socket after a reload: whatever was sent may go again, with its key.
-    this.entries = Array.isArray(saved)
-      ? saved.filter((entry) => entry && typeof entry.key === "string" && typeof entry.frame === "string")
-      : [];
-    this.entries.forEach((entry) => (entry.sent = false));
+  itemName(key) {
+    return `${this.name}:${key}`;
   }
 
-  save() {
+  load() {
+    this.entries = [];
+    if (!this.storage) return;
+    const prefix = `${this.name}:`;
+    try {
+      for (let n = 0; n < this.storage.length; n++) {
+        const item = this.storage.key(n);
+        if (!item || !item.startsWith(prefix)) continue;
+        let entry = null;
+        try {
+          entry = JSON.parse(this.storage.getItem(item));
+        } catch (err) {
+          entry = null; // unreadable (another version, a torn write): nothing to restore
+        }
+        if (entry && typeof entry.key === "string" && typeof entry.frame === "string" && item === prefix + entry.key) {
+          // Nothing is on a socket after a reload: whatever was sent may go again, with its key.
+          this.entries.push({ text: "", sku: "", label: "", ...entry, at: Number(entry.at) || 0, sent: false });
+        }
+      }
+    } catch (err) {
+      // Storage forbidden (a sandboxed frame): nothing to restore.
+    }
+    this.entries.sort((a, b) => a.at - b.at);
+    this.last = this.entries.reduce((latest, entry) => Math.max(latest, entry.at), 0);
+  }
+
+  write(entry) {
+    if (!this.storage) return;
+    const { sent: _sent, ...kept } = entry;
+    try {
+      this.storage.setItem(this.itemName(entry.key), JSON.stringify(kept));
+    } catch (err) {
+      // Storage full or forbidden (a private window): the page still holds the entry until it is closed.
+    }
+  }
+
+  erase(key) {
     if (!this.storage) return;
     try {
-      if (this.entries.length) this.storage.setItem(this.name, JSON.stringify(this.entries));
-      else this.storage.removeItem(this.name);
+      this.storage.removeItem(this.itemName(key));
     } catch (err) {
-      // Storage full or forbidden (a private window): the page still holds the entries until it is closed.
+      // Forbidden: nothing was written either.
     }
   }
 
   add(entry) {
-    const added = { text: "", sku: "", at: Date.now(), ...entry, sent: false };
+    this.last = Math.max(Date.now(), this.last + 1);
+    const added = { text: "", sku: "", ...entry, at: this.last, sent: false };
     this.entries.push(added);
-    this.save();
+    this.write(added);
     return added;
   }
 
@@ -176,7 +205,7 @@ export class Outbox {
     const entry = this.get(key);
     if (!entry) return null;
     this.entries = this.entries.filter((other) => other !== entry);
-    this.save();
+    this.erase(key);
     return entry;
   }
 

@@ -28,6 +28,12 @@ class MemoryStorage {
   removeItem(name) {
     this.items.delete(name);
   }
+  key(n) {
+    return [...this.items.keys()][n] ?? null;
+  }
+  get length() {
+    return this.items.size;
+  }
 }
 
 describe("connection", () => {
@@ -118,6 +124,7 @@ describe("outbox", () => {
       ],
     );
     assert.equal(new Outbox(storage, "outbox:c2").size, 0, "another conversation's outbox is its own");
+    assert.equal(new Outbox(storage, "outbox:c").size, 0, "nor is one whose id is a prefix of it");
   });
 
   test("one entry on its way at a time, in order, each until the server stores it", () => {
@@ -162,22 +169,63 @@ describe("outbox", () => {
     const outbox = new Outbox(storage, "o");
     outbox.add({ key: "a", frame: "A", label: "a" });
     outbox.discard("a");
-    assert.equal(storage.getItem("o"), null);
+    assert.equal(storage.length, 0);
+  });
+
+  test("two tabs of one conversation keep each other's entries; a reload sees both, in order", () => {
+    const storage = new MemoryStorage();
+    const first = new Outbox(storage, "o");
+    const second = new Outbox(storage, "o");
+    first.add({ key: "a", frame: "A", label: "a" });
+    second.add({ key: "b", frame: "B", label: "b" });
+    first.add({ key: "c", frame: "C", label: "c" });
+    first.stored("a");
+    assert.deepEqual(
+      new Outbox(storage, "o").entries.map((entry) => entry.key),
+      ["b", "c"],
+    );
+    assert.equal(new Outbox(storage, "other").size, 0);
+  });
+
+  test("entries made in one millisecond keep their order", () => {
+    const storage = new MemoryStorage();
+    const outbox = new Outbox(storage, "o");
+    for (const key of ["z", "y", "x", "w"]) outbox.add({ key, frame: key, label: key });
+    assert.deepEqual(
+      new Outbox(storage, "o").entries.map((entry) => entry.key),
+      ["z", "y", "x", "w"],
+    );
   });
 
   test("unreadable storage restores nothing and breaks nothing", () => {
     const storage = new MemoryStorage();
-    storage.setItem("o", "{not json");
-    assert.equal(new Outbox(storage, "o").size, 0);
-    storage.setItem("o", JSON.stringify([{ key: 1 }, null, { key: "k", frame: "F", label: "l" }]));
+    storage.setItem("o:bad", "{not json");
+    storage.setItem("o:1", JSON.stringify({ key: 1 }));
+    storage.setItem("o:null", "null");
+    storage.setItem("o:other", JSON.stringify({ key: "k", frame: "F", label: "l" })); // under another key's name
+    storage.setItem("o:k", JSON.stringify({ key: "k", frame: "F", label: "l", at: 5 }));
     assert.deepEqual(
       new Outbox(storage, "o").entries.map((entry) => entry.key),
       ["k"],
     );
-    const full = { getItem: () => null, setItem: () => { throw new Error("quota"); }, removeItem: () => {} };
+    const full = {
+      length: 0,
+      key: () => null,
+      getItem: () => null,
+      setItem: () => {
+        throw new Error("quota");
+      },
+      removeItem: () => {},
+    };
     const outbox = new Outbox(full, "o");
     outbox.add({ key: "a", frame: "A", label: "a" });
     assert.equal(outbox.size, 1, "kept in the page when storage refuses");
+    const forbidden = {
+      get length() {
+        throw new Error("SecurityError");
+      },
+    };
+    assert.equal(new Outbox(forbidden, "o").size, 0);
   });
 });
 
