@@ -28,7 +28,8 @@
  *   waiting --stored--> running --turnEnded--> (gone)       whatever ends the turn: text, an error, a stop, a drop,
  *                                                          a timeout (the server's turn state turns ready)
  *   waiting --refused--> (gone)                             its send was refused (outbox.js: by key)
- *   waiting|running --error|stopped|cartChanged|discard--> (gone)
+ *   waiting|running --error|stopped|cartChanged--> (gone)      unless still queued in the outbox (not sent yet)
+ *   waiting|running --discard--> (gone)
  *   a reload starts with none: nothing pending survives the page.
  */
 
@@ -239,9 +240,9 @@ export class Pending {
     return this.end((add) => add.running);
   }
 
-  /** An error, a stop, a cart change: every add ends. */
-  endAll() {
-    return this.end(() => true);
+  /** An error, a stop, a cart change: every add ends, but those still waiting to be sent (``waiting(key)``). */
+  endAll(waiting = () => false) {
+    return this.end((add, key) => !waiting(key));
   }
 
   discard(key) {
@@ -251,7 +252,7 @@ export class Pending {
   end(which) {
     const ended = [];
     for (const [key, add] of this.adds) {
-      if (which(add)) {
+      if (which(add, key)) {
         this.adds.delete(key);
         ended.push(key);
       }

@@ -94,7 +94,7 @@ function ended(keys, message) {
 
 /**
  * A send: ``entry`` {key, frame, label, text, sku}. Goes now when the socket is open, nothing else waits and no
- * turn runs; else waits, shown. Returns false when it cannot be kept at all (never: a full storage keeps it here).
+ * turn runs; else waits, shown. Always kept: a storage that refuses it leaves it in the page.
  */
 export function submit(entry) {
   const waiting = box.size > 0;
@@ -162,9 +162,12 @@ export function turnOver() {
   flush();
 }
 
-/** An error, a stop or a cart change ended every pending add. */
+/** An error, a stop or a cart change ended every pending add that was sent (a queued one has its turn to come). */
 export function endAll(message) {
-  ended(pending.endAll(), message);
+  ended(
+    pending.endAll((key) => Boolean(box.get(key) && !box.get(key).sent)),
+    message,
+  );
 }
 
 function lost() {

@@ -249,7 +249,10 @@ describe("pending adds", () => {
     pending.add("k3", "c");
     assert.deepEqual(pending.endAll(), ["k1", "k3"]);
     assert.deepEqual(pending.discard("k3"), [], "ended once");
-    assert.equal(pending.size, 0);
+    pending.add("k4", "d");
+    pending.add("k5", "e");
+    assert.deepEqual(pending.endAll((key) => key === "k5"), ["k4"], "a queued add waits for its own turn");
+    assert.equal(pending.size, 1);
   });
 });
 
