@@ -8,6 +8,7 @@ is typed is checked in the database: stored exactly once, in order.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -75,6 +76,10 @@ def saved_outbox(page: Any, public_id: str) -> list[dict[str, Any]]:
             f"vizochok:outbox:{public_id}:",
         )
     )
+
+
+def more_attempts_than(count: int, proxy: NetProxy) -> bool:
+    return len(proxy.socket_attempts()) > count
 
 
 def user_bubbles(page: Any) -> list[str]:
@@ -166,7 +171,7 @@ def test_a_reconnect_storm_duplicates_nothing(
         shopper.wait_for_function("() => ['ready', 'busy'].includes(document.getElementById('chat').dataset.state)")
         shopper.evaluate("() => { window.dispatchEvent(new Event('online')); }")  # wake-ups on top
         proxy.cut()
-        assert proxy.wait_for(lambda p, before=opened: len(p.socket_attempts()) > before, timeout=15)
+        assert proxy.wait_for(functools.partial(more_attempts_than, opened), timeout=15)
 
     sent_through(shopper)
     assert stored_texts(server, public_id) == ["one", "two", "three"]
