@@ -25,7 +25,7 @@ import { Heartbeat, hasSocket } from "./lifecycle.js";
 import { connectionEvent, session } from "./state.js";
 
 let schedule = { initial: 1000, maximum: 10000, jitter: 0.25, attempts: 30, final: [4001, 4002, 4003, 4004] };
-let beat = { interval: 5000, timeout: 4000 };
+let beat = { interval: 4000, timeout: 4000 };
 /** Closes after which the page never reconnects by itself: the upstream's auth codes, and the relay's own. */
 const PAGE_FINAL_CODES = [4403, 4429];
 /** The close code the page reports (vizochok:disconnect) for a socket it gave up itself: an abnormal closure. */
