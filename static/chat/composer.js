@@ -71,7 +71,7 @@ export function focus() {
   textarea.focus({ preventScroll: true });
 }
 
-/** A host's send (window.vizochok.send): refused while a reply runs, kept in the outbox while offline; returns whether it went. */
+/** A host's send (window.vizochok.send): refused while a reply runs, kept in the outbox while offline. */
 export function hostSend(value) {
   const words = String(value == null ? "" : value).trim();
   if (!words || !canSend()) return false;
