@@ -335,6 +335,11 @@ VIZOCHOK_MAX_SOCKETS_PER_IP = env_int("VIZOCHOK_MAX_SOCKETS_PER_IP", 200)
 VIZOCHOK_SOCKET_SEND_BUFFER = env_int("VIZOCHOK_SOCKET_SEND_BUFFER", 1024 * 1024)
 # Per socket: one catch-up (`sync`) at a time, at most one per this many seconds; syncs meanwhile are merged.
 VIZOCHOK_SYNC_INTERVAL = float(os.environ.get("VIZOCHOK_SYNC_INTERVAL", "2"))
+# The page's own heartbeat on its chat socket (a silent network loss closes nothing): a ping every INTERVAL seconds
+# while the page is visible, and a socket that answers nothing within TIMEOUT is given up and replaced. Their sum
+# bounds how long a dead network goes unnoticed (the UI contract promises 10 s).
+VIZOCHOK_PAGE_HEARTBEAT_INTERVAL = float(os.environ.get("VIZOCHOK_PAGE_HEARTBEAT_INTERVAL", "4"))
+VIZOCHOK_PAGE_HEARTBEAT_TIMEOUT = float(os.environ.get("VIZOCHOK_PAGE_HEARTBEAT_TIMEOUT", "4"))
 # Reverse proxies in front of the app that append the address they saw to X-Forwarded-For (0 = none: the socket's
 # peer is the client). With N, the N-th entry from the right is the client: whatever the client wrote itself sits
 # further left and is never trusted (daphne --proxy-headers alone would take the leftmost, the client's own words).

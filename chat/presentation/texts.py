@@ -82,6 +82,10 @@ PAGE_TEXTS: dict[str, Promise] = {
     "today": _("Today"),
     "yesterday": _("Yesterday"),
     "copied": _("Copied"),
+    # The outbox's pending bubble (static/chat/outbox.js).
+    "outbox-waiting": _("Not sent yet: goes out when the connection is back"),
+    "outbox-sending": _("Sending…"),
+    "outbox-discard": _("Discard"),
 }
 
 #: Examples offered on an empty conversation, when the deployment names none (VIZOCHOK_STARTERS).

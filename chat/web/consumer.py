@@ -295,6 +295,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         return data
 
     async def _handle(self, data: dict[str, Any]) -> None:
+        if data.get("type") == "ping":
+            await self._pong(data)
+            return
         kind = _field(data, "kind") or "message"
         if self.conversation.pk is None:
             await self._adopt_stored()  # another tab of this shopper may have stored it meanwhile
@@ -336,6 +339,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise Refused("unknown_kind")
         action, label, source_seq = await builder(data)
         await self._start_turn(action, Message.Kind.ACTION, label, key, source_seq=source_seq)
+
+    async def _pong(self, data: dict[str, Any]) -> None:
+        """The page's heartbeat (static/chat/connection.js): a half-open socket closes nothing, so the tab asks, and a
+        socket that does not answer within its deadline is replaced. Answered at once, touching no database, and
+        straight out (not held behind this tab's fragments), as JSON the page tells apart from its HTML fragments."""
+        await self.send(text_data=json.dumps({"type": "pong", "id": _int(data.get("id"))}))
 
     async def _add_to_cart(self, data: dict[str, Any]) -> tuple[wire.Action, str, None]:
         product = await self._shown_product(_field(data, "sku"))
@@ -467,7 +476,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         source_seq: int | None = None,
     ) -> None:
         send = engine.Send(frame, kind, text, key, source_seq)
-        await engine.begin(self._ref(), send, shopper=self.user_key)
+        if not await engine.begin(self._ref(), send, shopper=self.user_key) and key:
+            # A key stored before (a tab's outbox resent after a reconnect): say so, or the tab would wait for it.
+            await self.send(text_data=json.dumps({"type": "stored", "key": key}))
 
     async def _catch_up(self, after: int, bubble: str, offset: int) -> None:
         """Catch a (re)connected tab up from what it says it has: stored messages after ``after``, the reply

@@ -61,6 +61,10 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         "busy": is_busy(conversation),
         "language": language,
         "backoff": Backoff().as_js(),
+        "heartbeat": {
+            "intervalMs": round(settings.VIZOCHOK_PAGE_HEARTBEAT_INTERVAL * 1000),
+            "timeoutMs": round(settings.VIZOCHOK_PAGE_HEARTBEAT_TIMEOUT * 1000),
+        },
         "max_chars": MAX_TEXT_CHARS,
         "page_texts": texts.page_texts(),
         "starters": texts.starters(),

@@ -78,20 +78,30 @@ function step(card, direction) {
 }
 
 /**
- * A card's Add was sent: show it on its way until the cart changes or an error comes. The button is marked, not
- * disabled: a disabled button drops the focus, and the shopper's place (and a phone's keyboard) must stay put.
+ * A card's Add (or a cart line's action) was sent with send key ``key``: shown on its way until its turn ends
+ * (outbox.js owns the end: lifecycle.js Pending). The button is marked, not disabled: a disabled button drops the
+ * focus, and the shopper's place (and a phone's keyboard) must stay put.
  */
-export function markPending(card) {
-  card.setAttribute(ATTR.pending, "true");
-  card.querySelector("[data-action=add]").setAttribute("aria-disabled", "true");
+export function markPending(owner, key) {
+  owner.setAttribute(ATTR.pending, key);
+  owner.removeAttribute(ATTR.error);
+  owner.querySelectorAll(SEL.pendingButtons).forEach((button) => button.setAttribute("aria-disabled", "true"));
 }
 
-export function clearPending(message) {
-  document.querySelectorAll(`[${ATTR.pending}]`).forEach((card) => {
-    card.removeAttribute(ATTR.pending);
-    card.querySelector("[data-action=add]").removeAttribute("aria-disabled");
-    if (message) card.setAttribute(ATTR.error, message);
+/** The add sent with ``key`` is over; ``message`` says why it failed, if it did. */
+export function clearPending(key, message) {
+  document.querySelectorAll(`[${ATTR.pending}="${CSS.escape(key)}"]`).forEach((owner) => {
+    owner.removeAttribute(ATTR.pending);
+    owner.querySelectorAll(SEL.pendingButtons).forEach((button) => button.removeAttribute("aria-disabled"));
+    if (message) owner.setAttribute(ATTR.error, message);
   });
+}
+
+/** What a pending bubble says about a card's Add: the product and the quantity with its unit. */
+export function addLabel(card, quantity) {
+  const name = ((card.querySelector(SEL.cardName) || {}).textContent || "").trim();
+  const value = parseQuantity(quantity);
+  return Number.isFinite(value) ? `${name} × ${withUnit(card, value)}` : name;
 }
 
 /** Nothing was sent: choices this tab locked on sending are open again (the server re-renders used ones). */

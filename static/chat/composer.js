@@ -6,7 +6,7 @@
  * the shopper types during a reply must not be lost); Send waits for the reply to end.
  */
 import { ID, SEL } from "./hooks.js";
-import { currentState, session, STATE_EVENT } from "./state.js";
+import { currentState, STATE_EVENT } from "./state.js";
 import { number } from "./texts.js";
 
 const composer = document.getElementById(ID.composer);
@@ -16,9 +16,6 @@ const limitNote = document.getElementById(ID.limitNote);
 const limit = Number(textarea.dataset.limit) || 2000;
 /** The counter shows from here on: near the limit, not all the time. */
 const COUNT_FROM = 0.9;
-
-// The composer's last send, until the server shows it as the shopper's bubble.
-let unconfirmedText = "";
 
 export function autoGrow() {
   textarea.style.height = "auto";
@@ -46,10 +43,9 @@ function showCount() {
   textarea.setAttribute("aria-describedby", over ? `${ID.counter} ${ID.limitNote}` : ID.counter);
 }
 
+/** Send is offered unless a reply runs: offline, a send waits in the outbox (outbox.js). */
 export function canSend() {
-  const state = currentState();
-  const offline = state === "offline" || state === "connecting";
-  return (state === "ready" || (offline && !session.queuedWhileOffline)) && !tooLong();
+  return currentState() !== "busy" && !tooLong();
 }
 
 /** The text to send; "" when there is nothing to send (or too much). */
@@ -57,28 +53,25 @@ export function text() {
   return tooLong() ? "" : textarea.value.trim();
 }
 
-/** The text went: out of the textarea, kept until the server shows it. */
-export function sent(value) {
-  unconfirmedText = value;
+/** The text went into the outbox (outbox.js), which keeps it until the server has stored it. */
+export function sent() {
   textarea.value = "";
   changed();
 }
 
-/** The server showed the shopper's message: it is safe now. */
-export function confirmed() {
-  unconfirmedText = "";
+/** A send was refused before it was stored: the shopper's words come back instead of being lost. */
+export function giveBack(words) {
+  const typed = textarea.value.trim();
+  if (typed === words.trim()) return;
+  textarea.value = typed ? `${words}\n${typed}` : words; // typed meanwhile: kept, after the words given back
+  changed();
 }
 
-/** The send was refused before it was stored: give the shopper their words back instead of losing them. */
-export function refused() {
-  if (unconfirmedText && !textarea.value.trim()) {
-    textarea.value = unconfirmedText;
-    changed();
-  }
-  unconfirmedText = "";
+export function focus() {
+  textarea.focus({ preventScroll: true });
 }
 
-/** A host's send (window.vizochok.send): waits for "ready" like the shopper's own; returns whether it went. */
+/** A host's send (window.vizochok.send): refused while a reply runs, kept in the outbox while offline. */
 export function hostSend(value) {
   const words = String(value == null ? "" : value).trim();
   if (!words || !canSend()) return false;
@@ -88,12 +81,8 @@ export function hostSend(value) {
   return true;
 }
 
-/** Send is offered when a send would go: ready, or offline with no message waiting yet, and not too long. */
 function refreshSend() {
-  const state = currentState();
-  const offline = state === "offline" || state === "connecting";
-  const sendButton = composer.querySelector(SEL.sendButton);
-  sendButton.disabled = tooLong() || !(state === "ready" || (offline && !session.queuedWhileOffline));
+  composer.querySelector(SEL.sendButton).disabled = !canSend();
 }
 
 function changed() {

@@ -10,11 +10,11 @@ import * as announcer from "./announcer.js";
 import { emit } from "./bridges.js";
 import * as cards from "./cards.js";
 import * as cart from "./cart.js";
-import * as composer from "./composer.js";
 import { ATTR, CHAT_DATA, ID, ITEM, SEL } from "./hooks.js";
 import * as controls from "./log-controls.js";
+import * as outbox from "./outbox.js";
 import * as positions from "./positions.js";
-import { applyTurnState, session } from "./state.js";
+import { connectionEvent, session, turnEvent } from "./state.js";
 import * as times from "./times.js";
 
 const chat = document.getElementById(ID.chat);
@@ -63,30 +63,33 @@ function place(node) {
 const HANDLERS = {
   [ITEM.turnState](node) {
     positions.caughtUp();
-    session.turn = node.dataset.state;
-    if (session.turn === "ready") {
+    // The catch-up of a (re)connect ends with the turn state: from here on the tab has what the server has.
+    if (session.open && !session.live) connectionEvent("caughtUp");
+    const ready = node.dataset.state !== "busy";
+    if (ready) {
       // A bubble still streaming when the turn is over lost its end while this tab was away; the stored reply came
       // back with the catch-up.
       log.querySelectorAll(SEL.streaming).forEach((stale) => stale.remove());
     }
-    applyTurnState();
+    turnEvent(ready ? "ready" : "busy");
+    if (ready) outbox.turnOver(); // whatever ended the turn ends its pending adds; the outbox's next may go
   },
   [ITEM.cart](node) {
     if (!node.hasAttribute(ATTR.change)) return;
-    cards.clearPending(null);
+    outbox.endAll(null);
     cart.changed(node);
   },
-  [ITEM.user]() {
-    composer.confirmed();
+  [ITEM.user](node) {
+    if (node.hasAttribute(ATTR.key)) outbox.stored(node.getAttribute(ATTR.key), true);
     controls.begun();
   },
   [ITEM.refusal](node) {
     cards.unlockChoices(log);
-    composer.refused();
-    HANDLERS[ITEM.error](node);
+    outbox.refused(node);
+    emit("error", { code: node.getAttribute(ATTR.code) });
   },
   [ITEM.error](node) {
-    cards.clearPending((node.querySelector(SEL.errorText) || node).textContent.trim());
+    outbox.endAll((node.querySelector(SEL.errorText) || node).textContent.trim());
     emit("error", { code: node.getAttribute(ATTR.code) });
     // role=alert announces itself on insertion; repeating it in the polite announcer would read it twice.
   },
@@ -95,7 +98,7 @@ const HANDLERS = {
     announcer.replyFinished((node.querySelector(SEL.messageText) || node).textContent);
   },
   [ITEM.stopped]() {
-    cards.clearPending(null);
+    outbox.endAll(null);
   },
   [ITEM.cards](node) {
     cards.watchImages(node);
@@ -119,10 +122,29 @@ export function received(nodes) {
     const handler = HANDLERS[node.getAttribute(ATTR.item)];
     if (handler) handler(node);
   }
+  outbox.keepLast();
   if (messages) times.separateDays();
   if (session.turn === "ready") announcer.turnOver();
   if (stick) toBottom();
   else if (news) controls.newBelow();
+}
+
+/**
+ * Streamed pieces whose bubble this tab lacks (reloaded mid-reply, the page came before the bubble did) are taken
+ * out before htmx looks for their targets: htmx logs a missing target as a console error (htmx:oobErrorNoTarget).
+ * A bubble the same frame starts counts as there. Returns the frame to swap and whether something was taken out.
+ */
+function withoutOrphans(html) {
+  if (html.indexOf(`${ATTR.bubble}="`) < 0) return [html, false];
+  const named = new Set(Array.from(html.matchAll(/data-bubble="([^"]*)"/g), (match) => match[1]));
+  const missing = [...named].filter((id) => !document.getElementById(id) && html.indexOf(`id="${id}"`) < 0);
+  if (!missing.length) return [html, false];
+  const template = document.createElement("template");
+  template.innerHTML = html;
+  template.content.querySelectorAll(`[${ATTR.bubble}][hx-swap-oob]`).forEach((piece) => {
+    if (missing.includes(piece.getAttribute(ATTR.bubble))) piece.remove();
+  });
+  return [template.innerHTML, true];
 }
 
 /**
@@ -134,6 +156,7 @@ export function frame(html) {
   // A streamed piece that would leave a gap, or whose bubble this tab lacks (it joined mid-reply, or reconnected to
   // another process): not shown; a catch-up brings the bubble whole (positions.js).
   let gap = false;
+  [html, gap] = withoutOrphans(html);
   const collect = (evt) => {
     if (!positions.guard(evt)) gap = true;
     inserted.push(...Array.from(evt.detail.fragment.children || []));

@@ -28,6 +28,7 @@ export const ID = Object.freeze({
   sheet: "product-sheet",
   sheetBody: "product-sheet-body",
   sheetTitle: "product-sheet-title",
+  conversation: "chat-conversation", // the conversation's public id (value): the outbox's storage is per conversation
 });
 
 /**
@@ -76,6 +77,12 @@ export const ATTR = Object.freeze({
   action: "data-action", // public: decrement, increment, add, remove, ...
   pending: "data-pending", // set by the script on a card whose Add is on its way
   error: "data-error", // set by the script on a card whose Add was refused
+  // Public (the UI contract): a pending bubble of the outbox, made by the script (outbox.js), until the server has
+  // stored what it says; and on every bubble of the shopper's, the send key it was sent with (items/user_*.html).
+  outbox: "data-outbox",
+  key: "data-key",
+  noNetwork: "data-no-network", // on #chat while the device says it is offline: the banner says so (connection.js)
+  retryAfter: "data-retry-after", // a "rate_limited" refusal: seconds to wait (fragments/error.html)
 });
 
 /** Data attributes of #chat (page.html), read through element.dataset. */
@@ -88,6 +95,8 @@ export const CHAT_DATA = Object.freeze({
   backoffJitter: "backoffJitter",
   backoffAttempts: "backoffAttempts",
   noReconnectCodes: "noReconnectCodes",
+  heartbeatInterval: "heartbeatInterval", // ms between the page's pings while visible (connection.js)
+  heartbeatTimeout: "heartbeatTimeout", // ms a ping may go unanswered before the socket is given up
 });
 
 /** Classes the script builds with (a streamed bubble it must start itself: fragments/text_delta.html). */
@@ -96,6 +105,9 @@ export const CLASS = Object.freeze({
   streamTail: "msg__tail", // the line still being written, as text
   daySeparator: "day-separator", // built by times.js where the day changes
   sheetCard: "product-card--sheet", // the copy of a card in the product sheet (sheet.js)
+  outbox: "msg--outbox", // a pending bubble (outbox.js)
+  outboxStatus: "msg__outbox-status", // its "not sent yet" / "sending" line
+  outboxDiscard: "msg__discard", // its discard button
 });
 
 /** Selectors of the public hooks (shared/ui-contract.md) and of the parts the script drives. */
@@ -128,4 +140,9 @@ export const SEL = Object.freeze({
   checklist: ".checklist",
   lockedChecklistSets: "form.checklist:not(.checklist--submitted) fieldset[disabled]",
   streaming: ".msg--streaming",
+  outbox: ".msg[data-outbox]",
+  discard: "button[data-action=discard]",
+  cartLine: ".cart-line[data-sku]",
+  cartLineName: ".cart-line__name",
+  pendingButtons: "button[type=submit], [data-action=add]", // inside a card or cart line with a send on its way
 });

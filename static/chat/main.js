@@ -5,6 +5,8 @@
  *   positions.js   streamed text by position: keep only what this tab lacks, ask for a catch-up on a gap
  *   state.js       #chat[data-state]
  *   sending.js     every send: one turn at a time, idempotency keys
+ *   outbox.js      sends kept until the server has them: shown while offline, kept across reloads, sent once
+ *   lifecycle.js   every pending state and its transitions (connection, turn, outbox, pending adds, heartbeat)
  *   composer.js    the textarea
  *   cards.js       steppers, checklists, pending Adds, images
  *   cart.js        the cart panel and cart events
@@ -28,6 +30,7 @@ import * as feed from "./feed.js";
 import { CHAT_DATA, ID } from "./hooks.js";
 import * as layout from "./layout.js";
 import * as menu from "./menu.js";
+import * as outbox from "./outbox.js";
 import * as positions from "./positions.js";
 import * as sending from "./sending.js";
 import * as sheet from "./sheet.js";
@@ -58,6 +61,10 @@ if (chat) {
   composer.init();
   feed.init();
   sending.init();
+  outbox.init(document.getElementById(ID.conversation).value, {
+    sync: () => positions.requestSync(feed.position()),
+    toBottom: feed.toBottom,
+  });
   positions.init({ sendNow: connection.sendNow });
   connection.init(chat, { frame: feed.frame, sync: feed.syncFrame });
 }

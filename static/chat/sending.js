@@ -1,7 +1,8 @@
 /*
  * Every send: the composer's text, a card's Add, a quick reply, a checklist, a cart line. A form marked ws-send
  * (hooks.js) is sent over the chat socket as JSON of its fields, plus an idempotency key, so a frame resent after a
- * reconnect never starts a turn twice. One turn at a time; one message may wait for the connection.
+ * reconnect never starts a turn twice. Each goes through the outbox (outbox.js): at once when the socket is open and
+ * no turn runs, else kept, shown and sent when it can be. One turn at a time: while a reply runs, Send waits.
  */
 import { emit } from "./bridges.js";
 import * as cards from "./cards.js";
@@ -9,7 +10,8 @@ import * as composer from "./composer.js";
 import * as connection from "./connection.js";
 import { follow } from "./feed.js";
 import { ATTR, ID, SEL } from "./hooks.js";
-import { currentState, session, setState, STATE_EVENT } from "./state.js";
+import * as outbox from "./outbox.js";
+import { currentState, STATE_EVENT } from "./state.js";
 
 function newKey() {
   if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
@@ -27,17 +29,31 @@ function fields(form, submitter) {
   return values;
 }
 
+/** What the pending bubble says for an action: the button's words and what it acts on. */
+function actionLabel(form, submitter, parameters) {
+  const card = form.closest(SEL.card);
+  const checklist = form.closest(SEL.checklist);
+  const line = form.closest(SEL.cartLine);
+  let what = "";
+  if (card) what = cards.addLabel(card, parameters.quantity);
+  else if (checklist) {
+    what = Array.from(checklist.querySelectorAll("input[type=checkbox]:checked"))
+      .map((box) => (box.closest("label") || box).textContent.trim())
+      .join(", ");
+  } else if (line) what = ((line.querySelector(SEL.cartLineName) || {}).textContent || "").trim();
+  const said = ((submitter && submitter.textContent) || "").trim();
+  return [said, what].filter(Boolean).join(": ") || said || what;
+}
+
 function submitted(evt) {
   const form = evt.target;
   if (!(form instanceof HTMLFormElement) || !form.hasAttribute(ATTR.wsSend)) return;
   evt.preventDefault();
-  const state = currentState();
-  const offline = state === "offline" || state === "connecting";
-  if (state === "busy" || state === "error" || (offline && session.queuedWhileOffline)) {
-    return; // one turn at a time; one message may wait for the connection
-  }
+  if (currentState() === "busy") return; // one turn at a time; the composer keeps its text
   const card = form.closest(SEL.card);
-  if (card && (card.hasAttribute(ATTR.pending) || !cards.checkQuantity(card))) return; // said on the card
+  const owner = card || form.closest(SEL.cartLine); // what shows the send on its way until its turn ends
+  if (owner && owner.hasAttribute(ATTR.pending)) return;
+  if (card && !cards.checkQuantity(card)) return; // said on the card
   const parameters = fields(form, evt.submitter);
   const text = form.id === ID.composer ? composer.text() : "";
   if (form.id === ID.composer) {
@@ -45,19 +61,23 @@ function submitted(evt) {
     parameters.text = text;
   }
   parameters.key = newKey();
-  const went = connection.send(JSON.stringify(parameters));
-  if (!went) return;
-  if (text) composer.sent(text);
-  if (went === "waiting") session.queuedWhileOffline += 1;
+  const label = text || actionLabel(form, evt.submitter, parameters);
+  if (text) composer.sent();
+  if (owner) cards.markPending(owner, parameters.key);
   if (card) {
-    cards.markPending(card);
     emit("product_click", { sku: card.dataset.sku, quantity: cards.parseQuantity(parameters.quantity) });
   }
   const pills = form.closest(SEL.quickReplies);
   if (pills) pills.querySelectorAll("button").forEach((b) => (b.disabled = true));
   const checklist = form.closest(SEL.checklist);
   if (checklist) checklist.querySelector("fieldset").disabled = true;
-  setState(went === "waiting" ? state : "busy");
+  outbox.submit({
+    key: parameters.key,
+    frame: JSON.stringify(parameters),
+    label,
+    text,
+    sku: owner ? owner.dataset.sku : "",
+  });
   follow();
 }
 

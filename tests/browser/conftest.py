@@ -88,6 +88,43 @@ def page(browser: Any, app_server: AppServer) -> Iterator[Any]:
     page.context.close()
 
 
+class ConsoleErrors:
+    """What pages log as errors (console.error, uncaught exceptions), for a test to fail on.
+
+    ``allow`` names messages a test expects because it breaks the network on purpose: Chromium itself logs a
+    WebSocket that failed to connect, which no page can prevent.
+    """
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.allowed: list[str] = []
+
+    def watch(self, page: Any) -> Any:
+        page.on("console", lambda message: self.errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+        return page
+
+    def allow(self, fragment: str) -> None:
+        self.allowed.append(fragment)
+
+    def unexpected(self) -> list[str]:
+        return [text for text in self.errors if not any(fragment in text for fragment in self.allowed)]
+
+
+@pytest.fixture
+def console_errors() -> Iterator[ConsoleErrors]:
+    """Fails the test if a page it watched (``console_errors.watch(page)``) logged an error it did not allow."""
+    recorded = ConsoleErrors()
+    yield recorded
+    assert not recorded.unexpected(), f"the page logged errors: {recorded.unexpected()}"
+
+
+@pytest.fixture
+def quiet_page(page: Any, console_errors: ConsoleErrors) -> Any:
+    """The ``page`` fixture, failing its test on any console error."""
+    return console_errors.watch(page)
+
+
 def open_chat(page: Any, path: str = "/?lang=en") -> None:
     page.goto(path)
     page.wait_for_selector("#chat[data-state=ready]")

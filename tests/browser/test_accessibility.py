@@ -180,6 +180,9 @@ def test_every_state_has_no_axe_violations(held: tuple[Any, HeldSocket]) -> None
     page.wait_for_selector("#chat[data-state=offline]")
     assert page.locator("#connection-banner").is_visible()
     states["offline"] = axe_violations(page)
+    send_text(page, "bread")
+    page.wait_for_selector(".msg[data-outbox] button[data-action=discard]")
+    states["offline, a message pending"] = axe_violations(page)
     socket.restore()
     wait_ready(page)
 

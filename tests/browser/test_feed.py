@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import AppServer, new_page, open_chat, send_text, wait_ready
+from tests.browser.conftest import AppServer, ConsoleErrors, new_page, open_chat, send_text, wait_ready
 
 pytestmark = pytest.mark.browser
 
@@ -66,8 +66,11 @@ def assert_prefixes(samples: list[tuple[str, int, str]], replies: list[str]) -> 
 
 
 @pytest.mark.parametrize("moment", [0.15, 0.35, 0.55, 0.85])
-def test_a_reload_mid_reply_shows_only_prefixes_of_the_reply(browser: Any, server: AppServer, moment: float) -> None:
-    page = new_page(browser, server.url)
+def test_a_reload_mid_reply_shows_only_prefixes_of_the_reply(
+    browser: Any, server: AppServer, moment: float, console_errors: ConsoleErrors
+) -> None:
+    """...and logs no error (issue 22: htmx:oobErrorNoTarget for the live bubble's tail the new page lacked)."""
+    page = console_errors.watch(new_page(browser, server.url))
     page.add_init_script(RECORD_BUBBLES)
     try:
         open_chat(page)
@@ -84,13 +87,15 @@ def test_a_reload_mid_reply_shows_only_prefixes_of_the_reply(browser: Any, serve
     assert_prefixes(samples, replies)
 
 
-def test_a_second_tab_opened_mid_reply_shows_only_prefixes(browser: Any, server: AppServer) -> None:
-    first = new_page(browser, server.url)
+def test_a_second_tab_opened_mid_reply_shows_only_prefixes(
+    browser: Any, server: AppServer, console_errors: ConsoleErrors
+) -> None:
+    first = console_errors.watch(new_page(browser, server.url))
     try:
         open_chat(first)
         send_text(first, "pancakes")
         first.wait_for_selector(".msg--streaming")
-        second = first.context.new_page()
+        second = console_errors.watch(first.context.new_page())
         second.add_init_script(RECORD_BUBBLES)
         second.goto("/?lang=uk")
         second.wait_for_selector("#chat[data-state=ready]")

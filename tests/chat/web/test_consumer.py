@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -302,3 +303,26 @@ async def test_a_turn_that_waits_too_long_for_a_socket_says_so(sandbox: Any, set
         assert 'data-code="queue_timeout"' in html
         sandbox.resume_turns()
         await receive_until(tab_one, READY)
+
+
+async def test_a_ping_is_answered_at_once_even_before_anything_is_stored(sandbox: Any) -> None:
+    """The page's heartbeat: a conversation not stored yet answers too, and the answer stores nothing."""
+    key, conversation = await make_shopper()
+    await database_sync_to_async(conversation.delete)()  # a first-time shopper: nothing stored
+    async with connected(key, conversation) as tab:
+        await send(tab, type="ping", id=7)
+        assert json.loads(await tab.receive_from(timeout=5)) == {"type": "pong", "id": 7}
+        await send(tab, type="ping", id="nonsense")
+        assert json.loads(await tab.receive_from(timeout=5)) == {"type": "pong", "id": None}
+    assert not await database_sync_to_async(Conversation.objects.filter(public_id=conversation.public_id).exists)()
+
+
+async def test_a_send_key_stored_before_is_acknowledged_not_ignored(sandbox: Any) -> None:
+    """A tab resending its outbox after a reconnect learns that the server has it, and nothing is stored twice."""
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="milk", key="outbox-1")
+        assert 'data-key="outbox-1"' in await receive_until(tab, READY)  # the tab's own bubble says it is stored
+        await send(tab, kind="message", text="milk", key="outbox-1")
+        assert json.loads(await tab.receive_from(timeout=5)) == {"type": "stored", "key": "outbox-1"}
+    assert [m.text for m in await stored(conversation) if m.role == "user"] == ["milk"]
