@@ -344,7 +344,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """The page's heartbeat (static/chat/connection.js): a half-open socket closes nothing, so the tab asks, and a
         socket that does not answer within its deadline is replaced. Answered at once, touching no database, and
         straight out (not held behind this tab's fragments), as JSON the page tells apart from its HTML fragments."""
-        await self.send(text_data=json.dumps({"type": "pong", "id": _int(data.get("id"))}))
+        await self.send(text_data=json.dumps({"type": "pong", "id": numbers.natural(data.get("id"))}))
 
     async def _add_to_cart(self, data: dict[str, Any]) -> tuple[wire.Action, str, None]:
         product = await self._shown_product(_field(data, "sku"))
