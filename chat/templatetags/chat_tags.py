@@ -4,8 +4,12 @@ from datetime import datetime
 from typing import Any
 
 from django import template
+from django.templatetags.static import static
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
+from chat.ops import staticfiles
 from chat.presentation import formatting, texts
 from chat.presentation.images import safe_image_url
 from chat.presentation.markdown import render_markdown
@@ -142,3 +146,13 @@ def card_page(data: Any, message: Any) -> Any:
     from chat.presentation.rendering import card_page as page
 
     return page(data if isinstance(data, dict) else {}, getattr(message, "seq", 0))
+
+
+@register.simple_tag
+def page_script(entry: str) -> SafeString:
+    """The page's module script and, when it is not one bundled file, a ``<link rel=modulepreload>`` for every
+    module it imports (``chat.ops.staticfiles.page_script``): the browser fetches the whole graph at once."""
+    script, preloads = staticfiles.page_script(entry)
+    tag = format_html('<script type="module" src="{}"></script>', static(script))
+    links = format_html_join("", '\n  <link rel="modulepreload" href="{}">', ((static(path),) for path in preloads))
+    return tag + links

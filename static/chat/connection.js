@@ -13,7 +13,7 @@
  * goes after the catch-up request.
  */
 import { emit } from "./bridges.js";
-import { ATTR, CHAT_DATA } from "./hooks.js";
+import { ATTR, CHAT_DATA, EARLY_SOCKET } from "./hooks.js";
 import { applyTurnState, session, setState } from "./state.js";
 
 let schedule = { initial: 1000, maximum: 10000, jitter: 0.25, attempts: 30, final: [4001, 4002, 4003, 4004] };
@@ -44,12 +44,25 @@ export function maxRetries() {
   return schedule.attempts;
 }
 
+/** The socket early.js opened while the page's scripts loaded, if it is for this URL and not closed (once). */
+function adoptEarly() {
+  const early = window[EARLY_SOCKET];
+  if (!early) return null;
+  delete window[EARLY_SOCKET];
+  const alive = early.url === url && early.ws.readyState <= WebSocket.OPEN;
+  const frames = early.take();
+  if (alive) return { ws: early.ws, frames };
+  early.ws.close();
+  return null;
+}
+
 function connect() {
   if (socket) return; // one socket at a time: a connecting one is left to finish
   clearTimer();
-  const ws = new WebSocket(url);
+  const early = adoptEarly();
+  const ws = early ? early.ws : new WebSocket(url);
   socket = ws;
-  ws.addEventListener("open", () => {
+  const opened = () => {
     if (socket !== ws) return;
     retries = 0;
     session.open = true;
@@ -61,10 +74,15 @@ function connect() {
     }
     applyTurnState();
     emit("connect", {});
-  });
+  };
+  ws.addEventListener("open", opened);
   ws.addEventListener("message", (evt) => {
     if (socket === ws && typeof evt.data === "string") onFrame(evt.data);
   });
+  if (early && ws.readyState === WebSocket.OPEN) {
+    opened(); // it opened before this script ran: as if it opened now, then what the server sent meanwhile
+    early.frames.forEach((evt) => typeof evt.data === "string" && onFrame(evt.data));
+  }
   ws.addEventListener("close", (evt) => {
     if (socket !== ws) return;
     socket = null;

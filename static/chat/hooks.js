@@ -78,6 +78,12 @@ export const ATTR = Object.freeze({
   error: "data-error", // set by the script on a card whose Add was refused
 });
 
+/**
+ * The window slot where early.js leaves the socket it opened before the page's modules arrived (issue 22);
+ * connection.js adopts it. early.js loads alone, so it spells this key, ID.chat and ATTR.socketUrl itself.
+ */
+export const EARLY_SOCKET = Symbol.for("vizochok.early-socket");
+
 /** Data attributes of #chat (page.html), read through element.dataset. */
 export const CHAT_DATA = Object.freeze({
   lang: "lang",
