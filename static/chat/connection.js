@@ -44,14 +44,13 @@ export function maxRetries() {
   return schedule.attempts;
 }
 
-/** The socket early.js opened while the page's scripts loaded, if it is for this URL and not closed (once). */
+/** The socket early.js opened while the page's scripts loaded (once, and only for this URL). */
 function adoptEarly() {
   const early = window[EARLY_SOCKET];
   if (!early) return null;
   delete window[EARLY_SOCKET];
-  const alive = early.url === url && early.ws.readyState <= WebSocket.OPEN;
   const frames = early.take();
-  if (alive) return { ws: early.ws, frames };
+  if (early.url === url) return { ws: early.ws, frames, closeEvent: early.closeEvent };
   early.ws.close();
   return null;
 }
@@ -79,11 +78,7 @@ function connect() {
   ws.addEventListener("message", (evt) => {
     if (socket === ws && typeof evt.data === "string") onFrame(evt.data);
   });
-  if (early && ws.readyState === WebSocket.OPEN) {
-    opened(); // it opened before this script ran: as if it opened now, then what the server sent meanwhile
-    early.frames.forEach((evt) => typeof evt.data === "string" && onFrame(evt.data));
-  }
-  ws.addEventListener("close", (evt) => {
+  const closed = (evt) => {
     if (socket !== ws) return;
     socket = null;
     const wasOpen = session.open;
@@ -96,7 +91,14 @@ function connect() {
       retryLater();
     }
     if (wasOpen) emit("disconnect", { code: evt.code });
-  });
+  };
+  ws.addEventListener("close", closed);
+  if (early && early.closeEvent) {
+    closed(early.closeEvent); // it closed before this script ran: as if it closed now (the code decides what next)
+  } else if (early && ws.readyState === WebSocket.OPEN) {
+    opened(); // it opened before this script ran: as if it opened now, then what the server sent meanwhile
+    early.frames.forEach((evt) => typeof evt.data === "string" && onFrame(evt.data));
+  }
 }
 
 function clearTimer() {

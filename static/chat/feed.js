@@ -81,6 +81,7 @@ const HANDLERS = {
     controls.begun();
   },
   [ITEM.refusal](node) {
+    if (cart.refused(node)) return; // a cart line's send: shown at its line in the panel
     cards.unlockChoices(log);
     composer.refused();
     HANDLERS[ITEM.error](node);

@@ -113,6 +113,10 @@ export const SEL = Object.freeze({
   card: ".product-card, .product-card--sheet", // a card in the log, or its copy in the product sheet
   cardImage: ".product-card__img",
   cardProblem: ".product-card__problem",
+  quantityProblem: ".product-card__problem, .cart-line__problem", // [role=alert] of a card or a cart line
+  cartLine: ".cart-line[data-sku]", // public: a line of the cart panel (parts/cart_panel.html)
+  cartLines: ".cart-lines", // the panel's scrolling list
+  cartLineStepper: ".cart-line__qty", // the line's stepper form (update_quantity)
   cardMedia: ".product-card__media",
   cardName: ".product-card__name",
   cardOpen: ".product-card__open",
