@@ -145,8 +145,11 @@ def cart_note_verb(action: str) -> str:
 def cart_run_text(note: dict[str, Any]) -> str:
     """A turn's cart changes as one phrase ("Added 10 items"), counting distinct products; "" when there was one
     change (its note names the product instead). Changes of more than one kind are counted together."""
-    counts = {action: note.get(action) for action in ("item_selected", "item_removed", "quantity_updated")}
-    counts = {action: count for action, count in counts.items() if isinstance(count, int) and count > 0}
+    counts: dict[str, int] = {}
+    for action in ("item_selected", "item_removed", "quantity_updated"):
+        count = note.get(action)
+        if isinstance(count, int) and count > 0:
+            counts[action] = count
     total = sum(counts.values())
     if total < 2 and "replaces" not in note:
         return ""

@@ -63,6 +63,7 @@ export function refused(node) {
   const line = sku && lineOf(sku);
   if (!line) return false;
   line.removeAttribute(ATTR.pending);
+  showHeld(line);
   tell(line, node.textContent.trim());
   node.remove();
   return true;
@@ -86,6 +87,12 @@ function checkout(button) {
   const { canceled, bridged } = emit("checkout", currentCart(), { cancelable: true });
   if (canceled || bridged) return;
   window.open(button.dataset.checkoutUrl, "_top");
+}
+
+/** The line's field shows what the cart holds (a send that changed nothing). */
+function showHeld(line) {
+  line.querySelector(SEL.quantity).value = cards.formatQuantity(Number(line.dataset.quantity));
+  cards.syncStepper(line);
 }
 
 /** The line's field differs from what the cart holds. */
@@ -159,8 +166,7 @@ export function init() {
     const line = button.closest(SEL.cartLine);
     const action = button.getAttribute(ATTR.action);
     if (line && (action === "increment" || action === "decrement")) {
-      const input = line.querySelector(SEL.quantity);
-      if (Number.isNaN(cards.parseQuantity(input.value))) input.value = cards.formatQuantity(Number(line.dataset.quantity));
+      if (Number.isNaN(cards.parseQuantity(line.querySelector(SEL.quantity).value))) showHeld(line); // step from the cart
       cards.step(line, action === "increment" ? 1 : -1);
       tell(line, "");
       settleLater(line);
@@ -193,8 +199,7 @@ export function init() {
     // what the cart holds again. Lines that waited for the turn go now.
     document.querySelectorAll(`${SEL.cartLine}[${ATTR.pending}]`).forEach((line) => {
       line.removeAttribute(ATTR.pending);
-      line.querySelector(SEL.quantity).value = cards.formatQuantity(Number(line.dataset.quantity));
-      cards.syncStepper(line);
+      showHeld(line);
     });
     for (const [sku, timer] of waiting) if (timer === null) commit(sku);
   });
