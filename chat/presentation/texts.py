@@ -11,8 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext, npgettext
-from django.utils.translation import pgettext_lazy
+from django.utils.translation import ngettext, npgettext, pgettext_lazy
 
 STATUS_TEXTS: dict[str, Promise] = {
     "thinking": _("Thinking…"),

@@ -76,6 +76,15 @@ class CartRun:
 
     seq: int | None = None
     skus: dict[str, set[str]] = field(default_factory=dict)
+    #: The stepper fields of the products shown in the conversation (``store.product_bounds``), read once a turn.
+    bounds: dict[str, dict[str, Any]] | None = None
+
+    def with_bounds(self, items: Any) -> list[Any]:
+        """The cart's lines, each with its product's stepper fields where the upstream left them out, so the cart
+        panel steps a line as its card did (and as the relay will check it)."""
+        lines = items if isinstance(items, list) else []
+        known = self.bounds or {}
+        return [{**known.get(str(line.get("sku")), {}), **line} if isinstance(line, dict) else line for line in lines]
 
     def add(self, change: dict[str, Any]) -> dict[str, Any]:
         action, sku = change.get("action"), change.get("sku")
@@ -420,7 +429,10 @@ class ConversationRunner:
                     return None
                 self._shown[Kind.CART] = payload
                 note = self._cart_run.add(payload)
-                seq = await self._store_cart({**payload, "note": note}, payload.get("items", []), event.total)
+                if self._cart_run.bounds is None:  # once a turn: the cards it acts on are shown by now
+                    self._cart_run.bounds = await db.call(store.product_bounds, self.pk)
+                items = self._cart_run.with_bounds(payload.get("items", []))
+                seq = await self._store_cart({**payload, "items": items, "note": note}, items, event.total)
                 self._cart_run.seq = seq if note else None
             case wire.ErrorMessage(code=code):
                 self._end_bubble(complete=False)
