@@ -18,6 +18,8 @@ let opener = null;
 const SETTLE_MS = 600;
 /** Lines whose stepper changed and that wait to be sent (sku -> timer, or null: waiting for the turn to end). */
 const waiting = new Map();
+/** What the shopper set those lines to (sku -> the field's text): a redraw meanwhile must not undo a tap. */
+const wanted = new Map();
 
 function open(button) {
   const panel = document.getElementById(ID.cartPanel);
@@ -105,19 +107,34 @@ function commit(sku) {
   clearTimeout(waiting.get(sku));
   waiting.delete(sku);
   const line = lineOf(sku);
-  if (!line || !edited(line)) return;
-  if (!cards.checkQuantity(line)) return; // said at the line; nothing is sent
+  if (line) reapply(line);
+  if (!line || !edited(line) || !cards.checkQuantity(line)) {
+    wanted.delete(sku); // nothing to send, or said at the line
+    return;
+  }
   if (currentState() !== "ready") {
     waiting.set(sku, null);
     return;
   }
+  wanted.delete(sku);
   line.setAttribute(ATTR.pending, "true");
   line.querySelector(SEL.cartLineStepper).requestSubmit();
+}
+
+/** A line redrawn while its change waited shows the shopper's quantity, not the cart's. */
+function reapply(line) {
+  const text = wanted.get(line.dataset.sku);
+  const input = line.querySelector(SEL.quantity);
+  if (text !== undefined && input.value !== text) {
+    input.value = text;
+    cards.syncStepper(line);
+  }
 }
 
 function settleLater(line) {
   const sku = line.dataset.sku;
   clearTimeout(waiting.get(sku));
+  wanted.set(sku, line.querySelector(SEL.quantity).value);
   waiting.set(sku, setTimeout(() => commit(sku), SETTLE_MS));
 }
 
@@ -144,6 +161,7 @@ function restorePlace() {
   const body = document.getElementById(ID.cartBody);
   const list = body && body.querySelector(SEL.cartLines);
   if (list) list.scrollTop = place.scroll;
+  if (body) body.querySelectorAll(SEL.cartLine).forEach(reapply);
   if (!place.inPanel || !body) return;
   const active = document.activeElement;
   if (active && active !== document.body && active.isConnected) return; // focus survived the swap
