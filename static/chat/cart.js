@@ -29,7 +29,7 @@ function open(button) {
 
 function lineOf(sku) {
   const body = document.getElementById(ID.cartBody);
-  return body && body.querySelector(`${SEL.cartLine}[data-sku="${CSS.escape(sku)}"]`);
+  return body && body.querySelector(`${SEL.cartLine}[${ATTR.sku}="${CSS.escape(sku)}"]`);
 }
 
 /** Show (or clear) a problem at a line. */
@@ -61,7 +61,7 @@ export function changed(node) {
  * behind the panel. Returns whether it was taken.
  */
 export function refused(node) {
-  const sku = node.getAttribute("data-sku");
+  const sku = node.getAttribute(ATTR.sku);
   const line = sku && lineOf(sku);
   if (!line) return false;
   line.removeAttribute(ATTR.pending);
@@ -170,7 +170,7 @@ function restorePlace() {
   if (line && place.focus === "quantity") target = line.querySelector(SEL.quantity);
   else if (line && place.focus) target = line.querySelector(`[${ATTR.action}="${place.focus}"]`);
   // A removed line's place goes to the undo that follows it, else to the panel's close button.
-  target = target || body.querySelector("[data-action=undo]") || document.querySelector(`[${ATTR.closeCart}]`);
+  target = target || body.querySelector(SEL.undo) || document.querySelector(`[${ATTR.closeCart}]`);
   if (target && !target.disabled) target.focus({ preventScroll: true });
 }
 

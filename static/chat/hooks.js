@@ -76,6 +76,11 @@ export const ATTR = Object.freeze({
   action: "data-action", // public: decrement, increment, add, remove, ...
   pending: "data-pending", // set by the script on a card whose Add is on its way
   error: "data-error", // set by the script on a card whose Add was refused
+  sku: "data-sku", // a card's or a cart line's product; on a refusal (fragments/error.html): the cart line it is for
+  quantity: "data-quantity", // a cart line's quantity in the cart (parts/cart_panel.html), as a machine number
+  // A stepper's bounds on a card (items/_product_card.html) or a cart line (parts/cart_panel.html), read by cards.js
+  // through dataset: data-step, data-min, data-max (VIZOCHOK_MAX_QUANTITY) and data-unit-label.
+  stepperBounds: "data-step data-min data-max data-unit-label",
 });
 
 /**
@@ -117,6 +122,7 @@ export const SEL = Object.freeze({
   cartLine: ".cart-line[data-sku]", // public: a line of the cart panel (parts/cart_panel.html)
   cartLines: ".cart-lines", // the panel's scrolling list
   cartLineStepper: ".cart-line__qty", // the line's stepper form (update_quantity)
+  undo: "button[data-action=undo]", // public: after a remove, in the cart panel's summary
   cardMedia: ".product-card__media",
   cardName: ".product-card__name",
   cardOpen: ".product-card__open",
