@@ -289,6 +289,19 @@ def shown_product(conversation_id: int, sku: str) -> dict[str, Any] | None:
     return None
 
 
+def product_bounds(conversation_id: int) -> dict[str, dict[str, Any]]:
+    """The stepper fields (``quantity_step``, ``min_quantity``) of every product shown lately, by sku, by the rule of
+    :func:`shown_product` (the newest card wins): a cart line steps as its card did, and as the relay checks it."""
+    bounds: dict[str, dict[str, Any]] = {}
+    lists = Message.objects.filter(conversation_id=conversation_id, kind=Kind.PRODUCT_CARDS).order_by("-seq")[:20]
+    for message in lists:
+        for item in message.data.get("items", []):
+            sku = item.get("sku") if isinstance(item, dict) else None
+            if isinstance(sku, str) and sku not in bounds:
+                bounds[sku] = {key: item[key] for key in ("quantity_step", "min_quantity") if key in item}
+    return bounds
+
+
 def card_message(conversation_id: int, seq: int) -> Message | None:
     return Message.objects.filter(conversation_id=conversation_id, seq=seq, kind=Kind.PRODUCT_CARDS).first()
 

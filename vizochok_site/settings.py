@@ -173,7 +173,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT") or BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -314,6 +314,9 @@ VIZOCHOK_SANDBOX_PACE = float(os.environ.get("VIZOCHOK_SANDBOX_PACE", "40"))
 # Product cards shown per message; "Show more" fetches the next ones of the stored message (a 64 KB upstream frame
 # can carry 1,400 cards: megabytes of HTML in one browser frame).
 VIZOCHOK_CARDS_PER_MESSAGE = env_int("VIZOCHOK_CARDS_PER_MESSAGE", 12)
+#: The most of one product a line may hold (pieces, kilograms or litres): steppers stop there and the relay refuses
+#: more, saying the range ("from 1 to 50 pcs"). Grocery stores cap a line; the sandbox's cap is 50.
+VIZOCHOK_MAX_QUANTITY = env_int("VIZOCHOK_MAX_QUANTITY", 50)
 # No fragment sent to a browser is larger than this (bytes; Daphne/autobahn and browsers refuse frames over 1 MiB):
 # a larger one is replaced by a short notice to reload (chat.presentation.rendering.fit_for_browser).
 VIZOCHOK_MAX_FRAGMENT_BYTES = env_int("VIZOCHOK_MAX_FRAGMENT_BYTES", 512 * 1024)

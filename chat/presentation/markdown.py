@@ -113,3 +113,13 @@ def render_markdown(text: str) -> SafeString:
         return mark_safe(f"<p>{plain}</p>")  # nothing in it is markup: see _PLAIN
     html = _PARSER.render(source)
     return mark_safe(_CLEANER.clean(html).strip())  # sanitised by nh3 on this very line
+
+
+#: A last line that is only a block's marker ("4.", "-", "##"): an item or heading the reply began but never wrote.
+_DANGLING_MARKER = re.compile(r"(?:^|\n)[ \t]*(?:\d{1,9}[.)]|[-*+]|#{1,6})[ \t]*\Z")
+
+
+def render_cut_markdown(text: str) -> SafeString:
+    """A reply that ended early (stopped, or cut off), without the item or heading it had only begun: a list stopped
+    right after "4." ends at item 3, not with an empty item 4 (issue 22)."""
+    return render_markdown(_DANGLING_MARKER.sub("", str(text or "").rstrip()))

@@ -66,7 +66,30 @@ def render_item(message: Message, *, replace: bool = False) -> str:
 
 def page_items(messages: Iterable[Message]) -> SafeString:
     """The log's items for the first paint (each is an autoescaped template, so the join is safe)."""
-    return mark_safe("".join(render_item(message) for message in messages))
+    return mark_safe("".join(render_item(message) for message in _latest_notes(list(messages))))
+
+
+def _replaced(message: Message) -> int | None:
+    """The seq of the earlier note of its turn a cart note takes the place of (``CartRun``), if any."""
+    note = message.data.get("note") if message.kind == Message.Kind.CART else None
+    seq = note.get("replaces") if isinstance(note, dict) else None
+    return seq if isinstance(seq, int) else None
+
+
+def _latest_notes(messages: list[Message]) -> list[Message]:
+    """Each turn's cart notes as the page shows them live: the turn's last note, where its first one was."""
+    present = {message.seq for message in messages}
+    successor = {seq: message for message in messages if (seq := _replaced(message)) in present}
+    if not successor:
+        return messages
+    shown: list[Message] = []
+    for message in messages:
+        if _replaced(message) in present:
+            continue  # shown in the place of the note it replaces
+        while message.seq in successor:
+            message = successor[message.seq]
+        shown.append(message)
+    return shown
 
 
 def appended(messages: Iterable[Message]) -> str:

@@ -6,10 +6,12 @@ code of the reference is here, plus the relay's own.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
+from django.utils.translation import ngettext, npgettext, pgettext_lazy
 
 STATUS_TEXTS: dict[str, Promise] = {
     "thinking": _("Thinking…"),
@@ -75,10 +77,10 @@ CART_ACTION_TEXTS: dict[str, Promise] = {
 #: Wording the page's scripts show (static/chat/texts.js reads it from #chat-texts): keys are data-* names.
 #: ``%(name)s`` placeholders are filled in by the script.
 PAGE_TEXTS: dict[str, Promise] = {
-    "not-a-number": _("Enter a number."),
-    "at-least": _("At least %(quantity)s."),
-    "at-most": _("At most %(quantity)s."),
-    "in-steps": _("In steps of %(quantity)s."),
+    # A quantity the stepper cannot take: what is allowed ("from 1 to 50 pcs"), the minimum without its unit.
+    "not-a-number": _("Enter a number from %(minimum)s to %(maximum)s"),
+    "out-of-range": _("From %(minimum)s to %(maximum)s"),
+    "in-steps": _("From %(minimum)s to %(maximum)s, in steps of %(step)s"),
     "today": _("Today"),
     "yesterday": _("Yesterday"),
     "copied": _("Copied"),
@@ -124,6 +126,15 @@ def error_text(code: str) -> str:
     return str(ERROR_TEXTS.get(code, _("Something went wrong. Please try again.")))
 
 
+def refusal_text(code: str, details: dict[str, Any]) -> str:
+    """A refused send's text; a refused quantity says what is allowed ("from 1 to 50 pcs")."""
+    if code == "invalid_quantity" and details.get("maximum"):
+        if details.get("step"):
+            return _("Not available: from %(minimum)s to %(maximum)s, in steps of %(step)s") % details
+        return _("Not available: from %(minimum)s to %(maximum)s") % details
+    return error_text(code)
+
+
 def cart_action_text(action: str) -> str:
     return str(CART_ACTION_TEXTS.get(action, _("Cart updated")))
 
@@ -132,3 +143,25 @@ def cart_note_verb(action: str) -> str:
     """The short verb of a one-line change, or the whole-cart wording."""
     verb = CART_NOTE_VERBS.get(action)
     return str(verb) if verb is not None else cart_action_text(action)
+
+
+def cart_run_text(note: dict[str, Any]) -> str:
+    """A turn's cart changes as one phrase ("Added 10 items"), counting distinct products; "" when there was one
+    change (its note names the product instead). Changes of more than one kind are counted together."""
+    counts: dict[str, int] = {}
+    for action in ("item_selected", "item_removed", "quantity_updated"):
+        count = note.get(action)
+        if isinstance(count, int) and count > 0:
+            counts[action] = count
+    total = sum(counts.values())
+    if total < 2 and "replaces" not in note:
+        return ""
+    if list(counts) == ["item_selected"]:
+        return npgettext("cart note", "Added %(count)d item", "Added %(count)d items", total) % {"count": total}
+    if list(counts) == ["item_removed"]:
+        return npgettext("cart note", "Removed %(count)d item", "Removed %(count)d items", total) % {"count": total}
+    if list(counts) == ["quantity_updated"]:
+        return npgettext("cart note", "Changed %(count)d item", "Changed %(count)d items", total) % {"count": total}
+    return ngettext("%(count)d item in the cart changed", "%(count)d items in the cart changed", total) % {
+        "count": total
+    }

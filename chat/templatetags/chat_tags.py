@@ -4,11 +4,16 @@ from datetime import datetime
 from typing import Any
 
 from django import template
+from django.conf import settings
+from django.templatetags.static import static
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
+from chat.ops import staticfiles
 from chat.presentation import formatting, texts
 from chat.presentation.images import safe_image_url
-from chat.presentation.markdown import render_markdown
+from chat.presentation.markdown import render_cut_markdown, render_markdown
 from chat.vizochok.messages import to_json
 
 register = template.Library()
@@ -77,6 +82,16 @@ def markdown(value: str) -> str:
 
 
 @register.filter
+def reply_markdown(message: Any) -> str:
+    """A stored reply's text as HTML; one that ended early drops the list item or heading it had only begun."""
+    text = getattr(message, "text", "") or ""
+    data = getattr(message, "data", {}) or {}
+    if data.get("stopped") or not getattr(message, "complete", True):
+        return render_cut_markdown(text)
+    return render_markdown(text)
+
+
+@register.filter
 def machine(value: Any) -> str:
     """A number for data attributes and inputs: always a dot, never grouping."""
     number = formatting.to_decimal(value)
@@ -93,6 +108,12 @@ def error_text(code: str) -> str:
     return texts.error_text(code)
 
 
+@register.simple_tag
+def refusal_text(code: str, details: Any) -> str:
+    """A refusal's text, with what was allowed when the relay knows it (a quantity's range)."""
+    return texts.refusal_text(code, details if isinstance(details, dict) else {})
+
+
 @register.filter
 def cart_action_text(action: str) -> str:
     return texts.cart_action_text(action)
@@ -102,7 +123,7 @@ def cart_action_text(action: str) -> str:
 def stepper(product: Any) -> dict[str, str]:
     """A product's stepper bounds as machine numbers: weighed goods step 0.1, pieces step 1."""
     step, minimum = formatting.stepper_bounds(product)
-    return {"step": machine(step), "min": machine(minimum)}
+    return {"step": machine(step), "min": machine(minimum), "max": machine(settings.VIZOCHOK_MAX_QUANTITY)}
 
 
 @register.filter
@@ -126,6 +147,12 @@ def cart_note_verb(action: str) -> str:
 
 
 @register.filter
+def cart_run_text(note: Any) -> str:
+    """A turn's cart changes in words when they were more than one ("Added 10 items"); "" for a single change."""
+    return texts.cart_run_text(note if isinstance(note, dict) else {})
+
+
+@register.filter
 def cart_json(items: Any, total: Any) -> str:
     """The cart as JSON for ``data-cart``; host pages receive it in ``vizochok:cart_changed``."""
     return to_json({"items": items or [], "total": formatting.to_decimal(total) or 0})
@@ -142,3 +169,13 @@ def card_page(data: Any, message: Any) -> Any:
     from chat.presentation.rendering import card_page as page
 
     return page(data if isinstance(data, dict) else {}, getattr(message, "seq", 0))
+
+
+@register.simple_tag
+def page_script(entry: str) -> SafeString:
+    """The page's module script and, when it is not one bundled file, a ``<link rel=modulepreload>`` for every
+    module it imports (``chat.ops.staticfiles.page_script``): the browser fetches the whole graph at once."""
+    script, preloads = staticfiles.page_script(entry)
+    tag = format_html('<script type="module" src="{}"></script>', static(script))
+    links = format_html_join("", '\n  <link rel="modulepreload" href="{}">', ((static(path),) for path in preloads))
+    return tag + links

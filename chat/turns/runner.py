@@ -14,7 +14,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
@@ -60,6 +60,42 @@ def _count_stray(frame: Any, where: str) -> None:
     """An upstream frame that belonged to no turn, or repeated one it had already sent: counted, never shown."""
     logger.info("upstream %s frame %s: not shown", getattr(frame, "type", "?"), where)
     metrics.STRAY_FRAMES.labels(where=where).inc()
+
+
+#: Cart changes of one line, by the change's action, that a turn's note counts ("Added 10 items").
+_COUNTED_CHANGES = ("item_selected", "item_removed", "quantity_updated")
+
+
+@dataclass(slots=True)
+class CartRun:
+    """A turn's cart changes, told as one note: each change is stored (the transcript and undo read them), and its
+    note takes the place of the turn's previous one (``replaces``), counting the distinct products per action.
+
+    A whole-cart change (cleared, restored) is told alone and starts a new run.
+    """
+
+    seq: int | None = None
+    skus: dict[str, set[str]] = field(default_factory=dict)
+    #: The stepper fields of the products shown in the conversation (``store.product_bounds``), read once a turn.
+    bounds: dict[str, dict[str, Any]] | None = None
+
+    def with_bounds(self, items: Any) -> list[Any]:
+        """The cart's lines, each with its product's stepper fields where the upstream left them out, so the cart
+        panel steps a line as its card did (and as the relay will check it)."""
+        lines = items if isinstance(items, list) else []
+        known = self.bounds or {}
+        return [{**known.get(str(line.get("sku")), {}), **line} if isinstance(line, dict) else line for line in lines]
+
+    def add(self, change: dict[str, Any]) -> dict[str, Any]:
+        action, sku = change.get("action"), change.get("sku")
+        if action not in _COUNTED_CHANGES or not isinstance(sku, str) or not sku:
+            self.seq, self.skus = None, {}
+            return {}
+        self.skus.setdefault(str(action), set()).add(sku)
+        note: dict[str, Any] = {action: len(skus) for action, skus in self.skus.items()}
+        if self.seq is not None:
+            note["replaces"] = self.seq
+        return note
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +163,8 @@ class ConversationRunner:
         self._stopping = False
         #: The last payload of each rich kind in this turn: an identical repeat is the upstream's echo.
         self._shown: dict[str, dict[str, Any]] = {}
+        #: This turn's cart changes so far, shown as one note (issue 22: a checklist made ten).
+        self._cart_run = CartRun()
         self._record: TurnRecord | None = None
         self._sent: asyncio.Task[None] | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -163,6 +201,7 @@ class ConversationRunner:
         self._in_turn = True
         self._stopping = False
         self._shown = {}
+        self._cart_run = CartRun()
         self._unsaved = None
         self._record = record
         # The consumer may have taken this runner just before a closing socket made the relay forget it (a stopped
@@ -389,7 +428,12 @@ class ConversationRunner:
                     _count_stray(event, "repeated within its turn")
                     return None
                 self._shown[Kind.CART] = payload
-                await self._store_cart(payload, payload.get("items", []), event.total)
+                note = self._cart_run.add(payload)
+                if self._cart_run.bounds is None:  # once a turn: the cards it acts on are shown by now
+                    self._cart_run.bounds = await db.call(store.product_bounds, self.pk)
+                items = self._cart_run.with_bounds(payload.get("items", []))
+                seq = await self._store_cart({**payload, "items": items, "note": note}, items, event.total)
+                self._cart_run.seq = seq if note else None
             case wire.ErrorMessage(code=code):
                 self._end_bubble(complete=False)
                 await self._store_and_show(Kind.ERROR, store.plain(event), text=code)
@@ -458,11 +502,12 @@ class ConversationRunner:
         message = await self._write(store.save_frame, self.pk, kind, payload, text)
         self.publish(functools.partial(rendering.stored, message))
 
-    async def _store_cart(self, payload: dict[str, Any], items: list[dict[str, Any]], total: Decimal) -> None:
+    async def _store_cart(self, payload: dict[str, Any], items: list[dict[str, Any]], total: Decimal) -> int:
         await self._save_reply()
         count = formatting.cart_lines(items)
         message = await self._write(store.save_cart, self.pk, payload, items, total, count)
         self.publish(functools.partial(rendering.stored, message))
+        return message.seq
 
     async def _finish(self, relay_code: str, upstream_code: str) -> None:
         """Whatever happened: keep the cut reply, say what went wrong, free the conversation and the tabs."""

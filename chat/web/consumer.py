@@ -170,9 +170,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
         with translation.override(self.language):
+            data: dict[str, Any] = {}
             try:
                 try:
-                    await self._handle(self._decode(text_data, bytes_data))
+                    data = self._decode(text_data, bytes_data)
+                    await self._handle(data)
                 except db.CallerGone as gone:
                     logger.info("the tab left before its send reached the database; dropped %s", gone)
                     return
@@ -184,9 +186,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 # The tab turned itself busy when it sent; nothing started, so it may send again (unless a turn
                 # of this conversation is what refused it).
                 state = "busy" if refused.code == "agent_busy" else "ready"
-                await self.send(
-                    text_data=rendering.transient_error(refused.code, **refused.details) + rendering.state(state)
-                )
+                details = dict(refused.details)
+                if _field(data, "kind") in CART_LINE_KINDS and _field(data, "sku"):
+                    details["line"] = _field(data, "sku")  # shown at its line in the cart panel (issue 22)
+                await self.send(text_data=rendering.transient_error(refused.code, **details) + rendering.state(state))
 
     async def chat_stop(self, event: dict[str, Any]) -> None:
         """Group handler: a tab asked to stop the turn; the process that runs it stops it."""
@@ -608,6 +611,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         logs.bind_conversation(stored.pk)
 
 
+#: Sends made from a line of the cart panel: their refusals carry the line's sku, and the panel shows them there.
+CART_LINE_KINDS = frozenset({actions.UPDATE_QUANTITY, actions.REMOVE_FROM_CART, "undo_remove"})
+
+
 def _nothing_stored_yet() -> str:
     """The catch-up of a conversation that is not stored yet: an empty log, an idle turn, an empty cart."""
     return rendering.state("ready") + rendering.session_restored([], Decimal(0), 0)
@@ -626,6 +633,18 @@ def _valid_quantity(raw: Any, product: dict[str, Any]) -> Decimal:
         raw = raw[0] if raw else None
     quantity = formatting.to_decimal(str(raw).replace(",", ".")) if raw is not None else Decimal(1)
     step, minimum = formatting.stepper_bounds(product)
-    if quantity is None or quantity < minimum or quantity > 1000 or (quantity - minimum) % step != 0:
-        raise Refused("invalid_quantity")
+    if quantity is None or quantity < minimum or quantity > settings.VIZOCHOK_MAX_QUANTITY:
+        raise Refused("invalid_quantity", **_allowed(product, step, minimum))
+    if (quantity - minimum) % step != 0:
+        raise Refused("invalid_quantity", **_allowed(product, step, minimum))
     return quantity
+
+
+def _allowed(product: dict[str, Any], step: Decimal, minimum: Decimal) -> dict[str, str]:
+    """What a refused quantity could have been, for the message ("from 1 to 50 pcs, in steps of 0.5")."""
+    unit = product.get("unit") if isinstance(product.get("unit"), str) else None
+    return {
+        "minimum": formatting.number(minimum),
+        "maximum": formatting.quantity(settings.VIZOCHOK_MAX_QUANTITY, unit),
+        "step": formatting.quantity(step, unit) if step != 1 or minimum != 1 else "",
+    }

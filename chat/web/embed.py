@@ -45,6 +45,7 @@ from django.http.request import split_domain_port, validate_host
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET
 
 if TYPE_CHECKING:
@@ -345,7 +346,9 @@ class WidgetOptions:
 
     @property
     def avatar_letter(self) -> str:
-        return (self.bot_name or "В")[:1].upper()
+        """The first letter of the name the header shows: the host's bot name, else "Assistant" in the page's
+        language (issue 22: a fixed "В" stayed in English)."""
+        return (self.bot_name or gettext("Assistant"))[:1].upper()
 
 
 def clean_options(raw: dict[str, str]) -> dict[str, str]:

@@ -9,6 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
+from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_GET, require_POST
 
 from chat import store
@@ -24,6 +25,7 @@ def _language(request: HttpRequest) -> str:
 
 
 @embed.embeddable
+@gzip_page  # the page is most of a phone's first bytes (issue 22); static files come compressed from whitenoise
 @require_GET
 def chat_page(request: HttpRequest) -> HttpResponse:
     if "token" in request.GET:  # a host's signed entry (chat/web/embed.py): bind, then come back without the token

@@ -18,33 +18,38 @@ function decimals(value) {
   return text.indexOf(".") < 0 ? 0 : text.length - text.indexOf(".") - 1;
 }
 
+/** A card's (or a cart line's) stepper: its step, its minimum and maximum (data-step, data-min, data-max). */
 function bounds(card) {
   const step = Number(card.dataset.step) || 1;
   return {
     step,
     minimum: Number(card.dataset.min) || step,
+    maximum: Number(card.dataset.max) || MAXIMUM,
     places: Math.max(decimals(card.dataset.step), decimals(card.dataset.min)),
   };
 }
 
-/** The relay's ceiling for one line (chat/web/consumer.py _valid_quantity). */
-const MAXIMUM = 1000;
+/** The relay's ceiling for one line when the page names none (VIZOCHOK_MAX_QUANTITY, chat/web/consumer.py). */
+const MAXIMUM = 50;
 
 function withUnit(card, value) {
   return `${quantityFormat.format(value)}\u00a0${card.dataset.unitLabel || ""}`.trim();
 }
 
-/** Why the card's quantity cannot be added, in the page's language; "" when it can (the relay's own rules). */
+/**
+ * Why the quantity of a card (or a cart line) cannot be sent, in the page's language, saying what is allowed ("from
+ * 1 to 50 pcs"); "" when it can (the relay's own rules, chat/web/consumer.py _valid_quantity).
+ */
 export function quantityProblem(card) {
   const limits = bounds(card);
   const value = parseQuantity(card.querySelector(SEL.quantity).value);
-  if (!Number.isFinite(value) || value <= 0) return t("not-a-number");
-  if (value < limits.minimum - 1e-9) return t("at-least", { quantity: withUnit(card, limits.minimum) });
-  if (value > MAXIMUM) return t("at-most", { quantity: withUnit(card, MAXIMUM) });
+  const range = { minimum: quantityFormat.format(limits.minimum), maximum: withUnit(card, limits.maximum) };
+  if (!Number.isFinite(value)) return t("not-a-number", range);
+  if (value < limits.minimum - 1e-9 || value > limits.maximum + 1e-9) return t("out-of-range", range);
   const scale = Math.pow(10, Math.max(limits.places, 3));
   const offset = Math.round((value - limits.minimum) * scale);
   if (Math.abs((value - limits.minimum) * scale - offset) > 1e-6 || offset % Math.round(limits.step * scale) !== 0) {
-    return t("in-steps", { quantity: withUnit(card, limits.step) });
+    return t("in-steps", { ...range, step: withUnit(card, limits.step) });
   }
   return "";
 }
@@ -52,7 +57,7 @@ export function quantityProblem(card) {
 /** Shows (or clears) the card's quantity problem; returns whether the quantity is fine. */
 export function checkQuantity(card) {
   const problem = quantityProblem(card);
-  const note = card.querySelector(SEL.cardProblem);
+  const note = card.querySelector(SEL.quantityProblem);
   const input = card.querySelector(SEL.quantity);
   note.textContent = problem;
   note.hidden = !problem;
@@ -61,18 +66,22 @@ export function checkQuantity(card) {
   return !problem;
 }
 
-function syncStepper(card) {
+export function syncStepper(card) {
   const current = parseQuantity(card.querySelector(SEL.quantity).value);
-  card.querySelector("[data-action=decrement]").disabled = !(current > bounds(card).minimum);
-  if (!card.querySelector(SEL.cardProblem).hidden) checkQuantity(card); // said what was wrong: say when it is right
+  const limits = bounds(card);
+  card.querySelector("[data-action=decrement]").disabled = !(current > limits.minimum);
+  card.querySelector("[data-action=increment]").disabled = !(isNaN(current) || current < limits.maximum);
+  const note = card.querySelector(SEL.quantityProblem);
+  if (note && !note.hidden) checkQuantity(card); // said what was wrong: say when it is right
 }
 
-function step(card, direction) {
+/** One step up or down (a card's or a cart line's stepper), within its bounds. */
+export function step(card, direction) {
   const input = card.querySelector(SEL.quantity);
   const limits = bounds(card);
   const current = parseQuantity(input.value);
   let next = (isNaN(current) ? limits.minimum : current) + direction * limits.step;
-  next = Math.max(limits.minimum, Math.min(999, Number(next.toFixed(limits.places))));
+  next = Math.max(limits.minimum, Math.min(limits.maximum, Number(next.toFixed(limits.places))));
   input.value = quantityFormat.format(next);
   syncStepper(card);
 }
@@ -165,4 +174,9 @@ export function init(lang) {
   );
   // Images of the first paint may have failed before this deferred script was there to hear it.
   watchImages(document);
+}
+
+/** A quantity as the page's language writes it in a field ("0,5"). */
+export function formatQuantity(value) {
+  return quantityFormat.format(value);
 }

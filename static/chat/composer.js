@@ -1,6 +1,6 @@
 /*
- * The composer: the textarea, Enter to send, its growing height, the length limit, and the shopper's words given
- * back when a send is refused before it was stored.
+ * The composer: the textarea, Enter to send (a new line on a touch screen), its growing height, the length limit,
+ * and the shopper's words given back when a send is refused before it was stored.
  *
  * The textarea stays editable whatever the state (a phone would close its keyboard if it were disabled, and what
  * the shopper types during a reply must not be lost); Send waits for the reply to end.
@@ -91,13 +91,26 @@ function changed() {
   refreshSend();
 }
 
+/**
+ * A phone or tablet (its main pointer a finger, nothing hovers): its on-screen keyboard's Enter makes a new line and
+ * the Send button sends, as in messaging apps (issue 22: there was no way to type a second line). With a physical
+ * keyboard (a fine pointer that hovers), Enter sends and Shift+Enter makes a new line.
+ */
+const touchFirst = window.matchMedia("(pointer: coarse) and (hover: none)");
+
+function enterKeyHint() {
+  textarea.setAttribute("enterkeyhint", touchFirst.matches ? "enter" : "send");
+}
+
 export function init() {
   textarea.addEventListener("keydown", (evt) => {
-    if (evt.key === "Enter" && !evt.shiftKey && !evt.isComposing) {
+    if (evt.key === "Enter" && !evt.shiftKey && !evt.isComposing && !touchFirst.matches) {
       evt.preventDefault(); // a new line is Shift+Enter; during a reply Enter waits, the text stays
       if (canSend()) composer.requestSubmit();
     }
   });
+  enterKeyHint();
+  touchFirst.addEventListener("change", enterKeyHint);
   textarea.addEventListener("input", changed);
   document.getElementById(ID.chat).addEventListener(STATE_EVENT, refreshSend);
   changed();

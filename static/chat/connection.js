@@ -20,7 +20,7 @@
  * timeout. The server's JSON frames ("pong", "stored") are told from its HTML fragments by their first character.
  */
 import { emit } from "./bridges.js";
-import { ATTR, CHAT_DATA } from "./hooks.js";
+import { ATTR, CHAT_DATA, EARLY_SOCKET } from "./hooks.js";
 import { Heartbeat, hasSocket } from "./lifecycle.js";
 import { connectionEvent, session } from "./state.js";
 
@@ -65,16 +65,28 @@ function tell(event, ...args) {
   listeners[event].forEach((fn) => fn(...args));
 }
 
+/** The socket early.js opened while the page's scripts loaded (once, and only for this URL). */
+function adoptEarly() {
+  const early = window[EARLY_SOCKET];
+  if (!early) return null;
+  delete window[EARLY_SOCKET];
+  const frames = early.take();
+  if (early.url === url) return { ws: early.ws, frames, closeEvent: early.closeEvent };
+  early.ws.close();
+  return null;
+}
+
 function connect() {
   if (socket) return; // one socket at a time: a connecting one is left to finish
   clearTimer();
-  const ws = new WebSocket(url);
+  const early = adoptEarly();
+  const ws = early ? early.ws : new WebSocket(url);
   socket = ws;
   // A handshake that never ends (a network that drops packets without a word) is given up like a silent socket.
   handshake = setTimeout(() => {
     if (socket === ws && ws.readyState === WebSocket.CONNECTING) lose(ws, GIVEN_UP);
   }, beat.interval + beat.timeout);
-  ws.addEventListener("open", () => {
+  const opened = () => {
     if (socket !== ws) {
       ws.close(1000); // given up while it was connecting: the one in use is another
       return;
@@ -94,14 +106,22 @@ function connect() {
     heart.start();
     emit("connect", {});
     tell("open");
-  });
-  ws.addEventListener("message", (evt) => {
+  };
+  const received = (evt) => {
     if (socket !== ws || typeof evt.data !== "string") return;
     if (heart) heart.heard();
     if (evt.data.charAt(0) === "{") control(evt.data);
     else onFrame(evt.data);
-  });
+  };
+  ws.addEventListener("open", opened);
+  ws.addEventListener("message", received);
   ws.addEventListener("close", (evt) => lose(ws, evt.code));
+  if (early && early.closeEvent) {
+    lose(ws, early.closeEvent.code); // it closed before this script ran: as if it closed now (the code decides)
+  } else if (early && ws.readyState === WebSocket.OPEN) {
+    opened(); // it opened before this script ran: as if it opened now, then what the server sent meanwhile
+    early.frames.forEach(received);
+  }
 }
 
 /** The server's JSON frames: a heartbeat's answer (heard above), a send key it has stored before. */

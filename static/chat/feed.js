@@ -84,6 +84,7 @@ const HANDLERS = {
     controls.begun();
   },
   [ITEM.refusal](node) {
+    if (cart.refused(node)) return; // a cart line's send: shown at its line in the panel
     cards.unlockChoices(log);
     outbox.refused(node);
     emit("error", { code: node.getAttribute(ATTR.code) });

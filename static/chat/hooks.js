@@ -83,7 +83,18 @@ export const ATTR = Object.freeze({
   key: "data-key",
   noNetwork: "data-no-network", // on #chat while the device says it is offline: the banner says so (connection.js)
   retryAfter: "data-retry-after", // a "rate_limited" refusal: seconds to wait (fragments/error.html)
+  sku: "data-sku", // a card's or a cart line's product; on a refusal (fragments/error.html): the cart line it is for
+  quantity: "data-quantity", // a cart line's quantity in the cart (parts/cart_panel.html), as a machine number
+  // A stepper's bounds on a card (items/_product_card.html) or a cart line (parts/cart_panel.html), read by cards.js
+  // through dataset: data-step, data-min, data-max (VIZOCHOK_MAX_QUANTITY) and data-unit-label.
+  stepperBounds: "data-step data-min data-max data-unit-label",
 });
+
+/**
+ * The window slot where early.js leaves the socket it opened before the page's modules arrived (issue 22);
+ * connection.js adopts it. early.js loads alone, so it spells this key, ID.chat and ATTR.socketUrl itself.
+ */
+export const EARLY_SOCKET = Symbol.for("vizochok.early-socket");
 
 /** Data attributes of #chat (page.html), read through element.dataset. */
 export const CHAT_DATA = Object.freeze({
@@ -119,6 +130,11 @@ export const SEL = Object.freeze({
   card: ".product-card, .product-card--sheet", // a card in the log, or its copy in the product sheet
   cardImage: ".product-card__img",
   cardProblem: ".product-card__problem",
+  quantityProblem: ".product-card__problem, .cart-line__problem", // [role=alert] of a card or a cart line
+  cartLine: ".cart-line[data-sku]", // public: a line of the cart panel (parts/cart_panel.html)
+  cartLines: ".cart-lines", // the panel's scrolling list
+  cartLineStepper: ".cart-line__qty", // the line's stepper form (update_quantity)
+  undo: "button[data-action=undo]", // public: after a remove, in the cart panel's summary
   cardMedia: ".product-card__media",
   cardName: ".product-card__name",
   cardOpen: ".product-card__open",
