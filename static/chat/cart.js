@@ -21,6 +21,9 @@ const waiting = new Map();
 /** What the shopper set those lines to (sku -> the field's text): a redraw meanwhile must not undo a tap. */
 const wanted = new Map();
 
+/** The line whose checked quantity commit() is submitting right now. */
+let committing = null;
+
 function open(button) {
   const panel = document.getElementById(ID.cartPanel);
   opener = button;
@@ -117,8 +120,14 @@ function commit(sku) {
     return;
   }
   wanted.delete(sku);
-  line.setAttribute(ATTR.pending, "true");
-  line.querySelector(SEL.cartLineStepper).requestSubmit();
+  // sending.js takes it from here (it marks the line pending until its turn ends); requestSubmit dispatches the
+  // submit event synchronously, so the capture listener below knows this one is let through.
+  committing = line;
+  try {
+    line.querySelector(SEL.cartLineStepper).requestSubmit();
+  } finally {
+    committing = null;
+  }
 }
 
 /** A line redrawn while its change waited shows the shopper's quantity, not the cart's. */
@@ -203,7 +212,7 @@ export function init() {
     "submit",
     (evt) => {
       const line = evt.target.closest && evt.target.matches(SEL.cartLineStepper) && evt.target.closest(SEL.cartLine);
-      if (!line || line.hasAttribute(ATTR.pending)) return;
+      if (!line || line === committing) return;
       // Enter in the field: checked here, sent by commit(); sending.js sends what commit() lets through.
       evt.preventDefault();
       evt.stopImmediatePropagation();

@@ -84,9 +84,11 @@ const HANDLERS = {
     controls.begun();
   },
   [ITEM.refusal](node) {
-    if (cart.refused(node)) return; // a cart line's send: shown at its line in the panel
-    cards.unlockChoices(log);
-    outbox.refused(node);
+    // A cart line's send is told at its line in the panel, not in the log behind it; either way the outbox's entry
+    // on its way is over (else nothing after it would go).
+    const atLine = cart.refused(node);
+    if (!atLine) cards.unlockChoices(log);
+    outbox.refused(node, atLine);
     emit("error", { code: node.getAttribute(ATTR.code) });
   },
   [ITEM.error](node) {

@@ -158,7 +158,6 @@ export const SEL = Object.freeze({
   streaming: ".msg--streaming",
   outbox: ".msg[data-outbox]",
   discard: "button[data-action=discard]",
-  cartLine: ".cart-line[data-sku]",
   cartLineName: ".cart-line__name",
   pendingButtons: "button[type=submit], [data-action=add]", // inside a card or cart line with a send on its way
 });

@@ -134,8 +134,11 @@ export function stored(key, shown) {
   if (entry && !shown) requestSync(); // stored before, by a socket that went: the catch-up brings its bubble
 }
 
-/** A refusal (fragments/error.html, this tab only): the entry on its way is done, or waits (another tab's turn). */
-export function refused(node) {
+/**
+ * A refusal (fragments/error.html, this tab only): the entry on its way is done, or waits (another tab's turn).
+ * ``told``: the refusal is already shown where the shopper acted (a cart line), so the owner gets no second word.
+ */
+export function refused(node, told = false) {
   const code = node.getAttribute(ATTR.code) || "";
   const retryAfter = Number(node.getAttribute(ATTR.retryAfter)) || 0;
   const inFlight = box.inFlight();
@@ -146,7 +149,7 @@ export function refused(node) {
     return;
   }
   const done = box.refused(code);
-  if (done) ended(pending.discard(done.key), (node.textContent || "").trim());
+  if (done) ended(pending.discard(done.key), told ? null : (node.textContent || "").trim());
   if (!done) {
     if (inFlight) show(inFlight); // waits for the running turn to end
     return;
