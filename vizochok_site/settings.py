@@ -1,7 +1,7 @@
 """Settings for the VIZOCHOK chat relay.
 
 Everything that differs between a laptop and production comes from the environment (see README and
-shared/ui-contract.md). The defaults are the embedded development setup: SQLite, an in-memory channel layer and
+docs/ui-contract.md). The defaults are the embedded development setup: SQLite, an in-memory channel layer and
 the built-in sandbox upstream, so a fresh checkout runs with no configuration at all.
 """
 

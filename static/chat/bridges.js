@@ -1,5 +1,5 @@
 /*
- * Host pages and native apps (shared/ui-contract.md, "Events for host pages and native bridges").
+ * Host pages and native apps (docs/ui-contract.md, "Events for host pages and native bridges").
  *
  * Out: every event is a CustomEvent on window, a message to whichever native bridge is present, and a postMessage
  * to the parent frame's configured origins. In: window.vizochok.send(text) / .newConversation() for native hosts

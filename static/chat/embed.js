@@ -11,7 +11,7 @@
  * The look options are posted to the chat frame (never put in its URL, where any link could set them); the chat
  * applies them only if this page's origin is one of its VIZOCHOK_EMBED_PARENT_ORIGINS, and validates them again.
  *
- * Events from the chat (shared/ui-contract.md) are accepted only from the chat's origin and from our own iframe,
+ * Events from the chat (docs/ui-contract.md) are accepted only from the chat's origin and from our own iframe,
  * and re-dispatched on this window as CustomEvents (`vizochok:cart_changed`, ...). `window.VizochokEmbed` offers
  * open(), close(), toggle(), send(text) and newConversation().
  */

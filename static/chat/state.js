@@ -1,5 +1,5 @@
 /*
- * #chat[data-state] (shared/ui-contract.md): connecting, ready, busy, offline, error. One place sets it, from two
+ * #chat[data-state] (docs/ui-contract.md): connecting, ready, busy, offline, error. One place sets it, from two
  * inputs: whether the socket is open (connection.js) and the conversation's turn state the server sends
  * (data-item="turn-state", feed.js). Whoever shows something by state listens to the STATE_EVENT on #chat.
  */
