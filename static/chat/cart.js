@@ -14,10 +14,10 @@ function open(button) {
 export function changed(node) {
   const action = node.getAttribute(ATTR.change);
   if (!action) return;
-  let cart = {};
+  let cart;
   try {
     cart = JSON.parse(node.getAttribute(ATTR.cart) || "{}");
-  } catch (err) {
+  } catch {
     cart = {};
   }
   cart.action = action;
@@ -28,7 +28,7 @@ export function changed(node) {
 function currentCart() {
   try {
     return JSON.parse(document.getElementById(ID.cartBody).getAttribute(ATTR.cart) || "{}");
-  } catch (err) {
+  } catch {
     return {};
   }
 }

@@ -160,7 +160,7 @@
     if (!frame || evt.source !== frame.contentWindow || evt.origin !== chatOrigin) return;
     var data = evt.data;
     if (typeof data === "string") {
-      try { data = JSON.parse(data); } catch (err) { return; }
+      try { data = JSON.parse(data); } catch (_ignored) { return; }
     }
     if (!data || typeof data.type !== "string" || data.type.indexOf("vizochok:") !== 0) return;
     if (data.type === "vizochok:connect") {
