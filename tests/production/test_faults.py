@@ -26,10 +26,8 @@ SHOPPERS = 8
 @pytest.fixture(scope="module")
 def sqlite_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     import os
-    import subprocess
-    import sys
 
-    from tests.processes import ROOT
+    from tests.processes import migrate
 
     tmp = tmp_path_factory.mktemp("storm")
     env = {
@@ -41,7 +39,7 @@ def sqlite_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
         "VIZOCHOK_MAX_SOCKETS_PER_SESSION": "12",
     }
     env.pop("REDIS_URL", None)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True)
+    migrate(env)
     app = App("storm", tmp, env).start()
     yield app
     app.stop()

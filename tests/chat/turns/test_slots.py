@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
 from chat.turns.slots import LocalSlots, RedisSlots, SlotTimeout
+from tests.processes import redis_url
 
-REDIS_URL = os.environ.get("VIZOCHOK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = redis_url()
 
 
 async def test_local_slots_queue_in_arrival_order() -> None:
