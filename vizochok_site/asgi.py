@@ -20,7 +20,8 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from chat.ops import sendbuffer, writes  # noqa: E402
+from chat.compat import startup, twisted_tcp  # noqa: E402
+from chat.ops import sendbuffer  # noqa: E402
 from chat.ops.lifecycle import install_daphne_shutdown, lifespan  # noqa: E402
 from chat.ops.logs import install_daphne_logging  # noqa: E402
 from chat.web.embed import websocket_origin_validator  # noqa: E402
@@ -28,7 +29,8 @@ from chat.web.routing import websocket_urlpatterns  # noqa: E402
 
 install_daphne_shutdown()  # SIGTERM: mark running turns, close upstream sockets (uvicorn: the lifespan below)
 install_daphne_logging()  # Twisted's log and (for JSON) the access log through stdlib logging
-writes.install()  # a frame goes to its socket when sent, not on the reactor's next pass (chat/ops/writes.py)
+startup.check_all()  # library patches (chat/compat): an unknown version or a switch turned off is logged now
+twisted_tcp.install()  # a frame goes to its socket when sent, not on the next reactor pass (chat/compat)
 
 application = ProtocolTypeRouter(
     {
