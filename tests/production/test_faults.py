@@ -121,7 +121,7 @@ def _kind(frame: dict[str, Any]) -> str:
 
 
 @pytest.mark.django_db(transaction=True)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(frames=st.lists(_frames, min_size=1, max_size=6))
 def test_fuzzed_browser_frames_never_break_the_socket(frames: list[Any]) -> None:
     """Whatever a tab sends that is not a plain message, it gets an answer and the socket stays usable."""
