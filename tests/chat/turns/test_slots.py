@@ -164,7 +164,8 @@ async def test_a_crashed_holders_lease_expires(redis_slots: list[RedisSlots]) ->
 
 
 async def members(slots: RedisSlots) -> list[str]:
-    return [member.decode() for member in await slots._redis.zrange(slots.key, 0, -1)]
+    found: list[bytes] = await slots._redis.zrange(slots.key, 0, -1)  # type: ignore[assignment]
+    return [member.decode() for member in found]
 
 
 @pytest.mark.redis
@@ -183,13 +184,13 @@ async def test_the_queue_timeout_holds_while_redis_stalls(redis_slots: list[Redi
     loop = asyncio.get_running_loop()
     try:
         for _ in range(10):
-            await admin.execute_command("CLIENT", "PAUSE", 80, "WRITE")  # scripts that write wait 80 ms
+            await admin.execute_command("CLIENT", "PAUSE", 80, "WRITE")  # type: ignore[no-untyped-call]  # scripts that write wait 80 ms
             started = loop.time()
             with pytest.raises(SlotTimeout):
                 await asyncio.wait_for(first.acquire(0.02), 2.0)
             assert loop.time() - started < 1.0
     finally:
-        await admin.execute_command("CLIENT", "UNPAUSE")
+        await admin.execute_command("CLIENT", "UNPAUSE")  # type: ignore[no-untyped-call]
         await admin.aclose()
         for lease in held:
             await lease.release()
@@ -207,7 +208,7 @@ class LosesOneCancellation(Redis):
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.sleep(0.2)  # the queue timeout fires in here, and is lost
             LosesOneCancellation.lost = True
-        return await super().execute_command(*args, **options)
+        return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
 
 
 @pytest.mark.redis
