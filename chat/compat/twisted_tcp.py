@@ -3,7 +3,7 @@
 Twisted's ``FileDescriptor.write`` only buffers: it registers the socket with the selector for writing, and the
 reactor writes on its next pass and unregisters it again. For the relay's many small frames that is two
 ``epoll_ctl`` calls, one more wake-up and Twisted's log and context wrappers per frame: in the paced benchmark about
-a third of the event loop's time went there (README, "Benchmark"). asyncio's own transports try the socket first and
+a third of the event loop's time went there (docs/benchmarks.md). asyncio's own transports try the socket first and
 buffer only what the kernel does not take; :func:`install` gives Twisted's TCP connections the same behaviour.
 
 Whatever the kernel does not take is buffered and written by the reactor exactly as before, and once anything is
