@@ -134,6 +134,7 @@ class _Consumer:
         self.seen = message
 
 
+@pytest.mark.django_db  # channels' hop closes old database connections
 @pytest.mark.parametrize(("switch", "hops"), [("1", 0), ("0", 1)])
 async def test_dispatch_skips_the_connection_hop_only_when_on(
     monkeypatch: pytest.MonkeyPatch, switch: str, hops: int
