@@ -11,7 +11,7 @@ replies of :mod:`bench.sandbox_replies`):
   then ``{"kind": "message", "text": …, "key": …}`` per turn, exactly what the htmx form sends.
 
 Every process is separate, so CPU and memory are read per process with psutil. Each phase is bounded (a turn
-timeout, a phase deadline) and stops by itself. Definitions of every number are in README ("Benchmark").
+timeout, a phase deadline) and stops by itself. Definitions of every number are in docs/benchmarks.md.
 """
 
 from __future__ import annotations

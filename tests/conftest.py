@@ -13,11 +13,34 @@ def _fresh_cache() -> None:
     cache.clear()
 
 
+def _drives_chromium(item: pytest.Item) -> bool:
+    return "browser" in getattr(item, "fixturenames", ())
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that drive Chromium run last.
+    """Tests that drive Chromium run last, the files with the most of them first among those.
 
     Playwright's sync API keeps its event loop marked as running in the main thread for as long as the
     session-scoped ``browser`` fixture lives; any asyncio test after it fails with "Runner.run() cannot be called
     from a running event loop". A stable sort keeps every other order as collected.
+
+    Under pytest-xdist (``--dist loadfile --no-loadscope-reorder``, pytest.ini) whole files go to the workers in
+    this order, so each worker also runs its browser files after everything else; that holds only while no file
+    mixes the two kinds, which is checked here. The largest browser files go first so that the run does not end
+    with one worker alone on a long file.
     """
-    items.sort(key=lambda item: "browser" in getattr(item, "fixturenames", ()))
+    kinds: dict[str, set[bool]] = {}
+    sizes: dict[str, int] = {}
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        kinds.setdefault(path, set()).add(_drives_chromium(item))
+        sizes[path] = sizes.get(path, 0) + 1
+    mixed = sorted(path for path, seen in kinds.items() if len(seen) > 1)
+    if mixed:
+        raise pytest.UsageError(f"these files mix Chromium tests with others; split them: {', '.join(mixed)}")
+
+    def order(item: pytest.Item) -> tuple[bool, int]:
+        browser = _drives_chromium(item)
+        return browser, -sizes[item.nodeid.split("::")[0]] if browser else 0
+
+    items.sort(key=order)

@@ -1,19 +1,89 @@
 """Real server processes for tests: a free loopback port, waiting for it to listen, and a Daphne app process.
 
 The browser tests and the production tests both run the app exactly as it runs in production, under Daphne in a
-subprocess; this is the one place that knows how.
+subprocess; this is the one place that knows how. Each app's SQLite file is a copy of one template migrated once per
+test process (``manage.py migrate`` costs about 3 s; a copy, milliseconds).
 """
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+_template: Path | None = None
+
+
+def redis_url() -> str:
+    """The Redis database this test process may use: ``VIZOCHOK_TEST_REDIS_URL`` (default db 0) for a run in one
+    process; under pytest-xdist, worker ``gwN`` takes the database N numbers after it, so workers never share the
+    per-address socket caps or any other key (Redis has 16 databases by default: the numbers wrap there)."""
+    base = os.environ.get("VIZOCHOK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return base
+    head, _, db = base.rstrip("/").rpartition("/")
+    if not db.isdigit():
+        head, db = base.rstrip("/"), "0"
+    return f"{head}/{(int(db) + int(worker[2:])) % 16}"
+
+
+def migrate_command(env: dict[str, str]) -> None:
+    """``manage.py migrate`` for the database ``env`` names (its output only shown when it fails)."""
+    migrate = [sys.executable, "manage.py", "migrate", "--noinput"]
+    done = subprocess.run(migrate, cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"migrate failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+
+
+def sqlite_template() -> Path:
+    """A SQLite file with every migration applied, made on first use in this process and removed at its exit.
+
+    Per process, not per session: pytest-xdist's workers are processes, and each makes its own, so no worker ever
+    waits on another's file.
+    """
+    global _template
+    if _template is None:
+        folder = Path(tempfile.mkdtemp(prefix="vizochok-template-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        path = folder / "template.sqlite3"
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "vizochok_site.settings", "DATABASE_URL": f"sqlite:///{path}"}
+        env.pop("REDIS_URL", None)
+        migrate_command(env)
+        _template = path
+    return _template
+
+
+def migrated_sqlite(target: Path) -> None:
+    """Write a migrated database to ``target`` (SQLite's backup API: a consistent copy whatever its journal mode)."""
+    source = sqlite3.connect(sqlite_template())
+    destination = sqlite3.connect(target)
+    try:
+        source.backup(destination)
+    finally:
+        destination.close()
+        source.close()
+
+
+def migrate(env: dict[str, str]) -> None:
+    """Give the database ``env``'s DATABASE_URL names the project's schema: a template's copy for a SQLite file,
+    ``migrate`` itself for anything else (the PostgreSQL fixtures create their databases from a migrated template
+    and do not call this)."""
+    url = env.get("DATABASE_URL", "")
+    if url.startswith("sqlite:///"):
+        migrated_sqlite(Path(url.removeprefix("sqlite:///")))
+    else:
+        migrate_command(env)
 
 
 def free_port() -> int:
@@ -56,8 +126,7 @@ class Daphne:
         self.process: subprocess.Popen[bytes] | None = None
 
     def migrate(self) -> None:
-        migrate = [sys.executable, "manage.py", "migrate", "--noinput"]
-        subprocess.run(migrate, cwd=ROOT, env=self.env, check=True, capture_output=True)
+        migrate(self.env)
 
     def launch(self) -> None:
         command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *self.args]

@@ -22,7 +22,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 
 from chat.checks import refuse_to_serve  # noqa: E402
-from chat.ops import departure, sendbuffer, writes  # noqa: E402
+from chat.compat import startup, twisted_tcp  # noqa: E402
+from chat.ops import departure, sendbuffer  # noqa: E402
 from chat.ops.lifecycle import install_daphne_shutdown, lifespan  # noqa: E402
 from chat.ops.logs import install_daphne_logging  # noqa: E402
 from chat.web.embed import websocket_origin_validator  # noqa: E402
@@ -36,7 +37,8 @@ if _refusals:
 
 install_daphne_shutdown()  # SIGTERM: mark running turns, close upstream sockets (uvicorn: the lifespan below)
 install_daphne_logging()  # Twisted's log and (for JSON) the access log through stdlib logging
-writes.install()  # a frame goes to its socket when sent, not on the reactor's next pass (chat/ops/writes.py)
+startup.check_all()  # library patches (chat/compat): an unknown version or a switch turned off is logged now
+twisted_tcp.install()  # a frame goes to its socket when sent, not on the next reactor pass (chat/compat)
 
 application = ProtocolTypeRouter(
     {

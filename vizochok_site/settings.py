@@ -1,7 +1,7 @@
 """Settings for the VIZOCHOK chat relay.
 
 Everything that differs between a laptop and production comes from the environment (see README and
-shared/ui-contract.md). The defaults are the embedded development setup: SQLite, an in-memory channel layer and
+docs/ui-contract.md). The defaults are the embedded development setup: SQLite, an in-memory channel layer and
 the built-in sandbox upstream, so a fresh checkout runs with no configuration at all.
 """
 
@@ -143,8 +143,10 @@ if REDIS_URL:
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
-    # channels' InMemoryChannelLayer with its expiry sweep on a timer instead of per send (see chat/feed/layers.py).
-    CHANNEL_LAYERS = {"default": {"BACKEND": "chat.feed.layers.RelayChannelLayer", "CONFIG": {"capacity": 1500}}}
+    # channels' InMemoryChannelLayer, its expiry sweep on a timer instead of per send (chat/compat/channels_layer.py).
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "chat.compat.channels_layer.RelayChannelLayer", "CONFIG": {"capacity": 1500}}
+    }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,7 +1,7 @@
 """The offline sandbox upstream: the whole VIZOCHOK chat protocol over a real WebSocket.
 
 It is the default upstream of the app and of the test suite, so it follows the protocol reference
-(``shared/vizochok-protocol.md``) rather than any particular client: auth first within a deadline, close codes
+(VIZOCHOK's chat protocol reference) rather than any particular client: auth first within a deadline, close codes
 4001–4004 and 4029, ``conversation_started``/``session_restored``, a per-connection sliding-window rate limit,
 ``agent_busy`` while a turn runs, ``message_too_large``, ``invalid_json``, JSON keepalive both ways and sessions
 that outlive a connection. Choices where the reference is silent are listed in ``docs/sandbox.md``.

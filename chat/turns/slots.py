@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 logger = logging.getLogger("chat.turns.slots")
 
@@ -168,11 +168,14 @@ return 0
 class RedisSlots:
     """The same limit shared by every process through a Redis sorted set of leases (score = expiry)."""
 
-    def __init__(self, url: str, key: str, limit: int, *, ttl: float = 30.0, poll: float = 0.05) -> None:
+    def __init__(
+        self, url: str, key: str, limit: int, *, ttl: float = 30.0, poll: float = 0.05, client: type[Any] | None = None
+    ) -> None:
         from redis.asyncio import Redis
 
         # Bounded reads: a lost reply must fail a release or a renewal, never hang the turn that awaits it.
-        self._redis = Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        # ``client``: a Redis client class of the caller's (the tests inject faults of the client library there).
+        self._redis = (client or Redis).from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
         self.key = key
         self.limit = limit
         self.ttl = ttl

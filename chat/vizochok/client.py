@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketException
-from websockets.frames import Frame, Opcode
-from websockets.protocol import Event as ProtocolEvent
+
+from chat.compat.websockets_frames import DirectTextConnection, connection_class
 
 from .backoff import Backoff
 from .errors import (
@@ -223,7 +223,7 @@ class UpstreamSession:
     def _run(self) -> None:
         """Start the background tasks; called once by :func:`open_session` after the handshake."""
         self._reader = asyncio.create_task(self._read_loop(), name=f"vizochok-reader-{self.conversation_id}")
-        if isinstance(self._ws, _Connection):
+        if isinstance(self._ws, DirectTextConnection):
             self._ws.on_text = self._received
         interval = self.config.ping_interval
         if interval:
@@ -570,42 +570,6 @@ async def _open_once(config: UpstreamConfig, conversation_id: str | None) -> Ups
     return session
 
 
-class _Connection(ClientConnection):
-    """A websockets connection that hands each whole text frame to the session as the transport reads it.
-
-    The library's own path queues a frame in its message assembler, wakes a reader task and hands the message over
-    through ``recv()``: on the relay's stream of small frames that cost more than parsing them (README,
-    "Benchmark"). A frame takes the short path only when nothing waits in the assembler, so frames keep their
-    order; fragmented and binary messages, and every frame before the session starts (``on_text`` unset), take the
-    library's path, which the session reads as before. UTF-8 is checked the same way: invalid text falls through to
-    the library, which fails the connection (1007).
-    """
-
-    on_text: Callable[[str], None] | None = None
-
-    def process_event(self, event: ProtocolEvent) -> None:
-        on_text = self.on_text
-        if (
-            on_text is not None
-            and isinstance(event, Frame)
-            and event.opcode is Opcode.TEXT
-            and event.fin
-            and not len(self.recv_messages.frames)
-        ):
-            try:
-                text = bytes(event.data).decode()
-            except UnicodeDecodeError:
-                pass
-            else:
-                try:
-                    on_text(text)
-                except Exception:  # as the reader task does: a failing reader drops the connection, never the loop
-                    logger.exception("upstream reader failed; dropping the connection")
-                    self.transport.abort()
-                return
-        super().process_event(event)
-
-
 async def _connect(config: UpstreamConfig) -> ClientConnection:
     try:
         return await connect(
@@ -616,7 +580,7 @@ async def _connect(config: UpstreamConfig) -> ClientConnection:
             ping_interval=None,
             max_size=READ_LIMIT,
             compression="deflate" if config.deflate else None,
-            create_connection=_Connection,
+            create_connection=connection_class(),  # chat/compat: frames straight to the session
             proxy=config.proxy,
             logger=_WEBSOCKETS_LOG,
         )

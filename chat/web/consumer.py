@@ -18,7 +18,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs
 
-from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -27,6 +26,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from chat import db, store
+from chat.compat import channels_dispatch
 from chat.feed.feed import Piece, languages, render_all
 from chat.models import Conversation, Message
 from chat.ops import departure, logs, metrics, ratelimit, sendbuffer
@@ -206,12 +206,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._deliver(html)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        # channels runs close_old_connections() through sync_to_async before every handler: one more hop through
-        # the single thread all database work queues on, per browser frame. Every database call here goes through
-        # database_sync_to_async (chat.db), which does the same around the call itself, so the hop is skipped.
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
+        # Without channels' close_old_connections hop per frame (fenced in chat/compat/channels_dispatch.py).
+        handler = await channels_dispatch.handler_for(self, message)
         try:
             await handler(message)
         except StopConsumer:

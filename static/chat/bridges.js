@@ -1,5 +1,5 @@
 /*
- * Host pages and native apps (shared/ui-contract.md, "Events for host pages and native bridges").
+ * Host pages and native apps (docs/ui-contract.md, "Events for host pages and native bridges").
  *
  * Out: every event is a CustomEvent on window, a message to whichever native bridge is present, and a postMessage
  * to the parent frame's configured origins. In: window.vizochok.send(text) / .newConversation() for native hosts
@@ -37,7 +37,7 @@ export function emit(name, detail, { cancelable = false } = {}) {
     try {
       post(message);
       bridged = true;
-    } catch (err) {
+    } catch {
       /* a broken host bridge must not break the chat */
     }
   }
@@ -46,7 +46,7 @@ export function emit(name, detail, { cancelable = false } = {}) {
     for (const origin of parentOrigins) {
       try {
         window.parent.postMessage(message, origin);
-      } catch (err) {
+      } catch {
         /* not a valid origin: skip */
       }
     }
@@ -67,7 +67,7 @@ export function installHostCommands(chat, { send, newConversation, configure }) 
     if (typeof data === "string") {
       try {
         data = JSON.parse(data);
-      } catch (err) {
+      } catch {
         return;
       }
     }

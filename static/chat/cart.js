@@ -49,10 +49,10 @@ function tell(line, text) {
 export function changed(node) {
   const action = node.getAttribute(ATTR.change);
   if (!action) return;
-  let cart = {};
+  let cart;
   try {
     cart = JSON.parse(node.getAttribute(ATTR.cart) || "{}");
-  } catch (err) {
+  } catch {
     cart = {};
   }
   cart.action = action;
@@ -78,7 +78,7 @@ export function refused(node) {
 function currentCart() {
   try {
     return JSON.parse(document.getElementById(ID.cartBody).getAttribute(ATTR.cart) || "{}");
-  } catch (err) {
+  } catch {
     return {};
   }
 }

@@ -126,10 +126,10 @@ function connect() {
 
 /** The server's JSON frames: a heartbeat's answer (heard above), a send key it has stored before. */
 function control(text) {
-  let data = {};
+  let data;
   try {
     data = JSON.parse(text);
-  } catch (err) {
+  } catch {
     return;
   }
   if (data.type === "stored" && typeof data.key === "string") tell("stored", data.key);

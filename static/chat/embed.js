@@ -11,7 +11,7 @@
  * The look options are posted to the chat frame (never put in its URL, where any link could set them); the chat
  * applies them only if this page's origin is one of its VIZOCHOK_EMBED_PARENT_ORIGINS, and validates them again.
  *
- * Events from the chat (shared/ui-contract.md) are accepted only from the chat's origin and from our own iframe,
+ * Events from the chat (docs/ui-contract.md) are accepted only from the chat's origin and from our own iframe,
  * and re-dispatched on this window as CustomEvents (`vizochok:cart_changed`, ...). `window.VizochokEmbed` offers
  * open(), close(), toggle(), send(text) and newConversation().
  */
@@ -160,7 +160,7 @@
     if (!frame || evt.source !== frame.contentWindow || evt.origin !== chatOrigin) return;
     var data = evt.data;
     if (typeof data === "string") {
-      try { data = JSON.parse(data); } catch (err) { return; }
+      try { data = JSON.parse(data); } catch (_ignored) { return; }
     }
     if (!data || typeof data.type !== "string" || data.type.indexOf("vizochok:") !== 0) return;
     if (data.type === "vizochok:connect") {

@@ -158,7 +158,7 @@ export function frame(html) {
   const inserted = [];
   // A streamed piece that would leave a gap, or whose bubble this tab lacks (it joined mid-reply, or reconnected to
   // another process): not shown; a catch-up brings the bubble whole (positions.js).
-  let gap = false;
+  let gap;
   [html, gap] = withoutOrphans(html);
   const collect = (evt) => {
     if (!positions.guard(evt)) gap = true;

@@ -4,7 +4,7 @@
  * The templates that write them: templates/chat/page.html (the page and its ids), templates/chat/items/*.html (log
  * items, each marked with data-item), templates/chat/parts/*.html (badge, cart panel) and
  * templates/chat/fragments/*.html (what the socket sends). Each of those templates points back here; change a hook
- * in both places. The public ones (state, actions, events) are also in the UI contract (shared/ui-contract.md).
+ * in both places. The public ones (state, actions, events) are also in the UI contract (docs/ui-contract.md).
  */
 
 /** Ids of the page's fixed elements (page.html). */
@@ -121,7 +121,7 @@ export const CLASS = Object.freeze({
   outboxDiscard: "msg__discard", // its discard button
 });
 
-/** Selectors of the public hooks (shared/ui-contract.md) and of the parts the script drives. */
+/** Selectors of the public hooks (docs/ui-contract.md) and of the parts the script drives. */
 export const SEL = Object.freeze({
   sendButton: "button[type=submit]",
   menuToggle: "button[data-action=menu]",

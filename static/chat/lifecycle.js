@@ -109,7 +109,7 @@ export class Outbox {
         let entry = null;
         try {
           entry = JSON.parse(this.storage.getItem(item));
-        } catch (err) {
+        } catch {
           entry = null; // unreadable (another version, a torn write): nothing to restore
         }
         if (entry && typeof entry.key === "string" && typeof entry.frame === "string" && item === prefix + entry.key) {
@@ -117,7 +117,7 @@ export class Outbox {
           this.entries.push({ text: "", sku: "", label: "", ...entry, at: Number(entry.at) || 0, sent: false });
         }
       }
-    } catch (err) {
+    } catch {
       // Storage forbidden (a sandboxed frame): nothing to restore.
     }
     this.entries.sort((a, b) => a.at - b.at);
@@ -126,10 +126,11 @@ export class Outbox {
 
   write(entry) {
     if (!this.storage) return;
-    const { sent: _sent, ...kept } = entry;
+    const kept = { ...entry }; // what is on a socket now means nothing after a reload
+    delete kept.sent;
     try {
       this.storage.setItem(this.itemName(entry.key), JSON.stringify(kept));
-    } catch (err) {
+    } catch {
       // Storage full or forbidden (a private window): the page still holds the entry until it is closed.
     }
   }
@@ -138,7 +139,7 @@ export class Outbox {
     if (!this.storage) return;
     try {
       this.storage.removeItem(this.itemName(key));
-    } catch (err) {
+    } catch {
       // Forbidden: nothing was written either.
     }
   }

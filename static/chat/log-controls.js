@@ -30,7 +30,7 @@ async function copy(button) {
   const text = button.closest(SEL.message).querySelector(SEL.messageText).innerText.trim();
   try {
     await navigator.clipboard.writeText(text);
-  } catch (err) {
+  } catch {
     // No clipboard API (an insecure context, an old WebView): copy through a selection instead.
     const area = document.createElement("textarea");
     area.value = text;

@@ -34,7 +34,7 @@ let holdTimer = null;
 function storage() {
   try {
     return window.localStorage; // throws in some sandboxed frames and with storage blocked
-  } catch (err) {
+  } catch {
     return null;
   }
 }

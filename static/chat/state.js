@@ -1,5 +1,5 @@
 /*
- * #chat[data-state] (shared/ui-contract.md): connecting, ready, busy, offline, error. One place sets it, from two
+ * #chat[data-state] (docs/ui-contract.md): connecting, ready, busy, offline, error. One place sets it, from two
  * inputs whose transitions are written down in lifecycle.js: the connection (connection.js) and the conversation's
  * turn (the server's data-item="turn-state", feed.js; "sent" between a send and the server's first word on it).
  * Whoever shows something by state listens to the STATE_EVENT on #chat.

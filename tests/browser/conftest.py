@@ -77,7 +77,9 @@ def new_page(browser: Any, base_url: str, **options: Any) -> Any:
     context = browser.new_context(
         viewport={"width": 390, "height": 844}, base_url=base_url, locale=options.pop("locale", "en-US"), **options
     )
-    context.set_default_timeout(10_000)
+    # Waits end on the event; the bound is for a turn through a paced upstream while the other workers of a parallel
+    # run (pytest.ini) load the same cores: an undo's reply took over 10 s there and under 7 s alone.
+    context.set_default_timeout(20_000)
     return context.new_page()
 
 

@@ -1,8 +1,10 @@
 """The tree shows the architecture: dependencies point one way and no modules import each other in a circle.
 
 protocol (``chat.vizochok``) ← turn engine (``chat.turns``) ← entry points (``chat.web``); the feed, presentation,
-store and operations sit beside the flow and import neither the engine nor the entry points. Every import counts,
-also those inside functions (a deferred import hides a cycle, it does not remove it).
+store and operations sit beside the flow and import neither the engine nor the entry points. Under them all, the
+fenced patches of library internals (``chat.compat``) import nothing of ``chat``; the protocol layer imports nothing
+of ``chat`` but its own package and the Django-free websockets patch. Every import counts, also those inside
+functions (a deferred import hides a cycle, it does not remove it).
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ FORBIDDEN = {
     "chat.turns": {"chat.web"},
     "chat.models": {"chat.turns", "chat.web", "chat.feed", "chat.presentation", "chat.ops"},
     "chat.store": {"chat.turns", "chat.web", "chat.feed", "chat.presentation"},
+}
+
+
+#: Package -> the only modules of ``chat`` outside it that it may import (anything else of ``chat`` is forbidden).
+ONLY = {
+    "chat.compat": set(),
+    "chat.vizochok": {"chat.compat", "chat.compat.fences", "chat.compat.websockets_frames"},
 }
 
 
@@ -66,6 +75,18 @@ def test_no_module_imports_what_it_must_not() -> None:
         for owner, forbidden in FORBIDDEN.items()
         if (module == owner or module.startswith(owner + "."))
         and any(target == f or target.startswith(f + ".") for f in forbidden)
+    ]
+    assert wrong == []
+
+
+def test_the_bottom_layers_import_only_what_they_may() -> None:
+    wrong = [
+        (module, target)
+        for module, targets in graph().items()
+        for owner, allowed in ONLY.items()
+        if module == owner or module.startswith(owner + ".")
+        for target in targets
+        if target != "chat" and not (target == owner or target.startswith(owner + ".")) and target not in allowed
     ]
     assert wrong == []
 

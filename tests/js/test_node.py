@@ -27,7 +27,7 @@ def test_the_javascript_units_pass_under_node() -> None:
     assert NODE is not None
     if node_major() < 20:
         pytest.skip("the JS units need Node 20+ (node:test with mock timers)")
-    files = sorted(str(path) for path in HERE.glob("*.test.mjs"))
+    files = sorted(str(path) for path in [*HERE.glob("*.test.mjs"), *HERE.glob("*.test.js")])
     assert files, "no JavaScript tests found"
     result = subprocess.run(
         [NODE, "--test", "--test-reporter=spec", *files], capture_output=True, text=True, timeout=120, cwd=HERE

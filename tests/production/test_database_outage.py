@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.production.conftest import PG_ADMIN, READY, App, Database, Shopper, Upstream, app_env, migrate
+from tests.production.conftest import PG_ADMIN, READY, App, Database, Shopper, Upstream, app_env
 
 pytestmark = pytest.mark.postgres
 
@@ -17,7 +17,6 @@ pytestmark = pytest.mark.postgres
 def app(database: Database, upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     # Redis plays no part here: the in-memory channel layer keeps this about the database alone.
     env = app_env(database, upstream, REDIS_URL="", VIZOCHOK_IDLE_GRACE="30")
-    migrate(env)
     running = App("db-outage", tmp_path_factory.mktemp("outage"), env).start()
     yield running
     running.stop()

@@ -26,10 +26,8 @@ SHOPPERS = 8
 @pytest.fixture(scope="module")
 def sqlite_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     import os
-    import subprocess
-    import sys
 
-    from tests.processes import ROOT
+    from tests.processes import migrate
 
     tmp = tmp_path_factory.mktemp("storm")
     env = {
@@ -41,7 +39,7 @@ def sqlite_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
         "VIZOCHOK_MAX_SOCKETS_PER_SESSION": "12",
     }
     env.pop("REDIS_URL", None)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True)
+    migrate(env)
     app = App("storm", tmp, env).start()
     yield app
     app.stop()
@@ -123,7 +121,7 @@ def _kind(frame: dict[str, Any]) -> str:
 
 
 @pytest.mark.django_db(transaction=True)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(frames=st.lists(_frames, min_size=1, max_size=6))
 def test_fuzzed_browser_frames_never_break_the_socket(frames: list[Any]) -> None:
     """Whatever a tab sends that is not a plain message, it gets an answer and the socket stays usable."""

@@ -22,7 +22,6 @@ from tests.production.conftest import (
     Shopper,
     Upstream,
     app_env,
-    migrate,
     redis_or_skip,
 )
 
@@ -149,7 +148,6 @@ def test_production_refuses_to_start_without_a_secret_key() -> None:
 def lone_app(database: Database, upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     redis_or_skip()
     env = app_env(database, upstream, VIZOCHOK_IDLE_GRACE="5", VIZOCHOK_HEARTBEAT_SECONDS="1")
-    migrate(env)
     app = App("lone", tmp_path_factory.mktemp("lone"), env).start()
     yield app
     app.stop()

@@ -19,7 +19,6 @@ from tests.production.conftest import (
     Shopper,
     Upstream,
     app_env,
-    migrate,
     redis_or_skip,
 )
 
@@ -39,7 +38,6 @@ def apps(database: Database, upstream: Upstream, tmp_path_factory: pytest.TempPa
         VIZOCHOK_QUEUE_TIMEOUT="20",
         VIZOCHOK_MAX_SOCKETS_PER_SESSION="3",
     )
-    migrate(env)
     logs = tmp_path_factory.mktemp("apps")
     first, second = App("a", logs, env), App("b", logs, env)
     first.start()

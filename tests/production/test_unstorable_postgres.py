@@ -18,7 +18,7 @@ import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from tests.chat.turns.test_unstorable import hostile
-from tests.production.conftest import READY, TIMEOUT, App, Database, Shopper, migrate
+from tests.production.conftest import READY, TIMEOUT, App, Database, Shopper
 
 pytestmark = pytest.mark.postgres
 
@@ -68,7 +68,6 @@ def app(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "VIZOCHOK_WS_URL": upstream.url,
         "VIZOCHOK_API_KEY": f"sk_test_{uuid.uuid4().hex}",
     }
-    migrate(env)
     log_dir: Path = tmp_path_factory.mktemp("unstorable")
     running = App("unstorable", log_dir, env).start()
     yield running

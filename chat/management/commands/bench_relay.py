@@ -1,4 +1,4 @@
-"""``manage.py bench_relay``: the relay against the upstream alone and a bare proxy, in one run (see README)."""
+"""``manage.py bench_relay``: the relay against the upstream alone and a bare proxy, in one run (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

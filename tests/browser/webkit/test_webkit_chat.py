@@ -1,6 +1,6 @@
 """The core flows of the chat page in WebKit (iOS apps embed the chat in WKWebView, which is WebKit).
 
-Only the page's public hooks (shared/ui-contract.md) are used: the DOM hooks and the ``vizochok:*`` events that
+Only the page's public hooks (docs/ui-contract.md) are used: the DOM hooks and the ``vizochok:*`` events that
 the page also posts to the native bridges. Every wait is on a condition, polled by WebDriverWait.
 """
 

@@ -34,7 +34,18 @@ def test_search_records_and_insights_on_postgresql() -> None:
     }
     here = Path(__file__).parent.relative_to(ROOT)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *(str(here / module) for module in MODULES)],
+        # -n 0: in this process, not in workers of its own (pytest.ini runs the suite in parallel workers).
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-n",
+            "0",
+            "-p",
+            "no:cacheprovider",
+            *(str(here / module) for module in MODULES),
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -9,8 +9,8 @@ import re
 
 from django.utils import translation
 
+from chat.compat.channels_layer import RelayChannelLayer
 from chat.feed.feed import ConversationFeed
-from chat.feed.layers import RelayChannelLayer
 from chat.feed.tabs import LocalTabs
 from chat.presentation import rendering
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from channels.layers import InMemoryChannelLayer
 
-from chat.feed.layers import RelayChannelLayer
+from chat.compat.channels_layer import RelayChannelLayer
 from chat.feed.tabs import LocalTabs, spans_processes
 
 

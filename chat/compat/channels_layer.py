@@ -11,6 +11,9 @@ a copy per receiver) but sweeps at most every ``clean_interval`` seconds, so a f
   puts never wait), in the same order;
 * a message whose values are all immutable (the relay's ``{"type": ..., "html": ...}``) is copied shallowly,
   which is what ``deepcopy`` amounts to for it.
+
+It overrides the private ``_clean_expired`` and writes the private ``channels`` and ``groups`` of the pinned
+channels. Off (``VIZOCHOK_COMPAT_CHANNELS_LAYER=0``) or under another version, every method is channels' own.
 """
 
 from __future__ import annotations
@@ -24,6 +27,14 @@ from typing import Any
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
 
+from chat.compat.fences import fence
+
+FENCE = fence(
+    "CHANNELS_LAYER",
+    {"channels": {"4.3.2"}},
+    "the in-memory channel layer sweeps expired entries on a timer, not on every send",
+)
+
 _IMMUTABLE = (str, int, float, bool, bytes, type(None))
 
 
@@ -32,8 +43,12 @@ class RelayChannelLayer(InMemoryChannelLayer):
         super().__init__(**kwargs)
         self.clean_interval = clean_interval
         self._next_clean = 0.0
+        #: Decided once, when the layer is made (at the first socket): the patch or channels' own methods.
+        self.patched = FENCE.active()
 
     def _clean_expired(self) -> None:
+        if not self.patched:
+            return super()._clean_expired()  # type: ignore[misc, no-any-return]  # private, absent from the stubs
         now = time.monotonic()
         if now < self._next_clean:
             return
@@ -52,12 +67,16 @@ class RelayChannelLayer(InMemoryChannelLayer):
             raise ChannelFull(channel) from None
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
+        if not self.patched:
+            return await super().send(channel, message)
         assert isinstance(message, dict), "message is not a dict"
         self.require_valid_channel_name(channel)
         assert "__asgi_channel__" not in message
         self._put(channel, message)
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        if not self.patched:
+            return await super().group_send(group, message)
         assert isinstance(message, dict), "Message is not a dict"
         assert "__asgi_channel__" not in message
         self.require_valid_group_name(group)

@@ -1,4 +1,4 @@
-"""chat.feed.layers.RelayChannelLayer keeps InMemoryChannelLayer's semantics with a periodic expiry sweep."""
+"""chat.compat.channels_layer.RelayChannelLayer keeps InMemoryChannelLayer's semantics with a periodic expiry sweep."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from channels.exceptions import ChannelFull
 
-from chat.feed.layers import RelayChannelLayer
+from chat.compat.channels_layer import RelayChannelLayer
 
 
 async def test_group_send_reaches_every_member_in_order_with_its_own_copy() -> None:

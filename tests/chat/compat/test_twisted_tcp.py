@@ -1,5 +1,5 @@
-"""``chat.ops.writes``: under Daphne (Twisted), a write goes to the socket at once; only what the kernel does not take
-waits for the reactor, as before. Real sockets, no reactor running: what arrives arrived without one."""
+"""``chat.compat.twisted_tcp``: under Daphne (Twisted), a write goes to the socket at once; only what the kernel does
+not take waits for the reactor, as before. Real sockets, no reactor running: what arrives arrived without one."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import pytest
 from twisted.internet import tcp
 from twisted.internet.protocol import Protocol
 
-from chat.ops import writes
+from chat.compat import twisted_tcp
 
 
 @pytest.fixture
 def connection() -> Iterator[tuple[Any, socket.socket]]:
-    writes.install()
+    twisted_tcp.install()
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     theirs.settimeout(1)
