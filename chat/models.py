@@ -183,6 +183,10 @@ class Turn(models.Model):
     #: The shopper's words for a text message ("" for an action), kept for "queries without products".
     query = models.CharField(pgettext_lazy("admin", "shopper's query"), max_length=200, blank=True)
     had_cards = models.BooleanField(pgettext_lazy("admin", "showed products"), default=False)
+    #: An ingredient checklist was shown, or the cart changed (any change, also asked for in words): with
+    #: ``had_cards`` what tells an answer from a miss in "queries without products".
+    had_checklist = models.BooleanField(pgettext_lazy("admin", "showed a checklist"), default=False)
+    cart_changed = models.BooleanField(pgettext_lazy("admin", "changed the cart"), default=False)
     #: Adds in this turn (``cart_changed`` with ``action == "item_selected"``) and the cart total after it.
     cart_adds = models.PositiveIntegerField(pgettext_lazy("admin", "adds to cart"), default=0)
     cart_total = models.DecimalField(
@@ -220,7 +224,8 @@ class Turn(models.Model):
             models.Index(
                 fields=["day", "store_id", "query"],
                 name="turn_day_unmatched",
-                condition=Q(had_cards=False, outcome="answered") & ~Q(query=""),
+                condition=Q(had_cards=False, had_checklist=False, cart_changed=False, outcome="answered")
+                & ~Q(query=""),
             ),
             models.Index(fields=["day", "store_id"], name="turn_day_adds", condition=Q(cart_adds__gt=0)),
         ]

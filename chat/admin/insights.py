@@ -10,7 +10,8 @@ Definitions, as the page states them:
 - conversion: the share of those conversations with at least one add to the cart;
 - cart value: for each conversation with an add, the largest cart total after an add, summed;
 - time to first token and duration: median and 95th percentile (nearest rank) of the turns that have them;
-- queries without products: the shopper's words of answered turns whose reply showed no product card.
+- queries without products: the shopper's words of turns that ended without an error and showed no product card,
+  no ingredient checklist and changed no cart (a recipe or "add two milk" is an answer, not a miss).
 
 Staff with the conversation view permission may see it (they can read the conversations themselves anyway).
 """
@@ -383,7 +384,7 @@ class Query:
 
 
 def missing_queries(scope: Scope, limit: int = TOP) -> list[Query]:
-    """The shopper's words most often answered without a product card: what the catalog (or the search) lacks.
+    """The shopper's words most often answered with nothing to act on: what the catalog (or the search) lacks.
 
     Grouped by exact text in SQL (the partial index ``turn_day_unmatched`` holds just these turns), then by
     case-folded, space-normalised text here ("Молоко" and "молоко " are one query), shown in its most frequent
@@ -394,6 +395,7 @@ def missing_queries(scope: Scope, limit: int = TOP) -> list[Query]:
         # The condition is spelled as the partial index's (no parameters): SQLite uses such an index only when
         # the query's terms visibly imply its WHERE.
         f"SELECT query, COUNT(*) AS n FROM {_turns_table()} WHERE {where} AND NOT had_cards "
+        "AND NOT had_checklist AND NOT cart_changed "
         f"AND outcome = '{Turn.Outcome.ANSWERED}' AND NOT (query = '') GROUP BY query ORDER BY n DESC, query LIMIT %s",
         [*params, QUERY_GROUPS],
     )
