@@ -466,6 +466,25 @@ def seconds_text(milliseconds: float) -> str:
     return f"{_number(milliseconds / 1000, 1)}\u00a0{unit}"
 
 
+def _milliseconds(value: float) -> str:
+    return f"{_number(round(value), 0)}\u00a0{pgettext_lazy('admin', 'ms')}"  # milliseconds
+
+
+def duration_text(milliseconds: float) -> str:
+    """A time as staff read it: milliseconds under a second (a fast first word is 40 ms, not "0,0 s")."""
+    return _milliseconds(milliseconds) if round(milliseconds) < 1000 else seconds_text(milliseconds)
+
+
+def duration_tick(milliseconds: float) -> str:
+    """An axis label: milliseconds under a second, seconds with as many decimals as the round step needs (the
+    axis steps are 1, 2, 2.5 or 5 times a power of ten), so no two ticks read alike."""
+    if round(milliseconds) < 1000:
+        return _milliseconds(milliseconds)
+    seconds = f"{round(milliseconds) / 1000:.3f}".rstrip("0").rstrip(".")
+    places = len(seconds.partition(".")[2])
+    return f"{_number(milliseconds / 1000, places)}\u00a0{pgettext_lazy('admin', 's')}"
+
+
 def money_tick(value: float) -> str:
     """An axis label in whole hryvnias: the kopiyky only widen the axis."""
     return _hryvnias(_number(round(value), 0))
@@ -531,7 +550,11 @@ def _day_chart(
     labels = [axis_day(day) for day in days]
     series = [charts.Series(name, values) for name, values, _ in columns]
     fmt = columns[0][2]
-    ticks: dict[Callable[[float], str], Callable[[float], str]] = {money_text: money_tick, percent_text: percent_tick}
+    ticks: dict[Callable[[float], str], Callable[[float], str]] = {
+        money_text: money_tick,
+        percent_text: percent_tick,
+        duration_text: duration_tick,
+    }
     tick = ticks.get(fmt, fmt)
     if kind == "lines":
         svg = charts.lines(labels, series, fmt, title=str(title), tick=tick)
@@ -624,8 +647,8 @@ def chart_builders(data: Data) -> dict[str, Callable[[], Chart]]:
             pgettext_lazy("admin", "From the shopper's send to the first word of the reply."),
             days,
             [
-                (str(pgettext_lazy("admin", "Median")), data.timing("first_token", "median"), seconds_text),
-                (str(pgettext_lazy("admin", "95th percentile")), data.timing("first_token", "p95"), seconds_text),
+                (str(pgettext_lazy("admin", "Median")), data.timing("first_token", "median"), duration_text),
+                (str(pgettext_lazy("admin", "95th percentile")), data.timing("first_token", "p95"), duration_text),
             ],
         ),
         "duration": lambda: _day_chart(
@@ -634,8 +657,8 @@ def chart_builders(data: Data) -> dict[str, Callable[[], Chart]]:
             pgettext_lazy("admin", "From the shopper's send to the end of the reply (or its error)."),
             days,
             [
-                (str(pgettext_lazy("admin", "Median")), data.timing("duration", "median"), seconds_text),
-                (str(pgettext_lazy("admin", "95th percentile")), data.timing("duration", "p95"), seconds_text),
+                (str(pgettext_lazy("admin", "Median")), data.timing("duration", "median"), duration_text),
+                (str(pgettext_lazy("admin", "95th percentile")), data.timing("duration", "p95"), duration_text),
             ],
         ),
         "products": lambda: _products_chart(top_products(data.scope)),
@@ -814,9 +837,9 @@ def _summary(total: Totals, headline: dict[str, Any]) -> list[tuple[str, str]]:
         (str(pgettext_lazy("admin", "Errors")), count_text(total.errors)),
         (
             str(pgettext_lazy("admin", "Median time to first token")),
-            maybe(headline["first_token"].get("median"), seconds_text),
+            maybe(headline["first_token"].get("median"), duration_text),
         ),
-        (str(pgettext_lazy("admin", "Median turn duration")), maybe(headline["duration"].get("median"), seconds_text)),
+        (str(pgettext_lazy("admin", "Median turn duration")), maybe(headline["duration"].get("median"), duration_text)),
     ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -15,7 +16,7 @@ from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from chat import store
 from chat.admin import charts, insights
@@ -320,3 +321,29 @@ def test_charts_draw_every_value_with_a_label() -> None:
 def test_days_are_a_closed_range() -> None:
     scope = insights.Scope(date(2026, 2, 27), date(2026, 3, 2))
     assert scope.days == [date(2026, 2, 27), date(2026, 2, 28), date(2026, 3, 1), date(2026, 3, 2)]
+
+
+def test_fast_first_words_read_in_milliseconds_on_distinct_ticks(viewer: Client) -> None:
+    """Sub-second times said in milliseconds: five ticks of "0,0 с" and a median equal to its p95 misled (issue 25)."""
+    turns(
+        "u1",
+        "s1",
+        *({"query": "x", "first_token_ms": ms, "duration_ms": ms + 900} for ms in (40, 45, 50, 60, 90, 1250)),
+    )
+    with translation.override("uk"):
+        response = viewer.get(URL, {"period": "7"}, HTTP_ACCEPT_LANGUAGE="uk")
+    svg = str(chart(response, "first_token").svg)
+    wide = svg.split("vz-svg-narrow")[0]
+    ticks = re.findall(r'class="vz-tick" x="[\d.]+" y="[\d.]+" text-anchor="end">([^<]+)<', wide)
+    assert len(ticks) >= 3 and len(set(ticks)) == len(ticks), ticks
+    assert "0\u00a0мс" in ticks and any(tick.endswith("\u00a0с") for tick in ticks), ticks
+    page = response.content.decode()
+    assert "50\u00a0мс" in page  # the median
+    assert insights.duration_text(1260) == "1,3\u00a0с" and insights.duration_text(999) == "999\u00a0мс"
+    with translation.override("uk"):
+        assert [insights.duration_tick(v) for v in (0, 250, 1000, 1250)] == [
+            "0\u00a0мс",
+            "250\u00a0мс",
+            "1\u00a0с",
+            "1,25\u00a0с",
+        ]
