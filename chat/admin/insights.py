@@ -521,6 +521,8 @@ class Chart:
     #: Cells as shown (localized) and as exported (plain numbers, ISO dates).
     rows: list[list[str]]
     raw: list[list[Any]]
+    #: A ranking (top products, queries): at most ``TOP`` rows, all shown, long names wrapped to fit the box.
+    ranking: bool = False
 
 
 def _table(
@@ -748,6 +750,7 @@ def _products_chart(products: list[Product]) -> Chart:
         headers,
         [[p.name, p.sku, count_text(p.adds), formatting.number(p.quantity)] for p in products],
         [[p.name, p.sku, p.adds, p.quantity] for p in products],
+        ranking=True,
     )
 
 
@@ -768,6 +771,7 @@ def _queries_chart(queries: list[Query]) -> Chart:
         headers,
         [[q.text, count_text(q.count)] for q in queries],
         [[q.text, q.count] for q in queries],
+        ranking=True,
     )
 
 

@@ -272,9 +272,9 @@ class Command(BaseCommand):
         )
         turn_columns = (
             "conversation_id, seq, store_id, user_id, started_at, day, first_token_ms, duration_ms, outcome, "
-            "error_code, query, had_cards, cart_adds, cart_total, added"
+            "error_code, query, had_cards, had_checklist, cart_changed, cart_adds, cart_total, added"
         )
-        turn_sql = f"INSERT INTO {quote(Turn._meta.db_table)} ({turn_columns}) VALUES ({', '.join(['%s'] * 15)})"
+        turn_sql = f"INSERT INTO {quote(Turn._meta.db_table)} ({turn_columns}) VALUES ({', '.join(['%s'] * 17)})"
         with transaction.atomic():
             Conversation.objects.bulk_create(conversations, batch_size=len(conversations))
             if any(conversation.pk is None for conversation in conversations):  # a backend without RETURNING
@@ -304,6 +304,8 @@ class Command(BaseCommand):
                     turn["error_code"],
                     turn["query"],
                     turn["had_cards"],
+                    False,
+                    turn["cart_adds"] > 0,
                     turn["cart_adds"],
                     None if turn["cart_total"] is None else str(turn["cart_total"]),
                     json.dumps(turn["added"], ensure_ascii=False),
