@@ -359,10 +359,12 @@ class ConversationAdmin(ReadOnlyAdminMixin, TitledAdmin[Conversation]):
 
     @admin.display(description=pgettext_lazy("admin", "cart"), ordering="cart_total")
     def cart_summary(self, obj: Conversation) -> str:
-        """Items and total in one column ("3 × 77,00 ₴"), "—" for an empty cart: one column less to fit 1280 px."""
+        """Lines and total in one column ("3 позиції · 77,00 ₴"), "—" for an empty cart: one column less to fit 1280
+        px. Not "3 × 77,00": that reads as three at 77,00 each."""
         if obj.cart_count <= 0:
             return "—"
-        return f"{obj.cart_count} × {money(obj.cart_total)}"
+        lines = npgettext("admin", "%(count)d line", "%(count)d lines", obj.cart_count) % {"count": obj.cart_count}
+        return f"{lines} · {money(obj.cart_total)}"
 
     # ---- search
 
@@ -519,6 +521,9 @@ class MessageAdmin(ReadOnlyAdminMixin, TitledAdmin[Message]):
         ("complete", titled(admin.BooleanFieldListFilter, pgettext_lazy("admin filter", "completeness"))),
     )
     list_select_related = ("conversation",)
+    #: The text, or a conversation's id (pasted from its page) for all its messages: see get_search_results.
+    search_fields = ("text",)
+    search_help_text = pgettext_lazy("admin", "Words of the message, or a conversation id for all its messages.")
     list_per_page = 50
     show_full_result_count = False
     raw_id_fields = ("conversation",)
@@ -535,3 +540,23 @@ class MessageAdmin(ReadOnlyAdminMixin, TitledAdmin[Message]):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
         return super().get_queryset(request).defer("conversation__search_text", "conversation__cart")
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Message], search_term: str
+    ) -> tuple[QuerySet[Message], bool]:
+        """A conversation id finds its messages; other words are looked for in the text, case-folded too (SQLite's
+        LIKE folds ASCII only, so "обірвана" would miss "Обірвана")."""
+        term = search_term.strip()
+        try:
+            conversation = uuid.UUID(term)
+        except ValueError:
+            pass
+        else:
+            return queryset.filter(conversation__public_id=conversation), False
+        if not term:
+            return queryset, False
+        spellings = {term, term.casefold(), term.capitalize(), term.upper()}
+        matches = Q()
+        for spelling in spellings:
+            matches |= Q(text__contains=spelling)
+        return queryset.filter(matches), False
