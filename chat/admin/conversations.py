@@ -17,7 +17,7 @@ titles have their own wording (context "admin filter") and page titles are set h
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -25,6 +25,7 @@ from django.contrib import admin
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
+from django.core.handlers.asgi import ASGIRequest
 from django.db import connection
 from django.db.models import Min, Model, Q, QuerySet, Value
 from django.db.models.functions import StrIndex
@@ -223,9 +224,19 @@ def _as_uuid(term: str) -> uuid.UUID | None:
         return None
 
 
-def _download(conversations: QuerySet[Conversation], fmt: exports.ExportFormat) -> StreamingHttpResponse:
+def _download(
+    request: HttpRequest, conversations: QuerySet[Conversation], fmt: exports.ExportFormat
+) -> StreamingHttpResponse:
+    """The export streamed as it is read: an async iterator under ASGI (Daphne sends each page as it is rendered;
+    a synchronous one would be read whole first), a plain one under WSGI."""
     ordered = conversations.order_by("created_at", "pk")
-    response = StreamingHttpResponse(exports.stream_export(ordered, fmt), content_type=exports.CONTENT_TYPES[fmt])
+    content: Iterator[str] | AsyncIterator[str]
+    content = (
+        exports.astream_export(ordered, fmt)
+        if isinstance(request, ASGIRequest)
+        else exports.stream_export(ordered, fmt)
+    )
+    response = StreamingHttpResponse(content, content_type=exports.CONTENT_TYPES[fmt])
     response["Content-Disposition"] = f'attachment; filename="{exports.export_filename(fmt)}"'
     return response
 
@@ -399,11 +410,11 @@ class ConversationAdmin(ReadOnlyAdminMixin, TitledAdmin[Conversation]):
 
     @admin.action(description=_("Export selected conversations as JSON"), permissions=["view"])
     def export_json(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> StreamingHttpResponse:
-        return _download(queryset, "json")
+        return _download(request, queryset, "json")
 
     @admin.action(description=_("Export selected conversations as CSV"), permissions=["view"])
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> StreamingHttpResponse:
-        return _download(queryset, "csv")
+        return _download(request, queryset, "csv")
 
     # ---- deletion
 
