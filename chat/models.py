@@ -234,6 +234,56 @@ class Turn(models.Model):
         return f"{self.conversation_id}#{self.seq} {self.outcome}"
 
 
+class Feedback(models.Model):
+    """A shopper's rating of one finished assistant reply (issue 25): one per reply and shopper, changeable.
+
+    Written by ``chat.feedback.rate``, which also keeps a copy in the reply's payload (``payload["rating"]``) so
+    every rendering of the reply (first paint, catch-up, another tab) shows it without a join. ``day`` and
+    ``store_id`` are copied with the row, as on ``Turn``, so the insights read ratings per day through an index.
+    """
+
+    class Value(models.TextChoices):
+        UP = "up", pgettext_lazy("admin", "helpful")
+        DOWN = "down", pgettext_lazy("admin", "not helpful")
+
+    class Reason(models.TextChoices):
+        WRONG_PRODUCTS = "wrong_products", pgettext_lazy("admin", "wrong products")
+        WRONG_PRICE = "wrong_price", pgettext_lazy("admin", "wrong price or amount")
+        NOT_UNDERSTOOD = "not_understood", pgettext_lazy("admin", "did not understand")
+        OTHER = "other", pgettext_lazy("admin", "other")
+
+    conversation = models.ForeignKey(
+        Conversation,
+        on_delete=models.CASCADE,
+        related_name="feedback",
+        verbose_name=pgettext_lazy("admin", "conversation"),
+    )
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, related_name="feedback", verbose_name=pgettext_lazy("admin", "reply")
+    )
+    #: The reply's ``seq`` in its conversation (what the browser and the host event name it by).
+    seq = models.PositiveIntegerField(pgettext_lazy("admin", "message number"))
+    user_id = models.CharField(pgettext_lazy("admin", "shopper id"), max_length=200)
+    store_id = models.CharField(pgettext_lazy("admin", "store"), max_length=100)
+    value = models.CharField(pgettext_lazy("admin", "rating"), max_length=4, choices=Value.choices)
+    reason = models.CharField(pgettext_lazy("admin", "reason"), max_length=20, choices=Reason.choices, blank=True)
+    text = models.CharField(pgettext_lazy("admin", "shopper's comment"), max_length=500, blank=True)
+    day = models.DateField(pgettext_lazy("admin", "day"))
+    rated_at = models.DateTimeField(pgettext_lazy("admin", "rated"), default=timezone.now)
+
+    class Meta:
+        verbose_name = pgettext_lazy("admin", "reply rating")
+        verbose_name_plural = pgettext_lazy("admin", "reply ratings")
+        constraints = [models.UniqueConstraint(fields=["message", "user_id"], name="feedback_one_per_reply")]
+        indexes = [
+            models.Index(fields=["day", "store_id", "value", "reason"], name="feedback_day"),
+            models.Index(fields=["value", "-rated_at"], name="feedback_latest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.conversation_id}#{self.seq} {self.value}"
+
+
 class SpentEntryToken(models.Model):
     """The ``jti`` of every entry token that bound a session, kept until the token expires: each opens one session.
 

@@ -76,6 +76,7 @@ export const ATTR = Object.freeze({
   action: "data-action", // public: decrement, increment, add, remove, ...
   pending: "data-pending", // set by the script on a card whose Add is on its way
   error: "data-error", // set by the script on a card whose Add was refused
+  announce: "data-announce", // on a reply's rating group when the reply was re-rendered for its rating (_rating.html)
 });
 
 /** Data attributes of #chat (page.html), read through element.dataset. */
@@ -128,4 +129,9 @@ export const SEL = Object.freeze({
   checklist: ".checklist",
   lockedChecklistSets: "form.checklist:not(.checklist--submitted) fieldset[disabled]",
   streaming: ".msg--streaming",
+  // Reply feedback (issue 25; items/_rating.html, items/_rating_reasons.html; public: the UI contract).
+  rating: ".rating",
+  rate: "button[data-action=rate]",
+  rateReason: "button[data-action=rate-reason]",
+  rateText: "textarea[name=feedback_text]",
 });
