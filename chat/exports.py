@@ -54,9 +54,13 @@ CONVERSATION_FIELDS: tuple[str, ...] = (
 #: cart, and a deferred field read while rendering would be one query per conversation, or fail in async code).
 EXPORTED: tuple[str, ...] = ("pk", *CONVERSATION_FIELDS, "cart")
 MESSAGE_FIELDS: tuple[str, ...] = ("seq", "role", "kind", "text", "complete", "created_at", "payload")
+#: A reply's rating by its shopper (issue 25; ``chat.feedback`` keeps it in the reply's payload): up or down, the
+#: reason of a down rating and the shopper's comment; empty for a message nobody rated.
+RATING_FIELDS: tuple[str, ...] = ("value", "reason", "text")
 CSV_HEADER: tuple[str, ...] = (
     *(f"conversation_{name}" for name in CONVERSATION_FIELDS),
     *(f"message_{name}" for name in MESSAGE_FIELDS),
+    *(f"message_rating_{name}" if name != "value" else "message_rating" for name in RATING_FIELDS),
 )
 
 CONTENT_TYPES: dict[ExportFormat, str] = {
@@ -163,8 +167,17 @@ def conversation_record(conversation: Conversation) -> dict[str, Any]:
     return {name: _plain(getattr(conversation, name)) for name in CONVERSATION_FIELDS}
 
 
+def _rating(message: Message) -> dict[str, str] | None:
+    rating = message.data.get("rating")
+    if not isinstance(rating, dict):
+        return None
+    return {name: str(rating.get(name) or "") for name in RATING_FIELDS}
+
+
 def message_record(message: Message) -> dict[str, Any]:
-    return {name: _plain(getattr(message, name)) for name in MESSAGE_FIELDS}
+    record = {name: _plain(getattr(message, name)) for name in MESSAGE_FIELDS}
+    record["rating"] = _rating(message)
+    return record
 
 
 # --- JSON -----------------------------------------------------------------------------------------------------
@@ -221,9 +234,14 @@ def _rows(conversation: Conversation, messages: list[Message]) -> Iterator[list[
     fields = [_cell(getattr(conversation, name)) for name in CONVERSATION_FIELDS]
     if not messages:
         # A conversation nobody wrote in still appears, so the export's conversation set is complete.
-        yield [*fields, *([""] * len(MESSAGE_FIELDS))]
+        yield [*fields, *([""] * (len(MESSAGE_FIELDS) + len(RATING_FIELDS)))]
     for message in messages:
-        yield [*fields, *(_cell(getattr(message, name)) for name in MESSAGE_FIELDS)]
+        rating = _rating(message) or {}
+        yield [
+            *fields,
+            *(_cell(getattr(message, name)) for name in MESSAGE_FIELDS),
+            *(_cell(rating.get(name, "")) for name in RATING_FIELDS),
+        ]
 
 
 def stream_csv(conversations: QuerySet[Conversation]) -> Iterator[str]:

@@ -27,7 +27,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.core.handlers.asgi import ASGIRequest
 from django.db import connection
-from django.db.models import Min, Model, Q, QuerySet, Value
+from django.db.models import Exists, Min, Model, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import StrIndex
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
@@ -41,7 +41,7 @@ from django_stubs_ext import StrOrPromise
 
 from chat import exports, store
 from chat.admin.transcript import build_entries, cart_lines, money
-from chat.models import Conversation, Message
+from chat.models import Conversation, Feedback, Message
 
 if TYPE_CHECKING:
     from django.contrib.admin.filters import _ListFilterChoices
@@ -156,6 +156,31 @@ class HasCartFilter(admin.SimpleListFilter):
             return queryset.filter(cart_count__gt=0)
         if self.value() == "no":
             return queryset.filter(cart_count__lte=0)
+        return queryset
+
+
+class RatingFilter(admin.SimpleListFilter):
+    """Chats by their shopper's ratings of the replies (issue 25): where to read what went wrong."""
+
+    title = pgettext_lazy("admin filter", "rating")
+    parameter_name = "rating"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, StrOrPromise]]:
+        return [
+            ("down", pgettext_lazy("admin filter", "a reply rated not helpful")),
+            ("up", pgettext_lazy("admin filter", "a reply rated helpful")),
+            ("rated", pgettext_lazy("admin filter", "any rating")),
+            ("none", pgettext_lazy("admin filter", "no rating")),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> QuerySet[Conversation]:
+        rated = Feedback.objects.filter(conversation_id=OuterRef("pk"))
+        if self.value() in ("up", "down"):
+            return queryset.filter(Exists(rated.filter(value=self.value())))
+        if self.value() == "rated":
+            return queryset.filter(Exists(rated))
+        if self.value() == "none":
+            return queryset.filter(~Exists(rated))
         return queryset
 
 
@@ -292,6 +317,7 @@ class ConversationAdmin(ReadOnlyAdminMixin, TitledAdmin[Conversation]):
         StoreFilter,
         ("status", titled(admin.ChoicesFieldListFilter, pgettext_lazy("admin filter", "status"))),
         HasCartFilter,
+        RatingFilter,
     )
     # The columns live on the conversation row and it has no foreign keys: nothing to join, no per-row query.
     list_select_related = False

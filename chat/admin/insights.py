@@ -34,8 +34,10 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db import connection
+from django.db.models import F, OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.functional import Promise
 from django.utils.safestring import SafeString
@@ -43,7 +45,7 @@ from django.utils.translation import get_language, pgettext_lazy
 
 from chat.admin import charts
 from chat.admin.codes import error_detail, error_name
-from chat.models import Turn
+from chat.models import Feedback, Message, Turn
 from chat.presentation import formatting
 
 #: The longest custom period, in days: a year of per-day points is as much as a chart can show.
@@ -409,6 +411,75 @@ def missing_queries(scope: Scope, limit: int = TOP) -> list[Query]:
     return [Query(min(spellings[key].items(), key=lambda s: (-s[1], s[0]))[0], count) for key, count in ranked]
 
 
+# --- reply feedback (issue 25) -----------------------------------------------------------------------------------
+
+
+def _feedback_table() -> str:
+    return connection.ops.quote_name(Feedback._meta.db_table)
+
+
+def ratings(scope: Scope) -> dict[date, dict[str, int]]:
+    """Replies rated up and down per day of the rating (the ``feedback_day`` index holds every column read)."""
+    where, params = _where(scope)
+    rows = _fetch(
+        f"SELECT {_day_text()}, value, COUNT(*) FROM {_feedback_table()} WHERE {where} GROUP BY day, value", params
+    )
+    result: dict[date, dict[str, int]] = defaultdict(dict)
+    for day, value, count in rows:
+        result[_day(day)][value] = count
+    return dict(result)
+
+
+def down_reasons(scope: Scope) -> list[tuple[str, int]]:
+    """Down ratings by reason in the period, most frequent first ("" = no reason given)."""
+    where, params = _where(scope)
+    rows = _fetch(
+        f"SELECT reason, COUNT(*) AS n FROM {_feedback_table()} WHERE {where} AND value = %s GROUP BY reason",
+        [*params, Feedback.Value.DOWN],
+    )
+    return sorted(((reason, int(count)) for reason, count in rows), key=lambda row: (-row[1], row[0]))
+
+
+@dataclass(frozen=True)
+class DownRated:
+    conversation_id: int
+    seq: int
+    question: str
+    reply: str
+    reason: str
+    text: str
+    rated_at: Any
+
+    @property
+    def link(self) -> str:
+        return reverse("admin:chat_conversation_change", args=[self.conversation_id]) + f"#vz-msg-{self.seq}"
+
+    @property
+    def reason_label(self) -> str:
+        return str(Feedback.Reason(self.reason).label) if self.reason in Feedback.Reason.values else ""
+
+
+#: Down-rated replies listed on the page.
+LATEST_DOWN = 10
+
+
+def latest_down(scope: Scope, limit: int = LATEST_DOWN) -> list[DownRated]:
+    """The newest down-rated replies with the shopper's question before each (one query: the question is a
+    subquery on the message's ``(conversation, seq)`` key)."""
+    found = Feedback.objects.filter(day__gte=scope.start, day__lte=scope.end, value=Feedback.Value.DOWN)
+    if scope.store:
+        found = found.filter(store_id=scope.store)
+    question = Message.objects.filter(
+        conversation_id=OuterRef("conversation_id"), seq__lt=OuterRef("seq"), role=Message.Role.USER
+    ).order_by("-seq")
+    rows = (
+        found.order_by("-rated_at")
+        .annotate(question=Subquery(question.values("text")[:1]), reply=F("message__text"))
+        .values_list("conversation_id", "seq", "question", "reply", "reason", "text", "rated_at")[:limit]
+    )
+    return [DownRated(c, seq, q or "", r or "", reason, text, at) for c, seq, q, r, reason, text, at in rows]
+
+
 def stores() -> list[str]:
     """Stores with recorded turns, found by hopping along the ``turn_store_started`` index (one probe a store).
 
@@ -548,9 +619,11 @@ def _day_chart(
     *,
     kind: str = "lines",
     details: dict[str, str] | None = None,
+    draw: int | None = None,
 ) -> Chart:
+    """A chart of per-day columns; ``draw``: only the first that many are drawn (the rest are table only)."""
     labels = [axis_day(day) for day in days]
-    series = [charts.Series(name, values) for name, values, _ in columns]
+    series = [charts.Series(name, values) for name, values, _ in columns[:draw]]
     fmt = columns[0][2]
     ticks: dict[Callable[[float], str], Callable[[float], str]] = {
         money_text: money_tick,
@@ -564,7 +637,7 @@ def _day_chart(
         svg = charts.columns(labels, series, fmt, title=str(title), stacked=kind == "stacked", tick=tick)
     headers, shown, raw = _table(days, columns)
     details = details or {}
-    legend = [(name, charts.colour(index), details.get(name, "")) for index, (name, _, _) in enumerate(columns)]
+    legend = [(name, charts.colour(index), details.get(name, "")) for index, (name, _, _) in enumerate(columns[:draw])]
     return Chart(key, str(title), str(note), svg, legend, headers, shown, raw)
 
 
@@ -587,6 +660,21 @@ class Data:
     @functools.cached_property
     def latency(self) -> dict[tuple[str, date | None], dict[str, int]]:
         return latency(self.scope)
+
+    @functools.cached_property
+    def ratings(self) -> dict[date, dict[str, int]]:
+        return ratings(self.scope)
+
+    def rated(self, value: str) -> list[float | None]:
+        return [float(self.ratings.get(day, {}).get(value, 0)) for day in self.scope.days]
+
+    def rated_up_share(self) -> list[float | None]:
+        shares: list[float | None] = []
+        for day in self.scope.days:
+            one = self.ratings.get(day, {})
+            rated = one.get("up", 0) + one.get("down", 0)
+            shares.append(100 * one.get("up", 0) / rated if rated else None)
+        return shares
 
     def per_day(self, pick: Callable[[Day], float | None]) -> list[float | None]:
         per_day, empty = self.activity[0], Day()
@@ -665,6 +753,21 @@ def chart_builders(data: Data) -> dict[str, Callable[[], Chart]]:
         ),
         "products": lambda: _products_chart(top_products(data.scope)),
         "queries": lambda: _queries_chart(missing_queries(data.scope)),
+        "ratings": lambda: _day_chart(
+            "ratings",
+            pgettext_lazy("admin", "Replies rated helpful"),
+            pgettext_lazy(
+                "admin", "Of the replies shoppers rated that day, the share they rated helpful; and the ratings."
+            ),
+            days,
+            [
+                (str(pgettext_lazy("admin", "Rated helpful")), data.rated_up_share(), percent_text),
+                (str(pgettext_lazy("admin", "Helpful")), data.rated("up"), count_text),
+                (str(pgettext_lazy("admin", "Not helpful")), data.rated("down"), count_text),
+            ],
+            draw=1,
+        ),
+        "reasons": lambda: _reasons_chart(down_reasons(data.scope)),
     }
 
 
@@ -675,8 +778,15 @@ def build_charts(scope: Scope) -> tuple[Totals, dict[str, Any], list[Chart]]:
     headline = {
         "first_token": data.latency.get(("first_token", None), {}),
         "duration": data.latency.get(("duration", None), {}),
+        "rated_up": _share_up(data.ratings),
     }
     return data.activity[1], headline, charts_built
+
+
+def _share_up(per_day: dict[date, dict[str, int]]) -> float | None:
+    up = sum(one.get("up", 0) for one in per_day.values())
+    rated = up + sum(one.get("down", 0) for one in per_day.values())
+    return 100 * up / rated if rated else None
 
 
 def _bucket_label(low: int, high: int | None) -> str:
@@ -775,6 +885,29 @@ def _queries_chart(queries: list[Query]) -> Chart:
     )
 
 
+def _reasons_chart(reasons: list[tuple[str, int]]) -> Chart:
+    title = str(pgettext_lazy("admin", "Why replies were not helpful"))
+    names = [
+        str(Feedback.Reason(reason).label)
+        if reason in Feedback.Reason.values
+        else str(pgettext_lazy("admin", "no reason given"))
+        for reason, _ in reasons
+    ]
+    svg = charts.rows(names, [float(count) for _, count in reasons], count_text, title=title)
+    headers = [str(pgettext_lazy("admin", "Reason")), str(pgettext_lazy("admin", "Times"))]
+    return Chart(
+        "reasons",
+        title,
+        str(pgettext_lazy("admin", "The reasons shoppers chose when they rated a reply not helpful.")),
+        svg,
+        [],
+        headers,
+        [[name, count_text(count)] for name, (_, count) in zip(names, reasons, strict=True)],
+        [[reason, count] for reason, count in reasons],
+        ranking=True,
+    )
+
+
 # --- the view -------------------------------------------------------------------------------------------------
 
 #: Spreadsheet programs run a cell starting with one of these as a formula; shopper words are untrusted.
@@ -819,6 +952,7 @@ def insights_view(request: HttpRequest) -> HttpResponse:
         "headline": headline,
         "charts": chart_list,
         "summary": _summary(total, headline),
+        "latest_down": latest_down(scope),
     }
     return TemplateResponse(request, "admin/insights.html", context)
 
@@ -844,6 +978,7 @@ def _summary(total: Totals, headline: dict[str, Any]) -> list[tuple[str, str]]:
             maybe(headline["first_token"].get("median"), duration_text),
         ),
         (str(pgettext_lazy("admin", "Median turn duration")), maybe(headline["duration"].get("median"), duration_text)),
+        (str(pgettext_lazy("admin", "Replies rated helpful")), maybe(headline.get("rated_up"), percent_text)),
     ]
 
 
