@@ -43,7 +43,7 @@ from django.utils.functional import Promise
 from django.utils.safestring import SafeString
 from django.utils.translation import get_language, pgettext_lazy
 
-from chat.admin import charts
+from chat.admin import charts, now
 from chat.admin.codes import error_detail, error_name
 from chat.models import Feedback, Message, Turn
 from chat.presentation import formatting
@@ -953,6 +953,7 @@ def insights_view(request: HttpRequest) -> HttpResponse:
         "charts": chart_list,
         "summary": _summary(total, headline),
         "latest_down": latest_down(scope),
+        "now_poll_seconds": now.POLL_SECONDS,
     }
     return TemplateResponse(request, "admin/insights.html", context)
 
