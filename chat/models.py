@@ -276,8 +276,10 @@ class Feedback(models.Model):
         verbose_name_plural = pgettext_lazy("admin", "reply ratings")
         constraints = [models.UniqueConstraint(fields=["message", "user_id"], name="feedback_one_per_reply")]
         indexes = [
-            models.Index(fields=["day", "store_id", "value", "reason"], name="feedback_day"),
-            models.Index(fields=["value", "-rated_at"], name="feedback_latest"),
+            models.Index(fields=["day", "value", "reason", "store_id"], name="feedback_day"),
+            # Per day (GROUP BY day, value in index order) and, below, the latest down ratings of a period (and
+            # store): the index is walked backwards from the period's last day, so ten rows are read, not sorted.
+            models.Index(fields=["value", "day", "rated_at", "store_id"], name="feedback_latest"),
         ]
 
     def __str__(self) -> str:

@@ -34,7 +34,6 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.db.models import F, OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -464,20 +463,37 @@ LATEST_DOWN = 10
 
 
 def latest_down(scope: Scope, limit: int = LATEST_DOWN) -> list[DownRated]:
-    """The newest down-rated replies with the shopper's question before each (one query: the question is a
-    subquery on the message's ``(conversation, seq)`` key)."""
-    found = Feedback.objects.filter(day__gte=scope.start, day__lte=scope.end, value=Feedback.Value.DOWN)
-    if scope.store:
-        found = found.filter(store_id=scope.store)
-    question = Message.objects.filter(
-        conversation_id=OuterRef("conversation_id"), seq__lt=OuterRef("seq"), role=Message.Role.USER
-    ).order_by("-seq")
-    rows = (
-        found.order_by("-rated_at")
-        .annotate(question=Subquery(question.values("text")[:1]), reply=F("message__text"))
-        .values_list("conversation_id", "seq", "question", "reply", "reason", "text", "rated_at")[:limit]
+    """The newest down-rated replies with the shopper's question before each, in one query.
+
+    The ten ratings are picked first (``day`` is ``rated_at``'s date, so ordering by both walks the
+    ``feedback_latest`` index backwards from the period's end with no sort); only then are their question (a
+    subquery on the message key) and reply read.
+    Spelled as one ORM query, SQLite computed the question for every down rating of the period before sorting
+    (0.6 s for a year of a busy store).
+    """
+    where, params = _where(scope)
+    messages = connection.ops.quote_name(Message._meta.db_table)
+    rows = _fetch(
+        "SELECT f.conversation_id, f.seq, (SELECT q.text FROM "
+        f"{messages} AS q WHERE q.conversation_id = f.conversation_id AND q.seq < f.seq AND q.role = %s "
+        "ORDER BY q.seq DESC LIMIT 1), r.text, f.reason, f.text, f.rated_at FROM "
+        f"(SELECT conversation_id, seq, message_id, reason, text, rated_at FROM {_feedback_table()} "
+        f"WHERE value = %s AND {where} ORDER BY day DESC, rated_at DESC LIMIT %s) AS f "
+        f"JOIN {messages} AS r ON r.id = f.message_id ORDER BY f.rated_at DESC",
+        [Message.Role.USER, Feedback.Value.DOWN, *params, limit],
     )
-    return [DownRated(c, seq, q or "", r or "", reason, text, at) for c, seq, q, r, reason, text, at in rows]
+    field = Feedback._meta.get_field("rated_at")
+    return [
+        DownRated(int(c), int(seq), q or "", r or "", reason, text, _aware(field, at))
+        for c, seq, q, r, reason, text, at in rows
+    ]
+
+
+def _aware(field: Any, value: Any) -> Any:
+    """A timestamp as the ORM would give it (SQLite's driver returns text here)."""
+    for converter in connection.ops.get_db_converters(field.get_col(Feedback._meta.db_table)):
+        value = converter(value, field.get_col(Feedback._meta.db_table), connection)
+    return value
 
 
 def stores() -> list[str]:

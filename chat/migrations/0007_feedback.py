@@ -64,8 +64,8 @@ class Migration(migrations.Migration):
                 "verbose_name": "reply rating",
                 "verbose_name_plural": "reply ratings",
                 "indexes": [
-                    models.Index(fields=["day", "store_id", "value", "reason"], name="feedback_day"),
-                    models.Index(fields=["value", "-rated_at"], name="feedback_latest"),
+                    models.Index(fields=["day", "value", "reason", "store_id"], name="feedback_day"),
+                    models.Index(fields=["value", "day", "rated_at", "store_id"], name="feedback_latest"),
                 ],
                 "constraints": [models.UniqueConstraint(fields=("message", "user_id"), name="feedback_one_per_reply")],
             },
