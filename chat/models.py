@@ -280,6 +280,8 @@ class Feedback(models.Model):
             # Per day (GROUP BY day, value in index order) and, below, the latest down ratings of a period (and
             # store): the index is walked backwards from the period's last day, so ten rows are read, not sorted.
             models.Index(fields=["value", "day", "rated_at", "store_id"], name="feedback_latest"),
+            # The conversation list's rating filter: one index probe per conversation, no row read.
+            models.Index(fields=["conversation", "value"], name="feedback_conversation"),
         ]
 
     def __str__(self) -> str:

@@ -66,6 +66,7 @@ class Migration(migrations.Migration):
                 "indexes": [
                     models.Index(fields=["day", "value", "reason", "store_id"], name="feedback_day"),
                     models.Index(fields=["value", "day", "rated_at", "store_id"], name="feedback_latest"),
+                    models.Index(fields=["conversation", "value"], name="feedback_conversation"),
                 ],
                 "constraints": [models.UniqueConstraint(fields=("message", "user_id"), name="feedback_one_per_reply")],
             },
