@@ -183,6 +183,10 @@ class Turn(models.Model):
     #: The shopper's words for a text message ("" for an action), kept for "queries without products".
     query = models.CharField(pgettext_lazy("admin", "shopper's query"), max_length=200, blank=True)
     had_cards = models.BooleanField(pgettext_lazy("admin", "showed products"), default=False)
+    #: An ingredient checklist was shown, or the cart changed (any change, also asked for in words): with
+    #: ``had_cards`` what tells an answer from a miss in "queries without products".
+    had_checklist = models.BooleanField(pgettext_lazy("admin", "showed a checklist"), default=False)
+    cart_changed = models.BooleanField(pgettext_lazy("admin", "changed the cart"), default=False)
     #: Adds in this turn (``cart_changed`` with ``action == "item_selected"``) and the cart total after it.
     cart_adds = models.PositiveIntegerField(pgettext_lazy("admin", "adds to cart"), default=0)
     cart_total = models.DecimalField(
@@ -220,13 +224,68 @@ class Turn(models.Model):
             models.Index(
                 fields=["day", "store_id", "query"],
                 name="turn_day_unmatched",
-                condition=Q(had_cards=False, outcome="answered") & ~Q(query=""),
+                condition=Q(had_cards=False, had_checklist=False, cart_changed=False, outcome="answered")
+                & ~Q(query=""),
             ),
             models.Index(fields=["day", "store_id"], name="turn_day_adds", condition=Q(cart_adds__gt=0)),
         ]
 
     def __str__(self) -> str:
         return f"{self.conversation_id}#{self.seq} {self.outcome}"
+
+
+class Feedback(models.Model):
+    """A shopper's rating of one finished assistant reply (issue 25): one per reply and shopper, changeable.
+
+    Written by ``chat.feedback.rate``, which also keeps a copy in the reply's payload (``payload["rating"]``) so
+    every rendering of the reply (first paint, catch-up, another tab) shows it without a join. ``day`` and
+    ``store_id`` are copied with the row, as on ``Turn``, so the insights read ratings per day through an index.
+    """
+
+    class Value(models.TextChoices):
+        UP = "up", pgettext_lazy("admin", "helpful")
+        DOWN = "down", pgettext_lazy("admin", "not helpful")
+
+    class Reason(models.TextChoices):
+        WRONG_PRODUCTS = "wrong_products", pgettext_lazy("admin", "wrong products")
+        WRONG_PRICE = "wrong_price", pgettext_lazy("admin", "wrong price or amount")
+        NOT_UNDERSTOOD = "not_understood", pgettext_lazy("admin", "did not understand")
+        OTHER = "other", pgettext_lazy("admin", "other")
+
+    conversation = models.ForeignKey(
+        Conversation,
+        on_delete=models.CASCADE,
+        related_name="feedback",
+        verbose_name=pgettext_lazy("admin", "conversation"),
+    )
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, related_name="feedback", verbose_name=pgettext_lazy("admin", "reply")
+    )
+    #: The reply's ``seq`` in its conversation (what the browser and the host event name it by).
+    seq = models.PositiveIntegerField(pgettext_lazy("admin", "message number"))
+    user_id = models.CharField(pgettext_lazy("admin", "shopper id"), max_length=200)
+    store_id = models.CharField(pgettext_lazy("admin", "store"), max_length=100)
+    value = models.CharField(pgettext_lazy("admin", "rating"), max_length=4, choices=Value.choices)
+    reason = models.CharField(pgettext_lazy("admin", "reason"), max_length=20, choices=Reason.choices, blank=True)
+    text = models.CharField(pgettext_lazy("admin", "shopper's comment"), max_length=500, blank=True)
+    day = models.DateField(pgettext_lazy("admin", "day"))
+    rated_at = models.DateTimeField(pgettext_lazy("admin", "rated"), default=timezone.now)
+
+    class Meta:
+        verbose_name = pgettext_lazy("admin", "reply rating")
+        verbose_name_plural = pgettext_lazy("admin", "reply ratings")
+        constraints = [models.UniqueConstraint(fields=["message", "user_id"], name="feedback_one_per_reply")]
+        indexes = [
+            models.Index(fields=["day", "value", "reason", "store_id"], name="feedback_day"),
+            # Per day (GROUP BY day, value in index order) and, below, the latest down ratings of a period (and
+            # store): the index is walked backwards from the period's last day, so ten rows are read, not sorted.
+            models.Index(fields=["value", "day", "rated_at", "store_id"], name="feedback_latest"),
+            # The conversation list's rating filter: one index probe per conversation, no row read.
+            models.Index(fields=["conversation", "value"], name="feedback_conversation"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.conversation_id}#{self.seq} {self.value}"
 
 
 class SpentEntryToken(models.Model):

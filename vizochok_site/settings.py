@@ -169,6 +169,8 @@ AXES_CLIENT_IP_CALLABLE = "chat.ops.ratelimit.request_client_address"
 
 LANGUAGE_CODE = "uk"
 LANGUAGES = [("uk", "Українська"), ("en", "English"), ("ru", "Русский")]
+#: Where a locale's date formats are corrected (a day of a month in the genitive: "7 грудня").
+FORMAT_MODULE_PATH = ["vizochok_site.formats"]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = os.environ.get("DJANGO_TIME_ZONE", "Europe/Kyiv")
 USE_I18N = True

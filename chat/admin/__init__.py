@@ -23,6 +23,7 @@ from chat.admin.transcript import Entry, build_entries, build_entry
 # Django's defaults name Django ("Django сайт адміністрування"); staff should see the product.
 admin.site.site_title = pgettext_lazy("admin", "VIZOCHOK admin")
 admin.site.site_header = pgettext_lazy("admin", "VIZOCHOK: store administration")
+admin.site.index_title = pgettext_lazy("admin", "Conversations and insights")
 # No app list beside every page: staff have two models, listed on the index, and the 300 px it took are what the
 # conversation list needs to fit a 1280 px screen without scrolling sideways.
 admin.site.enable_nav_sidebar = False

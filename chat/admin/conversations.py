@@ -17,7 +17,7 @@ titles have their own wording (context "admin filter") and page titles are set h
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -25,8 +25,9 @@ from django.contrib import admin
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
+from django.core.handlers.asgi import ASGIRequest
 from django.db import connection
-from django.db.models import Min, Model, Q, QuerySet, Value
+from django.db.models import Exists, Min, Model, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import StrIndex
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
@@ -40,7 +41,7 @@ from django_stubs_ext import StrOrPromise
 
 from chat import exports, store
 from chat.admin.transcript import build_entries, cart_lines, money
-from chat.models import Conversation, Message
+from chat.models import Conversation, Feedback, Message
 from chat.web import numbers
 
 if TYPE_CHECKING:
@@ -159,6 +160,31 @@ class HasCartFilter(admin.SimpleListFilter):
         return queryset
 
 
+class RatingFilter(admin.SimpleListFilter):
+    """Chats by their shopper's ratings of the replies (issue 25): where to read what went wrong."""
+
+    title = pgettext_lazy("admin filter", "rating")
+    parameter_name = "rating"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, StrOrPromise]]:
+        return [
+            ("down", pgettext_lazy("admin filter", "a reply rated not helpful")),
+            ("up", pgettext_lazy("admin filter", "a reply rated helpful")),
+            ("rated", pgettext_lazy("admin filter", "any rating")),
+            ("none", pgettext_lazy("admin filter", "no rating")),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> QuerySet[Conversation]:
+        rated = Feedback.objects.filter(conversation_id=OuterRef("pk"))
+        if self.value() in ("up", "down"):
+            return queryset.filter(Exists(rated.filter(value=self.value())))
+        if self.value() == "rated":
+            return queryset.filter(Exists(rated))
+        if self.value() == "none":
+            return queryset.filter(~Exists(rated))
+        return queryset
+
+
 # --- date hierarchy -------------------------------------------------------------------------------------------
 
 
@@ -224,9 +250,19 @@ def _as_uuid(term: str) -> uuid.UUID | None:
         return None
 
 
-def _download(conversations: QuerySet[Conversation], fmt: exports.ExportFormat) -> StreamingHttpResponse:
+def _download(
+    request: HttpRequest, conversations: QuerySet[Conversation], fmt: exports.ExportFormat
+) -> StreamingHttpResponse:
+    """The export streamed as it is read: an async iterator under ASGI (Daphne sends each page as it is rendered;
+    a synchronous one would be read whole first), a plain one under WSGI."""
     ordered = conversations.order_by("created_at", "pk")
-    response = StreamingHttpResponse(exports.stream_export(ordered, fmt), content_type=exports.CONTENT_TYPES[fmt])
+    content: Iterator[str] | AsyncIterator[str]
+    content = (
+        exports.astream_export(ordered, fmt)
+        if isinstance(request, ASGIRequest)
+        else exports.stream_export(ordered, fmt)
+    )
+    response = StreamingHttpResponse(content, content_type=exports.CONTENT_TYPES[fmt])
     response["Content-Disposition"] = f'attachment; filename="{exports.export_filename(fmt)}"'
     return response
 
@@ -282,6 +318,7 @@ class ConversationAdmin(ReadOnlyAdminMixin, TitledAdmin[Conversation]):
         StoreFilter,
         ("status", titled(admin.ChoicesFieldListFilter, pgettext_lazy("admin filter", "status"))),
         HasCartFilter,
+        RatingFilter,
     )
     # The columns live on the conversation row and it has no foreign keys: nothing to join, no per-row query.
     list_select_related = False
@@ -360,10 +397,12 @@ class ConversationAdmin(ReadOnlyAdminMixin, TitledAdmin[Conversation]):
 
     @admin.display(description=pgettext_lazy("admin", "cart"), ordering="cart_total")
     def cart_summary(self, obj: Conversation) -> str:
-        """Items and total in one column ("3 × 77,00 ₴"), "—" for an empty cart: one column less to fit 1280 px."""
+        """Lines and total in one column ("3 позиції · 77,00 ₴"), "—" for an empty cart: one column less to fit 1280
+        px. Not "3 × 77,00": that reads as three at 77,00 each."""
         if obj.cart_count <= 0:
             return "—"
-        return f"{obj.cart_count} × {money(obj.cart_total)}"
+        lines = npgettext("admin", "%(count)d line", "%(count)d lines", obj.cart_count) % {"count": obj.cart_count}
+        return f"{lines} · {money(obj.cart_total)}"
 
     # ---- search
 
@@ -398,11 +437,11 @@ class ConversationAdmin(ReadOnlyAdminMixin, TitledAdmin[Conversation]):
 
     @admin.action(description=_("Export selected conversations as JSON"), permissions=["view"])
     def export_json(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> StreamingHttpResponse:
-        return _download(queryset, "json")
+        return _download(request, queryset, "json")
 
     @admin.action(description=_("Export selected conversations as CSV"), permissions=["view"])
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> StreamingHttpResponse:
-        return _download(queryset, "csv")
+        return _download(request, queryset, "csv")
 
     # ---- deletion
 
@@ -513,6 +552,9 @@ class MessageAdmin(ReadOnlyAdminMixin, TitledAdmin[Message]):
         ("complete", titled(admin.BooleanFieldListFilter, pgettext_lazy("admin filter", "completeness"))),
     )
     list_select_related = ("conversation",)
+    #: The text, or a conversation's id (pasted from its page) for all its messages: see get_search_results.
+    search_fields = ("text",)
+    search_help_text = pgettext_lazy("admin", "Words of the message, or a conversation id for all its messages.")
     list_per_page = 50
     show_full_result_count = False
     raw_id_fields = ("conversation",)
@@ -529,3 +571,23 @@ class MessageAdmin(ReadOnlyAdminMixin, TitledAdmin[Message]):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
         return super().get_queryset(request).defer("conversation__search_text", "conversation__cart")
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Message], search_term: str
+    ) -> tuple[QuerySet[Message], bool]:
+        """A conversation id finds its messages; other words are looked for in the text, case-folded too (SQLite's
+        LIKE folds ASCII only, so "обірвана" would miss "Обірвана")."""
+        term = search_term.strip()
+        try:
+            conversation = uuid.UUID(term)
+        except ValueError:
+            pass
+        else:
+            return queryset.filter(conversation__public_id=conversation), False
+        if not term:
+            return queryset, False
+        spellings = {term, term.casefold(), term.capitalize(), term.upper()}
+        matches = Q()
+        for spelling in spellings:
+            matches |= Q(text__contains=spelling)
+        return queryset.filter(matches), False

@@ -10,7 +10,8 @@ Definitions, as the page states them:
 - conversion: the share of those conversations with at least one add to the cart;
 - cart value: for each conversation with an add, the largest cart total after an add, summed;
 - time to first token and duration: median and 95th percentile (nearest rank) of the turns that have them;
-- queries without products: the shopper's words of answered turns whose reply showed no product card.
+- queries without products: the shopper's words of turns that ended without an error and showed no product card,
+  no ingredient checklist and changed no cart (a recipe or "add two milk" is an answer, not a miss).
 
 Staff with the conversation view permission may see it (they can read the conversations themselves anyway).
 """
@@ -35,14 +36,15 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.functional import Promise
 from django.utils.safestring import SafeString
 from django.utils.translation import get_language, pgettext_lazy
 
-from chat.admin import charts
+from chat.admin import charts, now
 from chat.admin.codes import error_detail, error_name
-from chat.models import Turn
+from chat.models import Feedback, Message, Turn
 from chat.presentation import formatting
 
 #: The longest custom period, in days: a year of per-day points is as much as a chart can show.
@@ -383,7 +385,7 @@ class Query:
 
 
 def missing_queries(scope: Scope, limit: int = TOP) -> list[Query]:
-    """The shopper's words most often answered without a product card: what the catalog (or the search) lacks.
+    """The shopper's words most often answered with nothing to act on: what the catalog (or the search) lacks.
 
     Grouped by exact text in SQL (the partial index ``turn_day_unmatched`` holds just these turns), then by
     case-folded, space-normalised text here ("Молоко" and "молоко " are one query), shown in its most frequent
@@ -394,6 +396,7 @@ def missing_queries(scope: Scope, limit: int = TOP) -> list[Query]:
         # The condition is spelled as the partial index's (no parameters): SQLite uses such an index only when
         # the query's terms visibly imply its WHERE.
         f"SELECT query, COUNT(*) AS n FROM {_turns_table()} WHERE {where} AND NOT had_cards "
+        "AND NOT had_checklist AND NOT cart_changed "
         f"AND outcome = '{Turn.Outcome.ANSWERED}' AND NOT (query = '') GROUP BY query ORDER BY n DESC, query LIMIT %s",
         [*params, QUERY_GROUPS],
     )
@@ -405,6 +408,92 @@ def missing_queries(scope: Scope, limit: int = TOP) -> list[Query]:
         spellings[key][" ".join(text.split())] += count
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]
     return [Query(min(spellings[key].items(), key=lambda s: (-s[1], s[0]))[0], count) for key, count in ranked]
+
+
+# --- reply feedback (issue 25) -----------------------------------------------------------------------------------
+
+
+def _feedback_table() -> str:
+    return connection.ops.quote_name(Feedback._meta.db_table)
+
+
+def ratings(scope: Scope) -> dict[date, dict[str, int]]:
+    """Replies rated up and down per day of the rating (the ``feedback_day`` index holds every column read)."""
+    where, params = _where(scope)
+    rows = _fetch(
+        f"SELECT {_day_text()}, value, COUNT(*) FROM {_feedback_table()} WHERE {where} GROUP BY day, value", params
+    )
+    result: dict[date, dict[str, int]] = defaultdict(dict)
+    for day, value, count in rows:
+        result[_day(day)][value] = count
+    return dict(result)
+
+
+def down_reasons(scope: Scope) -> list[tuple[str, int]]:
+    """Down ratings by reason in the period, most frequent first ("" = no reason given)."""
+    where, params = _where(scope)
+    rows = _fetch(
+        f"SELECT reason, COUNT(*) AS n FROM {_feedback_table()} WHERE {where} AND value = %s GROUP BY reason",
+        [*params, Feedback.Value.DOWN],
+    )
+    return sorted(((reason, int(count)) for reason, count in rows), key=lambda row: (-row[1], row[0]))
+
+
+@dataclass(frozen=True)
+class DownRated:
+    conversation_id: int
+    seq: int
+    question: str
+    reply: str
+    reason: str
+    text: str
+    rated_at: Any
+
+    @property
+    def link(self) -> str:
+        return reverse("admin:chat_conversation_change", args=[self.conversation_id]) + f"#vz-msg-{self.seq}"
+
+    @property
+    def reason_label(self) -> str:
+        return str(Feedback.Reason(self.reason).label) if self.reason in Feedback.Reason.values else ""
+
+
+#: Down-rated replies listed on the page.
+LATEST_DOWN = 10
+
+
+def latest_down(scope: Scope, limit: int = LATEST_DOWN) -> list[DownRated]:
+    """The newest down-rated replies with the shopper's question before each, in one query.
+
+    The ten ratings are picked first (``day`` is ``rated_at``'s date, so ordering by both walks the
+    ``feedback_latest`` index backwards from the period's end with no sort); only then are their question (a
+    subquery on the message key) and reply read.
+    Spelled as one ORM query, SQLite computed the question for every down rating of the period before sorting
+    (0.6 s for a year of a busy store).
+    """
+    where, params = _where(scope)
+    messages = connection.ops.quote_name(Message._meta.db_table)
+    rows = _fetch(
+        "SELECT f.conversation_id, f.seq, (SELECT q.text FROM "
+        f"{messages} AS q WHERE q.conversation_id = f.conversation_id AND q.seq < f.seq AND q.role = %s "
+        "ORDER BY q.seq DESC LIMIT 1), r.text, f.reason, f.text, f.rated_at FROM "
+        f"(SELECT conversation_id, seq, message_id, reason, text, rated_at FROM {_feedback_table()} "
+        f"WHERE value = %s AND {where} ORDER BY day DESC, rated_at DESC LIMIT %s) AS f "
+        f"JOIN {messages} AS r ON r.id = f.message_id ORDER BY f.rated_at DESC",
+        [Message.Role.USER, Feedback.Value.DOWN, *params, limit],
+    )
+    field = Feedback._meta.get_field("rated_at")
+    return [
+        DownRated(int(c), int(seq), q or "", r or "", reason, text, _aware(field, at))
+        for c, seq, q, r, reason, text, at in rows
+    ]
+
+
+def _aware(field: Any, value: Any) -> Any:
+    """A timestamp as the ORM would give it (SQLite's driver returns text here)."""
+    for converter in connection.ops.get_db_converters(field.get_col(Feedback._meta.db_table)):
+        value = converter(value, field.get_col(Feedback._meta.db_table), connection)
+    return value
 
 
 def stores() -> list[str]:
@@ -464,6 +553,25 @@ def seconds_text(milliseconds: float) -> str:
     return f"{_number(milliseconds / 1000, 1)}\u00a0{unit}"
 
 
+def _milliseconds(value: float) -> str:
+    return f"{_number(round(value), 0)}\u00a0{pgettext_lazy('admin', 'ms')}"  # milliseconds
+
+
+def duration_text(milliseconds: float) -> str:
+    """A time as staff read it: milliseconds under a second (a fast first word is 40 ms, not "0,0 s")."""
+    return _milliseconds(milliseconds) if round(milliseconds) < 1000 else seconds_text(milliseconds)
+
+
+def duration_tick(milliseconds: float) -> str:
+    """An axis label: milliseconds under a second, seconds with as many decimals as the round step needs (the
+    axis steps are 1, 2, 2.5 or 5 times a power of ten), so no two ticks read alike."""
+    if round(milliseconds) < 1000:
+        return _milliseconds(milliseconds)
+    seconds = f"{round(milliseconds) / 1000:.3f}".rstrip("0").rstrip(".")
+    places = len(seconds.partition(".")[2])
+    return f"{_number(milliseconds / 1000, places)}\u00a0{pgettext_lazy('admin', 's')}"
+
+
 def money_tick(value: float) -> str:
     """An axis label in whole hryvnias: the kopiyky only widen the axis."""
     return _hryvnias(_number(round(value), 0))
@@ -500,6 +608,8 @@ class Chart:
     #: Cells as shown (localized) and as exported (plain numbers, ISO dates).
     rows: list[list[str]]
     raw: list[list[Any]]
+    #: A ranking (top products, queries): at most ``TOP`` rows, all shown, long names wrapped to fit the box.
+    ranking: bool = False
 
 
 def _table(
@@ -525,11 +635,17 @@ def _day_chart(
     *,
     kind: str = "lines",
     details: dict[str, str] | None = None,
+    draw: int | None = None,
 ) -> Chart:
+    """A chart of per-day columns; ``draw``: only the first that many are drawn (the rest are table only)."""
     labels = [axis_day(day) for day in days]
-    series = [charts.Series(name, values) for name, values, _ in columns]
+    series = [charts.Series(name, values) for name, values, _ in columns[:draw]]
     fmt = columns[0][2]
-    ticks: dict[Callable[[float], str], Callable[[float], str]] = {money_text: money_tick, percent_text: percent_tick}
+    ticks: dict[Callable[[float], str], Callable[[float], str]] = {
+        money_text: money_tick,
+        percent_text: percent_tick,
+        duration_text: duration_tick,
+    }
     tick = ticks.get(fmt, fmt)
     if kind == "lines":
         svg = charts.lines(labels, series, fmt, title=str(title), tick=tick)
@@ -537,7 +653,7 @@ def _day_chart(
         svg = charts.columns(labels, series, fmt, title=str(title), stacked=kind == "stacked", tick=tick)
     headers, shown, raw = _table(days, columns)
     details = details or {}
-    legend = [(name, charts.colour(index), details.get(name, "")) for index, (name, _, _) in enumerate(columns)]
+    legend = [(name, charts.colour(index), details.get(name, "")) for index, (name, _, _) in enumerate(columns[:draw])]
     return Chart(key, str(title), str(note), svg, legend, headers, shown, raw)
 
 
@@ -560,6 +676,21 @@ class Data:
     @functools.cached_property
     def latency(self) -> dict[tuple[str, date | None], dict[str, int]]:
         return latency(self.scope)
+
+    @functools.cached_property
+    def ratings(self) -> dict[date, dict[str, int]]:
+        return ratings(self.scope)
+
+    def rated(self, value: str) -> list[float | None]:
+        return [float(self.ratings.get(day, {}).get(value, 0)) for day in self.scope.days]
+
+    def rated_up_share(self) -> list[float | None]:
+        shares: list[float | None] = []
+        for day in self.scope.days:
+            one = self.ratings.get(day, {})
+            rated = one.get("up", 0) + one.get("down", 0)
+            shares.append(100 * one.get("up", 0) / rated if rated else None)
+        return shares
 
     def per_day(self, pick: Callable[[Day], float | None]) -> list[float | None]:
         per_day, empty = self.activity[0], Day()
@@ -622,8 +753,8 @@ def chart_builders(data: Data) -> dict[str, Callable[[], Chart]]:
             pgettext_lazy("admin", "From the shopper's send to the first word of the reply."),
             days,
             [
-                (str(pgettext_lazy("admin", "Median")), data.timing("first_token", "median"), seconds_text),
-                (str(pgettext_lazy("admin", "95th percentile")), data.timing("first_token", "p95"), seconds_text),
+                (str(pgettext_lazy("admin", "Median")), data.timing("first_token", "median"), duration_text),
+                (str(pgettext_lazy("admin", "95th percentile")), data.timing("first_token", "p95"), duration_text),
             ],
         ),
         "duration": lambda: _day_chart(
@@ -632,12 +763,27 @@ def chart_builders(data: Data) -> dict[str, Callable[[], Chart]]:
             pgettext_lazy("admin", "From the shopper's send to the end of the reply (or its error)."),
             days,
             [
-                (str(pgettext_lazy("admin", "Median")), data.timing("duration", "median"), seconds_text),
-                (str(pgettext_lazy("admin", "95th percentile")), data.timing("duration", "p95"), seconds_text),
+                (str(pgettext_lazy("admin", "Median")), data.timing("duration", "median"), duration_text),
+                (str(pgettext_lazy("admin", "95th percentile")), data.timing("duration", "p95"), duration_text),
             ],
         ),
         "products": lambda: _products_chart(top_products(data.scope)),
         "queries": lambda: _queries_chart(missing_queries(data.scope)),
+        "ratings": lambda: _day_chart(
+            "ratings",
+            pgettext_lazy("admin", "Replies rated helpful"),
+            pgettext_lazy(
+                "admin", "Of the replies shoppers rated that day, the share they rated helpful; and the ratings."
+            ),
+            days,
+            [
+                (str(pgettext_lazy("admin", "Rated helpful")), data.rated_up_share(), percent_text),
+                (str(pgettext_lazy("admin", "Helpful")), data.rated("up"), count_text),
+                (str(pgettext_lazy("admin", "Not helpful")), data.rated("down"), count_text),
+            ],
+            draw=1,
+        ),
+        "reasons": lambda: _reasons_chart(down_reasons(data.scope)),
     }
 
 
@@ -648,8 +794,15 @@ def build_charts(scope: Scope) -> tuple[Totals, dict[str, Any], list[Chart]]:
     headline = {
         "first_token": data.latency.get(("first_token", None), {}),
         "duration": data.latency.get(("duration", None), {}),
+        "rated_up": _share_up(data.ratings),
     }
     return data.activity[1], headline, charts_built
+
+
+def _share_up(per_day: dict[date, dict[str, int]]) -> float | None:
+    up = sum(one.get("up", 0) for one in per_day.values())
+    rated = up + sum(one.get("down", 0) for one in per_day.values())
+    return 100 * up / rated if rated else None
 
 
 def _bucket_label(low: int, high: int | None) -> str:
@@ -723,6 +876,7 @@ def _products_chart(products: list[Product]) -> Chart:
         headers,
         [[p.name, p.sku, count_text(p.adds), formatting.number(p.quantity)] for p in products],
         [[p.name, p.sku, p.adds, p.quantity] for p in products],
+        ranking=True,
     )
 
 
@@ -743,6 +897,30 @@ def _queries_chart(queries: list[Query]) -> Chart:
         headers,
         [[q.text, count_text(q.count)] for q in queries],
         [[q.text, q.count] for q in queries],
+        ranking=True,
+    )
+
+
+def _reasons_chart(reasons: list[tuple[str, int]]) -> Chart:
+    title = str(pgettext_lazy("admin", "Why replies were not helpful"))
+    names = [
+        str(Feedback.Reason(reason).label)
+        if reason in Feedback.Reason.values
+        else str(pgettext_lazy("admin", "no reason given"))
+        for reason, _ in reasons
+    ]
+    svg = charts.rows(names, [float(count) for _, count in reasons], count_text, title=title)
+    headers = [str(pgettext_lazy("admin", "Reason")), str(pgettext_lazy("admin", "Times"))]
+    return Chart(
+        "reasons",
+        title,
+        str(pgettext_lazy("admin", "The reasons shoppers chose when they rated a reply not helpful.")),
+        svg,
+        [],
+        headers,
+        [[name, count_text(count)] for name, (_, count) in zip(names, reasons, strict=True)],
+        [[reason, count] for reason, count in reasons],
+        ranking=True,
     )
 
 
@@ -790,6 +968,8 @@ def insights_view(request: HttpRequest) -> HttpResponse:
         "headline": headline,
         "charts": chart_list,
         "summary": _summary(total, headline),
+        "latest_down": latest_down(scope),
+        "now_poll_seconds": now.POLL_SECONDS,
     }
     return TemplateResponse(request, "admin/insights.html", context)
 
@@ -812,9 +992,10 @@ def _summary(total: Totals, headline: dict[str, Any]) -> list[tuple[str, str]]:
         (str(pgettext_lazy("admin", "Errors")), count_text(total.errors)),
         (
             str(pgettext_lazy("admin", "Median time to first token")),
-            maybe(headline["first_token"].get("median"), seconds_text),
+            maybe(headline["first_token"].get("median"), duration_text),
         ),
-        (str(pgettext_lazy("admin", "Median turn duration")), maybe(headline["duration"].get("median"), seconds_text)),
+        (str(pgettext_lazy("admin", "Median turn duration")), maybe(headline["duration"].get("median"), duration_text)),
+        (str(pgettext_lazy("admin", "Replies rated helpful")), maybe(headline.get("rated_up"), percent_text)),
     ]
 
 

@@ -98,6 +98,13 @@ def appended(messages: Iterable[Message]) -> str:
     return APPEND.format(items) if items else ""
 
 
+def rated(message: Message) -> str:
+    """A reply whose rating changed, swapped in every tab; marked so the page does not read it out as a new reply
+    but says the rating instead (feedback.js)."""
+    context = {"message": message, "data": message.data, "oob": True, "rating_update": True}
+    return render_to_string(item_template(message), context)
+
+
 def replaced(messages: Iterable[Message]) -> str:
     return "".join(render_item(message, replace=True) for message in messages)
 

@@ -63,6 +63,7 @@ ERROR_TEXTS: dict[str, Promise] = {
     "too_large_to_show": _("Part of the conversation is too large to show here. Please reload the page."),
     "stopped": _("You stopped the reply."),
     "retry_unavailable": _("Only the last message can be sent again, after it failed or was stopped."),
+    "invalid_feedback": _("That rating could not be saved. Please reload the page and try again."),
 }
 
 CART_ACTION_TEXTS: dict[str, Promise] = {

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, Turn
 from chat.ops.process import owner_token
 from chat.store import (
     UI_KINDS,
@@ -326,7 +326,9 @@ def turn_state(conversation_id: int) -> str:
 
 
 def _note_interrupted(conversation: Conversation, now: Any) -> Message:
-    """Store the notice for an orphaned turn on a conversation locked by the caller (``last_seq`` advanced)."""
+    """Store the notice and the ``Turn`` record for an orphaned turn on a conversation locked by the caller
+    (``last_seq`` advanced): its process died, so nobody else records it."""
+    _record_orphan(conversation)
     conversation.last_seq += 1
     return Message.objects.create(
         conversation_id=conversation.pk,
@@ -336,6 +338,49 @@ def _note_interrupted(conversation: Conversation, now: Any) -> Message:
         text=INTERRUPTED,
         payload={"type": "error", "code": INTERRUPTED, "source": "relay"},
         created_at=now,
+    )
+
+
+def _orphan_seq(conversation: Conversation) -> int | None:
+    """The seq of the orphaned turn's message: named by its owner token, else the shopper's latest message."""
+    _, _, number = conversation.busy_owner.rpartition("#")
+    if number.isdigit():
+        return int(number)
+    latest = (
+        Message.objects.filter(conversation_id=conversation.pk, role=Role.USER, seq__lte=conversation.last_seq)
+        .order_by("-seq")
+        .values_list("seq", flat=True)
+        .first()
+    )
+    return latest
+
+
+def _record_orphan(conversation: Conversation) -> None:
+    """The ``Turn`` record of a turn whose process died: what it stored before dying tells what it showed.
+
+    Its times are unknown (the process took its clock with it): first token and duration stay empty rather than
+    stretch the latency charts to the moment somebody noticed.
+    """
+    seq = _orphan_seq(conversation)
+    if seq is None or conversation.busy_since is None:
+        return
+    later = list(
+        Message.objects.filter(conversation_id=conversation.pk, seq__gte=seq).values_list("seq", "role", "kind", "text")
+    )
+    query = next((text for at, role, kind, text in later if at == seq and role == Role.USER and kind == Kind.TEXT), "")
+    shown = {kind for at, role, kind, _ in later if at > seq and role == Role.ASSISTANT}
+    record_turn(
+        conversation.pk,
+        seq=seq,
+        started_at=conversation.busy_since,
+        first_token_ms=None,
+        duration_ms=None,
+        outcome=Turn.Outcome.INTERRUPTED,
+        error_code=INTERRUPTED,
+        query=query,
+        had_cards=Kind.PRODUCT_CARDS in shown,
+        had_checklist=Kind.CHECKLIST in shown,
+        cart_changed=Kind.CART in shown,
     )
 
 

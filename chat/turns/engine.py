@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chat import db, store
+from chat.feed.feed import ConversationFeed, Piece
 from chat.models import Message
 from chat.ops import ratelimit
 from chat.presentation import rendering
@@ -107,6 +108,19 @@ def _shown(changed: list[Message], message: Message) -> str:
 async def live_text(pk: int, group: str) -> tuple[str, str] | None:
     """The reply being streamed in ``pk`` (bubble id and text so far), in this process or another."""
     return await get_relay().live_text(pk, group)
+
+
+async def publish(pk: int, group: str, piece: Piece) -> None:
+    """A fragment for every tab of a conversation that no turn sends (a reply's rating): through the turn's feed
+    when this process runs one (in order with the turn's own pieces), else through a feed of its own."""
+    relay = get_relay()
+    runner = relay.existing(pk)
+    if runner is not None and runner.running:
+        runner.publish(piece)
+        return
+    feed = ConversationFeed(group, relay.tabs, relay.layer, interval=0.0)
+    feed.put(piece)
+    await feed.drain()
 
 
 def runs_here(pk: int) -> bool:

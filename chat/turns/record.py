@@ -44,6 +44,8 @@ class TurnRecord:
     started: float = field(default_factory=time.monotonic)
     first_token: float | None = None
     had_cards: bool = False
+    had_checklist: bool = False
+    cart_changed: bool = False
     cart_adds: int = 0
     cart_total: Decimal | None = None
     added: list[dict[str, Any]] = field(default_factory=list)
@@ -58,7 +60,10 @@ class TurnRecord:
                 self.first_token = time.monotonic()
             case wire.ProductCards():
                 self.had_cards = True
+            case wire.IngredientChecklist():
+                self.had_checklist = True
             case wire.CartChanged():
+                self.cart_changed = True
                 self.cart_total = event.total
                 if event.action == "item_selected":
                     self.cart_adds += 1
@@ -75,6 +80,8 @@ class TurnRecord:
             "error_code": "" if code == STOPPED else code,
             "query": self.query,
             "had_cards": self.had_cards,
+            "had_checklist": self.had_checklist,
+            "cart_changed": self.cart_changed,
             "cart_adds": self.cart_adds,
             "cart_total": self.cart_total,
             "added": self.added,

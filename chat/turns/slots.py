@@ -39,6 +39,8 @@ class Slots(Protocol):
     @property
     def waiting(self) -> int: ...
 
+    async def usage(self) -> tuple[int, int]: ...
+
 
 class _LocalLease:
     def __init__(self, slots: LocalSlots) -> None:
@@ -82,6 +84,10 @@ class LocalSlots:
     @property
     def waiting(self) -> int:
         return sum(1 for waiter in self._waiters if not waiter.done())
+
+    async def usage(self) -> tuple[int, int]:
+        """Sockets in use and turns waiting for one (this process is the whole deployment)."""
+        return self._used, self.waiting
 
     async def acquire(self, timeout: float, on_wait: Callable[[], None] | None = None) -> _LocalLease:
         if self._used < self.limit and not self.waiting:
@@ -183,6 +189,9 @@ class RedisSlots:
         self._local_used = 0
         self._queue: collections.deque[object] = collections.deque()
         self._script = self._redis.register_script(_ACQUIRE)
+        #: The turns waiting for a slot in every process, as a sorted set (score = when the entry lapses): what
+        #: the admin's "Now" panel counts (``usage``); a killed process's entries lapse by themselves.
+        self.waiting_key = f"{key}:waiting"
 
     @property
     def in_use(self) -> int:
@@ -191,6 +200,25 @@ class RedisSlots:
     @property
     def waiting(self) -> int:
         return len(self._queue)
+
+    async def usage(self) -> tuple[int, int]:
+        """Sockets in use and turns waiting for one, in every process: the unexpired entries of both sets."""
+        now = time.time()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcount(self.key, now, "+inf")
+            pipe.zcount(self.waiting_key, now, "+inf")
+            leased, waiting = await pipe.execute()
+        return int(leased), int(waiting)
+
+    async def _listed(self, member: str, until: float | None) -> None:
+        """Put a waiting turn on the shared waiting list (or off it, ``until`` None); counting is best effort."""
+        try:
+            if until is None:
+                await self._redis.zrem(self.waiting_key, member)
+            else:
+                await self._redis.zadd(self.waiting_key, {member: until})
+        except Exception:  # the panel may miss a turn; the turn itself must not fail for it
+            logger.warning("could not update the waiting list in Redis", exc_info=True)
 
     async def _try(self, member: str) -> bool:
         now = time.time()
@@ -214,14 +242,18 @@ class RedisSlots:
                     # returns normally), after which it never fires again: the deadline is checked here as well.
                     if loop.time() >= deadline:
                         raise SlotTimeout
-                    if not waited and on_wait is not None:
-                        on_wait()
+                    if not waited:
+                        await self._listed(member, time.time() + timeout + self.ttl)
+                        if on_wait is not None:
+                            on_wait()
                     waited = True
                     await asyncio.sleep(self.poll)
         except TimeoutError:
             raise SlotTimeout from None
         finally:
             self._queue.remove(ticket)
+            if waited:
+                await asyncio.shield(self._listed(member, None))
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -25,7 +25,7 @@ from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext as _
 
-from chat import db, store
+from chat import db, feedback, store
 from chat.compat import channels_dispatch
 from chat.feed.feed import Piece, languages, render_all
 from chat.models import Conversation, Message
@@ -310,6 +310,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if kind == "stop":
             await self._stop()
             return
+        if kind == "rate":
+            await self._rate(data)
+            return
         key = _field(data, "key")[:MAX_KEY_CHARS]
         if kind == "retry":
             await self._retry(data, key)
@@ -439,6 +442,27 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self.channel_layer.group_send(self.conversation.group_name, {"type": "chat.stop"})
                 return
         await self.send(text_data=rendering.state("ready"))
+
+    async def _rate(self, data: dict[str, Any]) -> None:
+        """A shopper's rating of a finished reply (issue 25, ``chat.feedback``): stored, then shown in every tab.
+
+        Not a turn: a refusal is told to this tab alone and leaves the turn state as it is (busy or ready).
+        """
+        message = None
+        if self.conversation.pk is not None:
+            try:
+                rating = feedback.parse(data)
+            except feedback.Invalid:
+                pass
+            else:
+                message = await _db(feedback.rate, self.conversation.pk, self.conversation.user_id, rating)
+        if message is None:
+            metrics.REFUSED.labels(code="invalid_feedback").inc()
+            await self.send(text_data=rendering.transient_error("invalid_feedback"))
+            return
+        await engine.publish(
+            self.conversation.pk, self.conversation.group_name, functools.partial(rendering.rated, message)
+        )
 
     async def _retry(self, data: dict[str, Any], key: str) -> None:
         """Send the last turn's message again as a new turn, when that turn failed or was stopped."""

@@ -10,6 +10,7 @@ import * as announcer from "./announcer.js";
 import { emit } from "./bridges.js";
 import * as cards from "./cards.js";
 import * as cart from "./cart.js";
+import * as feedback from "./feedback.js";
 import { ATTR, CHAT_DATA, ID, ITEM, SEL } from "./hooks.js";
 import * as controls from "./log-controls.js";
 import * as outbox from "./outbox.js";
@@ -97,6 +98,11 @@ const HANDLERS = {
     // role=alert announces itself on insertion; repeating it in the polite announcer would read it twice.
   },
   [ITEM.assistant](node) {
+    // A reply back for its rating (feedback.js) says the rating, in the tab that rated it; it is no new reply.
+    if (feedback.isUpdate(node)) {
+      feedback.updated(node);
+      return;
+    }
     // Spoken when the turn is over: once per reply, never per token; the words only, not the time or the buttons.
     announcer.replyFinished((node.querySelector(SEL.messageText) || node).textContent);
   },
@@ -119,7 +125,7 @@ export function received(nodes) {
       times.write(node);
       messages = true;
     }
-    if (node.closest(`#${ID.log}`)) news = true;
+    if (node.closest(`#${ID.log}`) && !feedback.isUpdate(node)) news = true; // a rating changed: nothing new
     const seq = Number(node.getAttribute(ATTR.seq));
     if (seq > lastSeq) lastSeq = seq;
     const handler = HANDLERS[node.getAttribute(ATTR.item)];

@@ -88,6 +88,7 @@ export const ATTR = Object.freeze({
   // A stepper's bounds on a card (items/_product_card.html) or a cart line (parts/cart_panel.html), read by cards.js
   // through dataset: data-step, data-min, data-max (VIZOCHOK_MAX_QUANTITY) and data-unit-label.
   stepperBounds: "data-step data-min data-max data-unit-label",
+  announce: "data-announce", // on a reply's rating group when the reply was re-rendered for its rating (_rating.html)
 });
 
 /**
@@ -160,4 +161,9 @@ export const SEL = Object.freeze({
   discard: "button[data-action=discard]",
   cartLineName: ".cart-line__name",
   pendingButtons: "button[type=submit], [data-action=add]", // inside a card or cart line with a send on its way
+  // Reply feedback (issue 25; items/_rating.html, items/_rating_reasons.html; public: the UI contract).
+  rating: ".rating",
+  rate: "button[data-action=rate]",
+  rateReason: "button[data-action=rate-reason]",
+  rateText: "textarea[name=feedback_text]",
 });

@@ -11,6 +11,7 @@
  *   cards.js       steppers, checklists, pending Adds, images
  *   cart.js        the cart panel and cart events
  *   sheet.js       the product sheet
+ *   feedback.js    rating a reply (up, down and why)
  *   bridges.js     host pages and native apps
  *   announcer.js   screen-reader announcements
  *   menu.js        the menu: inside the screen, closing by itself
@@ -27,6 +28,7 @@ import * as cart from "./cart.js";
 import * as composer from "./composer.js";
 import * as connection from "./connection.js";
 import * as feed from "./feed.js";
+import * as feedback from "./feedback.js";
 import { CHAT_DATA, ID } from "./hooks.js";
 import * as layout from "./layout.js";
 import * as menu from "./menu.js";
@@ -65,6 +67,7 @@ if (chat) {
     sync: () => positions.requestSync(feed.position()),
     toBottom: feed.toBottom,
   });
+  feedback.init();
   positions.init({ sendNow: connection.sendNow });
   connection.init(chat, { frame: feed.frame, sync: feed.syncFrame });
 }

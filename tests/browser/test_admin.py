@@ -106,3 +106,29 @@ def test_the_admin_pages_pass_axe(staff: Any, staff_server: AppServer) -> None:
 def staff_server_first_conversation(page: Any) -> str:
     page.goto("/admin/chat/conversation/")
     return str(page.locator("#result_list tbody tr .field-conversation a").first.get_attribute("href"))
+
+
+def test_the_ranking_tables_show_every_column_and_row(staff: Any) -> None:
+    """Top products was 453 px wide in a 395 px box at 1280 px, its quantity cut and rows hidden (issue 25)."""
+    staff.goto("/admin/insights/?period=30")
+    boxes = staff.evaluate(
+        """() => [...document.querySelectorAll('.vz-data-ranking')].map(box => ({
+             rows: box.querySelectorAll('tbody tr').length,
+             wide: box.scrollWidth - box.clientWidth, tall: box.scrollHeight - box.clientHeight}))"""
+    )
+    assert len(boxes) == 2 and boxes[0]["rows"] > 5
+    assert [(box["wide"], box["tall"]) for box in boxes] == [(0, 0), (0, 0)]
+    assert staff.evaluate(OVERFLOW)["page"] == 0
+
+
+def test_the_now_panel_loads_and_refreshes_itself(staff: Any) -> None:
+    """Issue 25: htmx fills the panel from its admin-only endpoint, then polls it (the time it shows moves on)."""
+    staff.goto("/admin/insights/?period=today")
+    staff.wait_for_selector(".vz-now [data-now=sockets]")
+    assert staff.locator(".vz-now [data-now=sockets]").inner_text().endswith("3")
+    first = staff.locator(".vz-now time").get_attribute("datetime")
+    staff.wait_for_function(
+        "(first) => document.querySelector('.vz-now time').getAttribute('datetime') !== first",
+        arg=first,
+        timeout=12_000,
+    )

@@ -67,6 +67,7 @@ def test_json_holds_each_conversation_with_its_messages() -> None:
         "complete": True,
         "created_at": item["messages"][0]["created_at"],
         "payload": {"n": 1},
+        "rating": None,
     }
     assert "session_key" not in item  # the shopper's session cookie is a credential
 
@@ -140,3 +141,23 @@ def test_queries_grow_per_chunk_not_per_conversation(monkeypatch: pytest.MonkeyP
 def test_unknown_format_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown export format"):
         exports.stream_export(Conversation.objects.all(), "xml")  # type: ignore[arg-type]
+
+
+def test_exports_carry_the_shoppers_rating_of_each_reply() -> None:
+    """Issue 25: a rated reply says so in both formats (value, reason, comment); others are empty."""
+    from chat import feedback
+    from chat.models import Message
+
+    chat = make_chat(texts=("питання",))
+    Message.objects.create(conversation=chat, seq=2, role="assistant", kind="text", text="відповідь")
+    feedback.rate(chat.pk, chat.user_id, feedback.Rating(2, "down", "wrong_price", "=дорого"))
+    [item] = json.loads(export("json"))
+    assert [m["rating"] for m in item["messages"]] == [
+        None,
+        {"value": "down", "reason": "wrong_price", "text": "=дорого"},
+    ]
+    rows = list(csv.DictReader(io.StringIO(export("csv"))))
+    assert [(r["message_rating"], r["message_rating_reason"], r["message_rating_text"]) for r in rows] == [
+        ("", "", ""),
+        ("down", "wrong_price", "'=дорого"),
+    ]

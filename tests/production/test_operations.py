@@ -189,4 +189,10 @@ async def test_sigterm_marks_the_running_turn_and_closes_upstream(
     assert partial and partial[0][3] is False  # what had streamed is kept, marked incomplete
     [(status,)] = database.rows("SELECT status FROM chat_conversation WHERE public_id = %s", shopper.public_id)
     assert status == "idle"  # the next turn can start at once, on any process
+    turns = database.rows(
+        "SELECT t.outcome, t.error_code FROM chat_turn t "
+        "JOIN chat_conversation c ON c.id = t.conversation_id WHERE c.public_id = %s",
+        shopper.public_id,
+    )
+    assert turns == [("interrupted", "relay_shutdown")]  # the insights count it (issue 25)
     assert "shutdown: running turns marked" in lone_app.log()

@@ -8,7 +8,13 @@ command exit with status 1. Timing lives here, not in the tests: a shared CI mac
 ``--database-url`` runs the same measurement against another database (a subprocess with that ``DATABASE_URL``);
 ``--seed`` first fills an empty database with ``seed_demo_conversations`` (``--conversations``, ``--messages``).
 Typical: ``manage.py bench_insights --seed --conversations 100000 --messages 1000000`` on a fresh SQLite file,
-then the same with ``--database-url postgresql://…/an_empty_database``.
+then the same with ``--database-url postgresql://…/an_empty_database``. ``--seed`` rates ``--rated`` (10 %) of the
+messages (finished replies only), so the ratings charts and the rating filter are measured at volume too.
+
+``--export`` adds the export phase (issue 25): a real Daphne process on this database streams the whole table as
+CSV and as JSON through the admin's export action; the report gives the time to the first byte, the whole time and
+how much the process grew (its peak resident memory during the export over its size just before). The budget is a
+first byte within a second and less than 50 MiB of growth.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ def scenarios() -> list[tuple[str, str, dict[str, str]]]:
         ("insights: CSV of a chart, 30 days", insights, {"period": "30", "csv": "errors"}),
         ("conversation list", changelist, {}),
         ("conversation list: search «Молоко»", changelist, {"q": "Молоко"}),
+        ("conversation list: rated not helpful", changelist, {"rating": "down"}),
+        ("insights: ratings CSV, 30 days", insights, {"period": "30", "csv": "ratings"}),
     ]
 
 
@@ -77,6 +85,8 @@ class Command(BaseCommand):
         )
         parser.add_argument("--conversations", type=int, default=100_000, help="with --seed (100000)")
         parser.add_argument("--messages", type=int, default=1_000_000, help="with --seed (1000000)")
+        parser.add_argument("--rated", type=float, default=0.1, help="with --seed: ratings per message (0.1)")
+        parser.add_argument("--export", action="store_true", help="also time the streamed exports under Daphne")
         parser.add_argument("--output", default="", help="also write the results as JSON to this file")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -86,7 +96,7 @@ class Command(BaseCommand):
         if options["repeat"] < 1:
             raise CommandError("--repeat must be at least 1")
         if options["seed"]:
-            self._seed(options["conversations"], options["messages"])
+            self._seed(options["conversations"], options["messages"], options["rated"])
         database = settings.DATABASES["default"]
         where = f"{connection.vendor} {database.get('HOST') or ''} {database['NAME']}".replace("  ", " ")
         self.stdout.write(
@@ -95,9 +105,18 @@ class Command(BaseCommand):
         )
         results = self._measure(options["repeat"])
         self._report(results, options["budget"])
+        exports_ok = True
+        if options["export"]:
+            from chat.management.commands import _bench_exports
+
+            measured = [_bench_exports.measure(fmt) for fmt in ("csv", "json")]
+            exports_ok = _bench_exports.report(measured, self.stdout.write)
+            results += measured
         if options["output"]:
             Path(options["output"]).write_text(json.dumps({"database": where, "results": results}, indent=2))
-        if any(r["name"].startswith("insights") and r["median_s"] > options["budget"] for r in results):
+        if not exports_ok or any(
+            r["name"].startswith("insights") and r["median_s"] > options["budget"] for r in results
+        ):
             sys.exit(1)
 
     def _in_subprocess(self, options: dict[str, Any]) -> None:
@@ -105,6 +124,9 @@ class Command(BaseCommand):
         argv += ["--repeat", str(options["repeat"]), "--budget", str(options["budget"])]
         if options["seed"]:
             argv += ["--seed", "--conversations", str(options["conversations"]), "--messages", str(options["messages"])]
+            argv += ["--rated", str(options["rated"])]
+        if options["export"]:
+            argv.append("--export")
         if options["output"]:
             argv += ["--output", options["output"]]
         if options["seed"]:
@@ -114,12 +136,17 @@ class Command(BaseCommand):
         if result.returncode:
             sys.exit(result.returncode)
 
-    def _seed(self, conversations: int, messages: int) -> None:
+    def _seed(self, conversations: int, messages: int, rated: float) -> None:
         if Conversation.objects.exists():
             raise CommandError("--seed fills an empty database only; this one has conversations")
         call_command("migrate", verbosity=0)
         call_command(
-            "seed_demo_conversations", conversations=conversations, messages=messages, seed=17, stdout=self.stdout
+            "seed_demo_conversations",
+            conversations=conversations,
+            messages=messages,
+            seed=17,
+            rated=rated,
+            stdout=self.stdout,
         )
 
     def _measure(self, repeat: int) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from chat.models import SEARCH_TEXT_LIMIT, Conversation, Message, Turn
+from chat.models import SEARCH_TEXT_LIMIT, Conversation, Feedback, Message, Turn
 
 BATCH_SIZE = 1000
 STORES = ("store-kyiv-01", "store-kyiv-02", "store-lviv-01", "store-odesa-01", "sandbox-store")
@@ -184,6 +184,59 @@ def build_chat(rng: random.Random, start: datetime, messages: int, user_pool: in
     return chat
 
 
+#: (value, reason, comment, weight) of the seeded ratings: most replies that get one are rated helpful.
+RATINGS = (
+    ("up", "", "", 70),
+    ("down", "wrong_products", "", 12),
+    ("down", "wrong_price", "", 6),
+    ("down", "not_understood", "Я питав про інше", 7),
+    ("down", "other", "Занадто довго", 5),
+)
+
+Rated = dict[tuple[int, int], tuple[str, str, str, datetime]]
+
+
+def _rate(chats: list[Chat], rng: random.Random, share: float) -> Rated:
+    """Rate ``share`` of the batch's messages (finished replies only): the rating goes into the reply's payload as
+    ``chat.feedback`` keeps it; the ``Feedback`` rows follow once the messages have keys. Keyed by (chat, seq)."""
+    candidates = [
+        (index, position)
+        for index, chat in enumerate(chats)
+        for position, (_seq, role, kind, _text, _payload, complete, _at) in enumerate(chat.messages)
+        if role == "assistant" and kind == Kind.TEXT and complete
+    ]
+    wanted = min(len(candidates), round(share * sum(len(chat.messages) for chat in chats)))
+    chosen: Rated = {}
+    for index, position in rng.sample(candidates, wanted) if wanted else []:
+        value, reason, text, _ = rng.choices(RATINGS, weights=[r[3] for r in RATINGS])[0]
+        seq, role, kind, body, payload, complete, at = chats[index].messages[position]
+        payload = {**payload, "rating": {"value": value, "reason": reason, "text": text}}
+        chats[index].messages[position] = (seq, role, kind, body, payload, complete, at)
+        chosen[(index, seq)] = (value, reason, text, at + timedelta(seconds=rng.randint(5, 600)))
+    return chosen
+
+
+def _insert_ratings(conversations: list[Conversation], chats: list[Chat], ratings: Rated) -> None:
+    index_of = {conversation.pk: index for index, conversation in enumerate(conversations)}
+    replies = Message.objects.filter(conversation_id__in=list(index_of), role="assistant", kind=Kind.TEXT)
+    rows = []
+    for pk, conversation_id, seq in replies.values_list("pk", "conversation_id", "seq"):
+        index = index_of[conversation_id]
+        found = ratings.get((index, seq))
+        if found is None:
+            continue
+        value, reason, text, at = found
+        chat = chats[index]
+        day = timezone.localdate(at).isoformat()
+        time_value = connection.ops.adapt_datetimefield_value(at)
+        rows.append((conversation_id, pk, seq, chat.user, chat.store, value, reason, text, day, time_value))
+    columns = "conversation_id, message_id, seq, user_id, store_id, value, reason, text, day, rated_at"
+    table = connection.ops.quote_name(Feedback._meta.db_table)
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * 10)})"
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
 def _spread(rng: random.Random, total: int, parts: int) -> list[int]:
     """``total`` split into ``parts`` positive counts, skewed like real chats (many short, a few long)."""
     weights = [rng.expovariate(1.0) + 0.3 for _ in range(parts)]
@@ -207,16 +260,24 @@ class Command(BaseCommand):
             "--batch-size", type=int, default=BATCH_SIZE, help=f"conversations per batch ({BATCH_SIZE})"
         )
         parser.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable data set")
+        parser.add_argument(
+            "--rated",
+            type=float,
+            default=0.0,
+            help="ratings as a share of all messages (0.1: one rating per ten messages), on finished replies (0)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         count, days, batch = options["conversations"], options["days"], options["batch_size"]
         messages = options["messages"] if options["messages"] is not None else 10 * count
+        if not 0 <= options["rated"] <= 1:
+            raise CommandError("--rated is a share between 0 and 1")
         if count < 1 or messages < count or days < 1 or batch < 1:
             raise CommandError("--conversations, --days and --batch-size must be positive, --messages >= conversations")
         rng = random.Random(options["seed"])
         now = timezone.now()
         began = time.monotonic()
-        created = stored = turns = 0
+        created = stored = turns = rated = 0
         while created < count:
             size = min(batch, count - created)
             # This batch's share of the messages, spread unevenly over its conversations (short chats are common).
@@ -226,24 +287,26 @@ class Command(BaseCommand):
                 build_chat(rng, now - timedelta(seconds=rng.randint(600, days * 86400)), share, max(count // 3, 10))
                 for share in shares
             ]
-            stored_now, turns_now = self._insert(chats, rng)
+            stored_now, turns_now, rated_now = self._insert(chats, rng, options["rated"])
             created, stored, turns = created + size, stored + stored_now, turns + turns_now
+            rated += rated_now
             if options["verbosity"] > 1:
                 self.stdout.write(f"{created}/{count} conversations, {time.monotonic() - began:.0f} s")
         # Fresh statistics: the planners would otherwise guess (PostgreSQL's autovacuum analyses a table only a while
         # after a bulk load), and a guessed plan for the admin's queries can be several times slower.
         with connection.cursor() as cursor:
-            for model in (Conversation, Message, Turn):
+            for model in (Conversation, Message, Turn, Feedback):
                 cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
         self.stdout.write(
             self.style.SUCCESS(
-                f"Created {created} demo conversations, {stored} messages and {turns} turns "
+                f"Created {created} demo conversations, {stored} messages, {turns} turns and {rated} ratings "
                 f"in {time.monotonic() - began:.1f} s."
             )
         )
 
     @staticmethod
-    def _insert(chats: list[Chat], rng: random.Random) -> tuple[int, int]:
+    def _insert(chats: list[Chat], rng: random.Random, rated: float = 0.0) -> tuple[int, int, int]:
+        ratings = _rate(chats, rng, rated)
         conversations = [
             Conversation(
                 public_id=uuid.UUID(int=rng.getrandbits(128), version=4),
@@ -272,9 +335,9 @@ class Command(BaseCommand):
         )
         turn_columns = (
             "conversation_id, seq, store_id, user_id, started_at, day, first_token_ms, duration_ms, outcome, "
-            "error_code, query, had_cards, cart_adds, cart_total, added"
+            "error_code, query, had_cards, had_checklist, cart_changed, cart_adds, cart_total, added"
         )
-        turn_sql = f"INSERT INTO {quote(Turn._meta.db_table)} ({turn_columns}) VALUES ({', '.join(['%s'] * 15)})"
+        turn_sql = f"INSERT INTO {quote(Turn._meta.db_table)} ({turn_columns}) VALUES ({', '.join(['%s'] * 17)})"
         with transaction.atomic():
             Conversation.objects.bulk_create(conversations, batch_size=len(conversations))
             if any(conversation.pk is None for conversation in conversations):  # a backend without RETURNING
@@ -304,6 +367,8 @@ class Command(BaseCommand):
                     turn["error_code"],
                     turn["query"],
                     turn["had_cards"],
+                    False,
+                    turn["cart_adds"] > 0,
                     turn["cart_adds"],
                     None if turn["cart_total"] is None else str(turn["cart_total"]),
                     json.dumps(turn["added"], ensure_ascii=False),
@@ -314,4 +379,6 @@ class Command(BaseCommand):
             with connection.cursor() as cursor:
                 cursor.executemany(message_sql, message_rows)
                 cursor.executemany(turn_sql, turn_rows)
-        return len(message_rows), len(turn_rows)
+            if ratings:
+                _insert_ratings(conversations, chats, ratings)
+        return len(message_rows), len(turn_rows), len(ratings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -15,7 +16,7 @@ from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from chat import store
 from chat.admin import charts, insights
@@ -272,8 +273,9 @@ def test_every_chart_offers_its_csv(week: None, viewer: Client) -> None:
 # --- cost -------------------------------------------------------------------------------------------------------
 
 #: Session, user, the viewer's permissions (their own and their groups'), stores, then one each for activity, errors,
-#: latency, products and queries: 10, whatever the number of turns.
-QUERY_BOUND = 10
+#: latency, products and queries, and three for the replies' ratings (per day, reasons, latest down): 13, whatever the
+#: number of turns.
+QUERY_BOUND = 13
 
 
 @pytest.mark.parametrize("conversations", [2, 40])
@@ -320,3 +322,86 @@ def test_charts_draw_every_value_with_a_label() -> None:
 def test_days_are_a_closed_range() -> None:
     scope = insights.Scope(date(2026, 2, 27), date(2026, 3, 2))
     assert scope.days == [date(2026, 2, 27), date(2026, 2, 28), date(2026, 3, 1), date(2026, 3, 2)]
+
+
+def test_fast_first_words_read_in_milliseconds_on_distinct_ticks(viewer: Client) -> None:
+    """Sub-second times said in milliseconds: five ticks of "0,0 с" and a median equal to its p95 misled (issue 25)."""
+    turns(
+        "u1",
+        "s1",
+        *({"query": "x", "first_token_ms": ms, "duration_ms": ms + 900} for ms in (40, 45, 50, 60, 90, 1250)),
+    )
+    with translation.override("uk"):
+        response = viewer.get(URL, {"period": "7"}, HTTP_ACCEPT_LANGUAGE="uk")
+    svg = str(chart(response, "first_token").svg)
+    wide = svg.split("vz-svg-narrow")[0]
+    ticks = re.findall(r'class="vz-tick" x="[\d.]+" y="[\d.]+" text-anchor="end">([^<]+)<', wide)
+    assert len(ticks) >= 3 and len(set(ticks)) == len(ticks), ticks
+    assert "0\u00a0мс" in ticks and any(tick.endswith("\u00a0с") for tick in ticks), ticks
+    page = response.content.decode()
+    assert "50\u00a0мс" in page  # the median
+    assert insights.duration_text(1260) == "1,3\u00a0с" and insights.duration_text(999) == "999\u00a0мс"
+    with translation.override("uk"):
+        assert [insights.duration_tick(v) for v in (0, 250, 1000, 1250)] == [
+            "0\u00a0мс",
+            "250\u00a0мс",
+            "1\u00a0с",
+            "1,25\u00a0с",
+        ]
+
+
+# --- reply feedback (issue 25) ------------------------------------------------------------------------------------
+
+
+def rated_chat(user: str, store_id: str, *ratings: tuple[str, str, str]) -> Conversation:
+    """A conversation of question/reply pairs, each reply rated (value, reason, comment) by its shopper."""
+    from chat import feedback
+    from chat.models import Message
+
+    conversation = Conversation.objects.create(user_id=user, store_id=store_id)
+    for index, (value, reason, text) in enumerate(ratings):
+        seq = 2 * index + 1
+        Message.objects.create(conversation=conversation, seq=seq, role="user", kind="text", text=f"питання {seq}")
+        Message.objects.create(
+            conversation=conversation, seq=seq + 1, role="assistant", kind="text", text=f"відповідь {seq + 1}"
+        )
+        assert feedback.rate(conversation.pk, user, feedback.Rating(seq + 1, value, reason, text)) is not None
+    return conversation
+
+
+def test_ratings_per_day_reasons_and_the_latest_down_rated_replies(viewer: Client) -> None:
+    first = rated_chat("u1", "s1", ("up", "", ""), ("down", "wrong_products", HOSTILE), ("up", "", ""))
+    rated_chat("u2", "s2", ("down", "wrong_price", ""), ("down", "wrong_products", ""))
+    turns("u1", "s1", {"query": "x"})  # the store filter offers stores with turns
+    response = viewer.get(URL, {"period": "today"}, HTTP_ACCEPT_LANGUAGE="uk")
+    assert today_row(chart(response, "ratings"))[1:] == [40.0, 2.0, 3.0]
+    assert chart(response, "reasons").raw == [["wrong_products", 2], ["wrong_price", 1]]
+    latest = response.context["latest_down"]
+    assert [(one.question, one.reply, one.reason) for one in latest][-1] == (
+        "питання 3",
+        "відповідь 4",
+        "wrong_products",
+    )
+    page = response.content.decode()
+    assert f'href="/admin/chat/conversation/{first.pk}/change/#vz-msg-4"' in page
+    assert HOSTILE not in page and "&lt;script&gt;" in page
+    assert "40,0\u00a0%" in page  # the period's share in the summary
+    only_s1 = viewer.get(URL, {"period": "today", "store": "s1"})
+    assert today_row(chart(only_s1, "ratings"))[1:] == [pytest.approx(200 / 3), 2.0, 1.0]
+    assert len(only_s1.context["latest_down"]) == 1
+
+
+def test_the_conversation_list_filters_by_rating(viewer: Client) -> None:
+    up = rated_chat("u1", "s1", ("up", "", ""))
+    down = rated_chat("u2", "s1", ("up", "", ""), ("down", "other", "ні"))
+    unrated = Conversation.objects.create(user_id="u3", store_id="s1")
+    Conversation.objects.filter(pk__in=[up.pk, down.pk, unrated.pk]).update(turn_count=1)
+    url = reverse("admin:chat_conversation_changelist")
+
+    def listed(rating: str) -> set[int]:
+        return {c.pk for c in viewer.get(url, {"rating": rating}).context["cl"].result_list}
+
+    assert listed("down") == {down.pk}
+    assert listed("up") == {up.pk, down.pk}
+    assert listed("rated") == {up.pk, down.pk}
+    assert listed("none") == {unrated.pk}

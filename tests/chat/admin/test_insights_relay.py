@@ -83,3 +83,19 @@ async def test_turns_through_the_relay_show_on_the_insights_page(sandbox: Any) -
     page = response.content.decode()
     assert "Забагато повідомлень" in page  # the error's Ukrainian name, in the errors chart's legend and table
     assert "xyzzy quux" in page and add.added[0]["name"] in page
+
+
+async def test_only_turns_that_showed_nothing_are_queries_without_products(sandbox: Any) -> None:
+    """A recipe answered with a checklist and a cart change asked in words are answers, not misses (issue 25)."""
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="borscht", key="k1")
+        assert "checklist" in await receive_until(tab, READY)
+        await send(tab, kind="message", text="додай два молока", key="k2")
+        assert "data-change=" in await receive_until(tab, READY)
+        await send(tab, kind="message", text="xyzzy quux", key="k3")
+        await receive_until(tab, READY)
+
+    response = await insights_page()
+    charts = {chart.key: chart for chart in response.context["charts"]}
+    assert [row[0] for row in charts["queries"].raw] == ["xyzzy quux"]

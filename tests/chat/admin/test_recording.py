@@ -146,3 +146,11 @@ def test_started_at_is_aware_and_recent() -> None:
     turn = TurnRecord.begin(wire.UserMessage(text="x"))
     assert turn.started_at.tzinfo is not None
     assert abs(turn.started_at - datetime.now(UTC)) < timedelta(seconds=5)
+
+
+def test_turn_record_notes_a_checklist_and_any_cart_change() -> None:
+    turn = TurnRecord.begin(wire.UserMessage(text="борщ"))
+    turn.see(wire.IngredientChecklist(title="Борщ", items=()))
+    turn.see(cart("item_removed"))
+    fields = turn.fields(1, "")
+    assert fields["had_checklist"] is True and fields["cart_changed"] is True and fields["cart_adds"] == 0

@@ -189,3 +189,52 @@ def test_every_label_has_ukrainian_wording() -> None:
         if english == ukrainian and english not in ("ID",):
             same.append(f"{where}: {english}")
     assert same == []
+
+
+# --- wording (issue 25) -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lines", "shown"),
+    [(1, "1 позиція · 77,00\u00a0₴"), (3, "3 позиції · 77,00\u00a0₴"), (10, "10 позицій · 77,00\u00a0₴")],
+)
+def test_the_cart_column_says_lines_and_total(ukrainian: Client, lines: int, shown: str) -> None:
+    """ "10 × 164,01 ₴" read as ten at 164,01 each: it is ten lines, 164,01 in all."""
+    Conversation.objects.create(
+        user_id="покупець", store_id="магазин", turn_count=1, cart_count=lines, cart_total=Decimal(77)
+    )
+    page = ukrainian.get(reverse("admin:chat_conversation_changelist")).content.decode()
+    assert shown in page and " × " not in page
+
+
+def test_the_day_filter_says_the_day_in_the_genitive(ukrainian: Client, conversation: Conversation) -> None:
+    created = conversation.created_at
+    url = reverse("admin:chat_conversation_changelist")
+    page = ukrainian.get(f"{url}?created_at__year={created.year}&created_at__month={created.month}").content.decode()
+    with translation.override("uk"):
+        from django.utils import dateformat, timezone
+
+        day = dateformat.format(timezone.localtime(created), "j E")
+    assert day[0] != "0" and day.split()[1][-1] in "яу"  # "7 грудня", not "07 Грудень"
+    assert f">{day}<" in page
+
+
+def test_the_index_names_the_product_not_django(ukrainian: Client) -> None:
+    page = ukrainian.get(reverse("admin:index")).content.decode()
+    assert "Адміністрування сайта" not in page and "Django" not in page
+    assert "<title>Розмови та аналітика | Адміністрування Візочка</title>" in page
+
+
+def test_a_favicon_is_served(client: Client) -> None:
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200 and response["Content-Type"] == "image/x-icon"
+    assert response.content[:4] == b"\0\0\1\0"  # an ICO header
+
+
+def test_the_messages_list_searches_the_text(ukrainian: Client, conversation: Conversation) -> None:
+    url = reverse("admin:chat_message_changelist")
+    page = ukrainian.get(url).content.decode()
+    assert 'id="searchbar"' in page
+    found = ukrainian.get(url, {"q": "обірвана"})
+    assert [m.text for m in found.context["cl"].result_list] == ["Обірвана відповідь"]
+    assert ukrainian.get(url, {"q": str(conversation.public_id)}).context["cl"].result_count > 3

@@ -225,3 +225,34 @@ async def test_the_queue_timeout_holds_when_the_client_loses_a_cancellation(redi
         await lossy.close()
         for lease in held:
             await lease.release()
+
+
+@pytest.mark.redis
+async def test_redis_slots_count_usage_and_waiting_turns_of_every_process(redis_slots: list[RedisSlots]) -> None:
+    """The admin's "Now" panel (issue 25): sockets in use and turns in line, whichever process holds them."""
+    first, second = redis_slots
+    assert await first.usage() == (0, 0)
+    a = await first.acquire(1.0)
+    b = await second.acquire(1.0)
+    listed = asyncio.Event()
+    waiting = asyncio.create_task(second.acquire(2.0, on_wait=listed.set))
+    await asyncio.wait_for(listed.wait(), 2)  # the other process's turn is listed as it starts to wait
+    assert await first.usage() == (2, 1)
+    await a.release()
+    c = await waiting
+    assert await first.usage() == (2, 0)
+    for lease in (b, c):
+        await lease.release()
+    assert await second.usage() == (0, 0)
+    await first._redis.delete(first.waiting_key)
+
+
+async def test_local_slots_count_usage_and_waiting_turns() -> None:
+    slots = LocalSlots(1)
+    lease = await slots.acquire(1.0)
+    waiting = asyncio.create_task(slots.acquire(1.0))
+    await asyncio.sleep(0)
+    assert await slots.usage() == (1, 1)
+    await lease.release()
+    await (await waiting).release()
+    assert await slots.usage() == (0, 0)
