@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -96,7 +98,7 @@ async def redis_slots() -> AsyncIterator[list[RedisSlots]]:
     made = [RedisSlots(REDIS_URL, key, 2, ttl=3.0, poll=0.01) for _ in range(2)]
     yield made
     for slots in made:
-        await slots._redis.delete(key)
+        await slots._redis.delete(*slots._keys)
         await slots.close()
 
 
@@ -132,12 +134,12 @@ class LosesCancellation(RedisSlots):
 
     lost = False
 
-    async def _try(self, member: str) -> bool:
+    async def _try(self, member: str, lease: str = "") -> list[Any]:
         if not self.lost:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.sleep(0.2)  # the queue timeout fires in here
             self.lost = True
-        return await super()._try(member)
+        return await super()._try(member, lease)
 
 
 @pytest.mark.redis
@@ -152,3 +154,65 @@ async def test_the_queue_timeout_holds_when_a_cancellation_is_lost(redis_slots: 
         await lossy.close()
         for lease in held:
             await lease.release()
+
+
+@pytest.fixture
+async def redis_key() -> AsyncIterator[str]:
+    redis = pytest.importorskip("redis.asyncio")
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except Exception as exc:
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {exc}")
+    key = f"test:slots:{uuid.uuid4().hex}"
+    try:
+        yield key
+    finally:
+        keys = await client.keys(f"{key}*")
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+@pytest.mark.redis
+async def test_a_lease_stalled_past_its_ttl_is_not_revived(redis_key: str) -> None:
+    stalled = RedisSlots(REDIS_URL, redis_key, 1, ttl=0.6, poll=0.01)
+    other = RedisSlots(REDIS_URL, redis_key, 1, ttl=0.6, poll=0.01)
+    try:
+        lost = asyncio.Event()
+        lease = await stalled.acquire(1.0, on_lost=lost.set)
+        # The whole process stalls (a long GC pause, a suspended VM) past its lease's TTL: nothing of it runs.
+        time.sleep(0.9)  # noqa: ASYNC251 - the stall itself: the event loop must not run
+        taken = await other.acquire(1.0)  # the other process finds the lease expired and takes the slot
+        # On resuming, the stalled process's renewal finds its lease gone: it is told, and it does not put it back.
+        await asyncio.wait_for(lost.wait(), 2.0)
+        assert await other._redis.zcard(redis_key) == 1
+        await lease.release()  # giving back a lost lease frees nothing that is somebody else's
+        assert await other._redis.zcard(redis_key) == 1
+        await taken.release()
+        assert await other._redis.zcard(redis_key) == 0
+    finally:
+        await stalled.close()
+        await other.close()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("skew", [40.0, -40.0])
+async def test_a_process_with_a_skewed_clock_cannot_evict_live_leases(redis_key: str, skew: float) -> None:
+    honest = RedisSlots(REDIS_URL, redis_key, 2, ttl=30.0, poll=0.01)
+    skewed = RedisSlots(REDIS_URL, redis_key, 2, ttl=30.0, poll=0.01, clock=lambda: time.time() + skew)
+    try:
+        # Whichever process takes its lease first, the other's clock must not make it look expired.
+        first, second = (honest, skewed) if skew > 0 else (skewed, honest)
+        held = [await first.acquire(1.0), await first.acquire(1.0)]
+        with pytest.raises(SlotTimeout):
+            await second.acquire(0.3)
+        assert await honest._redis.zcard(redis_key) == 2
+        await held[0].release()
+        lease = await second.acquire(1.0)
+        assert await honest._redis.zcard(redis_key) == 2
+        for each in (held[1], lease):
+            await each.release()
+    finally:
+        await honest.close()
+        await skewed.close()
