@@ -94,6 +94,11 @@ def error_text(code: str) -> str:
 
 
 @register.filter
+def retry_text(seconds: Any) -> str:
+    return texts.retry_text(float(seconds))
+
+
+@register.filter
 def cart_action_text(action: str) -> str:
     return texts.cart_action_text(action)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from chat.turns import claims
 from chat.turns.record import TurnRecord
 from chat.turns.runner import ConversationRef, ConversationRunner
 from chat.turns.service import get_relay
+from chat.turns.slots import LineRefused
 from chat.vizochok import messages as wire
 
 logger = logging.getLogger("chat.turns.engine")
@@ -47,11 +49,32 @@ class Send:
     source_seq: int | None = None
 
 
-async def begin(ref: ConversationRef, send: Send, *, shopper: str) -> bool:
-    """Start a turn; False for a repeated key (a queue replayed after a reconnect). Raises :class:`Refused`."""
+async def admit(client: str) -> None:
+    """Let a turn from the client address ``client`` in, or raise :class:`Refused`: the address's turn rate, its
+    turns already in line, and whether the line is short enough to serve it in time.
+
+    Called before anything of the turn is stored (a new conversation's row included): a refused flood stores nothing.
+    """
+    retry_after = await ratelimit.address_bucket().take(f"address:{client}")
+    if retry_after:
+        raise Refused("rate_limited", retry_after=math.ceil(retry_after))
+    try:
+        await get_relay().slots.check(client)
+    except LineRefused as refused:
+        code = "line_full" if refused.reason == "line" else "too_many_queued"
+        raise Refused(code, retry_after=max(1, math.ceil(refused.retry_after))) from None
+
+
+async def begin(ref: ConversationRef, send: Send, *, shopper: str, client: str = "", admitted: bool = False) -> bool:
+    """Start a turn; False for a repeated key (a queue replayed after a reconnect). Raises :class:`Refused`.
+
+    ``client``: the address the line serves in turn with others; ``admitted``: :func:`admit` already let it in.
+    """
     runner = get_relay().runner(ref)
     if runner.running:
         raise Refused("agent_busy")
+    if not admitted:
+        await admit(client)
     retry_after = await ratelimit.turn_bucket().take(shopper) or runner.window.retry_after()
     if retry_after:
         raise Refused("rate_limited", retry_after=retry_after)
@@ -79,7 +102,7 @@ async def begin(ref: ConversationRef, send: Send, *, shopper: str) -> bool:
     if started.unsaved:
         # The send upstream does not wait for this; the turn's own writes do (ConversationRunner.start).
         saving = asyncio.get_running_loop().create_task(_store_sent(runner, message, send.source_seq))
-    runner.start(send.frame, message.seq, TurnRecord.begin(send.frame), saving)
+    runner.start(send.frame, message.seq, TurnRecord.begin(send.frame), saving, client=client)
     return True
 
 

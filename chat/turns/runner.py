@@ -31,7 +31,7 @@ from chat.presentation import formatting, rendering
 from chat.turns import claims, liveness
 from chat.turns.limits import limits
 from chat.turns.record import STOPPED, TurnRecord
-from chat.turns.slots import Lease, Slots, SlotTimeout
+from chat.turns.slots import Lease, LineRefused, Slots, SlotTimeout
 from chat.turns.upstream import EmbeddedSandbox, upstream_config
 from chat.turns.window import SlidingWindow
 from chat.vizochok import messages as wire
@@ -137,6 +137,8 @@ class ConversationRunner:
         self._in_turn = False
         self._turn_seq = 0
         self._bubbles = 0
+        #: The client address the running turn came from: the line serves addresses in turn (``chat.turns.slots``).
+        self._client = ""
 
     # --- public ---------------------------------------------------------------------------------------------
 
@@ -151,6 +153,8 @@ class ConversationRunner:
         seq: int,
         record: TurnRecord,
         sent: asyncio.Task[None] | None = None,
+        *,
+        client: str = "",
     ) -> asyncio.Task[None]:
         """Run one turn in the background: it outlives the tab that asked for it.
 
@@ -158,6 +162,7 @@ class ConversationRunner:
         writes wait for it, so the transcript keeps its order and a database outage in between loses nothing.
         """
         self._sent = sent
+        self._client = client
         self._turn_seq = seq
         self._bubbles = 0
         self._in_turn = True
@@ -208,6 +213,9 @@ class ConversationRunner:
                 upstream_code = await self._exchange(frame)
         except SlotTimeout:
             relay_code = "queue_timeout"
+        except LineRefused:
+            # Refused at the door (``engine.admit``) as a rule; this is the rare turn that raced another to the line.
+            relay_code = "line_full"
         except AuthRejected as exc:
             logger.error("upstream refused our key (close code %s)", exc.code)
             relay_code = "auth_failed"
@@ -251,8 +259,19 @@ class ConversationRunner:
             return
         await self._close_session()
         queued = time.monotonic()
-        self.lease = await self.relay.slots.acquire(limits().queue, on_wait=lambda: self._status("waiting"))
+        waited = False
+
+        def place(place: int, seconds: float) -> None:
+            nonlocal waited
+            waited = True
+            self.publish(functools.partial(rendering.queue_place, place, seconds))
+
+        self.lease = await self.relay.slots.acquire(
+            limits().queue, client=self._client, on_place=place, on_lost=self._lease_lost
+        )
         metrics.QUEUE_WAIT.observe(time.monotonic() - queued)
+        if waited:
+            self.publish(functools.partial(rendering.queue_place, 0, 0.0))  # out of the line: "thinking" again
         try:
             await self._open()
         except BaseException:
@@ -348,6 +367,8 @@ class ConversationRunner:
 
     async def _reopen(self) -> None:
         """A fresh socket after the last one dropped, on the reconnect schedule counted from the drop."""
+        if self.lease is None:
+            raise UpstreamError("the upstream slot was lost")  # another process holds it now: no socket without it
         dropped = 0.0
         if self.session is not None:
             ended = self.session.ended_at
@@ -510,11 +531,23 @@ class ConversationRunner:
 
     def _park(self) -> None:
         """Keep the socket warm for the next turn, but give it up at once if another turn waits for a slot."""
-        assert self.lease is not None
+        if self.lease is None:  # lost while the turn ran
+            self._closing = asyncio.get_running_loop().create_task(self._close_session())
+            return
         loop = asyncio.get_running_loop()
         self._parked = True
         self.lease.mark_idle(self._reclaim)
         self._idle_timer = loop.call_later(settings.VIZOCHOK_IDLE_GRACE, self._reclaim)
+
+    def _lease_lost(self) -> None:
+        """The slot's lease expired (this process stalled past its TTL) and may be somebody else's now: the socket
+        closes at once, so the key's limit holds; a turn using it ends as the upstream being lost."""
+        self.lease = None
+        session, self.session = self.session, None
+        if session is not None:
+            asyncio.get_running_loop().create_task(session.close())
+        if self._parked:
+            self._reclaim()
 
     def _reclaim(self) -> None:
         self._cancel_idle()

@@ -94,7 +94,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         if conversation.pk is not None:
             logs.bind_conversation(conversation.pk)
-        self._socket_claim = await ratelimit.SocketCaps().claim(user_id, ratelimit.client_address(self.scope))
+        #: The address the line and the turn rate count (trusted-hop aware: ``ratelimit.client_address``).
+        self.client = ratelimit.client_address(self.scope)
+        self._socket_claim = await ratelimit.SocketCaps().claim(user_id, self.client)
         if self._socket_claim is None:
             # Too many sockets for this shopper or address: say so in the tab, then close for good (no retry).
             await self.accept()
@@ -300,8 +302,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 raise Refused("empty_message")
             if len(text) > MAX_TEXT_CHARS:
                 raise Refused("message_too_long", limit=MAX_TEXT_CHARS)
+            # A turn the line refuses stores nothing, not even a new conversation's row: admitted first.
+            await engine.admit(self.client)
             await self._stored()  # the conversation is stored first, then the turn starts as for any other
-            await self._start_turn(wire.UserMessage(text=text), Message.Kind.TEXT, text, key)
+            await self._start_turn(wire.UserMessage(text=text), Message.Kind.TEXT, text, key, admitted=True)
             return
         if self.conversation.pk is None:
             # Nothing was shown in a conversation that is not stored yet: no card, cart item or choice to act on.
@@ -447,9 +451,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         key: str,
         *,
         source_seq: int | None = None,
+        admitted: bool = False,
     ) -> None:
         send = engine.Send(frame, kind, text, key, source_seq)
-        await engine.begin(self._ref(), send, shopper=self.user_key)
+        await engine.begin(self._ref(), send, shopper=self.user_key, client=self.client, admitted=admitted)
 
     async def _catch_up(self, after: int, bubble: str, offset: int) -> None:
         """Catch a (re)connected tab up from what it says it has: stored messages after ``after``, the reply

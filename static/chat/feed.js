@@ -65,11 +65,18 @@ const HANDLERS = {
     positions.caughtUp();
     session.turn = node.dataset.state;
     if (session.turn === "ready") {
+      delete chat.dataset[CHAT_DATA.queuePosition]; // a turn that ended in line (stopped, timed out) left it
       // A bubble still streaming when the turn is over lost its end while this tab was away; the stored reply came
       // back with the catch-up.
       log.querySelectorAll(SEL.streaming).forEach((stale) => stale.remove());
     }
     applyTurnState();
+  },
+  [ITEM.queueState](node) {
+    // #chat[data-queue-position] (shared contract): the place while this conversation's turn waits, absent otherwise.
+    const place = node.dataset.position;
+    if (place) chat.dataset[CHAT_DATA.queuePosition] = place;
+    else delete chat.dataset[CHAT_DATA.queuePosition];
   },
   [ITEM.cart](node) {
     if (!node.hasAttribute(ATTR.change)) return;
