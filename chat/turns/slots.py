@@ -527,6 +527,7 @@ class _RedisLease:
         self.reclaim: Reclaim | None = None
         #: Idle/busy marks go to Redis in the order they were made (each after the previous one).
         self._marking: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
         self._renewer = asyncio.get_running_loop().create_task(self._renew())
 
     @property
@@ -543,8 +544,14 @@ class _RedisLease:
         return False
 
     async def _renew(self) -> None:
+        # Stopped by an event, not cancelled: a cancellation landing inside a redis-py call can leave its
+        # connection out of step (or be lost); the renewer only ever stops between calls.
         while not self._released:
-            await asyncio.sleep(self._slots.ttl / 3)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._slots.ttl / 3):
+                    await self._stop.wait()
+            if self._released:
+                return
             try:
                 await self.renew()
             except Exception:  # Redis unreachable for a moment: the next renewal tries again, the TTL decides
@@ -564,7 +571,7 @@ class _RedisLease:
 
     def _forget(self) -> None:
         self._released = True
-        self._renewer.cancel()
+        self._stop.set()
         self._slots._leases.pop(self.member, None)
         self._slots._local_used -= 1
 
