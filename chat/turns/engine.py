@@ -49,9 +49,10 @@ class Send:
     source_seq: int | None = None
 
 
-async def admit(client: str) -> None:
+async def admit(client: str) -> str:
     """Let a turn from the client address ``client`` in, or raise :class:`Refused`: the address's turn rate, its
-    turns already in line, and whether the line is short enough to serve it in time.
+    turns already in line, and whether the line is short enough to serve it in time. Returns the place it reserved
+    in line (give it to :func:`begin`).
 
     Called before anything of the turn is stored (a new conversation's row included): a refused flood stores nothing.
     """
@@ -59,22 +60,35 @@ async def admit(client: str) -> None:
     if retry_after:
         raise Refused("rate_limited", retry_after=math.ceil(retry_after))
     try:
-        await get_relay().slots.check(client)
+        return await get_relay().slots.check(client, reserve=True)
     except LineRefused as refused:
         code = "line_full" if refused.reason == "line" else "too_many_queued"
         raise Refused(code, retry_after=max(1, math.ceil(refused.retry_after))) from None
 
 
-async def begin(ref: ConversationRef, send: Send, *, shopper: str, client: str = "", admitted: bool = False) -> bool:
+async def begin(
+    ref: ConversationRef, send: Send, *, shopper: str, client: str = "", admitted: str | None = None
+) -> bool:
     """Start a turn; False for a repeated key (a queue replayed after a reconnect). Raises :class:`Refused`.
 
-    ``client``: the address the line serves in turn with others; ``admitted``: :func:`admit` already let it in.
+    ``client``: the address the line serves in turn with others; ``admitted``: what :func:`admit` returned when it
+    already let this turn in.
     """
+    reservation = await admit(client) if admitted is None else admitted
+    try:
+        started = await _begin(ref, send, shopper, client, reservation)
+    except BaseException:
+        await get_relay().slots.unreserve(reservation)
+        raise
+    if not started:
+        await get_relay().slots.unreserve(reservation)
+    return started
+
+
+async def _begin(ref: ConversationRef, send: Send, shopper: str, client: str, reservation: str) -> bool:
     runner = get_relay().runner(ref)
     if runner.running:
         raise Refused("agent_busy")
-    if not admitted:
-        await admit(client)
     retry_after = await ratelimit.turn_bucket().take(shopper) or runner.window.retry_after()
     if retry_after:
         raise Refused("rate_limited", retry_after=retry_after)
@@ -102,7 +116,8 @@ async def begin(ref: ConversationRef, send: Send, *, shopper: str, client: str =
     if started.unsaved:
         # The send upstream does not wait for this; the turn's own writes do (ConversationRunner.start).
         saving = asyncio.get_running_loop().create_task(_store_sent(runner, message, send.source_seq))
-    runner.start(send.frame, message.seq, TurnRecord.begin(send.frame), saving, client=client)
+    record = TurnRecord.begin(send.frame)
+    runner.start(send.frame, message.seq, record, saving, client=client, reservation=reservation)
     return True
 
 

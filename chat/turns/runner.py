@@ -13,7 +13,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
@@ -54,6 +54,10 @@ Kind = Message.Kind
 #: Frames that offer a choice and may be re-sent by the upstream after ``session_restored``.
 _CHOICE_KINDS = {wire.QuickReplies: Kind.QUICK_REPLIES, wire.IngredientChecklist: Kind.CHECKLIST}
 _RICH_KINDS = {**_CHOICE_KINDS, wire.ProductCards: Kind.PRODUCT_CARDS}
+
+
+#: Background tasks kept referenced until they finish (the loop holds only weak references).
+_background: set[asyncio.Task[None]] = set()
 
 
 def _count_stray(frame: Any, where: str) -> None:
@@ -137,8 +141,10 @@ class ConversationRunner:
         self._in_turn = False
         self._turn_seq = 0
         self._bubbles = 0
-        #: The client address the running turn came from: the line serves addresses in turn (``chat.turns.slots``).
+        #: The client address the running turn came from: the line serves addresses in turn (``chat.turns.slots``),
+        #: and the place it reserved in line at the door (``engine.admit``).
         self._client = ""
+        self._reservation = ""
 
     # --- public ---------------------------------------------------------------------------------------------
 
@@ -155,6 +161,7 @@ class ConversationRunner:
         sent: asyncio.Task[None] | None = None,
         *,
         client: str = "",
+        reservation: str = "",
     ) -> asyncio.Task[None]:
         """Run one turn in the background: it outlives the tab that asked for it.
 
@@ -163,6 +170,7 @@ class ConversationRunner:
         """
         self._sent = sent
         self._client = client
+        self._reservation = reservation
         self._turn_seq = seq
         self._bubbles = 0
         self._in_turn = True
@@ -254,8 +262,11 @@ class ConversationRunner:
             await self._closing  # a reclaim raced with this turn: let it finish, then open afresh
             self._closing = None
             self.relay.adopt(self)
+        reservation, self._reservation = self._reservation, ""
         if self.session is not None and not self.session.closed and self.lease is not None:
             self.lease.mark_busy()
+            if reservation:  # the warm socket serves it: the place reserved in line is not needed (not awaited)
+                self._write_free(self.relay.slots.unreserve(reservation))
             return
         await self._close_session()
         queued = time.monotonic()
@@ -267,7 +278,7 @@ class ConversationRunner:
             self.publish(functools.partial(rendering.queue_place, place, seconds))
 
         self.lease = await self.relay.slots.acquire(
-            limits().queue, client=self._client, on_place=place, on_lost=self._lease_lost
+            limits().queue, client=self._client, on_place=place, on_lost=self._lease_lost, reservation=reservation
         )
         metrics.QUEUE_WAIT.observe(time.monotonic() - queued)
         if waited:
@@ -437,6 +448,19 @@ class ConversationRunner:
         if sent is not None:
             with contextlib.suppress(Exception):  # a failure is logged where it happens; the reply still counts
                 await asyncio.shield(sent)
+
+    def _write_free(self, work: Coroutine[Any, Any, None]) -> None:
+        """Bookkeeping nobody waits for (its failure only logged); held until done."""
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                logger.warning("line bookkeeping failed", exc_info=True)
+
+        task = asyncio.get_running_loop().create_task(run())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
 
     def _write_behind(self, fn: Callable[..., Any], *args: Any) -> None:
         """A write the turn does not wait for: after the pending one (``_sent``), and before the turn's next write."""

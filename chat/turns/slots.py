@@ -85,11 +85,19 @@ class Slots(Protocol):
         client: str = "",
         on_place: OnPlace | None = None,
         on_lost: OnLost | None = None,
+        reservation: str = "",
     ) -> Lease: ...
 
-    async def check(self, client: str) -> None:
-        """Raise :class:`LineRefused` if a turn of ``client`` would be refused now (before anything is stored)."""
+    async def check(self, client: str, *, reserve: bool = False) -> str:
+        """Raise :class:`LineRefused` if a turn of ``client`` would be refused now (before anything is stored).
+
+        ``reserve``: hold its place against the address's cap until :meth:`acquire` takes it up (``reservation``) or
+        :meth:`unreserve` gives it back (else it lapses in a few seconds): turns let in at the same moment count
+        together, so a burst cannot slip past the cap between the door and the line.
+        """
         ...
+
+    async def unreserve(self, reservation: str) -> None: ...
 
     @property
     def in_use(self) -> int: ...
@@ -195,8 +203,11 @@ class LocalSlots:
         self._round = 0
         self._seq = 0
         self._grants = 0
-        #: Per client address: tickets in line, and the round of its last one.
-        self._clients: dict[str, tuple[int, int]] = {}
+        #: Per client address: tickets in line, and the round of its last one (queued or served).
+        self._clients: dict[str, int] = {}
+        self._lasts: dict[str, int] = {}
+        #: Places reserved at the door (reservation -> its client address and when it lapses).
+        self._pending: dict[str, tuple[str, float]] = {}
         self._idle: list[_LocalLease] = []
 
     @staticmethod
@@ -212,11 +223,16 @@ class LocalSlots:
         return len(self._line)
 
     def _round_for(self, client: str) -> int:
-        count, last = self._clients.get(client, (0, 0))
-        return max(self._round, last + 1) if count else self._round
+        last = self._lasts.get(client)
+        return self._round if last is None else max(self._round, last + 1)
 
     def _refusal(self, client: str) -> LineRefused | None:
-        count, _last = self._clients.get(client, (0, 0))
+        count = self._clients.get(client, 0)
+        now = self._now()
+        for reservation, (_client, lapses) in list(self._pending.items()):
+            if lapses <= now:
+                del self._pending[reservation]
+        count += sum(1 for owner, _lapses in self._pending.values() if owner == client)
         if self.policy.per_client and count >= self.policy.per_client:
             return LineRefused("per_client", self.service)
         if self.policy.max_wait > 0 and self._used >= self.limit:
@@ -227,10 +243,18 @@ class LocalSlots:
                 return LineRefused("line", wait - self.policy.max_wait)
         return None
 
-    async def check(self, client: str) -> None:
+    async def check(self, client: str, *, reserve: bool = False) -> str:
         refusal = self._refusal(client)
         if refusal is not None:
             raise refusal
+        if not reserve:
+            return ""
+        reservation = uuid.uuid4().hex
+        self._pending[reservation] = (client, self._now() + TICKET_TTL)
+        return reservation
+
+    async def unreserve(self, reservation: str) -> None:
+        self._pending.pop(reservation, None)
 
     async def acquire(
         self,
@@ -240,11 +264,15 @@ class LocalSlots:
         client: str = "",
         on_place: OnPlace | None = None,
         on_lost: OnLost | None = None,
+        reservation: str = "",
     ) -> _LocalLease:
+        reserved = self._pending.pop(reservation, None) is not None
         if self._used < self.limit and not self._line:
             self._used += 1
+            self._lasts[client] = max(self._round, self._lasts.get(client, self._round))  # served this round
             return _LocalLease(self)
-        await self.check(client)
+        if not reserved:
+            await self.check(client)
         ticket = self._join(client)
         if on_wait is not None:
             on_wait()
@@ -272,8 +300,8 @@ class LocalSlots:
     def _join(self, client: str) -> _Ticket:
         self._seq += 1
         ticket = _Ticket(client, self._round_for(client), self._seq)
-        count, _last = self._clients.get(client, (0, 0))
-        self._clients[client] = (count + 1, ticket.round)
+        self._clients[client] = self._clients.get(client, 0) + 1
+        self._lasts[client] = ticket.round
         # Few tickets wait at once (bounded per address); a sorted insert keeps the head at index 0.
         index = len(self._line)
         while index and self._line[index - 1].order > ticket.order:
@@ -284,11 +312,13 @@ class LocalSlots:
 
     def _drop(self, ticket: _Ticket) -> None:
         self._line.remove(ticket)
-        count, last = self._clients[ticket.client]
-        if count <= 1:
-            del self._clients[ticket.client]
-        else:
-            self._clients[ticket.client] = (count - 1, last)
+        count = self._clients[ticket.client]
+        if count > 1:
+            self._clients[ticket.client] = count - 1
+            return
+        del self._clients[ticket.client]
+        if len(self._lasts) > 1000:  # last rounds behind the current one mean nothing: keep the map small
+            self._lasts = {c: r for c, r in self._lasts.items() if r >= self._round or c in self._clients}
 
     def _leave(self, ticket: _Ticket) -> None:
         with contextlib.suppress(ValueError, KeyError):
@@ -330,11 +360,11 @@ class LocalSlots:
 # ARGV, the same for every script: limit, lease TTL (ms), ticket TTL (ms), per-client cap, max wait (ms),
 # initial service time (ms), client, ticket id, lease id, reclaim grace (ms).
 _PRELUDE = """
-local LEASES, LINE, TICKETS, ALIVE, COUNTS, LASTS, STATE, IDLE, RECLAIMING, SINCE =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local LEASES, LINE, TICKETS, ALIVE, COUNTS, LASTS, STATE, IDLE, RECLAIMING, SINCE, PENDING, PENDS =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
 local LIMIT, TTL, ALIVE_TTL, CAP, MAX_WAIT, SERVICE0 =
   tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local CLIENT, TICKET, LEASE, GRACE = ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10])
+local CLIENT, TICKET, LEASE, GRACE, RESERVED = ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10]), ARGV[11]
 local CHANNEL = LEASES .. ':events'
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -350,7 +380,9 @@ local function drop_ticket(m)
   redis.call('HDEL', TICKETS, m)
   if client and redis.call('HINCRBY', COUNTS, client, -1) <= 0 then
     redis.call('HDEL', COUNTS, client)
-    redis.call('HDEL', LASTS, client)
+    -- Its last round stays while it is current: a client served this round queues its next turn for the next one.
+    local round = tonumber(redis.call('HGET', STATE, 'round')) or 0
+    if (tonumber(redis.call('HGET', LASTS, client)) or -1) < round then redis.call('HDEL', LASTS, client) end
   end
   return true
 end
@@ -359,6 +391,15 @@ local function forget_lease(m)
   redis.call('ZREM', IDLE, m)
   redis.call('ZREM', RECLAIMING, m)
   redis.call('HDEL', SINCE, m)
+end
+
+-- a place reserved at the door (before anything was stored), not yet taken up by its turn
+local function drop_pending(r)
+  if redis.call('ZREM', PENDING, r) == 0 then return false end
+  local client = redis.call('HGET', TICKETS, r)
+  redis.call('HDEL', TICKETS, r)
+  if client and redis.call('HINCRBY', PENDS, client, -1) <= 0 then redis.call('HDEL', PENDS, client) end
+  return true
 end
 
 local function purge()
@@ -372,6 +413,7 @@ local function purge()
     if drop_ticket(m) then moved = true end
   end
   redis.call('ZREMRANGEBYSCORE', RECLAIMING, '-inf', now)
+  for _, r in ipairs(redis.call('ZRANGEBYSCORE', PENDING, '-inf', now)) do drop_pending(r) end
   if moved then redis.call('PUBLISH', CHANNEL, 'm') end
 end
 
@@ -415,17 +457,31 @@ local function try(member)
   return {0, rank - math.max(free, 0), grants, service()}
 end
 
-local function round_for(count)
+-- A client's next ticket goes one round past its last one (queued or served), never before the current round.
+local function round_for()
   local round = tonumber(redis.call('HGET', STATE, 'round')) or 0
-  if count > 0 then
-    round = math.max(round, (tonumber(redis.call('HGET', LASTS, CLIENT)) or round) + 1)
-  end
+  local last = tonumber(redis.call('HGET', LASTS, CLIENT))
+  if last then round = math.max(round, last + 1) end
   return round
+end
+
+-- Last rounds of clients with nothing queued fall behind the current round and mean nothing then: pruned now and
+-- then, so the hash stays as small as the set of recent clients.
+local function prune_lasts()
+  if redis.call('HLEN', LASTS) < 1000 then return end
+  local round = tonumber(redis.call('HGET', STATE, 'round')) or 0
+  local entries = redis.call('HGETALL', LASTS)
+  for i = 1, #entries, 2 do
+    if tonumber(entries[i + 1]) < round and not redis.call('HGET', COUNTS, entries[i]) then
+      redis.call('HDEL', LASTS, entries[i])
+    end
+  end
 end
 
 -- nil if a turn of CLIENT may join; else {code, seconds to wait (ms)}
 local function refusal(count, round)
-  if CAP > 0 and count >= CAP then return {-1, service()} end
+  local pending = tonumber(redis.call('HGET', PENDS, CLIENT)) or 0
+  if CAP > 0 and count + pending >= CAP then return {-1, service()} end
   if MAX_WAIT > 0 then
     local free = LIMIT - redis.call('ZCARD', LEASES)
     local place = redis.call('ZCOUNT', LINE, '-inf', round) + 1 - math.max(free, 0)
@@ -441,9 +497,12 @@ end
 _JOIN = """
 purge()
 local count = tonumber(redis.call('HGET', COUNTS, CLIENT)) or 0
-local round = round_for(count)
-local refused = refusal(count, round)
-if refused then return {refused[1], refused[2], 0, 0, ''} end
+prune_lasts()
+local round = round_for()
+if not (RESERVED ~= '' and drop_pending(RESERVED)) then  -- a reservation was let in at the door already
+  local refused = refusal(count, round)
+  if refused then return {refused[1], refused[2], 0, 0, ''} end
+end
 local seq = redis.call('HINCRBY', STATE, 'seq', 1)
 local member = string.format('%016d', seq) .. ':' .. TICKET
 redis.call('ZADD', LINE, round, member)
@@ -457,9 +516,19 @@ return {result[1], result[2], result[3], result[4], member}
 _CHECK = """
 purge()
 local count = tonumber(redis.call('HGET', COUNTS, CLIENT)) or 0
-local refused = refusal(count, round_for(count))
+local refused = refusal(count, round_for())
 if refused then return refused end
+if TICKET ~= '' then  -- reserve the place: turns let in at once count against the address's cap together
+  redis.call('ZADD', PENDING, now + ALIVE_TTL, TICKET)
+  redis.call('HSET', TICKETS, TICKET, CLIENT)
+  redis.call('HINCRBY', PENDS, CLIENT, 1)
+end
 return {0, 0}
+"""
+
+_UNRESERVE = """
+drop_pending(TICKET)
+return 1
 """
 
 _TRY = """
@@ -627,6 +696,7 @@ class RedisSlots:
     _SCRIPTS = {
         "join": _JOIN,
         "check": _CHECK,
+        "unreserve": _UNRESERVE,
         "try": _TRY,
         "leave": _LEAVE,
         "renew": _RENEW,
@@ -679,7 +749,9 @@ class RedisSlots:
     def waiting(self) -> int:
         return len(self._waiters)
 
-    async def _run(self, script: str, *, client: str = "", ticket: str = "", lease: str = "") -> Any:
+    async def _run(
+        self, script: str, *, client: str = "", ticket: str = "", lease: str = "", reserved: str = ""
+    ) -> Any:
         args: list[str | int] = [
             self.limit,
             int(self.ttl * 1000),
@@ -691,18 +763,25 @@ class RedisSlots:
             ticket,
             lease,
             int(RECLAIM_GRACE * 1000),
+            reserved,
         ]
         return await self._scripts[script](keys=self._keys, args=args)
 
     async def _try(self, member: str, lease: str = "") -> list[Any]:
         return list(await self._run("try", ticket=member, lease=lease))
 
-    async def check(self, client: str) -> None:
-        code, wait = await self._run("check", client=client)
+    async def check(self, client: str, *, reserve: bool = False) -> str:
+        ticket = uuid.uuid4().hex if reserve else ""
+        code, wait = await self._run("check", client=client, ticket=ticket)
         if code == -1:
             raise LineRefused("per_client", int(wait) / 1000)
         if code == -2:
             raise LineRefused("line", int(wait) / 1000)
+        return ticket
+
+    async def unreserve(self, reservation: str) -> None:
+        if reservation:
+            await self._run("unreserve", ticket=reservation)
 
     async def acquire(
         self,
@@ -712,13 +791,14 @@ class RedisSlots:
         client: str = "",
         on_place: OnPlace | None = None,
         on_lost: OnLost | None = None,
+        reservation: str = "",
     ) -> _RedisLease:
         await self._listen()
         lease = uuid.uuid4().hex
         deadlines = _Deadlines(timeout, self.policy.max_wait)
         wake = asyncio.Event()
         code, place, grants, service, member = await self._run(
-            "join", client=client, ticket=uuid.uuid4().hex, lease=lease
+            "join", client=client, ticket=uuid.uuid4().hex, lease=lease, reserved=reservation
         )
         member = member.decode() if isinstance(member, bytes) else str(member)
         if code == -1:
@@ -821,7 +901,7 @@ class RedisSlots:
         await self._redis.aclose()
 
 
-_PARTS = ("line", "tickets", "alive", "counts", "lasts", "state", "idle", "reclaiming", "since")
+_PARTS = ("line", "tickets", "alive", "counts", "lasts", "state", "idle", "reclaiming", "since", "pending", "pends")
 
 
 def make_slots(

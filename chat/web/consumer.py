@@ -303,9 +303,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if len(text) > MAX_TEXT_CHARS:
                 raise Refused("message_too_long", limit=MAX_TEXT_CHARS)
             # A turn the line refuses stores nothing, not even a new conversation's row: admitted first.
-            await engine.admit(self.client)
+            admitted = await engine.admit(self.client)
             await self._stored()  # the conversation is stored first, then the turn starts as for any other
-            await self._start_turn(wire.UserMessage(text=text), Message.Kind.TEXT, text, key, admitted=True)
+            await self._start_turn(wire.UserMessage(text=text), Message.Kind.TEXT, text, key, admitted=admitted)
             return
         if self.conversation.pk is None:
             # Nothing was shown in a conversation that is not stored yet: no card, cart item or choice to act on.
@@ -451,7 +451,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         key: str,
         *,
         source_seq: int | None = None,
-        admitted: bool = False,
+        admitted: str | None = None,
     ) -> None:
         send = engine.Send(frame, kind, text, key, source_seq)
         await engine.begin(self._ref(), send, shopper=self.user_key, client=self.client, admitted=admitted)
