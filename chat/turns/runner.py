@@ -512,6 +512,10 @@ class ConversationRunner:
     async def _finish(self, relay_code: str, upstream_code: str) -> None:
         """Whatever happened: keep the cut reply, say what went wrong, free the conversation and the tabs."""
         stopped = relay_code == STOPPED
+        if relay_code in ("", "upstream_lost") and self.session is not None and not self.session.closed:
+            # Parked before the turn's end is stored, not after: a turn waiting anywhere gets the slot while this
+            # one writes (the upstream is done with it), instead of after a database round trip.
+            self._park()
         try:
             # A stopped reply is kept as it streamed; a "stopped" marker is stored only when nothing had streamed.
             self._end_bubble(complete=False, stopped=stopped)
@@ -543,9 +547,7 @@ class ConversationRunner:
         # before "ready" goes out: the next turn may start the moment a tab has it.
         self._in_turn = False
         self._stopping = False  # a stopped turn's socket is closed below, not parked
-        if relay_code in ("", "upstream_lost") and self.session is not None and not self.session.closed:
-            self._park()
-        else:
+        if not self._parked and self._closing is None:
             self._closing = asyncio.get_running_loop().create_task(self._close_session())
         self._status(None)
         self.publish(functools.partial(rendering.state, "ready"))
