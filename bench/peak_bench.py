@@ -34,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 import uuid
@@ -120,23 +119,6 @@ class PeakSandbox(SandboxServer):
         if not deltas:
             self.events.append((time.monotonic(), "end", socket_id))
         return Reply(frames, on_delta=on_delta)
-
-
-class SandboxThread:
-    def __init__(self, config: SandboxConfig) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.server = PeakSandbox(config)
-        self.thread = threading.Thread(target=self.loop.run_forever, name="sandbox", daemon=True)
-
-    def start(self) -> str:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start("127.0.0.1", 0), self.loop).result(30)
-        return str(self.server.url)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(30)
 
 
 class App:
@@ -325,6 +307,39 @@ def busy_while_waiting(
     return full / total if total else 1.0
 
 
+def handover(events: Sequence[tuple[float, str, int]]) -> dict[str, float]:
+    """Where a slot's time goes between turns (p50 seconds): a turn's end to its socket's close, a close to the next
+    socket's open, and an open to that socket's turn start (the upstream handshake and the message)."""
+    ordered = sorted(events)
+    last_end: dict[int, float] = {}
+    opened: dict[int, float] = {}
+    end_to_close: list[float] = []
+    close_to_open: list[float] = []
+    open_to_start: list[float] = []
+    pending_close: float | None = None
+    for at, kind, socket_id in ordered:
+        if kind == "end":
+            last_end[socket_id] = at
+        elif kind == "close":
+            if socket_id in last_end:
+                end_to_close.append(at - last_end.pop(socket_id))
+            pending_close = at
+        elif kind == "open":
+            opened[socket_id] = at
+            if pending_close is not None:
+                close_to_open.append(at - pending_close)
+                pending_close = None
+        elif kind == "start" and socket_id in opened:
+            open_to_start.append(at - opened.pop(socket_id))
+    return {
+        "end_to_close_mean_s": round(statistics.fmean(end_to_close), 3) if end_to_close else 0.0,
+        "close_to_open_mean_s": round(statistics.fmean(close_to_open), 3) if close_to_open else 0.0,
+        "end_to_close_p50_s": round(_pct(end_to_close, 0.5), 3),
+        "close_to_open_p50_s": round(_pct(close_to_open, 0.5), 3),
+        "open_to_start_p50_s": round(_pct(open_to_start, 0.5), 3),
+    }
+
+
 def inversions(records: Sequence[TurnRecord]) -> int:
     """Pairs of turns of one address sent through different processes and served in the other order.
 
@@ -391,6 +406,7 @@ def summarize(run: Run, events: Sequence[tuple[float, str, int]], refused_4029: 
         "queue_timeouts": codes.get("queue_timeout", 0),
         "flooder_share": round(upstream_time[True] / total_upstream, 4),
         "fair_share": round(1 / len(addresses), 4) if addresses else None,
+        **handover([e for e in events if e[0] >= start]),
         "service_p50_s": round(statistics.median(s for _a, s in services), 3) if services else None,
     }
     targets = {
@@ -422,22 +438,29 @@ def _database(options: PeakOptions) -> tuple[str, Callable[[], None]]:
 
 
 def run(options: PeakOptions) -> dict[str, Any]:
-    import logging
+    from bench.relay_bench import Child
 
-    logging.getLogger("chat.sandbox").setLevel(logging.WARNING)  # a line per socket would drown the report
     rng = random.Random(options.seed)
-    sandbox = SandboxThread(
-        SandboxConfig(
-            tokens_per_second=0.0,
-            reply_seconds=options.reply_seconds,
-            max_connections_per_key=options.slots,
-            ping_interval=0.0,
-            messages_per_window=10_000,  # the relay keeps the per-socket window itself; the line is under test here
-        )
-    )
-    sandbox_url = sandbox.start()
-    database, drop = _database(options)
     workdir = Path(tempfile.mkdtemp(prefix="peak-"))
+    events_file = workdir / "sandbox-events.json"
+    sandbox = Child(
+        "sandbox",
+        [
+            sys.executable,
+            "-m",
+            "bench.peak_sandbox",
+            "--events",
+            str(events_file),
+            "--reply-seconds",
+            str(options.reply_seconds),
+            "--max-connections",
+            str(options.slots),
+        ],
+        {**os.environ, "PYTHONUNBUFFERED": "1"},
+        workdir,
+    )
+    sandbox_url = sandbox.first_line()
+    database, drop = _database(options)
     env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
@@ -466,7 +489,7 @@ def run(options: PeakOptions) -> dict[str, Any]:
     )
     apps = [App("a", env, workdir), App("b", env, workdir)]
     try:
-        return asyncio.run(_drive(options, apps, sandbox, rng, workdir))
+        return asyncio.run(_drive(options, apps, sandbox, events_file, rng, workdir))
     finally:
         for app in apps:
             app.stop()
@@ -476,7 +499,7 @@ def run(options: PeakOptions) -> dict[str, Any]:
 
 
 async def _drive(
-    options: PeakOptions, apps: list[App], sandbox: SandboxThread, rng: random.Random, workdir: Path
+    options: PeakOptions, apps: list[App], sandbox: Any, events_file: Path, rng: random.Random, workdir: Path
 ) -> dict[str, Any]:
     log = options.log
     # Shoppers of one address (an office, a household) share it: the address is what the line counts.
@@ -500,12 +523,20 @@ async def _drive(
         if s.ws is not None:
             with contextlib.suppress(Exception):
                 await s.ws.close()
-    events = list(sandbox.server.events)
-    refused = sandbox.server.refused_too_many
+    sandbox.stop()  # SIGTERM: it writes its events and exits
+    written = json.loads(await asyncio.to_thread(events_file.read_text))
+    events = [(float(at), str(kind), int(socket_id)) for at, kind, socket_id in written["events"]]
+    refused = int(written["refused_4029"])
     result = summarize(run_state, events, refused, start)
     result["options"] = {
         k: (str(v) if isinstance(v, Path) else v) for k, v in vars(options).items() if k not in {"log", "database_url"}
     }
+    result["events"] = [(round(at - start, 4), kind, socket_id % 100000) for at, kind, socket_id in events]
+    result["waits"] = [
+        (round(r.sent - start, 4), round((r.granted or r.ended or r.sent) - start, 4), r.flooder, r.code)
+        for r in run_state.records
+        if r.queued
+    ]
     result["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     options.output.parent.mkdir(parents=True, exist_ok=True)
     options.output.write_text(json.dumps(result, indent=2))
