@@ -141,6 +141,8 @@ class ConversationRunner:
         self._in_turn = False
         self._turn_seq = 0
         self._bubbles = 0
+        #: This turn's slot was offered to the line before the turn's end was stored (``_give_way_if_done``).
+        self._gave_way = False
         #: The client address the running turn came from: the line serves addresses in turn (``chat.turns.slots``),
         #: and the place it reserved in line at the door (``engine.admit``).
         self._client = ""
@@ -169,6 +171,7 @@ class ConversationRunner:
         writes wait for it, so the transcript keeps its order and a database outage in between loses nothing.
         """
         self._sent = sent
+        self._gave_way = False
         self._client = client
         self._reservation = reservation
         self._turn_seq = seq
@@ -439,6 +442,7 @@ class ConversationRunner:
 
     async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A database write of this turn, after the shopper's message is stored (see :meth:`start`)."""
+        self._give_way_if_done()
         await self._stored_so_far()
         return await db.call(fn, *args, **kwargs)
 
@@ -512,7 +516,8 @@ class ConversationRunner:
     async def _finish(self, relay_code: str, upstream_code: str) -> None:
         """Whatever happened: keep the cut reply, say what went wrong, free the conversation and the tabs."""
         stopped = relay_code == STOPPED
-        if relay_code in ("", "upstream_lost") and self.session is not None and not self.session.closed:
+        closing = self._closing is not None  # given up early for a waiting turn (``_close_early``)
+        if relay_code in ("", "upstream_lost") and not closing and self.session is not None and not self.session.closed:
             # Parked before the turn's end is stored, not after: a turn waiting anywhere gets the slot while this
             # one writes (the upstream is done with it), instead of after a database round trip.
             self._park()
@@ -547,8 +552,10 @@ class ConversationRunner:
         # before "ready" goes out: the next turn may start the moment a tab has it.
         self._in_turn = False
         self._stopping = False  # a stopped turn's socket is closed below, not parked
-        if not self._parked and self._closing is None:
-            self._closing = asyncio.get_running_loop().create_task(self._close_session())
+        if not self._parked:
+            # After the socket's early close (``_close_early``) if one runs: the slot goes back once, once it is shut.
+            early = self._closing
+            self._closing = asyncio.get_running_loop().create_task(self._close_session(after=early))
         self._status(None)
         self.publish(functools.partial(rendering.state, "ready"))
         await self.feed.drain()
@@ -564,6 +571,27 @@ class ConversationRunner:
         self._parked = True
         self.lease.mark_idle(self._reclaim)
         self._idle_timer = loop.call_later(settings.VIZOCHOK_IDLE_GRACE, self._reclaim)
+
+    def _give_way_if_done(self) -> None:
+        """The upstream has finished this turn (its ``response_complete`` is queued behind what is being stored): the
+        slot may go to a waiting turn now, not after the writes (a reply's cards, cart and end are several)."""
+        session, lease = self.session, self.lease
+        if self._gave_way or session is None or lease is None or not session.completed():
+            return
+        self._gave_way = True
+        lease.mark_idle(self._close_early)
+
+    def _close_early(self) -> None:
+        """A turn waits for the slot of a turn that is only storing what came: close that socket and let it go. The
+        turn reads what is left of its frames from memory; ``_finish`` sees the socket closed and does not park it."""
+        session = self.session
+        if session is not None:
+            self._closing = asyncio.get_running_loop().create_task(self._close_early_then_release(session))
+
+    async def _close_early_then_release(self, session: UpstreamSession) -> None:
+        with contextlib.suppress(Exception):
+            await session.close()
+        await self._release()
 
     def _lease_lost(self) -> None:
         """The slot's lease expired (this process stalled past its TTL) and may be somebody else's now: the socket
@@ -585,7 +613,10 @@ class ConversationRunner:
             self._idle_timer.cancel()
             self._idle_timer = None
 
-    async def _close_session(self) -> None:
+    async def _close_session(self, after: asyncio.Task[None] | None = None) -> None:
+        if after is not None:
+            with contextlib.suppress(BaseException):
+                await after
         session, self.session = self.session, None
         if session is not None:
             with contextlib.suppress(Exception):

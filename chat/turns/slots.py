@@ -153,7 +153,8 @@ class _LocalLease:
     def mark_idle(self, reclaim: Reclaim) -> None:
         self._slots._served(self)
         self.reclaim = reclaim
-        self._slots._idle.append(self)
+        if self not in self._slots._idle:
+            self._slots._idle.append(self)
         self._slots._reclaim_for_waiters()
 
     def mark_busy(self) -> None:
