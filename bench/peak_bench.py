@@ -357,13 +357,33 @@ def inversions(records: Sequence[TurnRecord]) -> int:
     return count
 
 
+def _socket_holds(events: Sequence[tuple[float, str, int]], start: float) -> list[float]:
+    opened: dict[int, float] = {}
+    holds: list[tuple[float, float]] = []
+    for at, kind, socket_id in sorted(events):
+        if kind == "open":
+            opened[socket_id] = at
+        elif kind == "close" and socket_id in opened:
+            began = opened.pop(socket_id)
+            if began >= start:
+                holds.append((began, at - began))
+    return [hold for _began, hold in sorted(holds)]
+
+
 def summarize(run: Run, events: Sequence[tuple[float, str, int]], refused_4029: int, start: float) -> dict[str, Any]:
     options = run.options
     served = [r for r in run.records if r.granted is not None and r.ended is not None and not r.code]
     granted = {id(r): r.granted or 0.0 for r in served}
     ended = {id(r): r.ended or 0.0 for r in served}
     waits = [granted[id(r)] - r.sent for r in served]
-    services = [(r.sent, ended[id(r)] - granted[id(r)]) for r in served]
+    # A turn's service is how long it held its slot: the upstream socket's life (its open to its close, as the
+    # sandbox saw them), matched to the turns in the order they were granted; a turn's grant to its end where the
+    # sockets do not match up (a warm socket served two turns). The end of a turn as its tab sees it comes later:
+    # the slot is given back as soon as the upstream is done, while the reply is still being stored.
+    holds = _socket_holds(events, start)
+    by_grant = sorted(served, key=lambda r: granted[id(r)])
+    hold_of = {id(r): hold for r, hold in zip(by_grant, holds, strict=False)} if len(holds) == len(served) else {}
+    services = [(r.sent, hold_of.get(id(r), ended[id(r)] - granted[id(r)])) for r in served]
     ideal = fifo_waits(services, options.slots)
     shopper_waits = [granted[id(r)] - r.sent for r in served if not r.flooder]
     ideal_by_turn = dict(zip(sorted(range(len(services)), key=lambda i: services[i]), ideal, strict=True))
@@ -408,6 +428,7 @@ def summarize(run: Run, events: Sequence[tuple[float, str, int]], refused_4029: 
         "fair_share": round(1 / len(addresses), 4) if addresses else None,
         **handover([e for e in events if e[0] >= start]),
         "service_p50_s": round(statistics.median(s for _a, s in services), 3) if services else None,
+        "services_from_sockets": bool(hold_of),
     }
     targets = {
         "busy_while_waiting >= 0.95": utilisation >= 0.95,
@@ -523,6 +544,8 @@ async def _drive(
         if s.ws is not None:
             with contextlib.suppress(Exception):
                 await s.ws.close()
+    for app in apps:
+        app.stop()  # a graceful shutdown closes the sockets kept warm: every socket's close is on record
     sandbox.stop()  # SIGTERM: it writes its events and exits
     written = json.loads(await asyncio.to_thread(events_file.read_text))
     events = [(float(at), str(kind), int(socket_id)) for at, kind, socket_id in written["events"]]
