@@ -500,6 +500,9 @@ def run(options: PeakOptions) -> dict[str, Any]:
         "VIZOCHOK_TRUSTED_PROXY_HOPS": "1",
         "VIZOCHOK_LOG_LEVEL": "WARNING",
         "VIZOCHOK_TURNS_PER_MINUTE": "600",
+        # A store expecting floods tightens the per-address rate below its generous default (120 a minute, 60 at once).
+        "VIZOCHOK_TURNS_PER_MINUTE_PER_ADDRESS": "60",
+        "VIZOCHOK_TURN_BURST_PER_ADDRESS": "20",
         "VIZOCHOK_TURN_BURST": "100",
     }
     subprocess.run(

@@ -328,8 +328,10 @@ VIZOCHOK_SLOT_TTL = float(os.environ.get("VIZOCHOK_SLOT_TTL", "30"))
 VIZOCHOK_TURNS_PER_MINUTE = float(os.environ.get("VIZOCHOK_TURNS_PER_MINUTE", "20"))
 VIZOCHOK_TURN_BURST = float(os.environ.get("VIZOCHOK_TURN_BURST", "10"))
 # Turns one client address may start (whatever its cookies), checked before anything is stored (0 = no limit).
-VIZOCHOK_TURNS_PER_MINUTE_PER_ADDRESS = float(os.environ.get("VIZOCHOK_TURNS_PER_MINUTE_PER_ADDRESS", "60"))
-VIZOCHOK_TURN_BURST_PER_ADDRESS = float(os.environ.get("VIZOCHOK_TURN_BURST_PER_ADDRESS", "20"))
+# Generous by default: many shoppers may share one address (an office, a carrier's NAT); the line's round-robin
+# keeps an address to its share of the sockets whatever this allows.
+VIZOCHOK_TURNS_PER_MINUTE_PER_ADDRESS = float(os.environ.get("VIZOCHOK_TURNS_PER_MINUTE_PER_ADDRESS", "120"))
+VIZOCHOK_TURN_BURST_PER_ADDRESS = float(os.environ.get("VIZOCHOK_TURN_BURST_PER_ADDRESS", "60"))
 # Open browser sockets per shopper session and per client address (0 = no cap).
 VIZOCHOK_MAX_SOCKETS_PER_SESSION = env_int("VIZOCHOK_MAX_SOCKETS_PER_SESSION", 12)
 VIZOCHOK_MAX_SOCKETS_PER_IP = env_int("VIZOCHOK_MAX_SOCKETS_PER_IP", 200)
