@@ -147,6 +147,12 @@ async def live_text(pk: int, group: str) -> tuple[str, str] | None:
     return await get_relay().live_text(pk, group)
 
 
+def place_in_line(pk: int) -> tuple[int, float] | None:
+    """The place and estimate of ``pk``'s turn while it waits in line in this process (else None)."""
+    runner = get_relay().existing(pk)
+    return runner.place_in_line if runner is not None else None
+
+
 def runs_here(pk: int) -> bool:
     runner = get_relay().existing(pk)
     return runner is not None and runner.running

@@ -141,6 +141,8 @@ class ConversationRunner:
         self._in_turn = False
         self._turn_seq = 0
         self._bubbles = 0
+        #: The running turn's place in the line and its estimate while it waits (None once served or idle).
+        self._place: tuple[int, float] | None = None
         #: This turn's slot was offered to the line before the turn's end was stored (``_give_way_if_done``).
         self._gave_way = False
         #: The client address the running turn came from: the line serves addresses in turn (``chat.turns.slots``),
@@ -172,6 +174,7 @@ class ConversationRunner:
         """
         self._sent = sent
         self._gave_way = False
+        self._place = None
         self._client = client
         self._reservation = reservation
         self._turn_seq = seq
@@ -195,6 +198,11 @@ class ConversationRunner:
         self._stopping = True
         self.task.cancel()
         return True
+
+    @property
+    def place_in_line(self) -> tuple[int, float] | None:
+        """The running turn's place in the line and estimate while it waits for a slot (for a tab that joins)."""
+        return self._place if self._in_turn else None
 
     def live_bubble(self) -> tuple[str, str] | None:
         """The bubble being streamed now and its text so far, for a tab that joins mid-reply."""
@@ -278,12 +286,14 @@ class ConversationRunner:
         def place(place: int, seconds: float) -> None:
             nonlocal waited
             waited = True
+            self._place = (place, seconds)
             self.publish(functools.partial(rendering.queue_place, place, seconds))
 
         self.lease = await self.relay.slots.acquire(
             limits().queue, client=self._client, on_place=place, on_lost=self._lease_lost, reservation=reservation
         )
         metrics.QUEUE_WAIT.observe(time.monotonic() - queued)
+        self._place = None
         if waited:
             self.publish(functools.partial(rendering.queue_place, 0, 0.0))  # out of the line: "thinking" again
         try:

@@ -415,6 +415,9 @@ local function purge()
   end
   redis.call('ZREMRANGEBYSCORE', RECLAIMING, '-inf', now)
   for _, r in ipairs(redis.call('ZRANGEBYSCORE', PENDING, '-inf', now)) do drop_pending(r) end
+  -- The line's counters outlive a quiet day, not a key that is no longer used.
+  redis.call('PEXPIRE', STATE, 86400000)
+  redis.call('PEXPIRE', LASTS, 86400000)
   if moved then redis.call('PUBLISH', CHANNEL, 'm') end
 end
 
