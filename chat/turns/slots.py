@@ -857,10 +857,11 @@ class RedisSlots:
         if self._listener is None or self._listener.done():
             self._listening.clear()
             self._listener = asyncio.get_running_loop().create_task(self._subscribe())
-        # A move published before the subscription is missed; a waiter re-checks every ``poll`` anyway.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(1.0):
-                await self._listening.wait()
+            # Once, when starting: a move published before the subscription is missed (a waiter re-checks every
+            # ``poll`` anyway), and a subscription that keeps failing must not slow every turn down.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._listening.wait()
 
     async def _subscribe(self) -> None:
         from redis.asyncio import Redis
