@@ -366,7 +366,9 @@ class ConversationRunner:
             if ended is not None:
                 return ended
             if self._unsaved is not None and not self.session.waiting:
-                await self._save_reply()  # nothing more has come yet: store the reply before waiting for it
+                # Nothing more has come yet: the reply is stored while the upstream's next frames come, not before
+                # they are read (a response_complete read late keeps the turn's slot from the line).
+                self._save_reply_behind()
             try:
                 event = await anext(events)
             except StopAsyncIteration:
@@ -476,8 +478,22 @@ class ConversationRunner:
         _background.add(task)
         task.add_done_callback(_background.discard)
 
-    def _write_behind(self, fn: Callable[..., Any], *args: Any) -> None:
-        """A write the turn does not wait for: after the pending one (``_sent``), and before the turn's next write."""
+    def _save_reply_behind(self) -> None:
+        """:meth:`_save_reply` without waiting for it: shown once stored, before the turn's next write is."""
+        reply, self._unsaved = self._unsaved, None
+        if reply is not None:
+            self._write_behind(
+                store.save_assistant_text,
+                self.pk,
+                then=lambda message: self._show_reply(reply, message),
+                **reply.fields(),
+            )
+
+    def _write_behind(
+        self, fn: Callable[..., Any], *args: Any, then: Callable[[Any], None] | None = None, **kwargs: Any
+    ) -> None:
+        """A write the turn does not wait for: after the pending one (``_sent``), and before the turn's next write;
+        ``then`` gets what it returned."""
         previous = self._sent
 
         async def write() -> None:
@@ -485,9 +501,12 @@ class ConversationRunner:
                 with contextlib.suppress(Exception):  # logged where it failed; this write still goes
                     await asyncio.shield(previous)
             try:
-                await db.call(fn, *args)
+                result = await db.call(fn, *args, **kwargs)
             except Exception:
                 logger.exception("could not store %s for conversation %s", fn.__name__, self.pk)
+                return
+            if then is not None:
+                then(result)
 
         self._sent = asyncio.get_running_loop().create_task(write())
 
