@@ -295,8 +295,13 @@ VIZOCHOK_STORE_ID = os.environ.get("VIZOCHOK_STORE_ID", "sandbox-store")
 VIZOCHOK_MAX_CONNECTIONS = env_int("VIZOCHOK_MAX_CONNECTIONS", 3)
 # Seconds an idle upstream socket is kept after response_complete before its slot is given back.
 VIZOCHOK_IDLE_GRACE = float(os.environ.get("VIZOCHOK_IDLE_GRACE", "15"))
-# Seconds a turn may wait in the queue for an upstream slot before the shopper is told to try again.
+# Seconds a turn may wait in line for an upstream slot while the line does not move (no turn served anywhere, its
+# place unchanged); a moving line never times a turn out (chat/turns/slots.py).
 VIZOCHOK_QUEUE_TIMEOUT = float(os.environ.get("VIZOCHOK_QUEUE_TIMEOUT", "30"))
+# Seconds a turn may be expected to wait in line: a longer line refuses it at once, saying when to try again.
+VIZOCHOK_LINE_MAX_WAIT = float(os.environ.get("VIZOCHOK_LINE_MAX_WAIT", "90"))
+# Turns one client address may have waiting in the line at once (0 = no cap); addresses are served in turn.
+VIZOCHOK_QUEUED_PER_ADDRESS = env_int("VIZOCHOK_QUEUED_PER_ADDRESS", 5)
 VIZOCHOK_TURN_TIMEOUT = float(os.environ.get("VIZOCHOK_TURN_TIMEOUT", "120"))
 # After an upstream error ends a turn, how long its response_complete may still come before the socket serves the
 # next turn; and the quiet a socket must have had before a turn (frames in it belong to no turn: set apart).
@@ -334,6 +339,11 @@ VIZOCHOK_SLOT_TTL = float(os.environ.get("VIZOCHOK_SLOT_TTL", "30"))
 # Turns a shopper may start: a token bucket shared by their tabs and by every process (in the cache).
 VIZOCHOK_TURNS_PER_MINUTE = float(os.environ.get("VIZOCHOK_TURNS_PER_MINUTE", "20"))
 VIZOCHOK_TURN_BURST = float(os.environ.get("VIZOCHOK_TURN_BURST", "10"))
+# Turns one client address may start (whatever its cookies), checked before anything is stored (0 = no limit).
+# Generous by default: many shoppers may share one address (an office, a carrier's NAT); the line's round-robin
+# keeps an address to its share of the sockets whatever this allows.
+VIZOCHOK_TURNS_PER_MINUTE_PER_ADDRESS = float(os.environ.get("VIZOCHOK_TURNS_PER_MINUTE_PER_ADDRESS", "120"))
+VIZOCHOK_TURN_BURST_PER_ADDRESS = float(os.environ.get("VIZOCHOK_TURN_BURST_PER_ADDRESS", "60"))
 # Open browser sockets per shopper session and per client address (0 = no cap).
 VIZOCHOK_MAX_SOCKETS_PER_SESSION = env_int("VIZOCHOK_MAX_SOCKETS_PER_SESSION", 12)
 VIZOCHOK_MAX_SOCKETS_PER_IP = env_int("VIZOCHOK_MAX_SOCKETS_PER_IP", 200)

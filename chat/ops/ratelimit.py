@@ -77,6 +77,14 @@ def turn_bucket() -> Bucket:
     )
 
 
+def address_bucket() -> Bucket:
+    """Turns per client address, whatever cookies it sends: a new visitor id costs a client one GET."""
+    return Bucket(
+        per_minute=float(settings.VIZOCHOK_TURNS_PER_MINUTE_PER_ADDRESS),
+        burst=float(settings.VIZOCHOK_TURN_BURST_PER_ADDRESS),
+    )
+
+
 class SocketCaps:
     """Open browser sockets per session and per client IP, counted in the cache."""
 

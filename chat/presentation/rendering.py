@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from chat.models import Message
+from chat.presentation import texts
 from chat.presentation.markdown import render_markdown
 
 logger = logging.getLogger("chat.presentation.rendering")
@@ -183,6 +185,19 @@ def _status(code: str, language: str | None) -> str:
 @functools.lru_cache(maxsize=16)
 def _state(value: str, language: str | None) -> str:
     return fragment("response_complete" if value == "ready" else "turn_state", state=value)
+
+
+def queue_place(place: int, seconds: float) -> str:
+    """A waiting turn's place in the deployment's line (``#chat[data-queue-position]`` and the status in words);
+    place 0: out of the line (served: "thinking" again)."""
+    shown = 5 * math.ceil(seconds / 5)  # what the shopper reads changes in 5 s steps: so does the cache key
+    return _queue(place, shown, translation.get_language())
+
+
+@functools.lru_cache(maxsize=256)
+def _queue(place: int, seconds: float, language: str | None) -> str:
+    text = texts.queue_text(place, seconds) if place else texts.status_text("thinking")
+    return fragment("queue", place=place, text=text)
 
 
 def session_restored(items: list[dict[str, Any]], total: Decimal, count: int) -> str:

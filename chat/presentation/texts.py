@@ -6,6 +6,7 @@ code of the reference is here, plus the relay's own.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.conf import settings
@@ -40,6 +41,8 @@ ERROR_TEXTS: dict[str, Promise] = {
     "no_catalog_data": _("The store's catalog is not available right now."),
     # The relay's own codes.
     "queue_timeout": _("All lines are busy right now. Please try again in a minute."),
+    "line_full": _("Too many shoppers are waiting for the assistant right now."),
+    "too_many_queued": _("Your earlier messages are still waiting in line. Please wait for their replies."),
     "auth_failed": _("The assistant is not available: the store's access was refused."),
     "turn_timeout": _("The assistant took too long to answer. Please try again."),
     "upstream_lost": _("The connection to the assistant was lost. Please send your message again."),
@@ -115,6 +118,43 @@ CART_NOTE_VERBS: dict[str, Promise] = {
     "item_removed": pgettext_lazy("cart note", "Removed"),
     "quantity_updated": pgettext_lazy("cart note", "Changed"),
 }
+
+
+#: Places in line said as words ("You are third in line"); later places as numbers.
+QUEUE_ORDINALS: dict[int, Promise] = {
+    1: pgettext_lazy("place in line", "first"),
+    2: pgettext_lazy("place in line", "second"),
+    3: pgettext_lazy("place in line", "third"),
+    4: pgettext_lazy("place in line", "fourth"),
+    5: pgettext_lazy("place in line", "fifth"),
+    6: pgettext_lazy("place in line", "sixth"),
+    7: pgettext_lazy("place in line", "seventh"),
+    8: pgettext_lazy("place in line", "eighth"),
+    9: pgettext_lazy("place in line", "ninth"),
+    10: pgettext_lazy("place in line", "tenth"),
+}
+
+
+def wait_text(seconds: float) -> str:
+    """An estimate as a shopper reads it: whole 5 s steps up to a minute and a half, then minutes."""
+    if seconds < 90:
+        return _("~%(seconds)s s") % {"seconds": max(5, 5 * math.ceil(seconds / 5))}
+    return _("~%(minutes)s min") % {"minutes": math.ceil(seconds / 60)}
+
+
+def queue_text(place: int, seconds: float) -> str:
+    """A waiting turn's status: "You are third in line · ~10 s"."""
+    ordinal = QUEUE_ORDINALS.get(place)
+    if ordinal is not None:
+        head = _("You are %(ordinal)s in line") % {"ordinal": ordinal}
+    else:
+        head = _("You are number %(place)s in line") % {"place": place}
+    return f"{head} · {wait_text(seconds)}"
+
+
+def retry_text(seconds: float) -> str:
+    """When a refused turn may be sent again."""
+    return _("Please try again in %(wait)s.") % {"wait": wait_text(seconds).lstrip("~")}
 
 
 def status_text(code: str) -> str:

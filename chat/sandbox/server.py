@@ -112,6 +112,9 @@ class SandboxConfig:
     pong_timeout: float = 60.0
     #: ``text_delta`` frames per second; 0 = as fast as possible (still yielding to the loop between chunks).
     tokens_per_second: float = 40.0
+    #: Every reply takes about this many seconds, its ``text_delta`` frames spread evenly over it (a peak-hour
+    #: benchmark wants a known service time whatever the reply's length); 0 = paced by ``tokens_per_second``.
+    reply_seconds: float = 0.0
     max_connections_per_key: int = 3
     messages_per_window: int = 10
     window_seconds: float = 60.0
@@ -194,6 +197,7 @@ class _Connection:
         key = _key_id(auth.token)
         if self.server._per_key[key] >= self.config.max_connections_per_key:
             logger.info("key %s: connection refused, %d already open", key, self.server._per_key[key])
+            self.server.refused_too_many += 1
             await self.ws.close(CLOSE_TOO_MANY, "too many connections")
             return
         self.server._per_key[key] += 1
@@ -386,6 +390,10 @@ class _Connection:
         if reply is None:
             reply = Reply(self.server.assistant.respond(turn.session, request))
         frames = reply.frames if turn.failure is None else _cut(reply.frames, turn.failure.after_deltas)
+        pace = reply.pace
+        if pace is None and self.config.reply_seconds > 0:
+            deltas = sum(1 for frame in frames if isinstance(frame, TextDelta))
+            pace = deltas / self.config.reply_seconds if deltas else None
         for frame in frames:
             if isinstance(frame, ResponseComplete):
                 await self._complete(turn, frame)
@@ -394,7 +402,7 @@ class _Connection:
                 frame = TextDelta(delta=reply.on_delta(frame.delta))
             await self._emit(frame)
             if isinstance(frame, TextDelta):
-                await self._pace(reply.pace)
+                await self._pace(pace)
         if turn.failure is not None:
             await self._fail(turn, turn.failure.code)
 
@@ -506,6 +514,8 @@ class SandboxServer:
         self._turns_changed = asyncio.Event()
         self._failures: deque[_Failure] = deque()
         self._per_key: Counter[str] = Counter()
+        #: Sockets closed with 4029 because their key had its limit open already.
+        self.refused_too_many = 0
         self._daily: Counter[tuple[str, str]] = Counter()
         self._changed = asyncio.Condition()
         self._server: Server | None = None
@@ -693,6 +703,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-connections", type=int, default=3, help="open sockets per API key (default 3, as the API allows)"
     )
+    parser.add_argument(
+        "--reply-seconds",
+        type=float,
+        default=0.0,
+        help="every reply takes about this long, its text spread evenly over it (default 0: paced by --pace)",
+    )
     turns = parser.add_argument_group("turn boundaries", "readings of what the reference leaves open (§6)")
     turns.add_argument(
         "--error-completes", action="store_true", help="an error that ends a turn is followed by response_complete"
@@ -721,10 +737,13 @@ def config_from_options(options: Mapping[str, Any], **fields: Any) -> SandboxCon
     """A config from parsed :func:`add_arguments` options (plus ``fields``); ValueError names a bad value."""
     if options["pace"] < 0 or options["auth_timeout"] <= 0 or options["max_connections"] < 1:
         raise ValueError("--pace must be >= 0, --auth-timeout > 0 and --max-connections >= 1")
+    if not options.get("reply_seconds", 0.0) >= 0:
+        raise ValueError("--reply-seconds must be >= 0")
     if not options["late_complete_seconds"] >= 0:
         raise ValueError("--late-complete-seconds must be >= 0")
     return SandboxConfig(
         tokens_per_second=options["pace"],
+        reply_seconds=options.get("reply_seconds", 0.0),
         auth_timeout=options["auth_timeout"],
         max_connections_per_key=options["max_connections"],
         error_completes=options["error_completes"],

@@ -115,6 +115,11 @@ def refusal_text(code: str, details: Any) -> str:
 
 
 @register.filter
+def retry_text(seconds: Any) -> str:
+    return texts.retry_text(float(seconds))
+
+
+@register.filter
 def cart_action_text(action: str) -> str:
     return texts.cart_action_text(action)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from chat.turns import claims
 from chat.turns.record import TurnRecord
 from chat.turns.runner import ConversationRef, ConversationRunner
 from chat.turns.service import get_relay
+from chat.turns.slots import LineRefused
 from chat.vizochok import messages as wire
 
 logger = logging.getLogger("chat.turns.engine")
@@ -48,8 +50,43 @@ class Send:
     source_seq: int | None = None
 
 
-async def begin(ref: ConversationRef, send: Send, *, shopper: str) -> bool:
-    """Start a turn; False for a repeated key (a queue replayed after a reconnect). Raises :class:`Refused`."""
+async def admit(client: str) -> str:
+    """Let a turn from the client address ``client`` in, or raise :class:`Refused`: the address's turn rate, its
+    turns already in line, and whether the line is short enough to serve it in time. Returns the place it reserved
+    in line (give it to :func:`begin`).
+
+    Called before anything of the turn is stored (a new conversation's row included): a refused flood stores nothing.
+    """
+    retry_after = await ratelimit.address_bucket().take(f"address:{client}")
+    if retry_after:
+        raise Refused("rate_limited", retry_after=math.ceil(retry_after))
+    try:
+        return await get_relay().slots.check(client, reserve=True)
+    except LineRefused as refused:
+        code = "line_full" if refused.reason == "line" else "too_many_queued"
+        raise Refused(code, retry_after=max(1, math.ceil(refused.retry_after))) from None
+
+
+async def begin(
+    ref: ConversationRef, send: Send, *, shopper: str, client: str = "", admitted: str | None = None
+) -> bool:
+    """Start a turn; False for a repeated key (a queue replayed after a reconnect). Raises :class:`Refused`.
+
+    ``client``: the address the line serves in turn with others; ``admitted``: what :func:`admit` returned when it
+    already let this turn in.
+    """
+    reservation = await admit(client) if admitted is None else admitted
+    try:
+        started = await _begin(ref, send, shopper, client, reservation)
+    except BaseException:
+        await get_relay().slots.unreserve(reservation)
+        raise
+    if not started:
+        await get_relay().slots.unreserve(reservation)
+    return started
+
+
+async def _begin(ref: ConversationRef, send: Send, shopper: str, client: str, reservation: str) -> bool:
     runner = get_relay().runner(ref)
     if runner.running:
         raise Refused("agent_busy")
@@ -80,7 +117,8 @@ async def begin(ref: ConversationRef, send: Send, *, shopper: str) -> bool:
     if started.unsaved:
         # The send upstream does not wait for this; the turn's own writes do (ConversationRunner.start).
         saving = asyncio.get_running_loop().create_task(_store_sent(runner, message, send.source_seq))
-    runner.start(send.frame, message.seq, TurnRecord.begin(send.frame), saving)
+    record = TurnRecord.begin(send.frame)
+    runner.start(send.frame, message.seq, record, saving, client=client, reservation=reservation)
     return True
 
 
@@ -121,6 +159,12 @@ async def publish(pk: int, group: str, piece: Piece) -> None:
     feed = ConversationFeed(group, relay.tabs, relay.layer, interval=0.0)
     feed.put(piece)
     await feed.drain()
+
+
+def place_in_line(pk: int) -> tuple[int, float] | None:
+    """The place and estimate of ``pk``'s turn while it waits in line in this process (else None)."""
+    runner = get_relay().existing(pk)
+    return runner.place_in_line if runner is not None else None
 
 
 def runs_here(pk: int) -> bool:

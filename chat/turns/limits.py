@@ -14,8 +14,10 @@ FINISH_MARGIN = 15.0
 
 @dataclass(frozen=True, slots=True)
 class TurnLimits:
-    #: Seconds a turn may wait for a free upstream socket.
+    #: Seconds a turn may wait for a free upstream socket while the line does not move.
     queue: float
+    #: Seconds a turn may wait in line at all (a longer line is refused at the door).
+    line: float
     #: Seconds a turn may take upstream, send to ``response_complete``.
     upstream: float
     #: Seconds between the owner's heartbeats.
@@ -24,12 +26,17 @@ class TurnLimits:
     @property
     def busy(self) -> float:
         """A busy flag older than this is stale whatever its heartbeat says: no live turn takes longer."""
-        return self.queue + self.upstream
+        return self.wait + self.upstream
+
+    @property
+    def wait(self) -> float:
+        """The longest a turn waits in line: bounded by the line's limit, or by the no-progress timeout without one."""
+        return self.line if self.line > 0 else self.queue
 
     @property
     def task(self) -> float:
         """The whole turn task: waiting, upstream, and storing what came."""
-        return self.queue + self.upstream + FINISH_MARGIN
+        return self.wait + self.upstream + FINISH_MARGIN
 
     @property
     def lapse(self) -> float:
@@ -41,6 +48,7 @@ def limits() -> TurnLimits:
     """The limits now in force (settings may change under tests, so they are read on each call; it is cheap)."""
     return TurnLimits(
         queue=settings.VIZOCHOK_QUEUE_TIMEOUT,
+        line=settings.VIZOCHOK_LINE_MAX_WAIT,
         upstream=settings.VIZOCHOK_TURN_TIMEOUT,
         heartbeat=max(0.05, float(settings.VIZOCHOK_HEARTBEAT_SECONDS)),
     )

@@ -13,7 +13,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
@@ -31,7 +31,7 @@ from chat.presentation import formatting, rendering
 from chat.turns import claims, liveness
 from chat.turns.limits import limits
 from chat.turns.record import STOPPED, TurnRecord
-from chat.turns.slots import Lease, Slots, SlotTimeout
+from chat.turns.slots import Lease, LineRefused, Slots, SlotTimeout
 from chat.turns.upstream import EmbeddedSandbox, upstream_config
 from chat.turns.window import SlidingWindow
 from chat.vizochok import messages as wire
@@ -54,6 +54,10 @@ Kind = Message.Kind
 #: Frames that offer a choice and may be re-sent by the upstream after ``session_restored``.
 _CHOICE_KINDS = {wire.QuickReplies: Kind.QUICK_REPLIES, wire.IngredientChecklist: Kind.CHECKLIST}
 _RICH_KINDS = {**_CHOICE_KINDS, wire.ProductCards: Kind.PRODUCT_CARDS}
+
+
+#: Background tasks kept referenced until they finish (the loop holds only weak references).
+_background: set[asyncio.Task[None]] = set()
 
 
 def _count_stray(frame: Any, where: str) -> None:
@@ -175,6 +179,14 @@ class ConversationRunner:
         self._in_turn = False
         self._turn_seq = 0
         self._bubbles = 0
+        #: The running turn's place in the line and its estimate while it waits (None once served or idle).
+        self._place: tuple[int, float] | None = None
+        #: This turn's slot was offered to the line before the turn's end was stored (``_give_way_if_done``).
+        self._gave_way = False
+        #: The client address the running turn came from: the line serves addresses in turn (``chat.turns.slots``),
+        #: and the place it reserved in line at the door (``engine.admit``).
+        self._client = ""
+        self._reservation = ""
 
     # --- public ---------------------------------------------------------------------------------------------
 
@@ -189,6 +201,9 @@ class ConversationRunner:
         seq: int,
         record: TurnRecord,
         sent: asyncio.Task[None] | None = None,
+        *,
+        client: str = "",
+        reservation: str = "",
     ) -> asyncio.Task[None]:
         """Run one turn in the background: it outlives the tab that asked for it.
 
@@ -196,6 +211,10 @@ class ConversationRunner:
         writes wait for it, so the transcript keeps its order and a database outage in between loses nothing.
         """
         self._sent = sent
+        self._gave_way = False
+        self._place = None
+        self._client = client
+        self._reservation = reservation
         self._turn_seq = seq
         self._bubbles = 0
         self._in_turn = True
@@ -218,6 +237,11 @@ class ConversationRunner:
         self._stopping = True
         self.task.cancel()
         return True
+
+    @property
+    def place_in_line(self) -> tuple[int, float] | None:
+        """The running turn's place in the line and estimate while it waits for a slot (for a tab that joins)."""
+        return self._place if self._in_turn else None
 
     def live_bubble(self) -> tuple[str, str] | None:
         """The bubble being streamed now and its text so far, for a tab that joins mid-reply."""
@@ -247,6 +271,9 @@ class ConversationRunner:
                 upstream_code = await self._exchange(frame)
         except SlotTimeout:
             relay_code = "queue_timeout"
+        except LineRefused:
+            # Refused at the door (``engine.admit``) as a rule; this is the rare turn that raced another to the line.
+            relay_code = "line_full"
         except AuthRejected as exc:
             logger.error("upstream refused our key (close code %s)", exc.code)
             relay_code = "auth_failed"
@@ -285,13 +312,29 @@ class ConversationRunner:
             await self._closing  # a reclaim raced with this turn: let it finish, then open afresh
             self._closing = None
             self.relay.adopt(self)
+        reservation, self._reservation = self._reservation, ""
         if self.session is not None and not self.session.closed and self.lease is not None:
             self.lease.mark_busy()
+            if reservation:  # the warm socket serves it: the place reserved in line is not needed (not awaited)
+                self._write_free(self.relay.slots.unreserve(reservation))
             return
         await self._close_session()
         queued = time.monotonic()
-        self.lease = await self.relay.slots.acquire(limits().queue, on_wait=lambda: self._status("waiting"))
+        waited = False
+
+        def place(place: int, seconds: float) -> None:
+            nonlocal waited
+            waited = True
+            self._place = (place, seconds)
+            self.publish(functools.partial(rendering.queue_place, place, seconds))
+
+        self.lease = await self.relay.slots.acquire(
+            limits().queue, client=self._client, on_place=place, on_lost=self._lease_lost, reservation=reservation
+        )
         metrics.QUEUE_WAIT.observe(time.monotonic() - queued)
+        self._place = None
+        if waited:
+            self.publish(functools.partial(rendering.queue_place, 0, 0.0))  # out of the line: "thinking" again
         try:
             await self._open()
         except BaseException:
@@ -362,7 +405,9 @@ class ConversationRunner:
             if ended is not None:
                 return ended
             if self._unsaved is not None and not self.session.waiting:
-                await self._save_reply()  # nothing more has come yet: store the reply before waiting for it
+                # Nothing more has come yet: the reply is stored while the upstream's next frames come, not before
+                # they are read (a response_complete read late keeps the turn's slot from the line).
+                self._save_reply_behind()
             try:
                 event = await anext(events)
             except StopAsyncIteration:
@@ -387,6 +432,8 @@ class ConversationRunner:
 
     async def _reopen(self) -> None:
         """A fresh socket after the last one dropped, on the reconnect schedule counted from the drop."""
+        if self.lease is None:
+            raise UpstreamError("the upstream slot was lost")  # another process holds it now: no socket without it
         dropped = 0.0
         if self.session is not None:
             ended = self.session.ended_at
@@ -451,6 +498,7 @@ class ConversationRunner:
 
     async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A database write of this turn, after the shopper's message is stored (see :meth:`start`)."""
+        self._give_way_if_done()
         await self._stored_so_far()
         return await db.call(fn, *args, **kwargs)
 
@@ -461,8 +509,35 @@ class ConversationRunner:
             with contextlib.suppress(Exception):  # a failure is logged where it happens; the reply still counts
                 await asyncio.shield(sent)
 
-    def _write_behind(self, fn: Callable[..., Any], *args: Any) -> None:
-        """A write the turn does not wait for: after the pending one (``_sent``), and before the turn's next write."""
+    def _write_free(self, work: Coroutine[Any, Any, None]) -> None:
+        """Bookkeeping nobody waits for (its failure only logged); held until done."""
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                logger.warning("line bookkeeping failed", exc_info=True)
+
+        task = asyncio.get_running_loop().create_task(run())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    def _save_reply_behind(self) -> None:
+        """:meth:`_save_reply` without waiting for it: shown once stored, before the turn's next write is."""
+        reply, self._unsaved = self._unsaved, None
+        if reply is not None:
+            self._write_behind(
+                store.save_assistant_text,
+                self.pk,
+                then=lambda message: self._show_reply(reply, message),
+                **reply.fields(),
+            )
+
+    def _write_behind(
+        self, fn: Callable[..., Any], *args: Any, then: Callable[[Any], None] | None = None, **kwargs: Any
+    ) -> None:
+        """A write the turn does not wait for: after the pending one (``_sent``), and before the turn's next write;
+        ``then`` gets what it returned."""
         previous = self._sent
 
         async def write() -> None:
@@ -470,9 +545,12 @@ class ConversationRunner:
                 with contextlib.suppress(Exception):  # logged where it failed; this write still goes
                     await asyncio.shield(previous)
             try:
-                await db.call(fn, *args)
+                result = await db.call(fn, *args, **kwargs)
             except Exception:
                 logger.exception("could not store %s for conversation %s", fn.__name__, self.pk)
+                return
+            if then is not None:
+                then(result)
 
         self._sent = asyncio.get_running_loop().create_task(write())
 
@@ -512,6 +590,11 @@ class ConversationRunner:
     async def _finish(self, relay_code: str, upstream_code: str) -> None:
         """Whatever happened: keep the cut reply, say what went wrong, free the conversation and the tabs."""
         stopped = relay_code == STOPPED
+        closing = self._closing is not None  # given up early for a waiting turn (``_close_early``)
+        if relay_code in ("", "upstream_lost") and not closing and self.session is not None and not self.session.closed:
+            # Parked before the turn's end is stored, not after: a turn waiting anywhere gets the slot while this
+            # one writes (the upstream is done with it), instead of after a database round trip.
+            self._park()
         try:
             # A stopped reply is kept as it streamed; a "stopped" marker is stored only when nothing had streamed.
             self._end_bubble(complete=False, stopped=stopped)
@@ -543,10 +626,10 @@ class ConversationRunner:
         # before "ready" goes out: the next turn may start the moment a tab has it.
         self._in_turn = False
         self._stopping = False  # a stopped turn's socket is closed below, not parked
-        if relay_code in ("", "upstream_lost") and self.session is not None and not self.session.closed:
-            self._park()
-        else:
-            self._closing = asyncio.get_running_loop().create_task(self._close_session())
+        if not self._parked:
+            # After the socket's early close (``_close_early``) if one runs: the slot goes back once, once it is shut.
+            early = self._closing
+            self._closing = asyncio.get_running_loop().create_task(self._close_session(after=early))
         self._status(None)
         self.publish(functools.partial(rendering.state, "ready"))
         await self.feed.drain()
@@ -555,11 +638,44 @@ class ConversationRunner:
 
     def _park(self) -> None:
         """Keep the socket warm for the next turn, but give it up at once if another turn waits for a slot."""
-        assert self.lease is not None
+        if self.lease is None:  # lost while the turn ran
+            self._closing = asyncio.get_running_loop().create_task(self._close_session())
+            return
         loop = asyncio.get_running_loop()
         self._parked = True
         self.lease.mark_idle(self._reclaim)
         self._idle_timer = loop.call_later(settings.VIZOCHOK_IDLE_GRACE, self._reclaim)
+
+    def _give_way_if_done(self) -> None:
+        """The upstream has finished this turn (its ``response_complete`` is queued behind what is being stored): the
+        slot may go to a waiting turn now, not after the writes (a reply's cards, cart and end are several)."""
+        session, lease = self.session, self.lease
+        if self._gave_way or session is None or lease is None or not session.completed():
+            return
+        self._gave_way = True
+        lease.mark_idle(self._close_early)
+
+    def _close_early(self) -> None:
+        """A turn waits for the slot of a turn that is only storing what came: close that socket and let it go. The
+        turn reads what is left of its frames from memory; ``_finish`` sees the socket closed and does not park it."""
+        session = self.session
+        if session is not None:
+            self._closing = asyncio.get_running_loop().create_task(self._close_early_then_release(session))
+
+    async def _close_early_then_release(self, session: UpstreamSession) -> None:
+        with contextlib.suppress(Exception):
+            await session.close()
+        await self._release()
+
+    def _lease_lost(self) -> None:
+        """The slot's lease expired (this process stalled past its TTL) and may be somebody else's now: the socket
+        closes at once, so the key's limit holds; a turn using it ends as the upstream being lost."""
+        self.lease = None
+        session, self.session = self.session, None
+        if session is not None:
+            asyncio.get_running_loop().create_task(session.close())
+        if self._parked:
+            self._reclaim()
 
     def _reclaim(self) -> None:
         self._cancel_idle()
@@ -571,7 +687,10 @@ class ConversationRunner:
             self._idle_timer.cancel()
             self._idle_timer = None
 
-    async def _close_session(self) -> None:
+    async def _close_session(self, after: asyncio.Task[None] | None = None) -> None:
+        if after is not None:
+            with contextlib.suppress(BaseException):
+                await after
         session, self.session = self.session, None
         if session is not None:
             with contextlib.suppress(Exception):

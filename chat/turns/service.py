@@ -12,7 +12,7 @@ from chat.feed.live import LiveText
 from chat.feed.tabs import LocalTabs, spans_processes
 from chat.ops.loops import PerLoop
 from chat.turns.runner import ConversationRef, ConversationRunner
-from chat.turns.slots import RedisSlots, Slots, make_slots
+from chat.turns.slots import LinePolicy, RedisSlots, Slots, make_slots
 from chat.turns.upstream import EmbeddedSandbox
 
 
@@ -27,6 +27,10 @@ class Relay:
             settings.REDIS_URL,
             f"vizochok:upstream-slots:{key_hash}",
             ttl=settings.VIZOCHOK_SLOT_TTL,
+            policy=LinePolicy(
+                per_client=settings.VIZOCHOK_QUEUED_PER_ADDRESS,
+                max_wait=settings.VIZOCHOK_LINE_MAX_WAIT,
+            ),
         )
         #: The tabs connected to this loop: the runners' fragments reach them without the channel layer.
         self.tabs = LocalTabs()

@@ -24,7 +24,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -393,6 +393,15 @@ class UpstreamSession:
     def waiting(self) -> bool:
         """Whether a frame is already queued: reading the next one will not wait on the network."""
         return not self._queue.empty()
+
+    def completed(self) -> bool:
+        """Whether a ``response_complete`` has arrived and waits in the queue: the upstream is done with this socket's
+        turn, whatever the reader has still to go through. Scans the queued frames (a few; call it per write, not
+        per frame)."""
+        # asyncio.Queue keeps its items in the private deque ``_queue``; reading it is the only way to look without
+        # taking. Fenced here: the rest of the client only puts and gets.
+        queued: Any = getattr(self._queue, "_queue", ())
+        return any(isinstance(item, ResponseComplete) for item in queued)
 
     async def _next(self) -> ServerMessage | None:
         """The next queued frame; ``None`` after a clean close; raises the close error after an upstream close.

@@ -99,7 +99,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             logs.bind_conversation(conversation.pk)
         # This socket's handlers' send-path database work is dropped once its client has gone (chat.db).
         db.caller_gone.set(cast("threading.Event | None", self.scope.get(departure.SCOPE_KEY)))
-        self._socket_claim = await ratelimit.SocketCaps().claim(user_id, ratelimit.client_address(self.scope))
+        #: The address the line and the turn rate count (trusted-hop aware: ``ratelimit.client_address``).
+        self.client = ratelimit.client_address(self.scope)
+        self._socket_claim = await ratelimit.SocketCaps().claim(user_id, self.client)
         if self._socket_claim is None:
             # Too many sockets for this shopper or address: say so in the tab, then close for good (no retry).
             await self.accept()
@@ -323,8 +325,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 raise Refused("empty_message")
             if len(text) > MAX_TEXT_CHARS:
                 raise Refused("message_too_long", limit=MAX_TEXT_CHARS)
+            # A turn the line refuses stores nothing, not even a new conversation's row: admitted first.
+            admitted = await engine.admit(self.client)
             await self._stored()  # the conversation is stored first, then the turn starts as for any other
-            await self._start_turn(wire.UserMessage(text=text), Message.Kind.TEXT, text, key)
+            await self._start_turn(wire.UserMessage(text=text), Message.Kind.TEXT, text, key, admitted=admitted)
             return
         if self.conversation.pk is None:
             # Nothing was shown in a conversation that is not stored yet: no card, cart item or choice to act on.
@@ -497,9 +501,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         key: str,
         *,
         source_seq: int | None = None,
+        admitted: str | None = None,
     ) -> None:
         send = engine.Send(frame, kind, text, key, source_seq)
-        if not await engine.begin(self._ref(), send, shopper=self.user_key) and key:
+        started = await engine.begin(self._ref(), send, shopper=self.user_key, client=self.client, admitted=admitted)
+        if not started and key:
             # A key stored before (a tab's outbox resent after a reconnect): say so, or the tab would wait for it.
             await self.send(text_data=json.dumps({"type": "stored", "key": key}))
 
@@ -528,6 +534,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             elif len(text) > offset:
                 # The whole bubble again (formatted as far as it is finished): the tab keeps it only if it is longer.
                 parts.append(rendering.live_bubble(live_bubble, text, first=False))
+        place = engine.place_in_line(pk) if busy else None
+        if place is not None:
+            parts.append(rendering.queue_place(*place))  # a tab that joins while the turn waits sees its place
         if busy and not engine.runs_here(pk):
             self._watch_orphan()  # the turn runs in another process: notice if that process dies
         parts.append(rendering.state("busy" if busy else "ready"))

@@ -68,12 +68,19 @@ const HANDLERS = {
     if (session.open && !session.live) connectionEvent("caughtUp");
     const ready = node.dataset.state !== "busy";
     if (ready) {
+      delete chat.dataset[CHAT_DATA.queuePosition]; // a turn that ended in line (stopped, timed out) left it
       // A bubble still streaming when the turn is over lost its end while this tab was away; the stored reply came
       // back with the catch-up.
       log.querySelectorAll(SEL.streaming).forEach((stale) => stale.remove());
     }
     turnEvent(ready ? "ready" : "busy");
     if (ready) outbox.turnOver(); // whatever ended the turn ends its pending adds; the outbox's next may go
+  },
+  [ITEM.queueState](node) {
+    // #chat[data-queue-position] (the UI contract, docs/ui-contract.md): the place while this conversation's turn waits, absent otherwise.
+    const place = node.dataset.position;
+    if (place) chat.dataset[CHAT_DATA.queuePosition] = place;
+    else delete chat.dataset[CHAT_DATA.queuePosition];
   },
   [ITEM.cart](node) {
     if (!node.hasAttribute(ATTR.change)) return;

@@ -48,6 +48,8 @@ export const ITEM = Object.freeze({
   refusal: "refusal", // a refused send, shown to this tab only (fragments/error.html)
   notice: "notice", // items/notice.html
   turnState: "turn-state", // fragments/turn_state.html and page.html: data-state = ready | busy
+  // fragments/queue.html and page.html: data-position = the turn's place in the deployment's line, absent otherwise
+  queueState: "queue-state",
   cart: "cart", // parts/cart_panel.html: data-cart (JSON), data-change (the cart action, on a live change)
   badge: "badge", // parts/cart_badge.html
 });
@@ -109,6 +111,7 @@ export const CHAT_DATA = Object.freeze({
   noReconnectCodes: "noReconnectCodes",
   heartbeatInterval: "heartbeatInterval", // ms between the page's pings while visible (connection.js)
   heartbeatTimeout: "heartbeatTimeout", // ms a ping may go unanswered before the socket is given up
+  queuePosition: "queuePosition", // public (#chat[data-queue-position]): written by feed.js from queue-state
 });
 
 /** Classes the script builds with (a streamed bubble it must start itself: fragments/text_delta.html). */

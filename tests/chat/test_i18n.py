@@ -149,3 +149,20 @@ def test_the_page_follows_accept_language_query_and_cookie() -> None:
     page = client.get("/", HTTP_ACCEPT_LANGUAGE="uk-UA")  # the cookie the switcher left wins over the header
     assert '<html lang="en">' in page.content.decode()
     assert "lang=en" in page.content.decode()  # the socket renders fragments in the same language
+
+
+@pytest.mark.parametrize(
+    ("language", "place", "seconds", "expected"),
+    [
+        ("uk", 3, 8.2, "Ви третій у черзі · ~10 с"),
+        ("en", 3, 8.2, "You are third in line · ~10 s"),
+        ("en", 1, 0.5, "You are first in line · ~5 s"),
+        ("uk", 12, 130, "Ви 12-й у черзі · ~3 хв"),
+        ("ru", 2, 12, "Вы второй в очереди · ~15 с"),
+    ],
+)
+def test_the_place_in_line_reads_as_words_with_an_estimate(
+    language: str, place: int, seconds: float, expected: str
+) -> None:
+    with translation.override(language):
+        assert texts.queue_text(place, seconds) == expected

@@ -79,7 +79,7 @@ async def test_the_upstream_limit_holds_across_processes(apps: tuple[App, App], 
         await tab_a.send(kind="message", text="milk", key="limit-a")
         await tab_a.until("live-")  # process A holds the deployment's only upstream socket, mid-reply
         await tab_b.send(kind="message", text="bread", key="limit-b")
-        await tab_b.until("All lines are busy")  # process B queues instead of opening a second socket
+        await tab_b.until("You are first in line")  # process B queues instead of opening a second socket
         assert upstream.call(lambda: upstream.server.connections) == 1
         upstream.resume()
         await tab_a.until(READY)

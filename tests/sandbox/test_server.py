@@ -68,12 +68,28 @@ async def test_fourth_connection_per_key_closes_4029_and_slots_are_released(serv
     async with connect(server.url) as fourth:
         await fourth.send(json.dumps({"type": "auth", "token": "sk_test_pool"}))
         assert (await close_code(fourth))[0] == 4029
+    assert server.refused_too_many == 1  # counted: a benchmark reports how many sockets the relay had refused
     other, _ = await authed(server.url, token="sk_test_other")  # the limit is per key
     await sockets.pop().close()
     await server.wait_for_connections(3)
     again, started = await authed(server.url, token="sk_test_pool")
     assert started["type"] == "conversation_started"
     for ws in [*sockets, other, again]:
+        await ws.close()
+
+
+async def test_reply_seconds_spreads_every_reply_over_that_time() -> None:
+    async with SandboxServer(fast_config(reply_seconds=0.6)) as sandbox:
+        ws, _ = await authed(sandbox.url)
+        loop = asyncio.get_running_loop()
+        stamps: list[float] = []
+        await ws.send(json.dumps({"type": "message", "text": "milk"}))
+        while (frame := await recv(ws))["type"] != "response_complete":
+            if frame["type"] == "text_delta":
+                stamps.append(loop.time())
+        # Paced evenly: the first delta to the last spans most of the reply's time (the last pause follows it).
+        assert len(stamps) > 2
+        assert stamps[-1] - stamps[0] >= 0.6 * (len(stamps) - 1) / len(stamps) - 0.05
         await ws.close()
 
 

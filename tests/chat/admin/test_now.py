@@ -15,11 +15,12 @@ from django.test import AsyncClient, Client
 from django.urls import reverse
 
 from tests.chat.conftest import connected, make_shopper, receive_until, send
+from tests.processes import redis_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 URL = reverse("admin_insights_now")
-REDIS_URL = os.environ.get("VIZOCHOK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = redis_url()
 
 
 @database_sync_to_async

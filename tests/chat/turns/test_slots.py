@@ -7,13 +7,13 @@ import contextlib
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from chat.turns.slots import LocalSlots, RedisSlots, SlotTimeout
+from chat.turns.slots import LinePolicy, LineRefused, LocalSlots, RedisSlots, SlotTimeout
 from tests.processes import ROOT, redis_url
 
 REDIS_URL = redis_url()
@@ -100,7 +100,7 @@ async def redis_slots() -> AsyncIterator[list[RedisSlots]]:
     made = [RedisSlots(REDIS_URL, key, 2, ttl=3.0, poll=0.01) for _ in range(2)]
     yield made
     for slots in made:
-        await slots._redis.delete(key)
+        await slots._redis.delete(*slots._keys)
         await slots.close()
 
 
@@ -236,7 +236,7 @@ async def test_redis_slots_count_usage_and_waiting_turns_of_every_process(redis_
     b = await second.acquire(1.0)
     listed = asyncio.Event()
     waiting = asyncio.create_task(second.acquire(2.0, on_wait=listed.set))
-    await asyncio.wait_for(listed.wait(), 2)  # the other process's turn is listed as it starts to wait
+    await asyncio.wait_for(listed.wait(), 2)  # the other process's turn is in line as it starts to wait
     assert await first.usage() == (2, 1)
     await a.release()
     c = await waiting
@@ -244,15 +244,260 @@ async def test_redis_slots_count_usage_and_waiting_turns_of_every_process(redis_
     for lease in (b, c):
         await lease.release()
     assert await second.usage() == (0, 0)
-    await first._redis.delete(first.waiting_key)
 
 
 async def test_local_slots_count_usage_and_waiting_turns() -> None:
     slots = LocalSlots(1)
     lease = await slots.acquire(1.0)
-    waiting = asyncio.create_task(slots.acquire(1.0))
-    await asyncio.sleep(0)
+    listed = asyncio.Event()
+    waiting = asyncio.create_task(slots.acquire(1.0, on_wait=listed.set))
+    await asyncio.wait_for(listed.wait(), 2)
     assert await slots.usage() == (1, 1)
     await lease.release()
     await (await waiting).release()
     assert await slots.usage() == (0, 0)
+
+
+@pytest.fixture
+async def redis_key() -> AsyncIterator[str]:
+    redis = pytest.importorskip("redis.asyncio")
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except Exception as exc:
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {exc}")
+    key = f"test:slots:{uuid.uuid4().hex}"
+    try:
+        yield key
+    finally:
+        keys = await client.keys(f"{key}*")
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+@pytest.mark.redis
+async def test_a_lease_stalled_past_its_ttl_is_not_revived(redis_key: str) -> None:
+    stalled = RedisSlots(REDIS_URL, redis_key, 1, ttl=0.6, poll=0.01)
+    other = RedisSlots(REDIS_URL, redis_key, 1, ttl=0.6, poll=0.01)
+    try:
+        lost = asyncio.Event()
+        lease = await stalled.acquire(1.0, on_lost=lost.set)
+        # The whole process stalls (a long GC pause, a suspended VM) past its lease's TTL: nothing of it runs.
+        time.sleep(0.9)  # noqa: ASYNC251 - the stall itself: the event loop must not run
+        taken = await other.acquire(1.0)  # the other process finds the lease expired and takes the slot
+        # On resuming, the stalled process's renewal finds its lease gone: it is told, and it does not put it back.
+        await asyncio.wait_for(lost.wait(), 2.0)
+        assert await other._redis.zcard(redis_key) == 1
+        await lease.release()  # giving back a lost lease frees nothing that is somebody else's
+        assert await other._redis.zcard(redis_key) == 1
+        await taken.release()
+        assert await other._redis.zcard(redis_key) == 0
+    finally:
+        await stalled.close()
+        await other.close()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("skew", [40.0, -40.0])
+async def test_a_process_with_a_skewed_clock_cannot_evict_live_leases(redis_key: str, skew: float) -> None:
+    honest = RedisSlots(REDIS_URL, redis_key, 2, ttl=30.0, poll=0.01)
+    skewed = RedisSlots(REDIS_URL, redis_key, 2, ttl=30.0, poll=0.01, clock=lambda: time.time() + skew)
+    try:
+        # Whichever process takes its lease first, the other's clock must not make it look expired.
+        first, second = (honest, skewed) if skew > 0 else (skewed, honest)
+        held = [await first.acquire(1.0), await first.acquire(1.0)]
+        with pytest.raises(SlotTimeout):
+            await second.acquire(0.3)
+        assert await honest._redis.zcard(redis_key) == 2
+        await held[0].release()
+        lease = await second.acquire(1.0)
+        assert await honest._redis.zcard(redis_key) == 2
+        for each in (held[1], lease):
+            await each.release()
+    finally:
+        await honest.close()
+        await skewed.close()
+
+
+# --- the line: order, shares, progress (the same in one process and across processes) ---------------------------
+
+
+async def _redis_or_skip() -> None:
+    redis = pytest.importorskip("redis.asyncio")
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except Exception as exc:
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {exc}")
+    finally:
+        await client.aclose()
+
+
+Line = Callable[..., Any]
+
+
+@pytest.fixture(params=["local", "redis"])
+async def line(request: pytest.FixtureRequest) -> AsyncIterator[Line]:
+    """``line(limit, policy)``: one more process's view of the same line (in one process: that same line)."""
+    if request.param == "redis":
+        await _redis_or_skip()
+    made: list[RedisSlots] = []
+    local: list[LocalSlots] = []
+    key = f"test:line:{uuid.uuid4().hex}"
+
+    def make(limit: int, policy: LinePolicy | None = None) -> Any:
+        if request.param == "local":
+            if not local:
+                local.append(LocalSlots(limit, policy))
+            return local[0]
+        slots = RedisSlots(REDIS_URL, key, limit, ttl=5.0, poll=0.2, policy=policy)
+        made.append(slots)
+        return slots
+
+    yield make
+    if made:
+        await made[0]._redis.delete(*made[0]._keys)
+    for slots in made:
+        await slots.close()
+
+
+async def _queued(slots: Any, count: int) -> None:
+    """Wait until ``count`` turns wait in the line (as the line itself counts them)."""
+    while True:
+        waiting = slots.waiting if isinstance(slots, LocalSlots) else await slots._redis.zcard(f"{slots.key}:line")
+        if waiting >= count:
+            return
+        await asyncio.sleep(0.01)  # the line's size has no event of its own outside the line
+
+
+async def _release_as_granted(waiting: list[asyncio.Task[Any]]) -> None:
+    for granted in asyncio.as_completed(waiting):
+        await (await granted).release()
+
+
+async def test_addresses_are_served_in_turn_so_a_flood_cannot_starve_a_shopper(line: Line) -> None:
+    a, b = line(1), line(1)
+    held = await a.acquire(5.0, client="flood")
+    served: list[str] = []
+
+    async def turn(slots: Any, client: str, name: str) -> None:
+        lease = await slots.acquire(10.0, client=client)
+        served.append(name)
+        await lease.release()
+
+    flood = []
+    for n in range(6):  # the flooding address queues six turns, spread over both processes
+        flood.append(asyncio.create_task(turn(a if n % 2 else b, "flood", f"flood-{n}")))
+        await _queued(a, n + 1)
+    shopper = asyncio.create_task(turn(b, "shopper", "shopper"))
+    await _queued(a, 7)
+    await held.release()
+    await asyncio.gather(*flood, shopper)
+    # Served in arrival order within the flood; the flood had its turn this round (the slot it holds), so the
+    # shopper, who came last, is served next.
+    assert [name for name in served if name != "shopper"] == [f"flood-{n}" for n in range(6)]
+    assert served[0] == "shopper"
+
+
+async def test_a_turn_in_a_moving_line_does_not_time_out(line: Line) -> None:
+    slots = line(1)
+    first = await slots.acquire(5.0, client="x")
+    places: list[int] = []
+    # Four turns ahead of the last one, each holding the slot for 0.3 s: 1.5 s in all, longer than the no-progress
+    # timeout (1 s), but the line moves, so nobody times out.
+    waiting = []
+    for n in range(4):
+        waiting.append(asyncio.create_task(slots.acquire(1.0, client=f"c{n}")))
+        await _queued(slots, n + 1)
+    last = asyncio.create_task(slots.acquire(1.0, client="last", on_place=lambda p, s: places.append(p)))
+    await _queued(slots, 5)
+    holder = first
+    for task in waiting:
+        await asyncio.sleep(0.3)  # a turn being served
+        await holder.release()
+        holder = await task
+    await asyncio.sleep(0.3)
+    await holder.release()
+    lease = await last
+    await lease.release()
+    assert places[0] == 5 and places == sorted(places, reverse=True) and places[-1] == 1
+
+
+async def test_a_line_that_does_not_move_times_out(line: Line) -> None:
+    slots = line(1)
+    held = await slots.acquire(5.0)
+    with pytest.raises(SlotTimeout):
+        await slots.acquire(0.2)
+    await held.release()
+
+
+async def test_an_address_may_queue_only_so_many_turns(line: Line) -> None:
+    slots = line(1, LinePolicy(per_client=2))
+    held = await slots.acquire(5.0, client="x")
+    queued = [asyncio.create_task(slots.acquire(5.0, client="x")) for _ in range(2)]
+    await _queued(slots, 2)
+    with pytest.raises(LineRefused) as refused:
+        await slots.check("x")
+    assert refused.value.reason == "per_client"
+    with pytest.raises(LineRefused):
+        await slots.acquire(5.0, client="x")
+    await slots.check("y")  # another address is let in
+    await held.release()
+    await _release_as_granted(queued)
+
+
+async def test_a_line_too_long_to_be_served_in_time_refuses_at_once(line: Line) -> None:
+    slots = line(1, LinePolicy(max_wait=12.0, initial_service=5.0))
+    held = await slots.acquire(5.0, client="a")
+    # Each turn is estimated at 5 s: the 2nd in line is served in ~10 s, a 3rd would wait ~15 s.
+    queued = [asyncio.create_task(slots.acquire(5.0, client=c)) for c in ("b", "c")]
+    await _queued(slots, 2)
+    with pytest.raises(LineRefused) as refused:
+        await slots.check("d")
+    assert refused.value.reason == "line" and refused.value.retry_after == pytest.approx(3.0, abs=0.01)
+    await held.release()
+    await _release_as_granted(queued)
+
+
+async def test_leaving_the_line_gives_up_the_place(line: Line) -> None:
+    slots = line(1)
+    held = await slots.acquire(5.0)
+    places: list[int] = []
+    first = asyncio.Event()
+
+    def told(place: int, seconds: float) -> None:
+        places.append(place)
+        if place == 1:
+            first.set()
+
+    leaving = asyncio.create_task(slots.acquire(5.0, client="a"))
+    await _queued(slots, 1)
+    staying = asyncio.create_task(slots.acquire(5.0, client="b", on_place=told))
+    await _queued(slots, 2)
+    leaving.cancel()  # Stop: the turn leaves the line
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    await asyncio.wait_for(first.wait(), 2.0)  # the place is told as the line moves
+    await held.release()
+    await (await staying).release()
+    assert places == [2, 1]
+
+
+@pytest.mark.redis
+async def test_an_idle_socket_in_one_process_gives_way_to_a_turn_waiting_in_another(line: Line) -> None:
+    idle_process, waiting_process = line(1), line(1)
+    if idle_process is waiting_process:
+        pytest.skip("one process: covered by test_a_waiter_reclaims_an_idle_socket")
+    lease = await idle_process.acquire(5.0)
+    reclaimed = asyncio.Event()
+
+    def reclaim() -> None:
+        reclaimed.set()
+        asyncio.get_running_loop().create_task(lease.release())
+
+    lease.mark_idle(reclaim)
+    waiter = asyncio.create_task(waiting_process.acquire(5.0))
+    async with asyncio.timeout(1.0):  # through pub/sub: no timer involved
+        await reclaimed.wait()
+        await (await waiter).release()

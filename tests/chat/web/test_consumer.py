@@ -279,8 +279,8 @@ async def test_turns_queue_for_the_deployment_wide_socket_limit(sandbox: Any, se
         await send(tab_one, kind="message", text="milk", key="a")
         await receive_until(tab_one, "-text")  # holds the only upstream socket, mid-reply
         await send(tab_two, kind="message", text="bread", key="b")
-        waiting = await receive_until(tab_two, "All lines are busy")
-        assert 'id="chat-status"' in waiting
+        waiting = await receive_until(tab_two, "You are first in line")
+        assert 'id="chat-status"' in waiting and 'data-position="1"' in waiting
         assert sandbox.connections == 1
         sandbox.resume_turns()
         await receive_until(tab_one, READY)
