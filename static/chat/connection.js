@@ -68,8 +68,10 @@ function tell(event, ...args) {
 /** The socket early.js opened while the page's scripts loaded (once, and only for this URL). */
 function adoptEarly() {
   const early = window[EARLY_SOCKET];
+  // Taken, whether or not early.js has run: an async early.js that runs after this (its file came later than the
+  // modules) must not open a second socket beside this one.
+  window[EARLY_SOCKET] = false;
   if (!early) return null;
-  delete window[EARLY_SOCKET];
   const frames = early.take();
   if (early.url === url) return { ws: early.ws, frames, closeEvent: early.closeEvent };
   early.ws.close();

@@ -9,7 +9,9 @@
  */
 const chat = document.getElementById("chat");
 const address = chat && chat.getAttribute("ws-connect");
-if (address && typeof WebSocket === "function") {
+const slot = Symbol.for("vizochok.early-socket");
+// connection.js marks the slot when it starts: if it came first (async order is not guaranteed), it has a socket.
+if (address && typeof WebSocket === "function" && !(slot in window)) {
   const url = new URL(address, window.location.href).href.replace(/^http/, "ws");
   const ws = new WebSocket(url);
   const frames = [];
@@ -26,5 +28,5 @@ if (address && typeof WebSocket === "function") {
     ws.removeEventListener("close", ended);
     return frames.splice(0);
   };
-  window[Symbol.for("vizochok.early-socket")] = early;
+  window[slot] = early;
 }

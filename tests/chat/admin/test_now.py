@@ -73,7 +73,7 @@ async def test_streaming_waiting_and_sockets_now(sandbox: Any, settings: Any, re
         await send(one, kind="message", text="milk", key="a")
         await receive_until(one, "-text")  # streaming, holding the only socket
         await send(two, kind="message", text="bread", key="b")
-        await receive_until(two, "All lines are busy")  # in line for it
+        await receive_until(two, 'data-position="1"')  # first in line for it
         page = (await viewer.get(URL)).content.decode()
         assert numbers(page) == {"streaming": "1", "waiting": "1", "sockets": "1 з 1"}
         sandbox.resume_turns()
