@@ -1,0 +1,450 @@
+"""A property-based stateful test of a conversation (issue 26): random browser events against random upstream
+behaviour, through the real consumer, the real database and the sandbox on a loopback socket.
+
+Hypothesis's rule-based state machine draws the steps: a send (with the reply's shape and how its turn ends: deltas,
+``text_end``, an error with or without ``response_complete``, ``response_complete`` twice, a late block after the
+end), a stop, a retry, a send while busy, a second tab, a reload, a browser socket that drops and comes back, a
+dropped upstream socket, and the end of a turn. The sandbox's turn gate holds each reply after its first streamed
+piece, so "mid-reply" is a state a step can act in; the "finish" step lets the reply run out.
+
+After every step:
+
+* every stored reply belongs to its own turn: each assistant text follows the question it answers (the scripted
+  upstream writes the question's tag into its answer), and nothing set apart between turns is stored;
+* once a turn is over (the upstream finished and the error grace passed), the conversation is not busy, its runner
+  holds no turn and every connected tab's state is ``ready``;
+* Zulip's ``verify_action``: the log each tab built from its frames (``tab_model``: htmx's out-of-band swaps and
+  the page's position rules) equals the log of a fresh page render.
+
+Bounded for CI (``SETTINGS``); examples are derandomized, so a run is reproducible and needs no example database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+import uuid
+from typing import Any, cast
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.sessions.backends.db import SessionStore
+from django.test import AsyncClient, override_settings
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+
+from chat.models import Conversation, Message
+from chat.sandbox.assistant import Request as TurnRequest
+from chat.sandbox.assistant import Session, TextRequest
+from chat.sandbox.server import LATE_BLOCK, Reply, SandboxConfig, SandboxServer
+from chat.turns.claims import is_busy
+from chat.turns.service import close_relay, get_relay
+from chat.vizochok.messages import ResponseComplete, Status, TextDelta, TextEnd
+from chat.web import identity
+from tests.chat.web.tab_model import Tab, log_items
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+#: Seconds any awaited state may take; a step that waits longer has found a stuck conversation.
+WAIT = 10.0
+
+SETTINGS = settings(
+    max_examples=20,
+    stateful_step_count=10,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+#: The streamed pieces of a reply to the question tagged ``{q}``; a reply streams the first ``n`` of them. Line
+#: breaks make some pieces carry the whole bubble (``rendering.text_delta``).
+PIECES = ("Answer ", "to {q}", ".\n", "More ", "about {q}", ".\n", "End.")
+
+ENDINGS = ["complete", "error", "error_then_complete", "complete_twice", "late_block"]
+
+
+class Script:
+    """The sandbox's replies (its ``reply_hook``): the shape the next turn's reply takes, drawn by a rule."""
+
+    def __init__(self) -> None:
+        self.pieces = 2
+        self.bubbles = 1
+
+    def __call__(self, session: Session, request: TurnRequest) -> Reply:
+        assert isinstance(request, TextRequest)
+        frames: list[Any] = [Status(code="thinking")]
+        for _bubble in range(self.bubbles):
+            frames += [TextDelta(delta=piece.format(q=request.text)) for piece in PIECES[: self.pieces]]
+            frames.append(TextEnd())
+        frames.append(ResponseComplete(conversation_id=session.conversation_id))
+        return Reply(frames)
+
+
+class Connected:
+    """One tab: its DOM (``tab_model.Tab``) and, while connected, its socket and the task applying its frames."""
+
+    def __init__(self, name: str, dom: Tab) -> None:
+        self.name = name
+        self.dom = dom
+        self.socket: Any = None
+        self.reader: asyncio.Task[None] | None = None
+        self.changed = asyncio.Condition()
+        self.closed = False
+
+    async def connect(self, session_key: str, ws_url: str) -> None:
+        from vizochok_site.asgi import application
+
+        self.socket = WebsocketCommunicator(
+            application,
+            ws_url,
+            headers=[(b"origin", b"http://testserver"), (b"host", b"testserver"), (b"cookie", cookie(session_key))],
+        )
+        accepted, code = await self.socket.connect(timeout=WAIT)
+        assert accepted, code
+        self.closed = False
+        self.reader = asyncio.get_running_loop().create_task(self._read())
+        await self.send(self.dom.sync_frame())  # connection.js: a catch-up on every open
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.socket.send_to(text_data=json.dumps(frame))
+
+    async def _read(self) -> None:
+        while True:
+            message = await self.socket.receive_output(timeout=3600)
+            if message["type"] != "websocket.send":
+                async with self.changed:
+                    self.closed = True
+                    self.changed.notify_all()
+                return
+            async with self.changed:
+                if self.dom.apply(message["text"]):
+                    await self.send(self.dom.sync_frame())  # positions.requestSync: a gap, caught up
+                self.changed.notify_all()
+
+    async def until(self, what: str, predicate: Any) -> None:
+        try:
+            async with asyncio.timeout(WAIT), self.changed:
+                await self.changed.wait_for(lambda: predicate(self.dom) or self.closed)
+        except TimeoutError:
+            raise AssertionError(f"tab {self.name}: never {what}; state {self.dom.state!r}") from None
+        assert not self.closed, f"tab {self.name}: its socket closed while waiting until {what}"
+
+    async def disconnect(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+            await asyncio.gather(self.reader, return_exceptions=True)
+            self.reader = None
+        if self.socket is not None:
+            await self.socket.disconnect()
+            self.socket = None
+
+
+def cookie(session_key: str) -> bytes:
+    return f"sessionid={session_key}".encode()
+
+
+def has_item(seq: int) -> Any:
+    return lambda dom: any(node.get("data-seq") == str(seq) for node in dom.log.iter())
+
+
+def has_refusal(count: int) -> Any:
+    return lambda dom: len(dom.log.select(lambda node: node.get("data-item") == "refusal")) >= count
+
+
+def ready(dom: Tab) -> bool:
+    return dom.state == "ready" and not dom.syncing
+
+
+def caught_up(dom: Tab) -> bool:
+    return not dom.syncing
+
+
+@database_sync_to_async
+def new_shopper() -> str:
+    session = SessionStore()
+    session[identity.SESSION_USER_KEY] = f"anon-{uuid.uuid4().hex}"
+    session.create()
+    return session.session_key or ""
+
+
+@database_sync_to_async
+def transcript(public_id: str) -> tuple[Conversation | None, list[Message]]:
+    conversation = Conversation.objects.filter(public_id=public_id).first()
+    if conversation is None:
+        return None, []
+    return conversation, list(Message.objects.filter(conversation=conversation).order_by("seq"))
+
+
+class ConversationMachine(RuleBasedStateMachine):
+    #: The loop every step runs on (the test's own: steps are synchronous, the relay is not).
+    loop: asyncio.AbstractEventLoop
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.script = Script()
+        self.sandbox = SandboxServer(SandboxConfig(tokens_per_second=0.0, ping_interval=0.0, reply_hook=self.script))
+        self.run(self.sandbox.start())
+        self.sandbox.pause_turns()  # every reply holds after its first streamed piece until "finish"
+        self.overrides = override_settings(
+            VIZOCHOK_WS_URL=self.sandbox.url,
+            VIZOCHOK_IDLE_GRACE=5.0,
+            VIZOCHOK_ERROR_GRACE=0.2,
+            VIZOCHOK_SYNC_INTERVAL=0.0,
+            VIZOCHOK_TURN_BURST=100.0,
+            VIZOCHOK_TURNS_PER_MINUTE=1000.0,
+        )
+        self.overrides.enable()
+        self.session_key = self.run(new_shopper())
+        self.tabs: list[Connected] = []
+        #: Tabs whose socket dropped: their DOM is kept for the reconnect.
+        self.away: list[Connected] = []
+        self.names = itertools.count(1)
+        self.asked = itertools.count(1)
+        self.public_id = ""
+        #: A turn was started and has not been seen to its end yet.
+        self.turn = False
+        self.run(self._open_tab())
+
+    def run(self, coroutine: Any) -> Any:
+        return self.loop.run_until_complete(coroutine)
+
+    def teardown(self) -> None:
+        try:
+            if self.turn:
+                self.run(self._finish())
+                self.check_pages()
+        finally:
+            self.run(self._close())
+            self.overrides.disable()
+
+    async def _close(self) -> None:
+        for tab in self.tabs:
+            await tab.disconnect()
+        self.sandbox.resume_turns()
+        await close_relay()
+        await self.sandbox.close()
+
+    # --- helpers -------------------------------------------------------------------------------------------------
+
+    async def _page(self) -> str:
+        query = {"lang": "en", **({"c": self.public_id} if self.public_id else {})}
+        client = AsyncClient()
+        client.cookies["sessionid"] = self.session_key
+        response = await client.get("/", query)
+        assert response.status_code == 200
+        return response.content.decode()
+
+    async def _open_tab(self) -> Connected:
+        tab = Connected(f"t{next(self.names)}", Tab(await self._page()))
+        ws_url = tab.dom.one("chat").get("ws-connect") or ""
+        public_id = re.search(r"[?&]c=([^&]+)", ws_url)
+        assert public_id is not None
+        assert public_id[1] == (self.public_id or public_id[1]), "every tab of the shopper shows one conversation"
+        self.public_id = public_id[1]
+        await tab.connect(self.session_key, ws_url)
+        await tab.until("caught up after connecting", caught_up)
+        self.tabs.append(tab)
+        return tab
+
+    def _runner_busy(self) -> bool:
+        conversation, _ = self.run(transcript(self.public_id))
+        if conversation is None:
+            return False
+        runner = get_relay_of(self.loop).existing(conversation.pk)
+        return runner is not None and runner.running
+
+    async def _finish(self, *, resume: bool = True) -> None:
+        """Let the reply run out (``resume``; else the turn was cut short); wait for the turn's end in the relay,
+        then in every tab."""
+        if resume:
+            self.sandbox.resume_turns()
+        try:
+            conversation, _ = await transcript(self.public_id)
+            assert conversation is not None
+            runner = get_relay().existing(conversation.pk)
+            if runner is not None and runner.task is not None:
+                async with asyncio.timeout(WAIT):
+                    await asyncio.shield(runner.task)
+            for tab in self.tabs:
+                await tab.until("ready after the turn", ready)
+        finally:
+            self.sandbox.pause_turns()
+        self.turn = False
+
+    async def _start(self, tab: Connected, frame: dict[str, Any], text: str) -> None:
+        """Send a turn's first frame; wait until the sending tab shows its question and the reply began or ended."""
+        _, before = await transcript(self.public_id)
+        last = before[-1].seq if before else 0
+        await tab.send(frame)
+
+        def started(dom: Tab) -> bool:
+            mine = [n for n in dom.log.iter() if n.get("data-item") == "user" and int(n.get("data-seq") or 0) > last]
+            if not mine:
+                return False
+            return dom.streaming() is not None or dom.state == "ready"
+
+        await tab.until(f"showing the turn of {text!r}", started)
+        self.turn = True
+
+    # --- browser events ------------------------------------------------------------------------------------------
+
+    @precondition(lambda self: self.tabs and not self.turn)
+    @rule(
+        pick=st.integers(0, 2),
+        pieces=st.integers(1, len(PIECES)),
+        bubbles=st.integers(1, 2),
+        ending=st.sampled_from(ENDINGS),
+        cut=st.integers(0, 3),
+        retry=st.booleans(),
+    )
+    def send(self, pick: int, pieces: int, bubbles: int, ending: str, cut: int, retry: bool) -> None:
+        """A message, or the "Try again" of the log's last item when ``retry`` and it has one (a failed or stopped
+        turn); the reply takes the drawn shape and ending."""
+        tab = self.tabs[pick % len(self.tabs)]
+        self.script.pieces, self.script.bubbles = pieces, bubbles
+        config = self.sandbox.config
+        config.error_completes = ending == "error_then_complete"
+        config.complete_twice = ending == "complete_twice"
+        config.block_after_complete = ending == "late_block"
+        if ending.startswith("error"):
+            self.sandbox.fail_next_turn("internal_error", after_deltas=cut)
+        n = next(self.asked)
+        retried = retry_seq(tab.dom) if retry else None
+        if retried is not None:
+            self.run(self._start(tab, {"kind": "retry", "seq": retried, "key": f"k{n}"}, f"a retry of {retried}"))
+        else:
+            self.run(self._start(tab, {"kind": "message", "text": f"q{n}", "key": f"k{n}"}, f"q{n}"))
+
+    @precondition(lambda self: self.tabs and self.turn)
+    @rule(pick=st.integers(0, 2))
+    def send_while_busy(self, pick: int) -> None:
+        if not self._runner_busy():
+            return  # the turn already ended upstream (an error before any text): "finish" sees it through
+        tab = self.tabs[pick % len(self.tabs)]
+        refusals = len(tab.dom.log.select(lambda node: node.get("data-item") == "refusal"))
+        n = next(self.asked)
+        self.run(tab.send({"kind": "message", "text": f"q{n}", "key": f"k{n}"}))
+        self.run(tab.until("refused while busy", has_refusal(refusals + 1)))
+
+    @precondition(lambda self: self.tabs and self.turn)
+    @rule(pick=st.integers(0, 2))
+    def stop(self, pick: int) -> None:
+        tab = self.tabs[pick % len(self.tabs)]
+        self.run(tab.send({"kind": "stop"}))
+        self.run(self._finish(resume=False))
+
+    @precondition(lambda self: self.tabs or self.away)
+    @rule(event=st.sampled_from(["second_tab", "reload", "drop_socket", "reconnect"]), pick=st.integers(0, 2))
+    def tab_event(self, event: str, pick: int) -> None:
+        """One rule for the tabs' comings and goings, so that turns are drawn as often as all of them together."""
+        if event == "second_tab" and 0 < len(self.tabs) < 3:
+            self.run(self._open_tab())
+        elif event == "reload" and self.tabs:
+            tab = self.tabs.pop(pick % len(self.tabs))
+            self.run(tab.disconnect())
+            self.run(self._open_tab())
+        elif event == "drop_socket" and (len(self.tabs) > 1 or (self.tabs and not self.away)):
+            tab = self.tabs.pop(pick % len(self.tabs))
+            self.run(tab.disconnect())
+            self.away.append(tab)
+        elif self.away:  # reconnect (connection.js): the same page opens a new socket and asks for what it lacks
+            tab = self.away.pop(0)
+
+            async def back() -> None:
+                await tab.connect(self.session_key, f"/ws/chat/?c={self.public_id}&lang=en")
+                await tab.until("caught up after reconnecting", caught_up)
+
+            self.run(back())
+            self.tabs.append(tab)
+
+    # --- the upstream --------------------------------------------------------------------------------------------
+
+    @precondition(lambda self: self.turn)
+    @rule(event=st.sampled_from(["finish", "finish", "finish", "drop"]), abort=st.booleans())
+    def upstream(self, event: str, abort: bool) -> None:
+        """The held reply runs out ("finish"), or its socket drops ("drop": the relay keeps what streamed and ends the
+        turn as interrupted after resuming the conversation on the reconnect schedule, about a second: drawn less
+        often to keep the test short)."""
+        if event == "drop" and self._runner_busy():
+            self.run(self.sandbox.drop_all(1006 if abort else 1011))
+            self.run(self._finish(resume=False))
+        else:
+            self.run(self._finish())
+
+    # --- invariants ----------------------------------------------------------------------------------------------
+
+    @invariant()
+    def replies_follow_their_questions(self) -> None:
+        if not self.public_id:
+            return
+        _, messages = self.run(transcript(self.public_id))
+        question = None
+        for message in messages:
+            if message.role == Message.Role.USER:
+                question = message.text
+                continue
+            assert LATE_BLOCK[0] not in message.text, f"a block sent after the turn's end was stored: {message.text!r}"
+            if message.kind != Message.Kind.TEXT:
+                continue
+            tags = set(re.findall(r"\bq\d+\b", message.text))
+            assert question is not None and tags <= {question}, (question, message.seq, message.text)
+        seqs = [message.seq for message in messages]
+        assert seqs == sorted(set(seqs))
+
+    @invariant()
+    def no_conversation_stays_busy(self) -> None:
+        if self.turn or not self.public_id:
+            return
+        conversation, _ = self.run(transcript(self.public_id))
+        if conversation is not None:
+            assert not is_busy(conversation), "the turn is over but the conversation is busy"
+            assert conversation.status == Conversation.Status.IDLE
+        assert not self._runner_busy()
+        for tab in self.tabs:
+            assert tab.dom.state == "ready", (tab.name, tab.dom.state)
+
+    @invariant()
+    def tabs_equal_a_fresh_page(self) -> None:
+        if not self.turn:
+            self.check_pages()
+
+    def check_pages(self) -> None:
+        fresh = log_items(Tab(self.run(self._page())).log)
+        for tab in self.tabs:
+            built = log_items(tab.dom.log)
+            assert built == fresh, f"tab {tab.name} differs from a fresh page:\n" + diff(built, fresh)
+
+
+def retry_seq(dom: Tab) -> str | None:
+    """The seq of the log's last item if it offers "Try again"."""
+    items = [node for node in dom.log.elements() if node.has("data-seq")]
+    if items and items[-1].select(lambda node: "retry" in (node.get("class") or "").split()):
+        return items[-1].get("data-seq")
+    return None
+
+
+def get_relay_of(loop: asyncio.AbstractEventLoop) -> Any:
+    async def relay() -> Any:
+        return get_relay()
+
+    return loop.run_until_complete(relay())
+
+
+def diff(built: list[str], fresh: list[str]) -> str:
+    import difflib
+
+    return "\n".join(difflib.unified_diff(fresh, built, "fresh page", "tab", lineterm=""))
+
+
+def test_a_conversation_under_random_events_stays_consistent() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        machine = cast("type[ConversationMachine]", type("Machine", (ConversationMachine,), {"loop": loop}))
+        run_state_machine_as_test(machine, settings=SETTINGS)
+    finally:
+        loop.close()
