@@ -53,8 +53,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 WAIT = 10.0
 
 SETTINGS = settings(
-    max_examples=20,
-    stateful_step_count=10,
+    max_examples=30,
+    stateful_step_count=12,
     deadline=None,
     derandomize=True,
     database=None,
@@ -206,6 +206,8 @@ class ConversationMachine(RuleBasedStateMachine):
         self.names = itertools.count(1)
         self.asked = itertools.count(1)
         self.public_id = ""
+        #: The conversation's row, once the first send stored it.
+        self.pk: int | None = None
         #: A turn was started and has not been seen to its end yet.
         self.turn = False
         self.run(self._open_tab())
@@ -251,12 +253,18 @@ class ConversationMachine(RuleBasedStateMachine):
         self.tabs.append(tab)
         return tab
 
-    def _runner_busy(self) -> bool:
-        conversation, _ = self.run(transcript(self.public_id))
-        if conversation is None:
-            return False
-        runner = get_relay_of(self.loop).existing(conversation.pk)
+    def _running(self) -> bool:
+        """Whether this conversation's runner holds a turn (inside the loop)."""
+        runner = get_relay().existing(self.pk) if self.pk is not None else None
         return runner is not None and runner.running
+
+    def _runner_busy(self) -> bool:
+        """:meth:`_running`, between steps."""
+
+        async def running() -> bool:
+            return self._running()
+
+        return bool(self.run(running()))
 
     async def _finish(self, *, resume: bool = True) -> None:
         """Let the reply run out (``resume``; else the turn was cut short); wait for the turn's end in the relay,
@@ -264,9 +272,8 @@ class ConversationMachine(RuleBasedStateMachine):
         if resume:
             self.sandbox.resume_turns()
         try:
-            conversation, _ = await transcript(self.public_id)
-            assert conversation is not None
-            runner = get_relay().existing(conversation.pk)
+            assert self.pk is not None
+            runner = get_relay().existing(self.pk)
             if runner is not None and runner.task is not None:
                 async with asyncio.timeout(WAIT):
                     await asyncio.shield(runner.task)
@@ -290,6 +297,10 @@ class ConversationMachine(RuleBasedStateMachine):
 
         await tab.until(f"showing the turn of {text!r}", started)
         self.turn = True
+        if self.pk is None:
+            conversation, _ = await transcript(self.public_id)
+            assert conversation is not None
+            self.pk = conversation.pk
 
     # --- browser events ------------------------------------------------------------------------------------------
 
@@ -352,17 +363,50 @@ class ConversationMachine(RuleBasedStateMachine):
             tab = self.tabs.pop(pick % len(self.tabs))
             self.run(tab.disconnect())
             self.away.append(tab)
-        elif self.away:  # reconnect (connection.js): the same page opens a new socket and asks for what it lacks
-            tab = self.away.pop(0)
+        elif self.away:
+            self.run(self._reconnect())
 
-            async def back() -> None:
-                await tab.connect(self.session_key, f"/ws/chat/?c={self.public_id}&lang=en")
-                await tab.until("caught up after reconnecting", caught_up)
+    async def _reconnect(self) -> None:
+        """connection.js: the same page opens a new socket and asks for what it lacks."""
+        tab = self.away.pop(0)
+        await tab.connect(self.session_key, f"/ws/chat/?c={self.public_id}&lang=en")
+        await tab.until("caught up after reconnecting", caught_up)
+        self.tabs.append(tab)
 
-            self.run(back())
-            self.tabs.append(tab)
+    async def _join(self) -> None:
+        """A tab comes: a dropped one reconnects, else a new one opens (at most three), else one reloads."""
+        if self.away:
+            await self._reconnect()
+        elif len(self.tabs) < 3:
+            await self._open_tab()
+        else:
+            tab = self.tabs.pop()
+            await tab.disconnect()
+            await self._open_tab()
 
     # --- the upstream --------------------------------------------------------------------------------------------
+
+    @precondition(lambda self: self.turn and self.tabs)
+    @rule(pieces=st.integers(1, 3), join=st.booleans())
+    def stream(self, pieces: int, join: bool) -> None:
+        """The held reply streams ``pieces`` more pieces; with ``join`` a tab (re)connects meanwhile, so its
+        catch-up overlaps the live pieces."""
+        if not self._runner_busy():
+            return
+
+        async def go() -> None:
+            joining = asyncio.get_running_loop().create_task(self._join()) if join else None
+            watched = self.tabs[0]
+            for _ in range(pieces):
+                if not self._running():
+                    break  # the reply ran out (the last step let its end through)
+                seen = watched.dom.frames
+                self.sandbox.step_turns()
+                await watched.until("shown the next piece", lambda dom, seen=seen: dom.frames > seen)
+            if joining is not None:
+                await joining
+
+        self.run(go())
 
     @precondition(lambda self: self.turn)
     @rule(event=st.sampled_from(["finish", "finish", "finish", "drop"]), abort=st.booleans())
@@ -426,13 +470,6 @@ def retry_seq(dom: Tab) -> str | None:
     if items and items[-1].select(lambda node: "retry" in (node.get("class") or "").split()):
         return items[-1].get("data-seq")
     return None
-
-
-def get_relay_of(loop: asyncio.AbstractEventLoop) -> Any:
-    async def relay() -> Any:
-        return get_relay()
-
-    return loop.run_until_complete(relay())
 
 
 def diff(built: list[str], fresh: list[str]) -> str:
