@@ -16,7 +16,8 @@ After every step:
 * Zulip's ``verify_action``: the log each tab built from its frames (``tab_model``: htmx's out-of-band swaps and
   the page's position rules) equals the log of a fresh page render.
 
-Bounded for CI (``SETTINGS``); examples are derandomized, so a run is reproducible and needs no example database.
+Bounded for CI (``SETTINGS``: 30 examples of 12 steps); examples are derandomized, so a run is reproducible and
+needs no example database. ``VIZOCHOK_STATEFUL_EXAMPLES=N`` runs N random examples instead (a longer hunt).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import re
 import uuid
 from typing import Any, cast
@@ -52,11 +54,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 #: Seconds any awaited state may take; a step that waits longer has found a stuck conversation.
 WAIT = 10.0
 
+#: A longer hunt than CI's: ``VIZOCHOK_STATEFUL_EXAMPLES=500`` draws that many fresh (random) examples.
+HUNT = int(os.environ.get("VIZOCHOK_STATEFUL_EXAMPLES", "0"))
+
 SETTINGS = settings(
-    max_examples=30,
+    max_examples=HUNT or 30,
     stateful_step_count=12,
     deadline=None,
-    derandomize=True,
+    derandomize=not HUNT,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -65,7 +70,8 @@ SETTINGS = settings(
 #: breaks make some pieces carry the whole bubble (``rendering.text_delta``).
 PIECES = ("Answer ", "to {q}", ".\n", "More ", "about {q}", ".\n", "End.")
 
-ENDINGS = ["complete", "error", "error_then_complete", "complete_twice", "late_block"]
+#: How a turn ends upstream: ``repeat`` sends every ``text_end`` twice in a row.
+ENDINGS = ["complete", "error", "error_then_complete", "complete_twice", "late_block", "repeat"]
 
 
 class Script:
@@ -312,16 +318,21 @@ class ConversationMachine(RuleBasedStateMachine):
         ending=st.sampled_from(ENDINGS),
         cut=st.integers(0, 3),
         retry=st.booleans(),
+        cold=st.sampled_from([False, False, False, False, True]),
     )
-    def send(self, pick: int, pieces: int, bubbles: int, ending: str, cut: int, retry: bool) -> None:
+    def send(self, pick: int, pieces: int, bubbles: int, ending: str, cut: int, retry: bool, cold: bool) -> None:
         """A message, or the "Try again" of the log's last item when ``retry`` and it has one (a failed or stopped
-        turn); the reply takes the drawn shape and ending."""
+        turn); the reply takes the drawn shape and ending. ``cold``: the warm upstream socket died while idle (the
+        turn resumes the conversation on a new one, on the reconnect schedule: drawn less often)."""
         tab = self.tabs[pick % len(self.tabs)]
+        if cold:
+            self.run(self.sandbox.drop_all(1011))
         self.script.pieces, self.script.bubbles = pieces, bubbles
         config = self.sandbox.config
         config.error_completes = ending == "error_then_complete"
         config.complete_twice = ending == "complete_twice"
         config.block_after_complete = ending == "late_block"
+        config.repeat_frames = ending == "repeat"
         if ending.startswith("error"):
             self.sandbox.fail_next_turn("internal_error", after_deltas=cut)
         n = next(self.asked)
@@ -350,7 +361,10 @@ class ConversationMachine(RuleBasedStateMachine):
         self.run(self._finish(resume=False))
 
     @precondition(lambda self: self.tabs or self.away)
-    @rule(event=st.sampled_from(["second_tab", "reload", "drop_socket", "reconnect"]), pick=st.integers(0, 2))
+    @rule(
+        event=st.sampled_from(["second_tab", "reload", "drop_socket", "reconnect", "late_stop"]),
+        pick=st.integers(0, 2),
+    )
     def tab_event(self, event: str, pick: int) -> None:
         """One rule for the tabs' comings and goings, so that turns are drawn as often as all of them together."""
         if event == "second_tab" and 0 < len(self.tabs) < 3:
@@ -363,6 +377,11 @@ class ConversationMachine(RuleBasedStateMachine):
             tab = self.tabs.pop(pick % len(self.tabs))
             self.run(tab.disconnect())
             self.away.append(tab)
+        elif event == "late_stop" and self.tabs and not self.turn:  # a Stop tapped as the turn ended: answered
+            tab = self.tabs[pick % len(self.tabs)]
+            frames = tab.dom.frames
+            self.run(tab.send({"kind": "stop"}))
+            self.run(tab.until("answered a late stop", lambda dom: dom.frames > frames and ready(dom)))
         elif self.away:
             self.run(self._reconnect())
 
