@@ -216,6 +216,9 @@ class ConversationMachine(RuleBasedStateMachine):
         self.pk: int | None = None
         #: A turn was started and has not been seen to its end yet.
         self.turn = False
+        #: Steps of the sandbox's gate until the held reply runs out: it holds after each streamed piece, and the
+        #: step after its last piece lets its end through (0: it holds nowhere, it ends by itself).
+        self.steps_left = 0
         self.run(self._open_tab())
 
     def run(self, coroutine: Any) -> Any:
@@ -288,6 +291,7 @@ class ConversationMachine(RuleBasedStateMachine):
         finally:
             self.sandbox.pause_turns()
         self.turn = False
+        self.steps_left = 0
 
     async def _start(self, tab: Connected, frame: dict[str, Any], text: str) -> None:
         """Send a turn's first frame; wait until the sending tab shows its question and the reply began or ended."""
@@ -333,8 +337,10 @@ class ConversationMachine(RuleBasedStateMachine):
         config.complete_twice = ending == "complete_twice"
         config.block_after_complete = ending == "late_block"
         config.repeat_frames = ending == "repeat"
+        self.steps_left = pieces * bubbles
         if ending.startswith("error"):
             self.sandbox.fail_next_turn("internal_error", after_deltas=cut)
+            self.steps_left = min(cut, self.steps_left)
         n = next(self.asked)
         retried = retry_seq(tab.dom) if retry else None
         if retried is not None:
@@ -342,11 +348,9 @@ class ConversationMachine(RuleBasedStateMachine):
         else:
             self.run(self._start(tab, {"kind": "message", "text": f"q{n}", "key": f"k{n}"}, f"q{n}"))
 
-    @precondition(lambda self: self.tabs and self.turn)
+    @precondition(lambda self: self.tabs and self.turn and self.steps_left)
     @rule(pick=st.integers(0, 2))
     def send_while_busy(self, pick: int) -> None:
-        if not self._runner_busy():
-            return  # the turn already ended upstream (an error before any text): "finish" sees it through
         tab = self.tabs[pick % len(self.tabs)]
         refusals = len(tab.dom.log.select(lambda node: node.get("data-item") == "refusal"))
         n = next(self.asked)
@@ -362,7 +366,7 @@ class ConversationMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.tabs or self.away)
     @rule(
-        event=st.sampled_from(["second_tab", "reload", "drop_socket", "reconnect", "late_stop"]),
+        event=st.sampled_from(["second_tab", "reload", "drop_socket", "reconnect", "late_stop", "sync"]),
         pick=st.integers(0, 2),
     )
     def tab_event(self, event: str, pick: int) -> None:
@@ -377,6 +381,10 @@ class ConversationMachine(RuleBasedStateMachine):
             tab = self.tabs.pop(pick % len(self.tabs))
             self.run(tab.disconnect())
             self.away.append(tab)
+        elif event == "sync" and self.tabs:  # a catch-up asked for on an open socket: it overlaps what the tab has
+            tab = self.tabs[pick % len(self.tabs)]
+            self.run(tab.send(tab.dom.sync_frame()))
+            self.run(tab.until("caught up", caught_up))
         elif event == "late_stop" and self.tabs and not self.turn:  # a Stop tapped as the turn ended: answered
             tab = self.tabs[pick % len(self.tabs)]
             frames = tab.dom.frames
@@ -405,25 +413,28 @@ class ConversationMachine(RuleBasedStateMachine):
 
     # --- the upstream --------------------------------------------------------------------------------------------
 
-    @precondition(lambda self: self.turn and self.tabs)
+    @precondition(lambda self: self.turn and self.tabs and self.steps_left)
     @rule(pieces=st.integers(1, 3), join=st.booleans())
     def stream(self, pieces: int, join: bool) -> None:
         """The held reply streams ``pieces`` more pieces; with ``join`` a tab (re)connects meanwhile, so its
         catch-up overlaps the live pieces."""
-        if not self._runner_busy():
-            return
 
         async def go() -> None:
             joining = asyncio.get_running_loop().create_task(self._join()) if join else None
             watched = self.tabs[0]
             for _ in range(pieces):
-                if not self._running():
-                    break  # the reply ran out (the last step let its end through)
+                if not self.steps_left:
+                    break
+                self.steps_left -= 1
                 seen = watched.dom.frames
                 self.sandbox.step_turns()
+                if not self.steps_left:
+                    break  # the reply's end went through
                 await watched.until("shown the next piece", lambda dom, seen=seen: dom.frames > seen)
             if joining is not None:
                 await joining
+            if not self.steps_left:
+                await self._finish()
 
         self.run(go())
 
@@ -433,7 +444,7 @@ class ConversationMachine(RuleBasedStateMachine):
         """The held reply runs out ("finish"), or its socket drops ("drop": the relay keeps what streamed and ends the
         turn as interrupted after resuming the conversation on the reconnect schedule, about a second: drawn less
         often to keep the test short)."""
-        if event == "drop" and self._runner_busy():
+        if event == "drop" and self.steps_left:
             self.run(self.sandbox.drop_all(1006 if abort else 1011))
             self.run(self._finish(resume=False))
         else:
