@@ -94,12 +94,13 @@ class Script:
 class Connected:
     """One tab: its DOM (``tab_model.Tab``) and, while connected, its socket and the task applying its frames."""
 
-    def __init__(self, name: str, dom: Tab) -> None:
+    def __init__(self, name: str, dom: Tab, changed: asyncio.Condition) -> None:
         self.name = name
         self.dom = dom
         self.socket: Any = None
         self.reader: asyncio.Task[None] | None = None
-        self.changed = asyncio.Condition()
+        #: Shared by the tabs of a machine: a wait may be for something in any of them.
+        self.changed = changed
         self.closed = False
 
     async def connect(self, session_key: str, ws_url: str) -> None:
@@ -154,12 +155,14 @@ def cookie(session_key: str) -> bytes:
     return f"sessionid={session_key}".encode()
 
 
-def has_item(seq: int) -> Any:
-    return lambda dom: any(node.get("data-seq") == str(seq) for node in dom.log.iter())
+async def condition() -> asyncio.Condition:
+    return asyncio.Condition()  # made on the machine's loop
 
 
-def has_refusal(count: int) -> Any:
-    return lambda dom: len(dom.log.select(lambda node: node.get("data-item") == "refusal")) >= count
+def refusals(dom: Tab, code: str = "") -> int:
+    return len(
+        dom.log.select(lambda node: node.get("data-item") == "refusal" and code in (node.get("data-code") or ""))
+    )
 
 
 def ready(dom: Tab) -> bool:
@@ -210,6 +213,7 @@ class ConversationMachine(RuleBasedStateMachine):
         #: Tabs whose socket dropped: their DOM is kept for the reconnect.
         self.away: list[Connected] = []
         self.names = itertools.count(1)
+        self.changed = self.run(condition())
         self.asked = itertools.count(1)
         self.public_id = ""
         #: The conversation's row, once the first send stored it.
@@ -251,7 +255,7 @@ class ConversationMachine(RuleBasedStateMachine):
         return response.content.decode()
 
     async def _open_tab(self) -> Connected:
-        tab = Connected(f"t{next(self.names)}", Tab(await self._page()))
+        tab = Connected(f"t{next(self.names)}", Tab(await self._page()), self.changed)
         ws_url = tab.dom.one("chat").get("ws-connect") or ""
         public_id = re.search(r"[?&]c=([^&]+)", ws_url)
         assert public_id is not None
@@ -293,11 +297,21 @@ class ConversationMachine(RuleBasedStateMachine):
         self.turn = False
         self.steps_left = 0
 
-    async def _start(self, tab: Connected, frame: dict[str, Any], text: str) -> None:
-        """Send a turn's first frame; wait until the sending tab shows its question and the reply began or ended."""
+    async def _start(
+        self, tab: Connected, frame: dict[str, Any], text: str, rival: tuple[Connected, dict[str, Any]] | None = None
+    ) -> None:
+        """Send a turn's first frame; wait until the sending tab shows its question and the reply began or ended.
+
+        ``rival``: another tab sends at the same moment; exactly one of the two starts a turn, the other is refused
+        (``agent_busy``).
+        """
         _, before = await transcript(self.public_id)
         last = before[-1].seq if before else 0
-        await tab.send(frame)
+        refused = sum(refusals(t.dom) for t in self.tabs)
+        if rival is None:
+            await tab.send(frame)
+        else:
+            await asyncio.gather(tab.send(frame), rival[0].send(rival[1]))
 
         def started(dom: Tab) -> bool:
             mine = [n for n in dom.log.iter() if n.get("data-item") == "user" and int(n.get("data-seq") or 0) > last]
@@ -306,6 +320,17 @@ class ConversationMachine(RuleBasedStateMachine):
             return dom.streaming() is not None or dom.state == "ready"
 
         await tab.until(f"showing the turn of {text!r}", started)
+        if rival is not None:
+            await tab.until(
+                "seen one of two racing sends refused",
+                lambda _dom: sum(refusals(t.dom) for t in self.tabs) > refused,
+            )
+            codes = {node.get("data-code") for t in self.tabs for node in t.dom.log.iter() if node.has("data-code")}
+            # The loser of the race is busy; a retry that lost finds its turn no longer the last one.
+            assert codes <= {"agent_busy", "retry_unavailable", "internal_error", "stopped", "upstream_lost"}, codes
+            _, after = await transcript(self.public_id)
+            users = [m.text for m in after if m.seq > last and m.role == Message.Role.USER]
+            assert len(users) == 1, f"two racing sends started {users}"
         self.turn = True
         if self.pk is None:
             conversation, _ = await transcript(self.public_id)
@@ -323,11 +348,15 @@ class ConversationMachine(RuleBasedStateMachine):
         cut=st.integers(0, 3),
         retry=st.booleans(),
         cold=st.sampled_from([False, False, False, False, True]),
+        race=st.booleans(),
     )
-    def send(self, pick: int, pieces: int, bubbles: int, ending: str, cut: int, retry: bool, cold: bool) -> None:
+    def send(
+        self, pick: int, pieces: int, bubbles: int, ending: str, cut: int, retry: bool, cold: bool, race: bool
+    ) -> None:
         """A message, or the "Try again" of the log's last item when ``retry`` and it has one (a failed or stopped
         turn); the reply takes the drawn shape and ending. ``cold``: the warm upstream socket died while idle (the
-        turn resumes the conversation on a new one, on the reconnect schedule: drawn less often)."""
+        turn resumes the conversation on a new one, on the reconnect schedule: drawn less often). ``race``: another
+        tab sends a message at the same moment."""
         tab = self.tabs[pick % len(self.tabs)]
         if cold:
             self.run(self.sandbox.drop_all(1011))
@@ -342,20 +371,26 @@ class ConversationMachine(RuleBasedStateMachine):
             self.sandbox.fail_next_turn("internal_error", after_deltas=cut)
             self.steps_left = min(cut, self.steps_left)
         n = next(self.asked)
+        rival = None
+        if race and len(self.tabs) > 1:
+            other = self.tabs[(pick + 1) % len(self.tabs)]
+            m = next(self.asked)
+            rival = (other, {"kind": "message", "text": f"q{m}", "key": f"k{m}"})
         retried = retry_seq(tab.dom) if retry else None
         if retried is not None:
-            self.run(self._start(tab, {"kind": "retry", "seq": retried, "key": f"k{n}"}, f"a retry of {retried}"))
+            frame: dict[str, Any] = {"kind": "retry", "seq": retried, "key": f"k{n}"}
+            self.run(self._start(tab, frame, f"a retry of {retried}", rival))
         else:
-            self.run(self._start(tab, {"kind": "message", "text": f"q{n}", "key": f"k{n}"}, f"q{n}"))
+            self.run(self._start(tab, {"kind": "message", "text": f"q{n}", "key": f"k{n}"}, f"q{n}", rival))
 
     @precondition(lambda self: self.tabs and self.turn and self.steps_left)
     @rule(pick=st.integers(0, 2))
     def send_while_busy(self, pick: int) -> None:
         tab = self.tabs[pick % len(self.tabs)]
-        refusals = len(tab.dom.log.select(lambda node: node.get("data-item") == "refusal"))
+        count = refusals(tab.dom, "agent_busy")
         n = next(self.asked)
         self.run(tab.send({"kind": "message", "text": f"q{n}", "key": f"k{n}"}))
-        self.run(tab.until("refused while busy", has_refusal(refusals + 1)))
+        self.run(tab.until("refused while busy", lambda dom: refusals(dom, "agent_busy") > count))
 
     @precondition(lambda self: self.tabs and self.turn)
     @rule(pick=st.integers(0, 2))
