@@ -17,7 +17,7 @@ After every step:
   the page's position rules) equals the log of a fresh page render.
 
 Bounded for CI (``SETTINGS``: 30 examples of 12 steps); examples are derandomized, so a run is reproducible and
-needs no example database. ``VIZOCHOK_STATEFUL_EXAMPLES=N`` runs N random examples instead (a longer hunt).
+needs no example database. ``VIZOCHOK_STATEFUL_EXAMPLES=N`` runs N random examples of 25 steps instead (a longer hunt).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ HUNT = int(os.environ.get("VIZOCHOK_STATEFUL_EXAMPLES", "0"))
 
 SETTINGS = settings(
     max_examples=HUNT or 30,
-    stateful_step_count=12,
+    stateful_step_count=25 if HUNT else 12,
     deadline=None,
     derandomize=not HUNT,
     database=None,
@@ -197,23 +197,10 @@ class ConversationMachine(RuleBasedStateMachine):
         super().__init__()
         self.script = Script()
         self.sandbox = SandboxServer(SandboxConfig(tokens_per_second=0.0, ping_interval=0.0, reply_hook=self.script))
-        self.run(self.sandbox.start())
-        self.sandbox.pause_turns()  # every reply holds after its first streamed piece until "finish"
-        self.overrides = override_settings(
-            VIZOCHOK_WS_URL=self.sandbox.url,
-            VIZOCHOK_IDLE_GRACE=5.0,
-            VIZOCHOK_ERROR_GRACE=0.2,
-            VIZOCHOK_SYNC_INTERVAL=0.0,
-            VIZOCHOK_TURN_BURST=100.0,
-            VIZOCHOK_TURNS_PER_MINUTE=1000.0,
-        )
-        self.overrides.enable()
-        self.session_key = self.run(new_shopper())
         self.tabs: list[Connected] = []
         #: Tabs whose socket dropped: their DOM is kept for the reconnect.
         self.away: list[Connected] = []
         self.names = itertools.count(1)
-        self.changed = self.run(condition())
         self.asked = itertools.count(1)
         self.public_id = ""
         #: The conversation's row, once the first send stored it.
@@ -223,7 +210,24 @@ class ConversationMachine(RuleBasedStateMachine):
         #: Steps of the sandbox's gate until the held reply runs out: it holds after each streamed piece, and the
         #: step after its last piece lets its end through (0: it holds nowhere, it ends by itself).
         self.steps_left = 0
-        self.run(self._open_tab())
+        self.changed = self.run(condition())
+        self.run(self.sandbox.start())
+        self.sandbox.pause_turns()  # every reply holds after its first streamed piece until a step lets it on
+        self.overrides = override_settings(
+            VIZOCHOK_WS_URL=self.sandbox.url,
+            VIZOCHOK_IDLE_GRACE=5.0,
+            VIZOCHOK_ERROR_GRACE=0.2,
+            VIZOCHOK_SYNC_INTERVAL=0.0,
+            VIZOCHOK_TURN_BURST=100.0,
+            VIZOCHOK_TURNS_PER_MINUTE=1000.0,
+        )
+        self.overrides.enable()
+        try:
+            self.session_key = self.run(new_shopper())
+            self.run(self._open_tab())
+        except BaseException:
+            self._clean_up()  # Hypothesis calls teardown() only on a machine that was made
+            raise
 
     def run(self, coroutine: Any) -> Any:
         return self.loop.run_until_complete(coroutine)
@@ -234,12 +238,16 @@ class ConversationMachine(RuleBasedStateMachine):
                 self.run(self._finish())
                 self.check_pages()
         finally:
+            self._clean_up()
+
+    def _clean_up(self) -> None:
+        try:
             self.run(self._close())
+        finally:
             self.overrides.disable()
 
     async def _close(self) -> None:
-        for tab in self.tabs:
-            await tab.disconnect()
+        await asyncio.gather(*(tab.disconnect() for tab in self.tabs), return_exceptions=True)
         self.sandbox.resume_turns()
         await close_relay()
         await self.sandbox.close()
