@@ -185,7 +185,7 @@ class Tab:
         self.last_seq = int(chat.get("data-last-seq") or 0)
         #: A catch-up is on its way (positions.js ``syncing``); it ends with the turn state.
         self.syncing = False
-        #: Catch-ups this tab asked for because a streamed piece would have left a gap.
+        #: Catch-ups this tab asked for because a streamed piece would have left a gap (none was on its way).
         self.gaps = 0
         self.frames = 0
 
@@ -207,6 +207,10 @@ class Tab:
             if node.get("data-item") == "streaming":
                 return node
         return None
+
+    def by_id_live(self, suffix: str) -> list[Element]:
+        """Streaming bubbles whose id ends with ``suffix`` (``live-<turn>-<block>``)."""
+        return self.log.select(lambda node: node.get("data-item") == "streaming" and node.id.endswith(suffix))
 
     def sync_frame(self) -> dict[str, object]:
         """What ``positions.syncFrame`` sends: the last stored item, and the live bubble with its length."""
@@ -260,7 +264,10 @@ class Tab:
             else:
                 raise AssertionError(f"swap style {style!r} is not modelled")
         self.received(inserted)
-        return gap and not self.syncing
+        if gap and not self.syncing:
+            self.gaps += 1
+            return True
+        return False
 
     def _targets(self, selector: str, oob: Element) -> list[Element]:
         if not selector:
@@ -294,6 +301,27 @@ class Tab:
             for twin in self.document.by_id(node.id):
                 if twin is not node:
                     twin.replace_with(node)
+        self._in_order(node)
+
+    def _in_order(self, node: Element) -> None:
+        """``feed.inOrder``: stored items stay in seq order, before the bubble being streamed."""
+        seq = int(node.get("data-seq") or 0)
+        log = self.log
+        if not seq or node.parent is not log:
+            return
+        items = log.elements()
+        at = items.index(node)
+        following = [
+            other
+            for other in items
+            if other is not node and (int(other.get("data-seq") or 0) > seq or other.get("data-item") == "streaming")
+        ]
+        if following and items.index(following[0]) < at:
+            node.detach()
+            log.children.insert(log.children.index(following[0]), node)
+            node.parent = log
+        elif not following and any(int(other.get("data-seq") or 0) for other in items[at + 1 :]):
+            log.append(node)
 
 
 def guard(tab: Tab, oob: Element, *, inline: bool) -> tuple[bool, bool]:
