@@ -210,6 +210,8 @@ class ConversationMachine(RuleBasedStateMachine):
         #: Steps of the sandbox's gate until the held reply runs out: it holds after each streamed piece, and the
         #: step after its last piece lets its end through (0: it holds nowhere, it ends by itself).
         self.steps_left = 0
+        #: Turns started: the relay lets a conversation send 10 a minute upstream (the API's limit per socket).
+        self.started = 0
         self.changed = self.run(condition())
         self.run(self.sandbox.start())
         self.sandbox.pause_turns()  # every reply holds after its first streamed piece until a step lets it on
@@ -340,6 +342,7 @@ class ConversationMachine(RuleBasedStateMachine):
             users = [m.text for m in after if m.seq > last and m.role == Message.Role.USER]
             assert len(users) == 1, f"two racing sends started {users}"
         self.turn = True
+        self.started += 1
         if self.pk is None:
             conversation, _ = await transcript(self.public_id)
             assert conversation is not None
@@ -347,7 +350,7 @@ class ConversationMachine(RuleBasedStateMachine):
 
     # --- browser events ------------------------------------------------------------------------------------------
 
-    @precondition(lambda self: self.tabs and not self.turn)
+    @precondition(lambda self: self.tabs and not self.turn and self.started < 10)
     @rule(
         pick=st.integers(0, 2),
         pieces=st.integers(1, len(PIECES)),
