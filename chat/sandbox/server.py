@@ -593,6 +593,14 @@ class SandboxServer:
     def resume_turns(self) -> None:
         self.turn_gate.set()
 
+    def step_turns(self) -> None:
+        """Let every turn held by :meth:`pause_turns` send its next ``text_delta``, then hold it again: a test
+        streams a reply one piece at a time (everything up to that piece goes out with it)."""
+        if self.turn_gate.is_set():
+            return
+        self.turn_gate.set()  # wakes the turns waiting now; clearing at once holds them at their next piece
+        self.turn_gate.clear()
+
     def fail_next_turn(self, code: str = "internal_error", after_deltas: int = 3) -> None:
         """Make the next turn (of any socket) stream ``after_deltas`` ``text_delta`` frames of its reply, then
         ``error {code}`` (and ``response_complete`` only with ``error_completes``). Calls queue: two calls fail

@@ -59,6 +59,22 @@ function place(node) {
       if (twin !== node) twin.replaceWith(node);
     });
   }
+  inOrder(node);
+}
+
+/**
+ * Stored items stay in seq order, before the bubble being streamed. A tab that reconnects mid-reply may be handed a
+ * live piece (a new bubble, the block before it) before its catch-up brings what it missed while away; appended as
+ * they come, the missed items would land after newer ones until a reload.
+ */
+function inOrder(node) {
+  const seq = Number(node.getAttribute(ATTR.seq));
+  if (!seq || node.parentElement !== log) return;
+  const items = Array.from(log.children);
+  const at = items.indexOf(node);
+  const next = items.find((other) => other !== node && (Number(other.getAttribute(ATTR.seq)) > seq || other.matches(SEL.streaming)));
+  if (next && items.indexOf(next) < at) next.before(node);
+  else if (!next && items.slice(at + 1).some((other) => Number(other.getAttribute(ATTR.seq)) > 0)) log.append(node);
 }
 
 const HANDLERS = {

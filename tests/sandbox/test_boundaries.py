@@ -107,6 +107,21 @@ async def test_error_completes_leaves_refusals_standalone() -> None:
         await ws.close()
 
 
+async def test_step_turns_lets_a_held_turn_send_one_more_piece(server: SandboxServer) -> None:
+    ws, _ = await authed(server.url)
+    server.pause_turns()
+    await ws.send(json.dumps({"type": "message", "text": "borscht"}))
+    await until(ws, "text_delta")
+    server.step_turns()
+    assert types(await until(ws, "text_delta"))[-1:] == ["text_delta"]  # one more piece (after a status, maybe)
+    await ws.send(json.dumps({"type": "ping"}))
+    assert await recv(ws) == {"type": "pong"}  # held again: nothing came before the answer to the ping
+    server.resume_turns()
+    server.step_turns()  # not paused: nothing to step, and the turn runs out
+    assert types(await until(ws, "response_complete"))[-1] == "response_complete"
+    await ws.close()
+
+
 async def test_failures_queue_one_per_turn(server: SandboxServer) -> None:
     ws, _ = await authed(server.url)
     server.fail_next_turn("internal_error", after_deltas=1)

@@ -85,3 +85,86 @@ async def test_a_burst_of_pieces_goes_out_in_order() -> None:
         feed.put(functools.partial(str, f"<i>{n}</i>"))
     await asyncio.wait_for(feed.drain(), 2)
     assert re.findall(r"<i>(\d+)</i>", "".join(got)) == [str(n) for n in range(50)]
+
+
+def wholes(frames: list[str]) -> list[tuple[str, int]]:
+    """(bubble, length) of each piece that carries its bubble whole (the first one, or one that finished a line)."""
+    return [(m[1], int(m[2])) for m in re.finditer(r'id="([^"]+)-tail"[^>]*data-length="(\d+)"', "".join(frames))]
+
+
+async def test_a_piece_that_finishes_a_line_carries_the_whole_bubble_with_its_length() -> None:
+    feed, got, _ = await feed_with_tab(interval=0)
+    feed.begin("b")
+    feed.add("**Milk**")
+    feed.add(" and")
+    feed.add(" bread\nnext")
+    await feed.drain()
+    assert offsets(got)[:2] == [(0, "**Milk**"), (8, " and")]
+    # The third piece finished a line: it goes out as the whole bubble, the finished line formatted, with its length.
+    html = "".join(got)
+    assert wholes(got) == [("b", len("**Milk** and bread\nnext"))]
+    whole = html[html.index('id="b-done" hx-swap-oob') :]
+    assert "<strong>Milk</strong>" in whole and "**" not in whole
+
+
+async def test_offsets_count_code_points_as_the_page_does() -> None:
+    feed, got, _ = await feed_with_tab(interval=0)
+    feed.begin("b")
+    feed.add("👍🏽 ok")  # two code points before the space (the page counts with Array.from, not UTF-16 units)
+    feed.add("!")
+    await feed.drain()
+    assert offsets(got) == [(0, "👍🏽 ok"), (5, "!")]
+
+
+async def test_text_piled_up_in_the_interval_goes_out_when_it_ends_joined_at_its_offset() -> None:
+    feed, got, tabs = await feed_with_tab(interval=0.02)
+    second = asyncio.Event()
+
+    async def collect(html: str) -> None:
+        got.append(html)
+        if len(got) == 2:
+            second.set()
+
+    tabs.attach("g", "tab", collect, "en")
+    feed.begin("b")
+    feed.add("one")  # out at once
+    feed.add(" two")
+    feed.add(" three")  # both wait for the interval, then go out as one piece
+    await asyncio.wait_for(second.wait(), 2)
+    assert offsets(got) == [(0, "one"), (3, " two three")]
+
+
+async def test_a_tab_catching_up_gets_the_text_not_sent_yet_too() -> None:
+    feed, _got, _ = await feed_with_tab(interval=10)
+    assert feed.live() is None
+    feed.begin("b")
+    assert feed.live() is None  # no text yet: nothing to catch up on
+    feed.add("sent")
+    feed.add(" waiting")  # held for the interval
+    assert feed.live() == ("b", "sent waiting")
+    feed.end()
+    assert feed.live() is None
+
+
+async def test_a_new_bubble_ends_the_previous_one_and_counts_from_zero() -> None:
+    feed, got, _ = await feed_with_tab(interval=10)
+    feed.begin("b1")
+    feed.add("first")
+    feed.add(" unsent")  # held: the stored reply replaces it
+    feed.begin("b2")
+    feed.add("second")  # held too: one streaming frame per conversation per interval, whichever bubble
+    feed.add("")  # nothing: no piece
+    feed.put("<p>after</p>")  # anything else sends the pending text first
+    await feed.drain()
+    assert [m[1] for m in re.finditer(r'id="([^"]+)-tail"', "".join(got))] == ["b1", "b2"]
+    assert offsets(got) == [(0, "first"), (0, "second")]
+    assert feed.live() == ("b2", "second")
+
+
+async def test_nothing_goes_out_for_text_outside_a_bubble_or_an_empty_piece() -> None:
+    feed, got, _ = await feed_with_tab()
+    feed.add("stray")  # no bubble begun: text that belongs to nothing is not shown
+    feed.put("")
+    assert feed.end() == ""
+    await feed.drain()
+    assert got == []
