@@ -34,11 +34,12 @@ class Rating:
 
 
 def parse(data: dict[str, object]) -> Rating:
-    """The rating a browser frame asks for; :class:`Invalid` for anything else (types are not trusted either)."""
+    """The rating a browser frame asks for; :class:`Invalid` for anything else (types are not trusted either).
+
+    ``seq`` is an int here: the consumer reads it as it reads every number a client sends (``chat.web.numbers``).
+    """
     seq, value = data.get("seq"), data.get("value")
     reason, text = data.get("reason", ""), data.get("text", "")
-    if isinstance(seq, str) and seq.isdigit():
-        seq = int(seq)
     if not isinstance(seq, int) or isinstance(seq, bool) or not 0 < seq < 2**31:
         raise Invalid("seq")
     if not isinstance(value, str) or value not in VALUES:

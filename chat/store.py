@@ -34,6 +34,11 @@ def plain(frame: Any) -> dict[str, Any]:
     return data
 
 
+def key_stored(conversation_id: int, client_key: str) -> bool:
+    """Whether a send with this key is stored in the conversation already (a lookup on its unique index)."""
+    return Message.objects.filter(conversation_id=conversation_id, client_key=client_key).exists()
+
+
 def conversation_for(session_key: str, user_id: str, store_id: str, public_id: str | None = None) -> Conversation:
     """The conversation a page shows: the one asked for if it is the visitor's own, else their latest."""
     mine = Conversation.objects.filter(user_id=user_id, store_id=store_id)

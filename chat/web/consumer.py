@@ -316,6 +316,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._rate(data)
             return
         key = _field(data, "key")[:MAX_KEY_CHARS]
+        if key and self.conversation.pk is not None and await _db(store.key_stored, self.conversation.pk, key):
+            # Sent before (a tab's outbox resent after a reconnect): no turn, and no admission to the line either,
+            # which could refuse words the server already has or spend the address's turn budget on them.
+            await self.send(text_data=json.dumps({"type": "stored", "key": key}))
+            return
         if kind == "retry":
             await self._retry(data, key)
             return
@@ -455,7 +460,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         message = None
         if self.conversation.pk is not None:
             try:
-                rating = feedback.parse(data)
+                rating = feedback.parse({**data, "seq": numbers.natural(data.get("seq"))})
             except feedback.Invalid:
                 pass
             else:

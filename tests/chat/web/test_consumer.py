@@ -326,3 +326,17 @@ async def test_a_send_key_stored_before_is_acknowledged_not_ignored(sandbox: Any
         await send(tab, kind="message", text="milk", key="outbox-1")
         assert json.loads(await tab.receive_from(timeout=5)) == {"type": "stored", "key": "outbox-1"}
     assert [m.text for m in await stored(conversation) if m.role == "user"] == ["milk"]
+
+
+async def test_a_resent_key_is_acknowledged_even_when_its_address_may_send_no_more(sandbox: Any, settings: Any) -> None:
+    """The outbox resends a stored key after a reconnect: the line's admission must not refuse it (the page would
+    give the words back to the composer although the server has them) nor spend the address's turn budget."""
+    settings.VIZOCHOK_TURNS_PER_MINUTE_PER_ADDRESS = 1
+    settings.VIZOCHOK_TURN_BURST_PER_ADDRESS = 1
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="milk", key="outbox-1")
+        await receive_until(tab, READY)
+        await send(tab, kind="message", text="milk", key="outbox-1")
+        assert json.loads(await tab.receive_from(timeout=5)) == {"type": "stored", "key": "outbox-1"}
+    assert [m.text for m in await stored(conversation) if m.role == "user"] == ["milk"]

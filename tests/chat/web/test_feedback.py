@@ -102,6 +102,8 @@ BAD_FRAMES: list[dict[str, Any]] = [
     {"kind": "rate", "seq": "REPLY", "value": "down", "reason": {"a": 1}},
     {"kind": "rate", "seq": "REPLY", "value": "down", "reason": "other", "text": "я" * 501},
     {"kind": "rate", "seq": "REPLY", "value": "down", "text": 5},
+    {"kind": "rate", "seq": "\u00b2", "value": "up"},  # a superscript two: str.isdigit() says yes, int() fails
+    {"kind": "rate", "seq": "\u0661", "value": "up"},  # an Arabic-Indic one: a number to int(), not to us
 ]
 
 
