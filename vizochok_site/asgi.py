@@ -36,7 +36,7 @@ if _refusals:
     raise ImproperlyConfigured("; ".join(_refusals))
 
 install_daphne_shutdown()  # SIGTERM: mark running turns, close upstream sockets (uvicorn: the lifespan below)
-install_daphne_logging()  # Twisted's log and (for JSON) the access log through stdlib logging
+install_daphne_logging()  # Twisted's log and the access log (tokens redacted) through stdlib logging
 startup.check_all()  # library patches (chat/compat): an unknown version or a switch turned off is logged now
 twisted_tcp.install()  # a frame goes to its socket when sent, not on the next reactor pass (chat/compat)
 

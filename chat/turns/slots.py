@@ -367,7 +367,7 @@ class LocalSlots:
 # --- every process, through Redis -----------------------------------------------------------------------------
 
 # ARGV, the same for every script: limit, lease TTL (ms), ticket TTL (ms), per-client cap, max wait (ms),
-# initial service time (ms), client, ticket id, lease id, reclaim grace (ms).
+# initial service time (ms), client, ticket id, lease id, reclaim grace (ms), a reservation made at the door.
 _PRELUDE = """
 local LEASES, LINE, TICKETS, ALIVE, COUNTS, LASTS, STATE, IDLE, RECLAIMING, SINCE, PENDING, PENDS =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]

@@ -97,12 +97,17 @@ export function markPending(owner, key) {
   owner.querySelectorAll(SEL.pendingButtons).forEach((button) => button.setAttribute("aria-disabled", "true"));
 }
 
+/** Dispatched on a card or cart line whose send is over (clearPending), whatever ended it. */
+export const PENDING_ENDED = "chat:pending-ended";
+
 /** The add sent with ``key`` is over; ``message`` says why it failed, if it did. */
 export function clearPending(key, message) {
   document.querySelectorAll(`[${ATTR.pending}="${CSS.escape(key)}"]`).forEach((owner) => {
     owner.removeAttribute(ATTR.pending);
     owner.querySelectorAll(SEL.pendingButtons).forEach((button) => button.removeAttribute("aria-disabled"));
     if (message) owner.setAttribute(ATTR.error, message);
+    // The outbox owns the pending state (lifecycle.js); a cart line then shows what the cart holds (cart.js).
+    owner.dispatchEvent(new CustomEvent(PENDING_ENDED, { bubbles: true }));
   });
 }
 

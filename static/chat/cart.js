@@ -64,14 +64,18 @@ export function changed(node) {
  * behind the panel. Returns whether it was taken.
  */
 export function refused(node) {
-  const sku = node.getAttribute(ATTR.sku);
-  const line = sku && lineOf(sku);
+  const line = lineFor(node);
   if (!line) return false;
-  line.removeAttribute(ATTR.pending);
   showHeld(line);
   tell(line, node.textContent.trim());
   node.remove();
   return true;
+}
+
+/** The cart line a refusal is for, if the panel shows it. */
+export function lineFor(node) {
+  const sku = node.getAttribute(ATTR.sku);
+  return (sku && lineOf(sku)) || null;
 }
 
 /** The cart as hosts receive it: items and total (parts/cart_panel.html data-cart). */
@@ -222,13 +226,14 @@ export function init() {
   );
   document.getElementById(ID.chat).addEventListener(STATE_EVENT, (evt) => {
     if (evt.detail.state !== "ready") return;
-    // A turn ended: a line still marked pending got no cart change (the assistant said why in the chat); it shows
-    // what the cart holds again. Lines that waited for the turn go now.
-    document.querySelectorAll(`${SEL.cartLine}[${ATTR.pending}]`).forEach((line) => {
-      line.removeAttribute(ATTR.pending);
-      showHeld(line);
-    });
+    // Lines changed while a turn ran (or the socket was down) go now.
     for (const [sku, timer] of waiting) if (timer === null) commit(sku);
+  });
+  // A line's send ended with no cart change (refused, answered in words, stopped, a drop): it shows what the cart
+  // holds again, unless the shopper has set it to something newer meanwhile (that change waits to go).
+  document.addEventListener(cards.PENDING_ENDED, (evt) => {
+    const line = evt.target.closest && evt.target.closest(SEL.cartLine);
+    if (line && !wanted.has(line.dataset.sku)) showHeld(line);
   });
   document.addEventListener("htmx:oobBeforeSwap", keepPlace);
   document.addEventListener("htmx:oobAfterSwap", restorePlace);

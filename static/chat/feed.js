@@ -110,9 +110,10 @@ const HANDLERS = {
   [ITEM.refusal](node) {
     // A cart line's send is told at its line in the panel, not in the log behind it; either way the outbox's entry
     // on its way is over (else nothing after it would go).
-    const atLine = cart.refused(node);
-    if (!atLine) cards.unlockChoices(log);
+    // The outbox first: ending the entry's pending mark redraws the line's quantity, and the refusal is told after.
+    const atLine = Boolean(cart.lineFor(node));
     outbox.refused(node, atLine);
+    if (!atLine || !cart.refused(node)) cards.unlockChoices(log);
     emit("error", { code: node.getAttribute(ATTR.code) });
   },
   [ITEM.error](node) {
