@@ -66,6 +66,10 @@ _NOTHING_TO_ACT_ON = {
 }
 
 
+#: Refusals of the line's admission (``engine.admit``), which a resent key must not get.
+_LINE_REFUSALS = frozenset({"rate_limited", "line_full", "too_many_queued"})
+
+
 class ChatConsumer(AsyncWebsocketConsumer):
     conversation: Conversation
     language: str
@@ -316,11 +320,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._rate(data)
             return
         key = _field(data, "key")[:MAX_KEY_CHARS]
-        if key and self.conversation.pk is not None and await _db(store.key_stored, self.conversation.pk, key):
-            # Sent before (a tab's outbox resent after a reconnect): no turn, and no admission to the line either,
-            # which could refuse words the server already has or spend the address's turn budget on them.
-            await self.send(text_data=json.dumps({"type": "stored", "key": key}))
-            return
         if kind == "retry":
             await self._retry(data, key)
             return
@@ -331,7 +330,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if len(text) > MAX_TEXT_CHARS:
                 raise Refused("message_too_long", limit=MAX_TEXT_CHARS)
             # A turn the line refuses stores nothing, not even a new conversation's row: admitted first.
-            admitted = await engine.admit(self.client)
+            try:
+                admitted = await engine.admit(self.client)
+            except Refused as refused:
+                if await self._stored_before(refused, key):
+                    return
+                raise
             await self._stored()  # the conversation is stored first, then the turn starts as for any other
             await self._start_turn(wire.UserMessage(text=text), Message.Kind.TEXT, text, key, admitted=admitted)
             return
@@ -509,10 +513,28 @@ class ChatConsumer(AsyncWebsocketConsumer):
         admitted: str | None = None,
     ) -> None:
         send = engine.Send(frame, kind, text, key, source_seq)
-        started = await engine.begin(self._ref(), send, shopper=self.user_key, client=self.client, admitted=admitted)
+        try:
+            started = await engine.begin(
+                self._ref(), send, shopper=self.user_key, client=self.client, admitted=admitted
+            )
+        except Refused as refused:
+            if await self._stored_before(refused, key):
+                return
+            raise
         if not started and key:
             # A key stored before (a tab's outbox resent after a reconnect): say so, or the tab would wait for it.
             await self.send(text_data=json.dumps({"type": "stored", "key": key}))
+
+    async def _stored_before(self, refused: Refused, key: str) -> bool:
+        """A send the line refused whose key is stored already (a tab's outbox resent it after a reconnect): the tab
+        is told it is stored, as for any repeated key, not refused words the server has. Looked up only on a line
+        refusal, so a turn that is let in costs no extra query."""
+        if refused.code not in _LINE_REFUSALS or not key or self.conversation.pk is None:
+            return False
+        if not await _db(store.key_stored, self.conversation.pk, key):
+            return False
+        await self.send(text_data=json.dumps({"type": "stored", "key": key}))
+        return True
 
     async def _catch_up(self, after: int, bubble: str, offset: int) -> None:
         """Catch a (re)connected tab up from what it says it has: stored messages after ``after``, the reply

@@ -86,8 +86,9 @@ def new_page(browser: Any, base_url: str, **options: Any) -> Any:
 
 
 @pytest.fixture
-def page(browser: Any, app_server: AppServer) -> Iterator[Any]:
-    page = new_page(browser, app_server.url)
+def page(browser: Any, app_server: AppServer, console_errors: ConsoleErrors) -> Iterator[Any]:
+    """A page of the shared app server; its test fails if the page logs an error it did not allow (issue 22)."""
+    page = console_errors.watch(new_page(browser, app_server.url))
     yield page
     page.context.close()
 
