@@ -10,18 +10,16 @@ until then.
 from __future__ import annotations
 
 import csv
-import http.client
 import io
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from chat.management.commands._bench_exports import StaffSession
 from tests.processes import ROOT
 from tests.production.conftest import App, Database, Upstream, app_env
 
@@ -49,36 +47,14 @@ def export_app(tmp_path_factory: pytest.TempPathFactory, database: Database, ups
     app.stop()
 
 
-class Browser:
-    """A staff member's cookies and CSRF token over plain HTTP, so the response body can be read piece by piece."""
+class Browser(StaffSession):
+    """The export benchmark's staff client, logged in as this module's superuser."""
 
     def __init__(self, app: App) -> None:
-        self.port = app.port
-        self.cookies: dict[str, str] = {}
-
-    def request(self, method: str, path: str, body: str = "") -> http.client.HTTPResponse:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
-        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()), "Host": "127.0.0.1"}
-        if body:
-            headers |= {
-                "Content-Type": "application/x-www-form-urlencoded",
-                "Referer": f"http://127.0.0.1:{self.port}/",
-            }
-        connection.request(method, path, body=body.encode(), headers=headers)
-        response = connection.getresponse()
-        for header in response.headers.get_all("Set-Cookie") or []:
-            for name, morsel in SimpleCookie(header).items():
-                self.cookies[name] = morsel.value
-        return response
-
-    def form_token(self, path: str) -> str:
-        page = self.request("GET", path).read().decode()
-        match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
-        assert match, page[:500]
-        return match.group(1)
+        super().__init__(app.port, timeout=15)
 
     def log_in(self) -> None:
-        token = self.form_token("/admin/login/")
+        token = self.token("/admin/login/")
         body = f"csrfmiddlewaretoken={token}&username=staff&password={PASSWORD}&next=/admin/"
         assert self.request("POST", "/admin/login/", body).status == 302
 
@@ -96,7 +72,7 @@ def test_an_export_starts_before_its_rows_are_read(export_app: App, database: Da
     staff = Browser(export_app)
     staff.log_in()
     path = "/admin/chat/conversation/?turns=all"
-    token = staff.form_token(path)
+    token = staff.token(path)
     [(some_id,)] = database.rows("SELECT id FROM chat_conversation ORDER BY id LIMIT 1")
     body = f"csrfmiddlewaretoken={token}&action={action}&select_across=1&index=0&_selected_action={some_id}"
     holder = lock_messages(database)

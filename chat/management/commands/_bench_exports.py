@@ -36,13 +36,17 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class _Staff:
-    def __init__(self, port: int) -> None:
+class StaffSession:
+    """A staff member's cookies and CSRF token over plain HTTP, so an export's body can be read piece by piece
+    (also the streaming test's client)."""
+
+    def __init__(self, port: int, timeout: float = 600) -> None:
         self.port = port
+        self.timeout = timeout
         self.cookies: dict[str, str] = {}
 
     def request(self, method: str, path: str, body: str = "") -> http.client.HTTPResponse:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
         headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()), "Host": "127.0.0.1"}
         if body:
             headers |= {
@@ -89,7 +93,7 @@ def measure(fmt: str) -> dict[str, Any]:
                 if time.monotonic() > deadline or daphne.poll() is not None:
                     raise RuntimeError("daphne did not start") from None
                 time.sleep(0.1)
-        staff = _Staff(port)
+        staff = StaffSession(port)
         token = staff.token("/admin/login/")
         login = f"csrfmiddlewaretoken={token}&username={USER}&password={password}&next=/admin/"
         if staff.request("POST", "/admin/login/", login).status != 302:
