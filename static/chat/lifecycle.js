@@ -66,13 +66,15 @@ export function turnStep(state, event) {
 }
 
 /**
- * #chat[data-state] (the UI contract) from the connection and the turn: "connecting" until the first socket has
- * opened or failed, "offline" while reconnecting, "error" when given up, else "busy" or "ready" by the turn.
+ * #chat[data-state] (the UI contract) from the connection, the turn and the outbox: "connecting" until the first
+ * socket has opened or failed, "offline" while reconnecting, "error" when given up, else "busy" while a turn runs
+ * or a send waits in the outbox (it goes when the catch-up is in, a hold ends or another tab's turn is over: one
+ * turn at a time, so nothing else may go first), "ready" otherwise.
  */
-export function pageState(connection, turn, everConnected) {
+export function pageState(connection, turn, everConnected, waiting = false) {
   if (connection === "closed" || connection === "given-up") return "error";
   if (connection === "connecting" || connection === "waiting") return everConnected ? "offline" : "connecting";
-  return turn === "ready" ? "ready" : "busy";
+  return turn === "ready" && !waiting ? "ready" : "busy";
 }
 
 /** Refusals after which an outbox entry is sent again later rather than given back (a turn of another tab runs). */

@@ -17,7 +17,7 @@ import * as composer from "./composer.js";
 import * as connection from "./connection.js";
 import { ATTR, CLASS, ID, SEL } from "./hooks.js";
 import { Outbox, Pending } from "./lifecycle.js";
-import { session, turnEvent } from "./state.js";
+import { outboxEvent, session, turnEvent } from "./state.js";
 import { t } from "./texts.js";
 import * as times from "./times.js";
 
@@ -37,6 +37,11 @@ function storage() {
   } catch {
     return null;
   }
+}
+
+/** Whether a send waits tells the page's state (state.js): busy while one does, so nothing else goes first. */
+function changed() {
+  outboxEvent(box.entries.length > 0);
 }
 
 function bubbleOf(key) {
@@ -93,16 +98,19 @@ function ended(keys, message) {
 }
 
 /**
- * A send: ``entry`` {key, frame, label, text, sku}. Goes now when the socket is open, nothing else waits and no
- * turn runs; else waits, shown. Always kept: a storage that refuses it leaves it in the page.
+ * A send: ``entry`` {key, frame, label, text, sku}. Goes now when the socket is open and caught up, nothing else
+ * waits and no turn runs; else waits, shown. Always kept: a storage that refuses it leaves it in the page.
+ * Caught up, not only open: the catch-up's turn state answers the sync sent before this, so its "ready" would end
+ * this send's "sent" while its turn runs (the page showed ready mid-reply). It goes when the catch-up is in.
  */
 export function submit(entry) {
   const waiting = box.size > 0;
   const added = box.add(entry);
   if (entry.sku) pending.add(entry.key, entry.sku);
   connection.check(); // a send is a moment to ask whether the socket still carries frames
-  if (!waiting && session.open && session.turn === "ready" && Date.now() >= holdUntil && go(added)) return;
-  show(added);
+  const sent = !waiting && session.live && session.turn === "ready" && Date.now() >= holdUntil && go(added);
+  changed();
+  if (!sent) show(added);
 }
 
 function go(entry) {
@@ -128,6 +136,7 @@ export function flush() {
 /** The server stored ``key``: its bubble (``shown``) is in the log, or it said so ("stored"). */
 export function stored(key, shown) {
   const entry = box.stored(key);
+  changed();
   pending.stored(key);
   const bubble = bubbleOf(key);
   if (bubble) bubble.remove();
@@ -149,6 +158,7 @@ export function refused(node, told = false) {
     return;
   }
   const done = box.refused(code);
+  changed();
   if (done) ended(pending.discard(done.key), told ? null : (node.textContent || "").trim());
   if (!done) {
     if (inFlight) show(inFlight); // waits for the running turn to end
@@ -184,6 +194,7 @@ function discard(button) {
   const entry = box.get(key);
   if (entry && entry.sent) return;
   box.discard(key);
+  changed();
   ended(pending.discard(key), null);
   bubble.remove();
   composer.focus();
@@ -202,6 +213,7 @@ export function init(conversation, { sync, toBottom }) {
   box = new Outbox(storage(), `vizochok:outbox:${conversation}`);
   storedIn(log); // stored before the reload: the page already shows them
   box.entries.forEach(show);
+  changed();
   connection.on("lost", lost);
   connection.on("stored", (key) => stored(key, false));
   document.addEventListener("click", (evt) => {

@@ -1,7 +1,8 @@
 /*
  * #chat[data-state] (docs/ui-contract.md): connecting, ready, busy, offline, error. One place sets it, from two
  * inputs whose transitions are written down in lifecycle.js: the connection (connection.js) and the conversation's
- * turn (the server's data-item="turn-state", feed.js; "sent" between a send and the server's first word on it).
+ * turn (the server's data-item="turn-state", feed.js; "sent" between a send and the server's first word on it),
+ * and whether a send waits in the outbox (outbox.js).
  * Whoever shows something by state listens to the STATE_EVENT on #chat.
  */
 import { ID } from "./hooks.js";
@@ -17,6 +18,8 @@ export const session = {
   tried: false,
   /** The turn: "ready", "sent" (the page's guess) or "busy" (the server's word). */
   turn: (document.getElementById(ID.turnState) || { dataset: {} }).dataset.state === "busy" ? "busy" : "ready",
+  /** A send waits in the outbox (not sent yet, or sent on a socket that went): the page is not ready for another. */
+  waiting: false,
   /** The socket is open (syncing or live): a frame sent now goes out. */
   get open() {
     return this.connection === "syncing" || this.connection === "live";
@@ -46,7 +49,7 @@ function setState(state) {
 }
 
 function refresh() {
-  setState(pageState(session.connection, session.turn, session.tried));
+  setState(pageState(session.connection, session.turn, session.tried, session.waiting));
 }
 
 /** A connection event (lifecycle.js CONNECTION); returns the new connection state. */
@@ -60,5 +63,12 @@ export function connectionEvent(event) {
 /** A turn event: "sent" (this tab sent), or the server's "busy" / "ready". */
 export function turnEvent(event) {
   session.turn = turnStep(session.turn, event);
+  refresh();
+}
+
+/** The outbox holds a send or not (outbox.js). */
+export function outboxEvent(waiting) {
+  if (session.waiting === waiting) return;
+  session.waiting = waiting;
   refresh();
 }

@@ -284,3 +284,68 @@ def test_show_more_brings_the_next_cards_and_they_work(browser: Any, paged_serve
         assert page.locator(".cards").last.locator(".product-card").count() == 2
     finally:
         page.context.close()
+
+
+#: Holds every frame the server sends until ``window.__release()``: a catch-up that is slow to come (a busy server,
+#: a phone network), so a test can act between the page's catch-up request (``window.__opened``) and its answer.
+HOLD_FRAMES = """
+(() => {
+  const held = [];
+  window.__holding = true;
+  window.__opened = false;
+  const Native = window.WebSocket;
+  function Opening(url, protocols) {
+    const ws = protocols === undefined ? new Native(url) : new Native(url, protocols);
+    const send = ws.send.bind(ws);
+    ws.send = (data) => { window.__opened = true; return send(data); }; // the page's first frame: its catch-up
+    return ws;
+  }
+  Opening.prototype = Native.prototype;
+  Object.assign(Opening, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+  window.WebSocket = Opening;
+  window.__release = () => {
+    window.__holding = false;
+    held.splice(0).forEach(([fn, evt]) => fn.call(evt.target, evt));
+  };
+  const add = Native.prototype.addEventListener;
+  Native.prototype.addEventListener = function (type, listener, options) {
+    if (type !== "message") return add.call(this, type, listener, options);
+    const wrapped = (evt) => (window.__holding ? held.push([listener, evt]) : listener.call(this, evt));
+    (this.__wrapped = this.__wrapped || new Map()).set(listener, wrapped);
+    return add.call(this, type, wrapped, options);
+  };
+  const remove = Native.prototype.removeEventListener;
+  Native.prototype.removeEventListener = function (type, listener, options) {
+    const wrapped = this.__wrapped && this.__wrapped.get(listener);
+    return remove.call(this, type, wrapped || listener, options);
+  };
+})();
+"""
+
+#: Every #chat[data-state] from now on, with whether the shopper's reply was stored by then.
+RECORD_STATES = """
+() => {
+  const chat = document.getElementById("chat");
+  window.__states = [];
+  new MutationObserver(() => window.__states.push([
+    chat.dataset.state, !!document.querySelector(".msg[data-role=assistant][data-kind=text][data-seq]"),
+  ])).observe(chat, { attributes: true, attributeFilter: ["data-state"] });
+}
+"""
+
+
+def test_a_send_before_the_catch_up_ends_is_busy_until_its_reply(page: Any) -> None:
+    """A message sent while the socket's catch-up is on its way: the catch-up's "ready" is from before the send, so
+    the page stays busy until its own turn ends (CI saw "ready" mid-reply, and a test read a streaming bubble)."""
+    page.add_init_script(HOLD_FRAMES)
+    page.goto("/?lang=en")
+    page.wait_for_function("() => window.__opened")
+    page.evaluate(RECORD_STATES)
+    send_text(page, "pancakes")
+    page.evaluate("() => window.__release()")
+    page.wait_for_selector(".msg[data-role=assistant][data-kind=text][data-seq]")
+    wait_ready(page)
+    states = page.evaluate("() => window.__states")
+    early_ready = [state for state, replied in states if state == "ready" and not replied]
+    assert not early_ready, states
+    assert page.locator(".msg[data-role=user][data-kind=text][data-seq]").count() == 1

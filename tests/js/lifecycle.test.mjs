@@ -106,6 +106,13 @@ describe("turn and the page's state", () => {
     assert.equal(pageState("given-up", "ready", true), "error");
     assert.equal(pageState("closed", "busy", true), "error");
   });
+
+  test("a send waiting in the outbox keeps an open page busy: it goes first, one turn at a time", () => {
+    assert.equal(pageState("syncing", "ready", true, true), "busy"); // it goes once the catch-up is in
+    assert.equal(pageState("live", "ready", true, true), "busy"); // a hold, or another tab's turn just ended
+    assert.equal(pageState("live", "ready", true, false), "ready");
+    assert.equal(pageState("waiting", "ready", true, true), "offline"); // offline: more may be queued behind it
+  });
 });
 
 describe("outbox", () => {
