@@ -7,6 +7,7 @@ through the code that runs them (``chat.ops.lifecycle.shutdown`` and ``chat.turn
 
 from __future__ import annotations
 
+import re
 import socket
 from datetime import timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from django.utils import timezone
 
 from chat.models import Conversation, Message, Turn
 from chat.ops import lifecycle
+from chat.presentation import formatting
 from chat.turns import claims
 from tests.chat.conftest import READY, connected, make_shopper, receive_until, send
 
@@ -105,6 +107,34 @@ async def test_an_unreachable_upstream(settings: Any) -> None:
     finally:
         await lifecycle.shutdown()
     assert await one_turn(conversation) == ("failed", "upstream_unavailable")
+
+
+async def test_a_relay_error(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug of our own mid-turn (no upstream or network fault makes one, so one is injected where the turn reads
+    a cart change): the turn still ends with one record, the tab is told and made ready, the next turn works."""
+
+    def broken(items: Any) -> int:
+        raise RuntimeError("a bug in the relay")
+
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="milk", key="k1")
+        html = await receive_until(tab, READY)
+        sku = re.search(r'class="product-card" data-sku="([^"]+)"', html)
+        assert sku, "no product card in the frames"
+        monkeypatch.setattr(formatting, "cart_lines", broken)
+        await send(tab, kind="add_to_cart", sku=sku.group(1), quantity="1", key="k2")
+        assert 'data-code="relay_error"' in await receive_until(tab, READY)
+        monkeypatch.undo()
+        await send(tab, kind="message", text="bread", key="k3")
+        await receive_until(tab, READY)
+    found = await records(conversation)
+    assert [(outcome, code) for _, outcome, code in found] == [
+        ("answered", ""),
+        ("failed", "relay_error"),
+        ("answered", ""),
+    ]
+    assert [seq for seq, _, _ in found] == await user_seqs(conversation)
 
 
 async def test_a_restart_mid_reply(sandbox: Any) -> None:
