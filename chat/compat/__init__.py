@@ -1,6 +1,6 @@
 """Every patch of a library's private parts, fenced in one place.
 
-The relay reaches into five libraries where their public API has no way to do what it needs (each module here says
+The relay reaches into libraries where their public API has no way to do what it needs (each module here says
 why, and what it buys; docs/compat.md lists them). Private parts change without notice, so each patch is a
 :class:`Fence`:
 

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import logging
 
-from chat.compat import channels_dispatch, channels_layer, daphne_buffer, twisted_tcp, websockets_frames
+from chat.compat import (
+    channels_dispatch,
+    channels_layer,
+    daphne_access,
+    daphne_buffer,
+    twisted_tcp,
+    websockets_frames,
+)
 from chat.compat.fences import FENCES
 
 logger = logging.getLogger("chat.compat")
 
-PATCHES = (channels_dispatch, channels_layer, daphne_buffer, twisted_tcp, websockets_frames)
+PATCHES = (channels_dispatch, channels_layer, daphne_access, daphne_buffer, twisted_tcp, websockets_frames)
 
 
 def check_all() -> dict[str, bool]:

@@ -23,6 +23,8 @@ from typing import Any
 
 from django.conf import settings
 
+from chat.compat import daphne_access
+
 conversation_var: contextvars.ContextVar[str] = contextvars.ContextVar("vizochok_conversation", default="")
 
 #: An entry token in a URL (``?token=…``, also percent-encoded inside a ``next=`` parameter): the whole token,
@@ -115,15 +117,10 @@ def install_daphne_logging() -> bool:
     from twisted.logger import STDLibLogObserver, globalLogPublisher
 
     globalLogPublisher.addObserver(STDLibLogObserver(name="twisted"))  # type: ignore[arg-type]  # zope @implementer
-    # Daphne's CLI builds its AccessLogGenerator (NCSA lines on stdout) after importing this app, and offers no hook
-    # for another writer: its one writing method is replaced. For JSON each entry becomes a log record; in both
-    # formats the request line loses its entry tokens (``/?token=…`` is how a host's shopper arrives).
-    from daphne.access import AccessLogGenerator
-
-    write_plain = AccessLogGenerator.write_entry
-    AccessLogGenerator.write_entry = (
-        _log_access_entry if settings.VIZOCHOK_LOG_FORMAT == "json" else _redacted(write_plain)
-    )
+    # Daphne's access log (a fenced patch, chat.compat.daphne_access): for JSON each entry becomes a log record; in
+    # both formats the request line loses its entry tokens (``/?token=…`` is how a host's shopper arrives).
+    json_log = settings.VIZOCHOK_LOG_FORMAT == "json"
+    daphne_access.install(lambda own: _log_access_entry if json_log else _redacted(own))
     _installed = True
     return True
 

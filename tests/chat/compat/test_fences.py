@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection
 from chat.compat import (
     channels_dispatch,
     channels_layer,
+    daphne_access,
     daphne_buffer,
     fences,
     startup,
@@ -40,6 +41,7 @@ ALL = {
     "CHANNELS_LAYER": channels_layer.FENCE,
     "CHANNELS_DISPATCH": channels_dispatch.FENCE,
     "DAPHNE_SEND_BUFFER": daphne_buffer.FENCE,
+    "DAPHNE_ACCESS_LOG": daphne_access.FENCE,
 }
 
 
@@ -97,6 +99,34 @@ def test_twisted_write_is_patched_only_when_on(switch: str, expected: str) -> No
     env = {"PATH": "/usr/bin:/bin", "VIZOCHOK_COMPAT_TWISTED_WRITE": switch}
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("switch", ["1", "0"])
+def test_the_access_log_is_written_by_ours_only_when_on(monkeypatch: pytest.MonkeyPatch, switch: str) -> None:
+    """Daphne's real AccessLogGenerator on a real stream: ours redacts the entry token, Daphne's own writes it."""
+    import io
+    from datetime import UTC, datetime
+
+    from daphne.access import AccessLogGenerator
+
+    monkeypatch.setenv("VIZOCHOK_COMPAT_DAPHNE_ACCESS_LOG", switch)
+
+    def redacting(own: daphne_access.Writer) -> daphne_access.Writer:
+        def write(self: Any, host: str, date: datetime, request: str, *args: Any, **kwargs: Any) -> None:
+            own(self, host, date, request.replace("secret", "[redacted]"), *args, **kwargs)
+
+        return write
+
+    try:
+        assert daphne_access.install(redacting) is (switch == "1")
+        stream = io.StringIO()
+        AccessLogGenerator(stream).write_entry("127.0.0.1", datetime.now(UTC), "GET /?token=secret", 200, 5)
+    finally:
+        daphne_access.uninstall()
+    line = stream.getvalue()
+    assert "GET /?token=" in line and ("secret" in line) is (switch == "0")
+    daphne_access.uninstall()  # twice: still Daphne's own writer
+    assert AccessLogGenerator.write_entry.__qualname__ == "AccessLogGenerator.write_entry"
 
 
 async def _one_turn(monkeypatch: pytest.MonkeyPatch, switch: str) -> tuple[type[ClientConnection], list[str]]:
