@@ -7,7 +7,7 @@ query (one extra query per chunk, never per conversation).
 Under an ASGI server (Daphne) an HTTP export must be an *asynchronous* iterator: Django would otherwise read a
 synchronous one to its end in a thread before sending the first byte (and warn "StreamingHttpResponse must consume
 synchronous iterators"), holding the whole file in memory. :func:`astream_export` reads one page of conversations
-at a time through the project's async database path (``chat.db``), keyset-paged on ``(created_at, pk)``, and
+at a time through the project's async database path (``chat.persistence.db``), keyset-paged on ``(created_at, pk)``, and
 yields it rendered; :func:`stream_export` is the synchronous twin for a file (``manage.py export_conversations``)
 or a WSGI server.
 
@@ -119,8 +119,8 @@ async def astream_export(
     conversations: QuerySet[Conversation], fmt: ExportFormat, *, chunk_size: int = CHUNK_SIZE
 ) -> AsyncIterator[str]:
     """The export as an asynchronous iterator: one rendered page of ``chunk_size`` conversations per chunk, read
-    through ``chat.db`` so the event loop serves other sockets while the database works."""
-    from chat import db  # the async path: not needed by the synchronous export or the management command
+    through ``chat.persistence.db`` so the event loop serves other sockets while the database works."""
+    from chat.persistence import db  # the async path: not needed by the synchronous export or the management command
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}")

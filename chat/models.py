@@ -16,7 +16,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
-#: Conversation.search_text keeps at most this many characters: appends beyond it are dropped (see chat.store).
+#: Conversation.search_text keeps at most this many characters: appends beyond it are dropped
+#: (see chat.persistence.store).
 SEARCH_TEXT_LIMIT = 100_000
 
 
@@ -63,7 +64,7 @@ class Conversation(models.Model):
     updated_at = models.DateTimeField(pgettext_lazy("admin", "last activity"), default=timezone.now)
     #: The texts of the conversation (shopper's and assistant's) case-folded with Python's ``str.casefold``, so the
     #: admin's search is case-insensitive for Cyrillic on SQLite too (its LIKE folds ASCII only). Appended by
-    #: ``chat.store`` in the statement that stores each text; at most ``SEARCH_TEXT_LIMIT`` characters.
+    #: ``chat.persistence.store`` in the statement that stores each text; at most ``SEARCH_TEXT_LIMIT`` characters.
     search_text = models.TextField(pgettext_lazy("admin", "search text"), blank=True, default="", editable=False)
 
     class Meta:

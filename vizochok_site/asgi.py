@@ -24,9 +24,9 @@ from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 from chat.checks import refuse_to_serve  # noqa: E402
 from chat.compat import startup, twisted_tcp  # noqa: E402
 from chat.ops import departure, sendbuffer  # noqa: E402
-from chat.ops.lifecycle import install_daphne_shutdown, lifespan  # noqa: E402
 from chat.ops.logs import install_daphne_logging  # noqa: E402
 from chat.web.embed import websocket_origin_validator  # noqa: E402
+from chat.web.lifecycle import install_daphne_shutdown, lifespan  # noqa: E402
 from chat.web.routing import websocket_urlpatterns  # noqa: E402
 
 # Not only a deploy check: a server that would send the API key in clear, or count addresses clients wrote, does not

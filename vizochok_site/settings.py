@@ -118,7 +118,8 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Another process's write lock is waited for, but one attempt at most 1 s: every call of this process queues on
     # one database thread, so a 20 s wait kept new sockets from their handshake (5 s) and a send from its answer for
-    # 24 s (issue 24). chat.db retries within its budgets (a send about 6 s in all, the relay's writes about 23 s).
+    # 24 s (issue 24). chat.persistence.db retries within its budgets (a send about 6 s in all, the relay's writes
+    # about 23 s).
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 1
     # WAL: a commit appends to the log instead of fsyncing the rollback journal and the file. With the default
     # journal every commit cost ~3 ms of fsync on the single DB thread, which queued turn starts for seconds at

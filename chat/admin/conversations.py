@@ -39,9 +39,10 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import npgettext, pgettext_lazy
 from django_stubs_ext import StrOrPromise
 
-from chat import exports, store
+from chat import exports
 from chat.admin.transcript import build_entries, cart_lines, money
 from chat.models import Conversation, Feedback, Message
+from chat.persistence import store
 from chat.web import numbers
 
 if TYPE_CHECKING:
@@ -414,10 +415,10 @@ class ConversationAdmin(ReadOnlyAdminMixin, TitledAdmin[Conversation]):
         Ids are compared for equality, each through its own index, so an id search costs a few index probes.
         Text has no usable index (``LIKE '%…%'``), and ORing it with the ids would make every id search scan the
         texts too; hence one cheap indexed ``exists()`` decides which meaning the term has. Text is matched in
-        ``search_text``, the conversation's texts case-folded by Python when they were stored (``chat.store``),
-        against the case-folded term: "молоко", "Молоко" and "МОЛОКО" find the same chats on SQLite, whose
-        ``LIKE``/``lower()`` fold ASCII only, and on PostgreSQL alike. One column of the row being listed: no
-        join, no ``DISTINCT``, and no scan of a million messages.
+        ``search_text``, the conversation's texts case-folded by Python when they were stored
+        (``chat.persistence.store``), against the case-folded term: "молоко", "Молоко" and "МОЛОКО" find the same
+        chats on SQLite, whose ``LIKE``/``lower()`` fold ASCII only, and on PostgreSQL alike. One column of the row
+        being listed: no join, no ``DISTINCT``, and no scan of a million messages.
         """
         term = search_term.strip()[:MAX_SEARCH_TERM]
         if not term:

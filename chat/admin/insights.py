@@ -1,7 +1,7 @@
 """``/admin/insights/``: what the assistant does for the store, per day, drawn as SVG charts with their numbers.
 
-Everything is read from ``Turn`` rows (one per finished turn, written by ``chat.store.record_turn``), never from
-message payloads: a page over 30 days of a busy store aggregates tens of thousands of small rows through the
+Everything is read from ``Turn`` rows (one per finished turn, written by ``chat.persistence.store.record_turn``),
+never from message payloads: a page over 30 days of a busy store aggregates tens of thousands of small rows through the
 ``day`` indexes, in a fixed number of queries whatever the period (``manage.py bench_insights`` measures it).
 
 Definitions, as the page states them:

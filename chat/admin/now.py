@@ -3,7 +3,7 @@
 Turns streaming now, turns waiting in line for an upstream socket, and upstream sockets in use out of the key's
 limit, for the whole deployment: with Redis the slots' shared sets count every process (``RedisSlots.usage``),
 without it this process is the deployment. Running turns are read from the database (a busy conversation whose
-owner still beats, ``chat.turns.claims.is_busy``), so they count in every process too; the waiting ones are
+owner still beats, ``chat.persistence.claims.is_busy``), so they count in every process too; the waiting ones are
 among them and are shown apart.
 
 An async view: it runs on the event loop that owns this process's relay (its slots live there).
@@ -21,9 +21,9 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
-from chat import db
 from chat.models import Conversation
-from chat.turns.limits import limits
+from chat.ops.limits import limits
+from chat.persistence import db
 from chat.turns.service import get_relay
 
 #: Seconds between two refreshes of the panel.
@@ -54,10 +54,16 @@ async def measure() -> Now:
     return Now(max(0, running - waiting), waiting, sockets, settings.VIZOCHOK_MAX_CONNECTIONS)
 
 
+def may_see(request: HttpRequest) -> bool:
+    """Staff who may read conversations: the session, the user and the permissions are read in one trip to the
+    database thread (``request.auser`` and ``ahas_perm`` would take one each, outside the relay's database path)."""
+    user = request.user
+    return bool(user.is_active and user.is_staff and user.has_perm("chat.view_conversation"))
+
+
 @never_cache
 async def now_view(request: HttpRequest) -> HttpResponse:
-    user = await request.auser()
-    if not user.is_active or not user.is_staff or not await user.ahas_perm("chat.view_conversation"):
+    if not await db.call(may_see, request, retries=db.SEND_RETRIES):
         raise PermissionDenied
     context = {"now": await measure(), "poll_seconds": POLL_SECONDS}
     return TemplateResponse(request, "admin/insights_now.html", context)

@@ -2,9 +2,9 @@
 
 channels' ``AsyncConsumer.dispatch`` runs ``close_old_connections()`` through ``sync_to_async`` before every
 handler: one more trip through the single thread all database work queues on, per browser frame. Every database
-call of the chat consumer goes through ``database_sync_to_async`` (``chat.db``), which does the same around the call
-itself, so the hop buys nothing there. The consumer's ``dispatch`` finds its handler here; this repeats what
-channels' own ``dispatch`` of the pinned version does, minus the hop.
+call of the chat consumer goes through ``database_sync_to_async`` (``chat.persistence.db``), which does the same
+around the call itself, so the hop buys nothing there. The consumer's ``dispatch`` finds its handler here; this
+repeats what channels' own ``dispatch`` of the pinned version does, minus the hop.
 
 Off (``VIZOCHOK_COMPAT_CHANNELS_DISPATCH=0``) or under another version, the hop runs before every handler as in
 channels itself.

@@ -4,7 +4,7 @@ A Channels consumer reads its next ASGI message only after the current handler r
 the database (a send, a catch-up) cannot see that its tab closed meanwhile: a send that waited out a write lock
 still claimed the conversation for a shopper who had left (issue 24). This middleware reads the server's messages
 as they come, hands them on in order, and sets the scope's event at the disconnect, so send-path database work
-(``chat.db``) can be dropped when nobody waits for it any more.
+(``chat.persistence.db``) can be dropped when nobody waits for it any more.
 """
 
 from __future__ import annotations

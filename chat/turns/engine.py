@@ -14,12 +14,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from chat import db, store
 from chat.feed.feed import ConversationFeed, Piece
 from chat.models import Message
 from chat.ops import ratelimit
+from chat.persistence import claims, db, store
 from chat.presentation import rendering
-from chat.turns import claims
 from chat.turns.record import TurnRecord
 from chat.turns.runner import ConversationRef, ConversationRunner
 from chat.turns.service import get_relay

@@ -15,12 +15,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from channels.db import database_sync_to_async
-
 from chat.models import Message
+from chat.ops.limits import limits
 from chat.ops.process import owner_token
-from chat.turns import claims
-from chat.turns.limits import limits
+from chat.persistence import claims, db
 
 logger = logging.getLogger("chat.turns.liveness")
 
@@ -34,7 +32,7 @@ async def beat(pk: int, owner: str) -> None:
     while True:
         await asyncio.sleep(limits().heartbeat)
         try:
-            mine = await database_sync_to_async(claims.heartbeat)(pk, owner)
+            mine = await db.call(claims.heartbeat, pk, owner, retries=db.ONCE)
         except Exception as exc:  # the database may be briefly away; keep trying
             logger.warning("heartbeat of conversation %s failed: %s", pk, type(exc).__name__)
             continue
@@ -62,10 +60,10 @@ async def watch_orphan(pk: int, publish: Publish) -> None:
     while True:
         await asyncio.sleep(limits().heartbeat)
         try:
-            state = await database_sync_to_async(claims.turn_state)(pk)
+            state = await db.call(claims.turn_state, pk, retries=db.ONCE)
             if state == "live":
                 continue
-            notice = await database_sync_to_async(claims.reap_stale)(pk) if state == "stale" else None
+            notice = await db.call(claims.reap_stale, pk, retries=db.ONCE) if state == "stale" else None
             if notice is not None:
                 logger.warning("conversation %s: owner of the running turn died; turn closed", pk)
             await publish(notice)

@@ -1,7 +1,7 @@
 """What one turn did, gathered while it runs and stored once as a ``Turn`` row when it ends (issue 17).
 
 The admin insights aggregate these rows instead of message payloads. Gathering is a few attribute writes per
-upstream event; the only database work is ``chat.store.record_turn``'s single INSERT at the end of the turn.
+upstream event; the only database work is ``chat.persistence.store.record_turn``'s single INSERT at the end of the turn.
 """
 
 from __future__ import annotations

@@ -20,16 +20,16 @@ from typing import Any, Protocol, TypeVar
 
 from django.conf import settings
 
-from chat import db, store
 from chat.feed.feed import ConversationFeed, Piece
 from chat.feed.live import LiveText
 from chat.feed.tabs import LocalTabs
 from chat.models import Message
 from chat.ops import metrics
+from chat.ops.limits import limits
 from chat.ops.process import owner_token
+from chat.persistence import claims, db, store
 from chat.presentation import formatting, rendering
-from chat.turns import claims, liveness
-from chat.turns.limits import limits
+from chat.turns import liveness
 from chat.turns.record import STOPPED, TurnRecord
 from chat.turns.slots import Lease, LineRefused, Slots, SlotTimeout
 from chat.turns.upstream import EmbeddedSandbox, upstream_config

@@ -92,7 +92,7 @@ def get_relay() -> Relay:
 
 
 async def close_relay() -> None:
-    """Close the running loop's relay, if it has one (graceful shutdown: ``chat.ops.lifecycle``)."""
+    """Close the running loop's relay, if it has one (graceful shutdown: ``chat.web.lifecycle``)."""
     relay = _relays.pop()
     if relay is not None:
         await relay.close()

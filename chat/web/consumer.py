@@ -18,19 +18,19 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext as _
 
-from chat import db, feedback, store
+from chat import feedback
 from chat.compat import channels_dispatch
 from chat.feed.feed import Piece, languages, render_all
 from chat.models import Conversation, Message
 from chat.ops import departure, logs, metrics, ratelimit, sendbuffer
 from chat.ops.process import PROCESS_ID
+from chat.persistence import db, store
 from chat.presentation import formatting, rendering
 from chat.turns import engine, liveness
 from chat.turns.engine import Refused
@@ -101,7 +101,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         if conversation.pk is not None:
             logs.bind_conversation(conversation.pk)
-        # This socket's handlers' send-path database work is dropped once its client has gone (chat.db).
+        # This socket's handlers' send-path database work is dropped once its client has gone (chat.persistence.db).
         db.caller_gone.set(cast("threading.Event | None", self.scope.get(departure.SCOPE_KEY)))
         #: The address the line and the turn rate count (trusted-hop aware: ``ratelimit.client_address``).
         self.client = ratelimit.client_address(self.scope)
@@ -587,8 +587,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         watch = liveness.watch_orphan(self.conversation.pk, publish)
         self._orphan_watch: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(watch)
 
-    @database_sync_to_async
-    def _conversation(self, public_id: str, user_id: str) -> Conversation | None:
+    async def _conversation(self, public_id: str, user_id: str) -> Conversation | None:
         """The shopper's conversation by its id; a provisional one (not stored yet) if nobody has that id yet.
 
         A page view stores nothing, so a first-time shopper's socket names an id no row has: it is stored when they
@@ -596,12 +595,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         gives nothing.
         """
         store_id = identity.bound_store_from_scope(self.scope)
-        found = store.conversation_by_public_id(public_id)
-        if found is None:
-            return store.provisional_conversation(user_id, store_id or settings.VIZOCHOK_STORE_ID, public_id)
-        if found.user_id != user_id or (store_id is not None and found.store_id != store_id):
-            return None
-        return found
+        new_in = store_id or settings.VIZOCHOK_STORE_ID
+        return await _db(store.owned_conversation, public_id, user_id, store_id, new_in=new_in)
 
     # --- catch-up requests (``sync``) ---------------------------------------------------------------------------
 
@@ -648,11 +643,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _adopt_stored(self) -> None:
         """Take up the stored row of this provisional conversation if another tab of the shopper stored it."""
-        found = await _db(store.conversation_by_public_id, str(self.conversation.public_id))
-        if found is not None and (found.user_id, found.store_id) == (
-            self.conversation.user_id,
-            self.conversation.store_id,
-        ):
+        mine = self.conversation
+        found = await _db(store.owned_conversation, str(mine.public_id), mine.user_id, mine.store_id)
+        if found is not None:
             self.conversation = found
             logs.bind_conversation(found.pk)
 

@@ -208,8 +208,7 @@ def enter_with_token(request: HttpRequest, token: str) -> HttpResponse:
     A refused token gets a page saying so (403) and no session: nothing about the visitor is stored, and any
     earlier session is left as it was rather than being bound to an identity nobody vouched for.
     """
-    from chat import store
-    from chat.models import Conversation
+    from chat.persistence import store
     from chat.web import identity
 
     try:
@@ -230,12 +229,7 @@ def enter_with_token(request: HttpRequest, token: str) -> HttpResponse:
     user_id = identity.host_user_id(claims.user_id)
     conversation = None
     if claims.conversation_id:
-        try:
-            conversation = Conversation.objects.filter(
-                public_id=claims.conversation_id, user_id=user_id, store_id=claims.store_id
-            ).first()
-        except ValidationError:
-            conversation = None
+        conversation = store.owned_conversation(claims.conversation_id, user_id, claims.store_id)
         if conversation is None:  # not this shopper's (or unknown): a fresh one, never somebody else's
             conversation = store.new_conversation(session_key, user_id, claims.store_id)
     else:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django.urls import path
 
-from chat.ops import health, metrics
-from chat.web import embed, views
+from chat.ops import metrics
+from chat.web import embed, health, views
 
 app_name = "chat"
 urlpatterns = [

@@ -12,9 +12,9 @@ from django.utils import translation
 from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import store
+from chat.persistence import store
+from chat.persistence.claims import is_busy
 from chat.presentation import rendering, texts
-from chat.turns.claims import is_busy
 from chat.vizochok.backoff import Backoff
 from chat.web import embed, identity, numbers
 from chat.web.consumer import MAX_TEXT_CHARS
@@ -100,11 +100,7 @@ def more_cards(request: HttpRequest) -> HttpResponse:
         raise Http404("no such cards")
     user_id = identity.user_id_for_request(request)
     bound_store = identity.bound_store(request)
-    conversation = store.conversation_by_public_id(public_id)
-    if conversation is not None and (
-        conversation.user_id != user_id or (bound_store is not None and conversation.store_id != bound_store)
-    ):
-        conversation = None  # the socket's rule: the owner, and a token-bound session only in its own store
+    conversation = store.owned_conversation(public_id, user_id, bound_store)  # the socket's rule
     message = store.card_message(conversation.pk, seq) if conversation is not None else None
     if message is None:
         raise Http404("no such cards")

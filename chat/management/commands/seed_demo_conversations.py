@@ -3,7 +3,7 @@
 Meant for checking that the admin and its insights stay fast at a realistic volume (``--conversations 100000
 --messages 1000000``) and for demos. Each conversation is a run of turns (a search that shows products, a search
 that finds nothing, an add to the cart, a recipe, now and then an error) with its messages, its ``Turn`` rows (as
-``chat.store.record_turn`` writes them) and its search column (as ``chat.store`` keeps it).
+``chat.persistence.store.record_turn`` writes them) and its search column (as ``chat.persistence.store`` keeps it).
 
 Rows are built one batch of conversations at a time: conversations with ``bulk_create`` (their keys come back),
 messages and turns with one ``executemany`` each, so 1,000,000 messages take about a minute rather than hours and

@@ -17,9 +17,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from chat import store
 from chat.admin import POLL_SECONDS, ConversationAdminQuerySet, build_entry
 from chat.models import Conversation, Message, Turn
+from chat.persistence import store
 
 pytestmark = pytest.mark.django_db
 

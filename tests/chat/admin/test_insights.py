@@ -18,9 +18,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from chat import store
 from chat.admin import charts, insights
 from chat.models import Conversation
+from chat.persistence import store
 
 pytestmark = pytest.mark.django_db
 

@@ -12,9 +12,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from chat import store
 from chat.models import Conversation, Turn
-from chat.turns import claims
+from chat.persistence import claims, store
 from chat.turns.record import TurnRecord, outcome
 from chat.vizochok import messages as wire
 

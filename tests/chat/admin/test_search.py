@@ -17,9 +17,8 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from chat import store
 from chat.models import SEARCH_TEXT_LIMIT, Conversation, Message
-from chat.turns import claims
+from chat.persistence import claims, store
 
 pytestmark = pytest.mark.django_db
 

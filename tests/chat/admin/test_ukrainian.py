@@ -18,10 +18,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import translation
 
-from chat import store
 from chat.admin import ConversationAdmin, MessageAdmin
 from chat.models import Conversation, Message, Turn
-from chat.turns import claims
+from chat.persistence import claims, store
 
 pytestmark = pytest.mark.django_db
 

@@ -85,7 +85,7 @@ def test_djangos_daphnes_and_the_apps_messages_are_all_there(served_log: list[st
     assert ("django.request", "Not Found: /no-such-page/") in messages
     assert ("django.security.csrf", "Forbidden (CSRF cookie not set.): /admin/login/") in messages
     assert any(logger == "daphne.server" and text.startswith("Listening on TCP") for logger, text in messages)
-    assert any(logger == "chat.ops.lifecycle" for logger, _ in messages)  # the app's own, at shutdown
+    assert any(logger == "chat.web.lifecycle" for logger, _ in messages)  # the app's own, at shutdown
     # Twisted's own log (autobahn refusing the handshake), which Daphne would otherwise drop or print as text.
     assert any(logger == "twisted" and "Access denied" in text for logger, text in messages)
 

@@ -2,7 +2,7 @@
 
 Through the real ASGI application against the sandbox on loopback, one test per way a turn can end; the two ends
 that happen without the turn's process (a restart's SIGTERM path and a heartbeat found stale later) are driven
-through the code that runs them (``chat.ops.lifecycle.shutdown`` and ``chat.turns.claims``).
+through the code that runs them (``chat.web.lifecycle.shutdown`` and ``chat.persistence.claims``).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from chat.models import Conversation, Message, Turn
-from chat.ops import lifecycle
+from chat.persistence import claims
 from chat.presentation import formatting
-from chat.turns import claims
+from chat.web import lifecycle
 from tests.chat.conftest import READY, connected, make_shopper, receive_until, send
 
 pytestmark = pytest.mark.django_db(transaction=True)

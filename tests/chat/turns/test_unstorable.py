@@ -19,7 +19,7 @@ from channels.db import database_sync_to_async
 from websockets.asyncio.server import ServerConnection, serve
 
 from chat.models import Conversation, Message, Turn
-from chat.turns import claims
+from chat.persistence import claims
 from chat.turns.service import get_relay
 from tests.chat.conftest import READY, connected, make_shopper, receive_until, reload, send, stored
 

@@ -40,10 +40,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from chat.models import Conversation, Message
+from chat.persistence.claims import is_busy
 from chat.sandbox.assistant import Request as TurnRequest
 from chat.sandbox.assistant import Session, TextRequest
 from chat.sandbox.server import LATE_BLOCK, Reply, SandboxConfig, SandboxServer
-from chat.turns.claims import is_busy
 from chat.turns.service import close_relay, get_relay
 from chat.vizochok.messages import ResponseComplete, Status, TextDelta, TextEnd
 from chat.web import identity

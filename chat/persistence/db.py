@@ -1,5 +1,9 @@
 """Database calls from async code: batched onto Django's database thread, and riding out a brief outage.
 
+This is the one path async code takes to the database: nothing outside ``chat.persistence`` wraps database work in
+``sync_to_async`` or calls Django's async ORM methods (``tests/chat/test_architecture.py``), so every call is
+batched, retried by the same rules and dropped when its shopper has gone.
+
 Every call goes to the one database thread Channels keeps (``thread_sensitive``), which shares the GIL with the
 event loop. A trip there costs more than most of our statements (waking the thread, handing the result back; about
 0.1 ms of CPU on a small VM), so calls made while the thread is busy go there together, in submission order, in one
@@ -27,7 +31,7 @@ from django.db import InterfaceError, OperationalError
 
 from chat.ops.loops import PerLoop
 
-logger = logging.getLogger("chat.db")
+logger = logging.getLogger("chat.persistence.db")
 
 T = TypeVar("T")
 
@@ -36,6 +40,9 @@ RELAY_RETRIES = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
 #: Delays for work done while a shopper waits on a send (under 2 s in all); such work is dropped, not run, once
 #: :data:`caller_gone` is set.
 SEND_RETRIES = (0.2, 0.5, 1.0)
+#: One attempt: for callers that try again on their own schedule (a heartbeat, a watcher) or must answer at once
+#: (a readiness probe).
+ONCE: tuple[float, ...] = ()
 
 UNAVAILABLE = (OperationalError, InterfaceError)
 

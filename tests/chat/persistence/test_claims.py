@@ -1,5 +1,5 @@
-"""``chat.turns.claims.begin_turn``: the claim every send makes, on the real database (the default SQLite; they pass the
-same with ``DATABASE_URL`` set to PostgreSQL, whose SQL for the claim differs)."""
+"""``chat.persistence.claims.begin_turn``: the claim every send makes, on the real database (the default SQLite;
+they pass the same with ``DATABASE_URL`` set to PostgreSQL, whose SQL for the claim differs)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from chat import store
 from chat.models import Conversation, Message
+from chat.ops.limits import limits
 from chat.ops.process import owner_token
-from chat.turns import claims
-from chat.turns.limits import limits
+from chat.persistence import claims, store
 
 pytestmark = pytest.mark.django_db
 

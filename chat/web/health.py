@@ -13,6 +13,7 @@ The answers name the checks and their outcome only, never a URL, host or key.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 
@@ -23,6 +24,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from chat.persistence import db
 from chat.vizochok.client import UpstreamConfig, probe
 
 PROBE_TIMEOUT = 2.0
@@ -106,7 +108,9 @@ async def check_upstream() -> str:
 
 
 CHECKS: dict[str, Callable[[], Awaitable[str]]] = {
-    "database": sync_to_async(check_database),
+    # One attempt through the relay's own database path: readiness says at once what a turn would meet.
+    "database": functools.partial(db.call, check_database, retries=db.ONCE),
+    # A Redis ping is no database work: a worker thread of its own, not the queue on the database thread.
     "redis": sync_to_async(check_redis, thread_sensitive=False),
     "upstream": check_upstream,
 }

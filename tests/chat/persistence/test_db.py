@@ -1,4 +1,5 @@
-"""``chat.db.call``: calls made while the database thread is busy go there together, in order, each on its own."""
+"""``chat.persistence.db.call``: calls made while the database thread is busy go there together, in order, each on
+its own."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import threading
 
 import pytest
 
-from chat import db
 from chat.ops.logs import conversation_var
+from chat.persistence import db
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

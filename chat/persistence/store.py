@@ -1,6 +1,6 @@
 """Database writes and reads of the relay, one small synchronous function each.
 
-Callers in async code wrap them with ``database_sync_to_async``. Every upstream event that matters is written
+Callers in async code run them through :func:`chat.persistence.db.call`. Every upstream event that matters is written
 once, when it is complete (a reply at ``text_end``, a card list, a cart); nothing is written per token, so the
 number of writes per turn does not grow with the length of the reply.
 """
@@ -39,14 +39,41 @@ def key_stored(conversation_id: int, client_key: str) -> bool:
     return Message.objects.filter(conversation_id=conversation_id, client_key=client_key).exists()
 
 
-def conversation_for(session_key: str, user_id: str, store_id: str, public_id: str | None = None) -> Conversation:
-    """The conversation a page shows: the one asked for if it is the visitor's own, else their latest."""
+def owned_conversation(
+    public_id: str, user_id: str, store_id: str | None = None, *, new_in: str | None = None
+) -> Conversation | None:
+    """The conversation ``public_id`` if it is ``user_id``'s, else None: the one ownership rule of every door (the
+    page, the socket, a card page, a host's entry token, a first send).
+
+    ``store_id`` also requires that store (a page of one store; a session a host's token bound to one store). The
+    answer never says why it is None (a guessed id gives nothing): a malformed id (no query), an unknown one,
+    somebody else's, no shopper. With ``new_in``, an id no row has yet gives a provisional conversation of the
+    shopper in that store instead: a first-time shopper's socket names the id its page was given, and it is stored
+    at the first send (:func:`store_provisional`).
+    """
+    try:
+        canonical = uuid.UUID(public_id)
+    except (ValueError, TypeError, AttributeError):
+        return None
+    if not user_id:
+        return None
+    found = Conversation.objects.filter(public_id=canonical).first()
+    if found is None:
+        return None if new_in is None else provisional_conversation(user_id, new_in, str(canonical))
+    if found.user_id != user_id or (store_id is not None and found.store_id != store_id):
+        return None
+    return found
+
+
+def _latest(user_id: str, store_id: str) -> Conversation | None:
+    """The shopper's most recently updated open conversation in the store."""
     mine = Conversation.objects.filter(user_id=user_id, store_id=store_id)
-    if public_id:
-        found = mine.filter(public_id=public_id).first()
-        if found is not None:
-            return found
-    latest = mine.exclude(status=Conversation.Status.CLOSED).order_by("-updated_at").first()
+    return mine.exclude(status=Conversation.Status.CLOSED).order_by("-updated_at").first()
+
+
+def conversation_for(session_key: str, user_id: str, store_id: str) -> Conversation:
+    """The conversation a host's entry token opens without naming one: the shopper's latest, else a new one."""
+    latest = _latest(user_id, store_id)
     if latest is not None:
         return latest
     return Conversation.objects.create(session_key=session_key, user_id=user_id, store_id=store_id)
@@ -56,14 +83,10 @@ def find_conversation(
     user_id: str, store_id: str, public_id: str | None = None, *, latest: bool = True
 ) -> Conversation | None:
     """What a page shows, read only: the one asked for if it is the visitor's own, else their latest, else None."""
-    mine = Conversation.objects.filter(user_id=user_id, store_id=store_id)
-    if public_id:
-        found = mine.filter(public_id=public_id).first()
-        if found is not None:
-            return found
-    if not latest:
-        return None
-    return mine.exclude(status=Conversation.Status.CLOSED).order_by("-updated_at").first()
+    found = owned_conversation(public_id, user_id, store_id) if public_id else None
+    if found is not None or not latest:
+        return found
+    return _latest(user_id, store_id)
 
 
 def provisional_conversation(user_id: str, store_id: str, public_id: str | None = None) -> Conversation:
@@ -88,12 +111,7 @@ def store_provisional(conversation: Conversation) -> Conversation | None:
             conversation.save(force_insert=True)
         return conversation
     except IntegrityError:
-        existing = conversation_by_public_id(str(conversation.public_id))
-        mine = existing is not None and (existing.user_id, existing.store_id) == (
-            conversation.user_id,
-            conversation.store_id,
-        )
-        return existing if mine else None
+        return owned_conversation(str(conversation.public_id), conversation.user_id, conversation.store_id)
 
 
 def new_conversation(session_key: str, user_id: str, store_id: str) -> Conversation:

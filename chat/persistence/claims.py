@@ -19,8 +19,9 @@ from django.db import IntegrityError, InterfaceError, OperationalError, connecti
 from django.utils import timezone
 
 from chat.models import Conversation, Message, Turn
+from chat.ops.limits import limits
 from chat.ops.process import owner_token
-from chat.store import (
+from chat.persistence.store import (
     UI_KINDS,
     index_text,
     insert_message,
@@ -31,13 +32,12 @@ from chat.store import (
     sql_time,
     table_name,
 )
-from chat.turns.limits import limits
 
 Kind = Message.Kind
 Role = Message.Role
 
 T = TypeVar("T")
-logger = logging.getLogger("chat.turns.claims")
+logger = logging.getLogger("chat.persistence.claims")
 
 #: Stored when a turn's process died mid-turn (killed, crashed, lost its database for longer than the lapse).
 INTERRUPTED = "turn_interrupted"

@@ -16,7 +16,7 @@ import logging
 import sys
 from typing import Any
 
-logger = logging.getLogger("chat.ops.lifecycle")
+logger = logging.getLogger("chat.web.lifecycle")
 
 #: Longest a shutdown waits for turns to be marked and sockets closed.
 SHUTDOWN_BUDGET = 10.0
