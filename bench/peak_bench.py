@@ -10,12 +10,14 @@ The sandbox runs in a thread of this process, so its socket events and the clien
 
 * **busy while waiting**: of the time any turn waits in line, the fraction during which all slots are opening for or
   serving a turn (a socket counts from its accept to its turn's end, and again from a turn's start; idle between);
-* **queue wait** p50/p95 (a turn's send to the moment it leaves the line) against an ideal FIFO of the same
-  arrivals and service times on the same number of slots;
+* **queue wait** p50/p95 (a turn's send to the moment it leaves the line) against two ideal lines of the same
+  arrivals and service times on the same number of slots: FIFO (the issue's target) and round-robin by address (the
+  order the line means to keep, :func:`round_robin_waits`);
 * **order inversions across processes**: a turn whose address had nothing else in line, served after a later such
   turn from another process (round-robin may reorder an address's own second turns: those are not inversions);
 * **4029 closes** at the sandbox, **queue timeouts** (the line kept moving throughout), and the **flooder's share**
-  of upstream time against its fair share (one address among the active ones).
+  of upstream time against its share in the ideal round-robin (its max-min fair share given the others' demand);
+* the **frame-level guards** (``bench.relay_bench.run_frame_guards``) right after, in the same report.
 
 Definitions and the latest table: docs/benchmarks.md.
 """
