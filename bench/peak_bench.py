@@ -283,10 +283,11 @@ def round_robin_waits(arrivals: Sequence[tuple[float, float, str]], slots: int) 
     """Waits of an ideal line served as ``chat.turns.slots`` means to serve it, on ``slots`` servers: ``arrivals`` are
     (arrival, service seconds, address), the waits come back in the same order.
 
-    The line's rule with no delay of its own: a turn that finds a free slot and nobody waiting is served at once;
-    else it takes a ticket whose round is the line's current round when its address has nothing queued, else one
-    past the address's last ticket (queued or served); a freed slot goes at once to the least (round, arrival), and
-    the line's round becomes that ticket's. Work-conserving, like the line: a slot never waits while a turn does.
+    The line's rule (``RedisSlots``, the deployment's) with no delay of its own: every turn takes a ticket whose
+    round is the line's current round when its address has no ticket this round or later, else one past the
+    address's last ticket (queued or served); a turn that finds a free slot and nobody waiting is served at once, a
+    freed slot goes at once to the least (round, arrival), and the line's round becomes the served ticket's.
+    Work-conserving, like the line: a slot never waits while a turn does.
     """
     order = sorted(range(len(arrivals)), key=lambda i: (arrivals[i][0], i))
     waits = [0.0] * len(arrivals)
@@ -309,11 +310,11 @@ def round_robin_waits(arrivals: Sequence[tuple[float, float, str]], slots: int) 
             heapq.heappop(ends)  # freed with nobody in line
         address = arrivals[index][2]
         last = lasts.get(address)
+        lasts[address] = round_ = current if last is None else max(current, last + 1)
         if len(ends) < slots and not line:
-            lasts[address] = current if last is None else max(current, last)  # served in this round
+            current = round_  # served at once, its ticket's round is the line's (RedisSlots' join grants by its try)
             heapq.heappush(ends, arrival + arrivals[index][1])
             continue
-        lasts[address] = round_ = current if last is None else max(current, last + 1)
         heapq.heappush(line, (round_, position, index))
     return waits
 

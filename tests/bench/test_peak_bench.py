@@ -46,3 +46,11 @@ def test_the_flooders_share_counts_the_upstream_time_of_turns_started_since_the_
     assert shares(starts, services, flooder, since=1.0) == pytest.approx(2 / 3)
     assert shares(starts, services, flooder, since=0.0) == pytest.approx(3 / 4)
     assert shares(starts, services, flooder, since=5.0) == 0.0
+
+
+def test_an_ideal_round_robin_moves_the_round_on_when_an_address_is_served_again_at_once() -> None:
+    # Three slots. b and a are served at once in round 0; a again at once, in round 1, which makes the line's round 1
+    # (as RedisSlots' join grants through its try). Then a's next ticket gets round 2 and b's round 1: when a's short
+    # turn frees its slot at 1, b goes first although a's ticket came earlier; a's goes when b's frees at 2.
+    arrivals = [(0.0, 10.0, "b"), (0.0, 10.0, "a"), (0.0, 1.0, "a"), (0.1, 1.0, "a"), (0.2, 1.0, "b")]
+    assert round_robin_waits(arrivals, 3) == pytest.approx([0.0, 0.0, 0.0, 1.9, 0.8])
