@@ -32,7 +32,7 @@ import time
 import urllib.request
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -89,6 +89,14 @@ class BenchOptions:
     repeat: int = 3
     turn_timeout: float = 60.0
     log: Callable[[str], None] = print
+
+    def make_quick(self) -> None:
+        """A tiny run (a few browsers, one repetition) to check the benchmark works; its numbers mean nothing."""
+        self.browsers, self.turns, self.tokens, self.ramp = 4, 2, 10, 0.2
+        self.throughput_browsers, self.throughput_turns, self.throughput_tokens = 4, 2, 20
+        self.db_tokens = (5, 20)
+        self.burst_browsers, self.burst_tokens = 4, 20
+        self.repeat = 1
 
 
 # --- processes -------------------------------------------------------------------------------------------------
@@ -638,23 +646,12 @@ async def _run(options: BenchOptions, stack: Stack) -> dict[str, Any]:
         "burst": {mode: [] for mode in options.modes},
     }
     results["options"]["database"] = options.database_url.split("@")[-1] if options.database_url else "sqlite"
-    # Warm-up: the first turns import templates and modules; they must not count as per-connection memory.
-    for mode in options.modes:
-        await _phase(stack, mode, Load(2, 1, 5, 0, 0, 0), options.turn_timeout)
-
-    throughput_load = Load(
-        options.throughput_browsers, options.throughput_turns, options.throughput_tokens, 0, 0.5, 0.0
-    )
+    await _warm_up(stack, options)
     burst_load = Load(options.burst_browsers, 1, options.burst_tokens, 0, 0.0, 0.0)
     for repetition in range(max(1, options.repeat)):
         first = repetition == 0
         await _latency_phases(stack, options, latency_load, results["latency"], profile=first, memory=first)
-        for mode in options.modes:
-            log(f"throughput phase: {mode}, {throughput_load.conversations} conversations, sandbox unpaced")
-            label = "throughput" if first else "warmup-throughput"  # profiled once
-            _turns, result = await _phase(stack, mode, throughput_load, options.turn_timeout, label=label)
-            results["throughput"][mode].append(result)
-            log(f"  {json.dumps(result)}")
+        await _throughput_phases(stack, options, results["throughput"], profile=first)
         for mode in options.modes:
             log(f"burst phase: {mode}, {burst_load.conversations} new conversations at once, {burst_load.tokens} each")
             label = "burst" if first else "warmup-burst"
@@ -677,9 +674,77 @@ async def _run(options: BenchOptions, stack: Stack) -> dict[str, Any]:
         results["db_per_turn_by_tokens"] = per_tokens
         log(f"DB statements per turn by reply length: {json.dumps(per_tokens)}")
     results["summary"] = _targets(results, options)
+    results["guards"] = frame_guards(results)
     # Other processes on the box skew every number here; the load average says how much.
     results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return results
+
+
+async def _warm_up(stack: Stack, options: BenchOptions) -> None:
+    """The first turns import templates and modules; they must not count as per-connection memory or latency."""
+    for mode in options.modes:
+        await _phase(stack, mode, Load(2, 1, 5, 0, 0, 0), options.turn_timeout)
+
+
+async def _throughput_phases(stack: Stack, options: BenchOptions, out: dict[str, list[Any]], *, profile: bool) -> None:
+    """One repetition of the unpaced load on every path (CPU per delta when nothing waits on the upstream)."""
+    load = Load(options.throughput_browsers, options.throughput_turns, options.throughput_tokens, 0, 0.5, 0.0)
+    for mode in options.modes:
+        options.log(f"throughput phase: {mode}, {load.conversations} conversations, sandbox unpaced")
+        label = "throughput" if profile else "warmup-throughput"  # profiled once
+        _turns, result = await _phase(stack, mode, load, options.turn_timeout, label=label)
+        out[mode].append(result)
+        options.log(f"  {json.dumps(result)}")
+
+
+async def _frame_phases(options: BenchOptions, stack: Stack) -> dict[str, Any]:
+    """The frame-level guards alone: the paced and the unpaced phases on every path, ``repeat`` times."""
+    load = Load(options.browsers, options.turns, options.tokens, options.pace, options.ramp, options.think)
+    results: dict[str, Any] = {
+        "latency": {mode: [] for mode in options.modes},
+        "throughput": {mode: [] for mode in options.modes},
+    }
+    await _warm_up(stack, options)
+    for repetition in range(max(1, options.repeat)):
+        first = repetition == 0
+        await _latency_phases(stack, options, load, results["latency"], profile=first, memory=False)
+        await _throughput_phases(stack, options, results["throughput"], profile=first)
+    results["guards"] = frame_guards(results)
+    results["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return results
+
+
+def _server_cpu(result: dict[str, Any], mode: str) -> float:
+    """The path's own server process's CPU seconds per 1000 deltas in one phase."""
+    return float(result["cpu_seconds_per_1000_deltas"]["daphne" if mode == "relay" else "proxy"])
+
+
+def frame_guards(results: dict[str, Any]) -> dict[str, Any]:
+    """The per-frame targets that the line's bookkeeping must not move (issue 23): relay-added p99 per frame
+    <= 10 ms at the paced load in the best repetition, and the relay's server CPU per delta <= 3x the bare
+    proxy's, in the unpaced and in the paced phase (median of the repetitions' ratios)."""
+    guards: dict[str, Any] = {}
+    relay = results["latency"].get("relay", [])
+    if relay and "added_ms" in relay[0]:
+        added = [run["added_ms"]["p99"] for run in relay]
+        failed = sum(run["failed_turns"] for run in relay)
+        guards["relay_added_p99_ms_best"] = min(added)
+        guards["relay_added_p99_ms_runs"] = added
+        guards["proxy_added_p99_ms_runs"] = [run["added_ms"]["p99"] for run in results["latency"].get("proxy", [])]
+        guards["target_added_p99_le_10ms_best"] = min(added) <= 10 and failed == 0
+    for phase in ("throughput", "latency"):
+        by_mode = results[phase]
+        if by_mode.get("relay") and by_mode.get("proxy"):
+            pairs = list(zip(by_mode["relay"], by_mode["proxy"], strict=True))
+            ratios = [_server_cpu(r, "relay") / _server_cpu(p, "proxy") for r, p in pairs if _server_cpu(p, "proxy")]
+            guards[f"{phase}_server_cpu_per_1000_deltas"] = {
+                "relay": _median([_server_cpu(r, "relay") for r, _p in pairs]),
+                "proxy": _median([_server_cpu(p, "proxy") for _r, p in pairs]),
+            }
+            guards[f"{phase}_cpu_vs_proxy"] = _median(ratios)
+            guards[f"{phase}_cpu_vs_proxy_runs"] = [round(ratio, 2) for ratio in ratios]
+            guards[f"target_{phase}_cpu_le_3x_proxy"] = bool(ratios) and _median(ratios) <= 3
+    return guards
 
 
 async def _latency_phases(
@@ -777,10 +842,22 @@ def _targets(results: dict[str, Any], options: BenchOptions) -> dict[str, Any]:
 
 def run(options: BenchOptions) -> dict[str, Any]:
     """Start the processes, run every phase, stop the processes; returns (and writes) the results."""
+    return _on_a_stack(options, _run)
+
+
+def run_frame_guards(options: BenchOptions) -> dict[str, Any]:
+    """Only the phases behind the frame-level guards (:func:`frame_guards`), on a stack of their own; ``manage.py
+    bench_peak`` runs them right after its peak phase. Written to ``options.output`` if set."""
+    return _on_a_stack(options, _frame_phases)
+
+
+def _on_a_stack(
+    options: BenchOptions, phases: Callable[[BenchOptions, Stack], Coroutine[Any, Any, dict[str, Any]]]
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
         stack = Stack(options, Path(tmp))
         try:
-            results = asyncio.run(_run(options, stack))
+            results = asyncio.run(phases(options, stack))
         except BaseException:
             for child in stack.children():
                 with contextlib.suppress(OSError):

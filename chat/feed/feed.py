@@ -52,7 +52,19 @@ class Delta:
         return rendering.text_delta(self.bubble, self.text, offset=self.offset, whole=self.whole)
 
 
-Piece: TypeAlias = str | Delta | Render
+@dataclass(frozen=True, slots=True)
+class Place:
+    """The turn's place in the line (1 = next) and its estimate while it waits; place 0: out of the line. Mirrored
+    like the live text (:mod:`chat.feed.live`), so a tab catching up in another process is told it at once."""
+
+    place: int
+    seconds: float
+
+    def html(self) -> str:
+        return rendering.queue_place(self.place, self.seconds)
+
+
+Piece: TypeAlias = str | Delta | Place | Render
 
 
 def languages() -> list[str]:
@@ -70,7 +82,7 @@ def _joined(pieces: Iterable[Piece]) -> str:
     for piece in pieces:
         if isinstance(piece, str):
             out.append(piece)
-        elif isinstance(piece, Delta):
+        elif isinstance(piece, (Delta, Place)):
             out.append(piece.html())
         else:
             out.append(piece())
@@ -201,7 +213,8 @@ class ConversationFeed:
                 logger.exception("could not deliver a fragment to %s", self._group)
 
     async def _mirror(self, batch: list[Piece]) -> None:
-        """Keep the live text in Redis in step with what went out, for catch-ups in other processes."""
+        """Keep the live text and the place in line in Redis in step with what went out, for catch-ups in other
+        processes."""
         if self._live is None:
             return
         for piece in batch:
@@ -209,6 +222,8 @@ class ConversationFeed:
                 await self._live.clear(self._group)
             elif isinstance(piece, Delta):
                 await self._live.write(self._group, piece.bubble, piece.offset, piece.text)
+            elif isinstance(piece, Place):
+                await self._live.write_place(self._group, piece.place, piece.seconds)
 
     async def drain(self) -> None:
         while self._sender is not None and not self._sender.done():

@@ -160,10 +160,9 @@ async def publish(pk: int, group: str, piece: Piece) -> None:
     await feed.drain()
 
 
-def place_in_line(pk: int) -> tuple[int, float] | None:
-    """The place and estimate of ``pk``'s turn while it waits in line in this process (else None)."""
-    runner = get_relay().existing(pk)
-    return runner.place_in_line if runner is not None else None
+async def place_in_line(pk: int, group: str) -> tuple[int, float] | None:
+    """The place and estimate of ``pk``'s turn while it waits in line, in this process or another (else None)."""
+    return await get_relay().place_in_line(pk, group)
 
 
 def runs_here(pk: int) -> bool:

@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 from django.conf import settings
 
-from chat.feed.feed import ConversationFeed, Piece
+from chat.feed.feed import ConversationFeed, Piece, Place
 from chat.feed.live import LiveText
 from chat.feed.tabs import LocalTabs
 from chat.models import Message
@@ -326,15 +326,19 @@ class ConversationRunner:
             nonlocal waited
             waited = True
             self._place = (place, seconds)
-            self.publish(functools.partial(rendering.queue_place, place, seconds))
+            self.publish(Place(place, seconds))
 
-        self.lease = await self.relay.slots.acquire(
-            limits().queue, client=self._client, on_place=place, on_lost=self._lease_lost, reservation=reservation
-        )
+        try:
+            self.lease = await self.relay.slots.acquire(
+                limits().queue, client=self._client, on_place=place, on_lost=self._lease_lost, reservation=reservation
+            )
+        finally:
+            self._place = None
+            if waited:
+                # Out of the line, served ("thinking" again) or not (the turn's end follows): its place goes from
+                # the tabs and from the mirror other processes' catch-ups read.
+                self.publish(Place(0, 0.0))
         metrics.QUEUE_WAIT.observe(time.monotonic() - queued)
-        self._place = None
-        if waited:
-            self.publish(functools.partial(rendering.queue_place, 0, 0.0))  # out of the line: "thinking" again
         try:
             await self._open()
         except BaseException:

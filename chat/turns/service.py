@@ -72,6 +72,15 @@ class Relay:
             return await self.live.read(group)
         return None
 
+    async def place_in_line(self, pk: int, group: str) -> tuple[int, float] | None:
+        """The place and estimate of ``pk``'s turn while it waits in line, here or (from the mirror) elsewhere."""
+        runner = self._runners.get(pk)
+        if runner is not None and runner.running:
+            return runner.place_in_line
+        if self.live is not None:
+            return await self.live.read_place(group)
+        return None
+
     async def close(self) -> None:
         """Close every upstream socket (graceful shutdown, tests); running turns end as interrupted."""
         await asyncio.gather(*(runner.close() for runner in list(self._runners.values())), return_exceptions=True)

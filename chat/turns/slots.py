@@ -367,13 +367,15 @@ class LocalSlots:
 # --- every process, through Redis -----------------------------------------------------------------------------
 
 # ARGV, the same for every script: limit, lease TTL (ms), ticket TTL (ms), per-client cap, max wait (ms),
-# initial service time (ms), client, ticket id, lease id, reclaim grace (ms), a reservation made at the door.
+# initial service time (ms), client, ticket id, lease id, reclaim grace (ms), a reservation made at the door, and
+# the calling process's waiting tickets with their lease ids ("ticket lease ticket lease ...", for a release).
 _PRELUDE = """
 local LEASES, LINE, TICKETS, ALIVE, COUNTS, LASTS, STATE, IDLE, RECLAIMING, SINCE, PENDING, PENDS =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
 local LIMIT, TTL, ALIVE_TTL, CAP, MAX_WAIT, SERVICE0 =
   tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local CLIENT, TICKET, LEASE, GRACE, RESERVED = ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10]), ARGV[11]
+local HEIRS = ARGV[12] or ''
 local CHANNEL = LEASES .. ':events'
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -448,21 +450,30 @@ local function ask_idle(want)
   end
 end
 
+-- the ticket's turn takes a free slot as lease ``lease``: the line's round becomes the ticket's
+local function grant(member, lease)
+  local round = redis.call('ZSCORE', LINE, member)
+  drop_ticket(member)
+  redis.call('HSET', STATE, 'round', round)
+  redis.call('HINCRBY', STATE, 'grants', 1)
+  redis.call('ZADD', LEASES, now + TTL, lease)
+  redis.call('HSET', SINCE, lease, now)
+  redis.call('PUBLISH', CHANNEL, 'm')
+end
+
 -- {1, 0, grants, service} granted | {0, place - 1, grants, service} waiting | {-3, ...} the ticket is gone
 local function try(member)
-  if not redis.call('ZSCORE', LINE, member) then return {-3, 0, 0, service()} end
+  local grants = tonumber(redis.call('HGET', STATE, 'grants')) or 0
+  if not redis.call('ZSCORE', LINE, member) then
+    -- Handed its slot by a release in its own process (_RELEASE) before it asked: its lease is live.
+    if LEASE ~= '' and redis.call('ZSCORE', LEASES, LEASE) then return {1, 0, grants, service()} end
+    return {-3, 0, 0, service()}
+  end
   redis.call('ZADD', ALIVE, now + ALIVE_TTL, member)
   local rank = redis.call('ZRANK', LINE, member)
   local free = LIMIT - redis.call('ZCARD', LEASES)
-  local grants = tonumber(redis.call('HGET', STATE, 'grants')) or 0
   if rank < free then
-    local round = redis.call('ZSCORE', LINE, member)
-    drop_ticket(member)
-    redis.call('HSET', STATE, 'round', round)
-    redis.call('HINCRBY', STATE, 'grants', 1)
-    redis.call('ZADD', LEASES, now + TTL, LEASE)
-    redis.call('HSET', SINCE, LEASE, now)
-    redis.call('PUBLISH', CHANNEL, 'm')
+    grant(member, LEASE)
     return {1, 0, grants + 1, service()}
   end
   ask_idle(rank + 1 - free - redis.call('ZCARD', RECLAIMING))
@@ -587,15 +598,25 @@ if redis.call('ZSCORE', LEASES, LEASE) then redis.call('HSET', SINCE, LEASE, now
 return 1
 """
 
+# The ticket the slot was handed to ('' if none): when the head of the line waits in the releasing process (one of
+# HEIRS), the release grants it the slot at once, as its own try would, and that process wakes it: no pub/sub
+# message and no try in between. A head in another process takes it as before (the move, then its try).
 _RELEASE = """
 purge()
 served(LEASE)
 forget_lease(LEASE)
-if redis.call('ZREM', LEASES, LEASE) == 1 then
-  redis.call('PUBLISH', CHANNEL, 'm')
-  return 1
+if redis.call('ZREM', LEASES, LEASE) == 0 then return '' end
+local head = redis.call('ZRANGE', LINE, 0, 0)[1]
+if head and HEIRS ~= '' and LIMIT - redis.call('ZCARD', LEASES) > 0 then
+  for member, lease in string.gmatch(HEIRS, '(%S+) (%S+)') do
+    if member == head then
+      grant(head, lease)
+      return head
+    end
+  end
 end
-return 0
+redis.call('PUBLISH', CHANNEL, 'm')
+return ''
 """
 
 
@@ -699,7 +720,10 @@ class _RedisLease:
             return
         self.reclaim = None
         self._forget()
-        await self._slots._run("release", lease=self.member)
+        slots = self._slots
+        heir = await slots._run("release", lease=self.member, heirs=slots._heirs())
+        if heir:
+            slots._handed(heir.decode() if isinstance(heir, bytes) else str(heir))
 
 
 #: Read only: live leases (KEYS[1]) and tickets whose process still beats (KEYS[2]), on Redis's clock.
@@ -760,6 +784,10 @@ class RedisSlots:
         self._local_used = 0
         #: This process's waiters (ticket -> its wake-up) and leases (member -> lease), for pub/sub messages.
         self._waiters: dict[str, asyncio.Event] = {}
+        #: The lease id each waiting ticket of this process would hold, and the tickets a release here has just
+        #: handed a slot to (``_RELEASE``): those are granted without asking Redis again.
+        self._lease_ids: dict[str, str] = {}
+        self._granted: set[str] = set()
         self._leases: dict[str, _RedisLease] = {}
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
@@ -777,8 +805,25 @@ class RedisSlots:
         leased, waiting = await self._usage(keys=[self._keys[0], self._keys[1 + _PARTS.index("alive")]])
         return int(leased), int(waiting)
 
+    def _heirs(self) -> str:
+        return " ".join(f"{member} {lease}" for member, lease in self._lease_ids.items())
+
+    def _handed(self, member: str) -> None:
+        """A release here granted ``member`` (a ticket of this process) its slot: it goes on at once."""
+        wake = self._waiters.get(member)
+        if wake is not None:
+            self._granted.add(member)
+            wake.set()
+
     async def _run(
-        self, script: str, *, client: str = "", ticket: str = "", lease: str = "", reserved: str = ""
+        self,
+        script: str,
+        *,
+        client: str = "",
+        ticket: str = "",
+        lease: str = "",
+        reserved: str = "",
+        heirs: str = "",
     ) -> Any:
         args: list[str | int] = [
             self.limit,
@@ -792,6 +837,7 @@ class RedisSlots:
             lease,
             int(RECLAIM_GRACE * 1000),
             reserved,
+            heirs,
         ]
         return await self._scripts[script](keys=self._keys, args=args)
 
@@ -835,6 +881,7 @@ class RedisSlots:
             raise LineRefused("line", int(place) / 1000)
         granted = code == 1
         self._waiters[member] = wake
+        self._lease_ids[member] = lease
         try:
             if not granted and on_wait is not None:
                 on_wait()
@@ -844,9 +891,10 @@ class RedisSlots:
                     code, place, grants, service, joined = await self._run(
                         "join", client=client, ticket=uuid.uuid4().hex, lease=lease
                     )
-                    self._waiters.pop(member, None)
+                    self._forget_waiter(member)
                     member = joined.decode() if isinstance(joined, bytes) else str(joined)
                     self._waiters[member] = wake
+                    self._lease_ids[member] = lease
                     if code < 0 and code != -3:
                         raise SlotTimeout
                     granted = code == 1
@@ -856,24 +904,35 @@ class RedisSlots:
                 # The timeout's cancellation can be lost inside a redis-py call (8.1 on Python 3.11: the call
                 # returns normally): no timeout wraps a call here, and the deadline is checked on every pass.
                 left = deadlines.left()
-                wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(min(left, self.poll)):
                         await wake.wait()
                 deadlines.left()
+                if member in self._granted:  # handed its slot by a release in this process: Redis has said so
+                    granted = True
+                    break
+                # Cleared before asking, not after: a move heard while the try is under way (another turn served
+                # and done meanwhile) must wake the next wait at once, not be lost until the next re-check.
+                wake.clear()
                 code, place, grants, service = await self._try(member, lease)
-                granted = code == 1
+                # A release here may grant it while its try is under way (the wake-up then came before the wait).
+                granted = code == 1 or member in self._granted
         except BaseException:
-            self._waiters.pop(member, None)
+            self._forget_waiter(member)
             with contextlib.suppress(Exception):
                 # Also gives back a slot granted just as this turn gave up (the reply lost to a cancellation).
                 await asyncio.shield(self._run("leave", ticket=member, lease=lease))
             raise
-        self._waiters.pop(member, None)
+        self._forget_waiter(member)
         self._local_used += 1
         held = _RedisLease(self, lease, on_lost)
         self._leases[lease] = held
         return held
+
+    def _forget_waiter(self, member: str) -> None:
+        self._waiters.pop(member, None)
+        self._lease_ids.pop(member, None)
+        self._granted.discard(member)
 
     # --- pub/sub: the line moved, or an idle socket is asked to give way ------------------------------------
 

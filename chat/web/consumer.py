@@ -561,7 +561,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             elif len(text) > offset:
                 # The whole bubble again (formatted as far as it is finished): the tab keeps it only if it is longer.
                 parts.append(rendering.live_bubble(live_bubble, text, first=False))
-        place = engine.place_in_line(pk) if busy else None
+        place = await engine.place_in_line(pk, conversation.group_name) if busy else None
         if place is not None:
             parts.append(rendering.queue_place(*place))  # a tab that joins while the turn waits sees its place
         if busy and not engine.runs_here(pk):

@@ -182,3 +182,37 @@ async def test_a_flooding_address_does_not_delay_another_address_by_more_than_on
     for n in refused:
         rows = database.rows("SELECT count(*) FROM chat_conversation WHERE public_id = %s", flooders[n].public_id)
         assert rows == [(0,)]
+
+
+async def test_a_tab_that_joins_in_another_process_gets_the_place_in_line_at_once(
+    apps: tuple[App, App], upstream: Upstream
+) -> None:
+    """The turn waits in process B; a tab of the same conversation that (re)connects to process A is told its place
+    in its catch-up, not only when the line next moves (nothing moves here until the upstream resumes)."""
+    a, b = apps
+    holder, waiter = await Shopper.visit(a), await Shopper.visit(b)
+    holding = await open_from(holder, a, "10.4.0.1")
+    waiting = await open_from(waiter, b, "10.4.0.2")
+    joined: Tab | None = None
+    upstream.pause()
+    try:
+        await holding.send(kind="message", text="milk", key="join-1")
+        await holding.until("live-")  # holds the only socket, mid-reply
+        await waiting.send(kind="message", text="eggs", key="join-2")
+        await waiting.until('data-position="1"')
+        joined = await open_from(waiter, a, "10.4.0.2")
+        await joined.send(kind="sync", after=0)
+        caught_up = await joined.until('data-state="busy"')
+        assert positions(caught_up) == [1], "the catch-up in the other process did not say the place in line"
+        assert "You are first in line" in caught_up
+        upstream.resume()
+        served = await joined.until(READY)  # out of the line: the place goes in this tab too
+        assert 'data-item="queue-state" hx-swap-oob' in served
+        # A later catch-up, the turn over, says no place any more.
+        await joined.send(kind="sync", after=joined.last_seq())
+        assert positions(await joined.until('data-state="ready"')) == []
+    finally:
+        upstream.resume()
+        for tab in (holding, waiting, joined):
+            if tab is not None:
+                await tab.close()

@@ -70,11 +70,7 @@ class Command(BaseCommand):
             log=lambda line: self.stdout.write(line),
         )
         if options["quick"]:
-            bench.browsers, bench.turns, bench.tokens, bench.ramp = 4, 2, 10, 0.2
-            bench.throughput_browsers, bench.throughput_turns, bench.throughput_tokens = 4, 2, 20
-            bench.db_tokens = (5, 20)
-            bench.burst_browsers, bench.burst_tokens = 4, 20
-            bench.repeat = 1
+            bench.make_quick()
         results = run(bench)
         self.stdout.write(json.dumps(results["summary"], indent=2))
         self.stdout.write(f"results written to {bench.output}")

@@ -501,3 +501,120 @@ async def test_an_idle_socket_in_one_process_gives_way_to_a_turn_waiting_in_anot
     async with asyncio.timeout(1.0):  # through pub/sub: no timer involved
         await reclaimed.wait()
         await (await waiter).release()
+
+
+@contextlib.asynccontextmanager
+async def _processes(key: str, *kinds: type[RedisSlots]) -> AsyncIterator[list[Any]]:
+    """One process's view of a one-slot line per kind, each listening to the line's moves before it is used
+    (``acquire`` waits for that only so long). Re-checks 5 s apart: only the line's own signals move a waiter in
+    time, so a lost one shows."""
+    made = [kind(REDIS_URL, key, 1, ttl=5.0, poll=5.0) for kind in kinds]
+    try:
+        for slots in made:
+            await slots._listen()
+            await asyncio.wait_for(slots._listening.wait(), 10.0)
+        yield made
+    finally:
+        for slots in made:
+            await slots.close()
+
+
+class _Counting(RedisSlots):
+    """A process's line that notes every script it runs: the hops a hand-over takes, as Redis sees them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.scripts: list[str] = []
+
+    async def _run(self, script: str, **kwargs: Any) -> Any:
+        self.scripts.append(script)
+        return await super()._run(script, **kwargs)
+
+
+@pytest.mark.redis
+async def test_a_slot_given_back_goes_straight_to_the_next_in_line_when_it_waits_in_the_same_process(
+    redis_key: str,
+) -> None:
+    """One script, not three hops: the release grants the slot to this process's turn at the head of the line
+    (no pub/sub message to wait for, no try of its own), while the line's order holds across processes."""
+    async with _processes(redis_key, _Counting, _Counting) as (a, b):
+        held = await a.acquire(5.0, client="10.0.0.1")
+        here = asyncio.create_task(a.acquire(5.0, client="10.0.0.2"))
+        await _queued(a, 1)
+        there = asyncio.create_task(b.acquire(5.0, client="10.0.0.3"))
+        await _queued(a, 2)
+        (ticket,) = a._waiters
+        await held.release()
+        # Granted by the release itself (its answer names the ticket), and the waiter goes on without another
+        # script: no pub/sub message to wait for, no try of its own. Nobody else could have taken the slot.
+        assert a._granted == {ticket}
+        after = len(a.scripts)
+        lease = await asyncio.wait_for(asyncio.shield(here), 1.0)
+        assert [script for script in a.scripts[after:] if script != "renew"] == []
+        assert not there.done()
+        assert await members(a) == [lease.member]
+        # The next in line waits in the other process: this release only gives the slot back, and that process's
+        # turn takes it as before (the move heard through pub/sub, then its own try).
+        await lease.release()
+        assert a._granted == set()  # handed to nobody here
+        other = await asyncio.wait_for(there, 2.0)
+        assert "try" in b.scripts
+        assert await members(b) == [other.member]
+        await other.release()
+        assert await members(a) == []
+
+
+@pytest.mark.redis
+async def test_a_slot_is_not_handed_to_a_turn_of_this_process_before_an_earlier_turn_of_another(
+    redis_key: str,
+) -> None:
+    served: list[str] = []
+
+    async def turn(slots: RedisSlots, client: str) -> None:
+        lease = await slots.acquire(5.0, client=client)
+        served.append(client)
+        await lease.release()
+
+    async with _processes(redis_key, RedisSlots, RedisSlots) as (a, b):
+        held = await a.acquire(5.0, client="10.0.0.1")
+        first = asyncio.create_task(turn(b, "10.0.0.2"))  # the head of the line, in the other process
+        await _queued(a, 1)
+        second = asyncio.create_task(turn(a, "10.0.0.3"))  # behind it, in the releasing process
+        await _queued(a, 2)
+        await held.release()
+        await asyncio.wait_for(asyncio.gather(first, second), 5.0)
+        assert served == ["10.0.0.2", "10.0.0.3"]
+        assert await members(a) == []
+
+
+class _MovesDuringTry(RedisSlots):
+    """A process whose next try is overtaken: ``during_try`` runs after Redis answered it, before the waiter reads
+    the answer (the line moves meanwhile: another process's turn served and done)."""
+
+    during_try: Callable[[], Any] | None = None
+
+    async def _try(self, member: str, lease: str = "") -> list[Any]:
+        answer = await super()._try(member, lease)
+        hook, self.during_try = self.during_try, None
+        if hook is not None:
+            await hook()
+        return answer
+
+
+@pytest.mark.redis
+async def test_a_move_heard_while_a_try_is_under_way_is_not_lost(redis_key: str) -> None:
+    async with _processes(redis_key, _MovesDuringTry, RedisSlots) as (waiting, holding):
+        held = await holding.acquire(5.0, client="10.0.0.1")
+        waiter = asyncio.create_task(waiting.acquire(10.0, client="10.0.0.2"))
+        await _queued(waiting, 1)
+        (wake,) = waiting._waiters.values()
+
+        async def release_meanwhile() -> None:
+            wake.clear()
+            await held.release()  # the slot is free now; the try that just answered "wait" does not know it
+            await asyncio.wait_for(wake.wait(), 5.0)  # the move is heard while that answer is still unread
+
+        waiting.during_try = release_meanwhile
+        await waiting._redis.publish(waiting.channel, "m")  # some move: the waiter tries again
+        lease = await asyncio.wait_for(waiter, 2.0)  # a lost move would cost 5 s
+        await lease.release()
