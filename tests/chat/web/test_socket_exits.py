@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -106,28 +107,32 @@ async def test_a_cancelled_application_gives_its_socket_back(sandbox: Any) -> No
 
 
 async def test_a_flood_of_syncs_is_merged_into_paced_catch_ups(sandbox: Any, settings: Any) -> None:
-    """200 syncs on one socket made the server render the conversation 200 times (issue 15, item 3)."""
-    settings.VIZOCHOK_SYNC_INTERVAL = 0.5
+    """200 syncs on one socket made the server render the conversation 200 times (issue 15, item 3). Now at most one
+    catch-up per interval while they come, and one more for those merged at the end: the bound is read off the time
+    the syncs took to arrive, so a loaded machine (which spreads them out) cannot fail it, and 200 renders would."""
+    interval = 0.5
+    settings.VIZOCHOK_SYNC_INTERVAL = interval
     key, conversation = await make_shopper("anon-syncs")
     tab = communicator(key, conversation)
     assert (await tab.connect())[0]
     try:
         await send(tab, kind="message", text="milk", key="k1")
         await receive_until(tab, READY)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         for _ in range(200):
             await send(tab, kind="sync", after=0)
         await send(tab, kind="nonsense")  # answered after every sync before it was read
         catch_ups = 0
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(10):
             while True:
-                frame = await tab.receive_from(timeout=5)
+                frame = await tab.receive_from(timeout=10)
                 catch_ups += 'id="cart-panel-body"' in frame
                 if "unknown_kind" in frame:
                     break
-        async with asyncio.timeout(5):
-            while catch_ups < 2:  # the merged one, after the interval
-                catch_ups += 'id="cart-panel-body"' in await tab.receive_from(timeout=5)
-        assert await tab.receive_nothing(timeout=1.5)  # and no more
-        assert catch_ups == 2
+        arrived = loop.time() - started
+        while not await tab.receive_nothing(timeout=1.5):  # the merged one after the interval, and no more
+            catch_ups += 'id="cart-panel-body"' in await tab.receive_from(timeout=1)
+        assert 1 <= catch_ups <= 2 + math.ceil(arrived / interval), (catch_ups, arrived)
     finally:
         await tab.disconnect()
