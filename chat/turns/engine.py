@@ -2,7 +2,8 @@
 
 A turn's whole life is owned by ``chat.turns``: the claim in the database (``claims``, idempotent by the send's
 key), the per-shopper limits, the run upstream and its heartbeat (``runner``, ``liveness``), its end and record,
-and reaping a dead owner's turn. Nothing outside this package writes turn state.
+and reaping a dead owner's turn. Nothing outside this package writes turn state, and the tabs hear of it (busy,
+ready) only through a conversation's feed: a tab's own answers (its catch-up, a refusal) ask here for theirs.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from chat import db, store
-from chat.feed.feed import ConversationFeed, Piece
+from chat.feed.feed import ConversationFeed, Piece, turn_state
 from chat.models import Message
 from chat.ops import ratelimit
 from chat.presentation import rendering
-from chat.turns import claims
+from chat.turns import claims, liveness
 from chat.turns.record import TurnRecord
 from chat.turns.runner import ConversationRef, ConversationRunner
 from chat.turns.service import get_relay
@@ -110,15 +111,13 @@ async def _begin(ref: ConversationRef, send: Send, shopper: str, client: str, re
     if started.busy or started.message is None:
         raise Refused("agent_busy")
     message = started.message
-    runner.publish(functools.partial(rendering.state, "busy"))
-    runner.publish(functools.partial(_shown, started.changed, message))
-    runner.publish(functools.partial(rendering.status, "thinking"))
     saving = None
     if started.unsaved:
         # The send upstream does not wait for this; the turn's own writes do (ConversationRunner.start).
         saving = asyncio.get_running_loop().create_task(_store_sent(runner, message, send.source_seq))
     record = TurnRecord.begin(send.frame)
-    runner.start(send.frame, message.seq, record, saving, client=client, reservation=reservation)
+    shown = functools.partial(_shown, started.changed, message)
+    runner.start(send.frame, message.seq, record, saving, shown=shown, client=client, reservation=reservation)
     return True
 
 
@@ -156,9 +155,40 @@ async def publish(pk: int, group: str, piece: Piece) -> None:
     if runner is not None and runner.running:
         runner.publish(piece)
         return
-    feed = ConversationFeed(group, relay.tabs, relay.layer, interval=0.0)
+    feed = _feed_of_its_own(group)
     feed.put(piece)
     await feed.drain()
+
+
+def _feed_of_its_own(group: str) -> ConversationFeed:
+    """A feed for a conversation no turn of this process publishes in (nothing to keep in order with)."""
+    relay = get_relay()
+    return ConversationFeed(group, relay.tabs, relay.layer, interval=0.0)
+
+
+async def watch_orphan(pk: int, group: str) -> None:
+    """While another process's turn holds ``pk``: if that process dies, close its turn and make every tab ready
+    (with the stored notice saying why the reply stopped). Returns when the turn is over either way."""
+
+    async def publish(notice: Message | None) -> None:
+        feed = _feed_of_its_own(group)
+        if notice is not None:
+            feed.put(functools.partial(rendering.stored, notice))
+        feed.tell("ready")
+        await feed.drain()
+
+    await liveness.watch_orphan(pk, publish)
+
+
+def state_fragment(busy: bool) -> str:
+    """The turn state for one tab's own answer (a catch-up, a stop with no turn to stop), rendered by the feed."""
+    return turn_state(busy)
+
+
+def refusal(code: str, **details: Any) -> str:
+    """What a tab is told when what it sent is refused: why, and its turn state after it (busy only when a turn of
+    the conversation is the reason; nothing started, so otherwise it may send again)."""
+    return rendering.transient_error(code, **details) + turn_state(code == "agent_busy")
 
 
 def place_in_line(pk: int) -> tuple[int, float] | None:
