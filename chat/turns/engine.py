@@ -17,7 +17,7 @@ from typing import Any
 
 from chat import db, store
 from chat.feed.feed import ConversationFeed, Piece, turn_state
-from chat.models import Message
+from chat.models import Conversation, Message
 from chat.ops import ratelimit
 from chat.presentation import rendering
 from chat.turns import claims, liveness
@@ -138,6 +138,24 @@ def stop(pk: int | None) -> bool:
     return runner is not None and runner.stop()
 
 
+async def stop_anywhere(pk: int | None, group: str) -> bool:
+    """Stop ``pk``'s running turn, here or in the process that runs it (every process hears ``chat.stop`` through
+    the group, and the one running the turn stops it): its end ("ready") answers. False when no turn runs anywhere:
+    the tab that asked is told its state at once (:func:`state_fragment`; a late tap, a second tab)."""
+    if pk is None:
+        return False
+    if stop(pk):
+        return True
+    fields = ("status", "busy_since", "heartbeat_at")
+    conversation = await db.call(Conversation.objects.only(*fields).get, pk=pk, retries=db.SEND_RETRIES)
+    if not is_busy(conversation):
+        return False
+    layer = get_relay().layer
+    if layer is not None:  # always configured (settings.CHANNEL_LAYERS); without one no other process exists
+        await layer.group_send(group, {"type": "chat.stop"})
+    return True
+
+
 def _shown(changed: list[Message], message: Message) -> str:
     return rendering.replaced(changed) + rendering.appended([message])
 
@@ -203,3 +221,31 @@ def runs_here(pk: int) -> bool:
 
 
 is_busy = claims.is_busy
+
+
+@dataclass(frozen=True, slots=True)
+class TurnNow:
+    """The turn as a (re)connecting tab lacks it, for its catch-up frame."""
+
+    #: The reply being streamed beyond what the tab has, the turn's place in line while it waits, the turn state.
+    html: str
+    #: A turn runs in another process: the tab watches for that process's death (:func:`watch_orphan`).
+    elsewhere: bool
+
+
+async def turn_now(conversation: Conversation, bubble: str, offset: int) -> TurnNow:
+    """Where ``conversation``'s turn is for a tab that has ``offset`` characters of the streaming ``bubble``."""
+    pk, busy, parts = conversation.pk, is_busy(conversation), []
+    live = await live_text(pk, conversation.group_name) if busy else None
+    if live is not None:
+        live_bubble, text = live
+        if live_bubble != bubble:
+            parts.append(rendering.live_bubble(live_bubble, text, first=True))  # the tab lacks it
+        elif len(text) > offset:
+            # The whole bubble again (formatted as far as it is finished): the tab keeps it only if it is longer.
+            parts.append(rendering.live_bubble(live_bubble, text, first=False))
+    place = place_in_line(pk) if busy else None
+    if place is not None:
+        parts.append(rendering.queue_place(*place))  # a tab that joins while the turn waits sees its place
+    parts.append(turn_state(busy))
+    return TurnNow("".join(parts), elsewhere=busy and not runs_here(pk))

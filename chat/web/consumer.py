@@ -443,15 +443,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         Every stop gets an answer: the turn's end ("ready") from the process that stops it, or, when no turn runs,
         the state at once (a late tap, a second tab).
         """
-        pk = self.conversation.pk
-        if pk is not None and engine.stop(pk):
-            return
-        if pk is not None:
-            conversation = await _db(Conversation.objects.only("status", "busy_since", "heartbeat_at").get, pk=pk)
-            if engine.is_busy(conversation):
-                await self.channel_layer.group_send(self.conversation.group_name, {"type": "chat.stop"})
-                return
-        await self.send(text_data=engine.state_fragment(busy=False))
+        if not await engine.stop_anywhere(self.conversation.pk, self.conversation.group_name):
+            await self.send(text_data=engine.state_fragment(busy=False))
 
     async def _rate(self, data: dict[str, Any]) -> None:
         """A shopper's rating of a finished reply (issue 25, ``chat.feedback``): stored, then shown in every tab.
@@ -548,22 +541,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=rendering.appended(missed))
             after = missed[-1].seq
         conversation = await _db(Conversation.objects.get, pk=pk)
-        parts = [rendering.appended(missed)]
-        busy = engine.is_busy(conversation)
-        live = await engine.live_text(pk, conversation.group_name) if busy else None
-        if live is not None:
-            live_bubble, text = live
-            if live_bubble != bubble:
-                parts.append(rendering.live_bubble(live_bubble, text, first=True))  # the tab lacks it
-            elif len(text) > offset:
-                # The whole bubble again (formatted as far as it is finished): the tab keeps it only if it is longer.
-                parts.append(rendering.live_bubble(live_bubble, text, first=False))
-        place = engine.place_in_line(pk) if busy else None
-        if place is not None:
-            parts.append(rendering.queue_place(*place))  # a tab that joins while the turn waits sees its place
-        if busy and not engine.runs_here(pk):
+        turn = await engine.turn_now(conversation, bubble, offset)
+        if turn.elsewhere:
             self._watch_orphan()  # the turn runs in another process: notice if that process dies
-        parts.append(engine.state_fragment(busy))
+        parts = [rendering.appended(missed), turn.html]
         parts.append(
             rendering.session_restored(list(conversation.cart or []), conversation.cart_total, conversation.cart_count)
         )

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 import pytest
+from channels.db import database_sync_to_async
 
 from chat.models import Conversation, Message
 from chat.turns import engine
@@ -217,3 +218,54 @@ async def test_an_illegal_transition_is_loud_in_tests_and_logged_and_recovered_f
     assert logged[0] == logging.ERROR
     assert "opened in parked (went on to streaming)" in logged[1]
     assert "done>parked" in logged[1]  # the trail that led there
+
+
+async def claimed_elsewhere(conversation: Conversation) -> None:
+    """The conversation claimed by a turn of another process (its owner beats: the claim is fresh)."""
+    from chat.turns import claims
+
+    started = await database_sync_to_async(claims.begin_turn)(
+        conversation.pk, kind=Message.Kind.TEXT, text="milk", payload={}, client_key="k1"
+    )
+    assert started.message is not None
+
+
+async def test_a_stop_reaches_the_process_running_the_turn_or_says_none_runs(sandbox: Any) -> None:
+    _key, conversation = await make_shopper()
+    group = conversation.group_name
+    assert not await engine.stop_anywhere(conversation.pk, group)  # nothing runs: the tab is told ready at once
+    await claimed_elsewhere(conversation)
+    layer: Any = get_relay().layer
+    channel = await layer.new_channel()
+    await layer.group_add(group, channel)
+    assert await engine.stop_anywhere(conversation.pk, group)  # its end will answer, from that process
+    async with asyncio.timeout(TIMEOUT):
+        assert await layer.receive(channel) == {"type": "chat.stop"}
+
+
+async def test_a_catch_up_sees_a_turn_of_another_process_busy_and_to_be_watched(sandbox: Any) -> None:
+    _key, conversation = await make_shopper()
+    idle = await engine.turn_now(await reload(conversation), "", 0)
+    assert (re.findall(r'data-state="(\w+)"', idle.html), idle.elsewhere) == (["ready"], False)
+    await claimed_elsewhere(conversation)
+    busy = await engine.turn_now(await reload(conversation), "", 0)
+    assert (re.findall(r'data-state="(\w+)"', busy.html), busy.elsewhere) == (["busy"], True)
+
+
+async def test_a_catch_up_mid_reply_here_gets_the_bubble_so_far_and_busy(sandbox: Any) -> None:
+    _key, conversation = await make_shopper()
+    tab = Tab(conversation)
+    sandbox.pause_turns()
+    try:
+        runner = await begin(conversation, "borscht", "k1")
+        await tab.until("-text")
+        live = runner.live_bubble()
+        assert live is not None
+        joining = await engine.turn_now(await reload(conversation), "", 0)
+        again = await engine.turn_now(await reload(conversation), live[0], len(live[1]))
+    finally:
+        sandbox.resume_turns()
+    await runner.settled()
+    assert f'id="{live[0]}-tail"' in joining.html and not joining.elsewhere
+    assert f'id="{live[0]}-tail"' not in again.html  # the tab has all of it
+    assert re.findall(r'data-state="(\w+)"', joining.html + again.html) == ["busy", "busy"]
