@@ -211,7 +211,15 @@ class ConversationRunner:
         try:
             self.state = step(before, event, strict=settings.VIZOCHOK_STRICT_STATES)
         except IllegalTransition:
-            logger.error("conversation %s: %s in %s; trail %s", self.pk, event.value, before.value, self._trail())
+            # Also in a timer's or a background task's callback, where nobody awaits the raise: the record says it.
+            logger.error(
+                "conversation %s: %s in %s; trail %s",
+                self.pk,
+                event.value,
+                before.value,
+                self._trail(),
+                extra={"illegal_transition": True},
+            )
             raise
         if not allows(before, event):
             logger.error(
@@ -221,6 +229,7 @@ class ConversationRunner:
                 before.value,
                 self.state.value,
                 self._trail(),
+                extra={"illegal_transition": True},
             )
         self.trail.append((event, self.state))
         told = TELLS.get(event)

@@ -199,7 +199,7 @@ async def test_the_relay_shutting_down_mid_reply_ends_the_turn_and_tells_ready(s
 
 
 async def test_an_illegal_transition_is_loud_in_tests_and_logged_and_recovered_from_otherwise(
-    sandbox: Any, settings: Any, caplog: pytest.LogCaptureFixture
+    sandbox: Any, settings: Any, caplog: pytest.LogCaptureFixture, illegal_transitions: list[str]
 ) -> None:
     _key, conversation = await make_shopper()
     runner = await begin(conversation, "milk", "k1")
@@ -218,6 +218,8 @@ async def test_an_illegal_transition_is_loud_in_tests_and_logged_and_recovered_f
     assert logged[0] == logging.ERROR
     assert "opened in parked (went on to streaming)" in logged[1]
     assert "done>parked" in logged[1]  # the trail that led there
+    assert len(illegal_transitions) == 2  # each would fail any other test (tests/chat/conftest.py)
+    illegal_transitions.clear()
 
 
 async def claimed_elsewhere(conversation: Conversation) -> None:
