@@ -52,14 +52,9 @@ class Tab:
         return re.findall(r'data-item="turn-state" data-state="(\w+)"', "".join(self.frames))
 
 
-def ref_of(conversation: Conversation) -> ConversationRef:
-    return ConversationRef(
-        conversation.pk,
-        conversation.group_name,
-        identity.upstream_user_id(conversation.user_id),
-        conversation.upstream_id,
-        conversation.store_id,
-    )
+def ref_of(c: Conversation) -> ConversationRef:
+    """As the consumer makes it (``ChatConsumer._ref``)."""
+    return ConversationRef(c.pk, c.group_name, identity.upstream_user_id(c.user_id), c.upstream_id, c.store_id)
 
 
 async def begin(conversation: Conversation, text: str, key: str) -> ConversationRunner:
@@ -72,6 +67,16 @@ async def begin(conversation: Conversation, text: str, key: str) -> Conversation
 
 def trail(runner: ConversationRunner) -> list[tuple[Event, State]]:
     return list(runner.trail)
+
+
+async def mid_reply(sandbox: Any) -> tuple[Conversation, Tab, ConversationRunner]:
+    """A turn held by the sandbox after its first streamed piece (``sandbox.resume_turns`` lets it on)."""
+    _key, conversation = await make_shopper()
+    tab = Tab(conversation)
+    sandbox.pause_turns()
+    runner = await begin(conversation, "borscht", "k1")
+    await tab.until("-text")
+    return conversation, tab, runner
 
 
 async def test_a_reply_runs_start_to_parked_and_tells_busy_then_ready_once(sandbox: Any) -> None:
@@ -111,11 +116,7 @@ async def test_the_next_turn_reuses_the_parked_socket(sandbox: Any) -> None:
 
 
 async def test_a_stop_mid_reply_keeps_what_streamed_closes_the_socket_and_forgets_the_runner(sandbox: Any) -> None:
-    _key, conversation = await make_shopper()
-    tab = Tab(conversation)
-    sandbox.pause_turns()
-    runner = await begin(conversation, "borscht", "k1")
-    await tab.until("-text")
+    conversation, tab, runner = await mid_reply(sandbox)
     assert runner.state is S.STREAMING
     assert engine.stop(conversation.pk)
     assert trail(runner)[-1] == (E.STOP, S.STOPPING)
@@ -165,11 +166,7 @@ async def test_a_parked_socket_is_closed_when_its_grace_runs_out(sandbox: Any, s
 
 
 async def test_a_dropped_upstream_ends_the_turn_and_keeps_the_resumed_socket_warm(sandbox: Any) -> None:
-    _key, conversation = await make_shopper()
-    tab = Tab(conversation)
-    sandbox.pause_turns()
-    runner = await begin(conversation, "borscht", "k1")
-    await tab.until("-text")
+    _conversation, tab, runner = await mid_reply(sandbox)
     await sandbox.drop_all(code=1011)
     try:
         assert await runner.settled() is S.PARKED
@@ -181,11 +178,7 @@ async def test_a_dropped_upstream_ends_the_turn_and_keeps_the_resumed_socket_war
 
 
 async def test_the_relay_shutting_down_mid_reply_ends_the_turn_and_tells_ready(sandbox: Any) -> None:
-    _key, conversation = await make_shopper()
-    tab = Tab(conversation)
-    sandbox.pause_turns()
-    runner = await begin(conversation, "borscht", "k1")
-    await tab.until("-text")
+    conversation, tab, runner = await mid_reply(sandbox)
     try:
         await get_relay().close()
     finally:
@@ -255,12 +248,8 @@ async def test_a_catch_up_sees_a_turn_of_another_process_busy_and_to_be_watched(
 
 
 async def test_a_catch_up_mid_reply_here_gets_the_bubble_so_far_and_busy(sandbox: Any) -> None:
-    _key, conversation = await make_shopper()
-    tab = Tab(conversation)
-    sandbox.pause_turns()
+    conversation, _tab, runner = await mid_reply(sandbox)
     try:
-        runner = await begin(conversation, "borscht", "k1")
-        await tab.until("-text")
         live = runner.live_bubble()
         assert live is not None
         joining = await engine.turn_now(await reload(conversation), "", 0)
