@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import pytest
+
+# A conversation runner's illegal transition raises in tests (chat/turns/states.py), also in the servers the suite
+# starts (they inherit this environment).
+os.environ["VIZOCHOK_STRICT_STATES"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def _strict_states(settings: Any) -> None:
+    """The same in this process, whose settings may have been read before this module set the environment."""
+    settings.VIZOCHOK_STRICT_STATES = True
 
 
 @pytest.fixture(autouse=True)

@@ -311,6 +311,9 @@ VIZOCHOK_SETTLE_GRACE = float(os.environ.get("VIZOCHOK_SETTLE_GRACE", "0.03"))
 # Offer permessage-deflate upstream: off, as the protocol's frames are small JSON (a token each) and inflating every
 # one cost the relay more CPU than the bytes it saves (README, "Benchmark"); on for a slow or metered link.
 VIZOCHOK_UPSTREAM_DEFLATE = env_bool("VIZOCHOK_UPSTREAM_DEFLATE", False)
+# An illegal transition of a conversation runner's lifecycle (chat/turns/states.py) raises instead of being logged and
+# recovered from: on in the test suite (tests/conftest.py), off in production.
+VIZOCHOK_STRICT_STATES = env_bool("VIZOCHOK_STRICT_STATES", False)
 # Seconds for the whole upstream handshake once connected (auth_ok and the start frame): an upstream that accepts
 # the socket and stays silent is given up after this long, with a clear message, and not retried.
 VIZOCHOK_AUTH_TIMEOUT = float(os.environ.get("VIZOCHOK_AUTH_TIMEOUT", "10"))

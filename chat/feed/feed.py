@@ -14,15 +14,20 @@ Pieces are rendered per language, once per language present among the receiving 
 under that language; plain strings and text deltas are the same in every language). With a channel layer that
 spans processes the group gets every language's rendering, and the live text is mirrored into Redis
 (:mod:`chat.feed.live`) so a tab that reconnects to another process catches up from there.
+
+The turn state every page follows (``data-item="turn-state"``: busy or ready) is rendered here and nowhere else:
+every tab hears it through a feed (:meth:`ConversationFeed.tell`, on the runner's ``start`` and ``done``,
+``chat.turns.states``), and one tab's own answer (a catch-up, a refusal) carries :func:`turn_state`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from django.conf import settings
 from django.utils import translation
@@ -65,6 +70,21 @@ class Place:
 
 
 Piece: TypeAlias = str | Delta | Place | Render
+
+#: A conversation's turn state as its pages know it.
+TurnState: TypeAlias = Literal["busy", "ready"]
+
+
+def turn_state(busy: bool) -> str:
+    """The turn state for one tab's own answer (its catch-up, a refusal of what it sent), in the active language."""
+    return rendering.state("busy" if busy else "ready")
+
+
+#: What every tab is told when a turn starts, and when it is over (its status line cleared first).
+_TOLD: dict[TurnState, tuple[Render, ...]] = {
+    "busy": (functools.partial(rendering.state, "busy"),),
+    "ready": (functools.partial(rendering.status, None), functools.partial(rendering.state, "ready")),
+}
 
 
 def languages() -> list[str]:
@@ -186,6 +206,11 @@ class ConversationFeed:
             self._flush_text()
         self._pending.append(piece)
         self._kick()
+
+    def tell(self, state: TurnState) -> None:
+        """Every tab's turn state, after everything put before it: the only way a turn's busy or ready goes out."""
+        for piece in _TOLD[state]:
+            self.put(piece)
 
     def _kick(self) -> None:
         if self._sender is None or self._sender.done():

@@ -2,7 +2,8 @@
 
 A turn's whole life is owned by ``chat.turns``: the claim in the database (``claims``, idempotent by the send's
 key), the per-shopper limits, the run upstream and its heartbeat (``runner``, ``liveness``), its end and record,
-and reaping a dead owner's turn. Nothing outside this package writes turn state.
+and reaping a dead owner's turn. Nothing outside this package writes turn state, and the tabs hear of it (busy,
+ready) only through a conversation's feed: a tab's own answers (its catch-up, a refusal) ask here for theirs.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from chat.feed.feed import ConversationFeed, Piece
-from chat.models import Message
+from chat.feed.feed import ConversationFeed, Piece, turn_state
+from chat.models import Conversation, Message
 from chat.ops import ratelimit
 from chat.persistence import claims, db, store
 from chat.presentation import rendering
+from chat.turns import liveness
 from chat.turns.record import TurnRecord
 from chat.turns.runner import ConversationRef, ConversationRunner
 from chat.turns.service import get_relay
@@ -109,15 +111,13 @@ async def _begin(ref: ConversationRef, send: Send, shopper: str, client: str, re
     if started.busy or started.message is None:
         raise Refused("agent_busy")
     message = started.message
-    runner.publish(functools.partial(rendering.state, "busy"))
-    runner.publish(functools.partial(_shown, started.changed, message))
-    runner.publish(functools.partial(rendering.status, "thinking"))
     saving = None
     if started.unsaved:
         # The send upstream does not wait for this; the turn's own writes do (ConversationRunner.start).
         saving = asyncio.get_running_loop().create_task(_store_sent(runner, message, send.source_seq))
     record = TurnRecord.begin(send.frame)
-    runner.start(send.frame, message.seq, record, saving, client=client, reservation=reservation)
+    shown = functools.partial(_shown, started.changed, message)
+    runner.start(send.frame, message.seq, record, saving, shown=shown, client=client, reservation=reservation)
     return True
 
 
@@ -138,6 +138,24 @@ def stop(pk: int | None) -> bool:
     return runner is not None and runner.stop()
 
 
+async def stop_anywhere(pk: int | None, group: str) -> bool:
+    """Stop ``pk``'s running turn, here or in the process that runs it (every process hears ``chat.stop`` through
+    the group, and the one running the turn stops it): its end ("ready") answers. False when no turn runs anywhere:
+    the tab that asked is told its state at once (:func:`state_fragment`; a late tap, a second tab)."""
+    if pk is None:
+        return False
+    if stop(pk):
+        return True
+    fields = ("status", "busy_since", "heartbeat_at")
+    conversation = await db.call(Conversation.objects.only(*fields).get, pk=pk, retries=db.SEND_RETRIES)
+    if not is_busy(conversation):
+        return False
+    layer = get_relay().layer
+    if layer is not None:  # always configured (settings.CHANNEL_LAYERS); without one no other process exists
+        await layer.group_send(group, {"type": "chat.stop"})
+    return True
+
+
 def _shown(changed: list[Message], message: Message) -> str:
     return rendering.replaced(changed) + rendering.appended([message])
 
@@ -155,9 +173,40 @@ async def publish(pk: int, group: str, piece: Piece) -> None:
     if runner is not None and runner.running:
         runner.publish(piece)
         return
-    feed = ConversationFeed(group, relay.tabs, relay.layer, interval=0.0)
+    feed = _feed_of_its_own(group)
     feed.put(piece)
     await feed.drain()
+
+
+def _feed_of_its_own(group: str) -> ConversationFeed:
+    """A feed for a conversation no turn of this process publishes in (nothing to keep in order with)."""
+    relay = get_relay()
+    return ConversationFeed(group, relay.tabs, relay.layer, interval=0.0)
+
+
+async def watch_orphan(pk: int, group: str) -> None:
+    """While another process's turn holds ``pk``: if that process dies, close its turn and make every tab ready
+    (with the stored notice saying why the reply stopped). Returns when the turn is over either way."""
+
+    async def publish(notice: Message | None) -> None:
+        feed = _feed_of_its_own(group)
+        if notice is not None:
+            feed.put(functools.partial(rendering.stored, notice))
+        feed.tell("ready")
+        await feed.drain()
+
+    await liveness.watch_orphan(pk, publish)
+
+
+def state_fragment(busy: bool) -> str:
+    """The turn state for one tab's own answer (a catch-up, a stop with no turn to stop), rendered by the feed."""
+    return turn_state(busy)
+
+
+def refusal(code: str, **details: Any) -> str:
+    """What a tab is told when what it sent is refused: why, and its turn state after it (busy only when a turn of
+    the conversation is the reason; nothing started, so otherwise it may send again)."""
+    return rendering.transient_error(code, **details) + turn_state(code == "agent_busy")
 
 
 async def place_in_line(pk: int, group: str) -> tuple[int, float] | None:
@@ -171,3 +220,31 @@ def runs_here(pk: int) -> bool:
 
 
 is_busy = claims.is_busy
+
+
+@dataclass(frozen=True, slots=True)
+class TurnNow:
+    """The turn as a (re)connecting tab lacks it, for its catch-up frame."""
+
+    #: The reply being streamed beyond what the tab has, the turn's place in line while it waits, the turn state.
+    html: str
+    #: A turn runs in another process: the tab watches for that process's death (:func:`watch_orphan`).
+    elsewhere: bool
+
+
+async def turn_now(conversation: Conversation, bubble: str, offset: int) -> TurnNow:
+    """Where ``conversation``'s turn is for a tab that has ``offset`` characters of the streaming ``bubble``."""
+    pk, busy, parts = conversation.pk, is_busy(conversation), []
+    live = await live_text(pk, conversation.group_name) if busy else None
+    if live is not None:
+        live_bubble, text = live
+        if live_bubble != bubble:
+            parts.append(rendering.live_bubble(live_bubble, text, first=True))  # the tab lacks it
+        elif len(text) > offset:
+            # The whole bubble again (formatted as far as it is finished): the tab keeps it only if it is longer.
+            parts.append(rendering.live_bubble(live_bubble, text, first=False))
+    place = await place_in_line(pk, conversation.group_name) if busy else None
+    if place is not None:
+        parts.append(rendering.queue_place(*place))  # a tab that joins while the turn waits sees its place
+    parts.append(turn_state(busy))
+    return TurnNow("".join(parts), elsewhere=busy and not runs_here(pk))

@@ -4,6 +4,11 @@ A turn: take a deployment-wide slot (waiting in line with a visible status if no
 conversation's warm socket or open one that resumes the VIZOCHOK conversation, send, and relay every event:
 stored once when complete, rendered once, delivered to every tab through the conversation's group. After
 ``response_complete`` the socket stays open for a short grace period, then closes and gives its slot back.
+
+Where the runner is in that life is one value, :attr:`ConversationRunner.state`, moved only by :meth:`_to` along the
+table of ``chat.turns.states`` (the diagram is there); the tabs are told "busy" and "ready" on its transitions,
+through the feed. What the runner holds besides (the socket, the lease, the bubble being streamed, the reply not
+stored yet) is data, not state.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -32,6 +38,7 @@ from chat.presentation import formatting, rendering
 from chat.turns import liveness
 from chat.turns.record import STOPPED, TurnRecord
 from chat.turns.slots import Lease, LineRefused, Slots, SlotTimeout
+from chat.turns.states import RUNNING, TELLS, Event, IllegalTransition, State, allows, step
 from chat.turns.upstream import EmbeddedSandbox, upstream_config
 from chat.turns.window import SlidingWindow
 from chat.vizochok import messages as wire
@@ -158,13 +165,15 @@ class ConversationRunner:
         self.session: UpstreamSession | None = None
         self.lease: Lease | None = None
         self.task: asyncio.Task[None] | None = None
+        #: Where this runner is in its life; moved only by :meth:`_to` (``chat.turns.states``).
+        self.state = State.IDLE
+        #: The last transitions (event, state reached), for a log line when one goes wrong and for tests.
+        self.trail: deque[tuple[Event, State]] = deque(maxlen=32)
         #: The bubble being streamed (its text lives in the feed).
         self._bubble: str | None = None
         #: A finished bubble not stored yet: it goes with the turn's next write, or before the turn waits on the
         #: upstream (see :meth:`_exchange`), so a turn's usual end is one trip to the database thread, not two.
         self._unsaved: _Reply | None = None
-        #: Set by :meth:`stop`: the running turn is being cut short on the shopper's request.
-        self._stopping = False
         #: The last payload of each rich kind in this turn: an identical repeat is the upstream's echo.
         self._shown: dict[str, dict[str, Any]] = {}
         #: This turn's cart changes so far, shown as one note (issue 22: a checklist made ten).
@@ -172,11 +181,8 @@ class ConversationRunner:
         self._record: TurnRecord | None = None
         self._sent: asyncio.Task[None] | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
+        #: The socket being closed (between turns, or early for a waiting turn while this one stores its end).
         self._closing: asyncio.Task[None] | None = None
-        #: Between turns with a warm socket: the socket may be closed at any moment to free its slot.
-        self._parked = False
-        #: From ``start`` until the turn's end is stored and "ready" is published (the task drains a little longer).
-        self._in_turn = False
         self._turn_seq = 0
         self._bubbles = 0
         #: The running turn's place in the line and its estimate while it waits (None once served or idle).
@@ -193,7 +199,46 @@ class ConversationRunner:
     @property
     def running(self) -> bool:
         """Whether a turn is under way: a tab told "ready" may send the next one at once, even from this process."""
-        return self._in_turn
+        return self.state in RUNNING
+
+    def _to(self, event: Event) -> State:
+        """Take ``event`` along the transition table, and tell the tabs what it means for them (busy, ready).
+
+        An event the state does not allow is a bug: loud under ``VIZOCHOK_STRICT_STATES`` (tests), otherwise logged
+        with the trail that led to it, and the runner goes on in the event's usual target state.
+        """
+        before = self.state
+        try:
+            self.state = step(before, event, strict=settings.VIZOCHOK_STRICT_STATES)
+        except IllegalTransition:
+            # Also in a timer's or a background task's callback, where nobody awaits the raise: the record says it.
+            logger.error(
+                "conversation %s: %s in %s; trail %s",
+                self.pk,
+                event.value,
+                before.value,
+                self._trail(),
+                extra={"illegal_transition": True},
+            )
+            raise
+        if not allows(before, event):
+            logger.error(
+                "conversation %s: %s in %s (went on to %s); trail %s",
+                self.pk,
+                event.value,
+                before.value,
+                self.state.value,
+                self._trail(),
+                extra={"illegal_transition": True},
+            )
+        self.trail.append((event, self.state))
+        told = TELLS.get(event)
+        if told is not None:
+            self.feed.tell(told)
+        return self.state
+
+    def _trail(self) -> str:
+        return " ".join(f"{event.value}>{state.value}" for event, state in self.trail)
 
     def start(
         self,
@@ -202,14 +247,19 @@ class ConversationRunner:
         record: TurnRecord,
         sent: asyncio.Task[None] | None = None,
         *,
+        shown: Piece = "",
         client: str = "",
         reservation: str = "",
     ) -> asyncio.Task[None]:
         """Run one turn in the background: it outlives the tab that asked for it.
 
+        Every tab is told "busy", then ``shown`` (the shopper's message as the turn claimed it) and "thinking".
         ``sent`` stores the shopper's message while the turn already goes upstream (``engine.begin``); the turn's own
         writes wait for it, so the transcript keeps its order and a database outage in between loses nothing.
         """
+        self._to(Event.START)
+        self.publish(shown)
+        self._status("thinking")
         self._sent = sent
         self._gave_way = False
         self._place = None
@@ -217,8 +267,6 @@ class ConversationRunner:
         self._reservation = reservation
         self._turn_seq = seq
         self._bubbles = 0
-        self._in_turn = True
-        self._stopping = False
         self._shown = {}
         self._cart_run = CartRun()
         self._unsaved = None
@@ -231,17 +279,22 @@ class ConversationRunner:
         return self.task
 
     def stop(self) -> bool:
-        """Cut the running turn short (the protocol has no cancel): its socket is closed, what streamed is kept."""
-        if not self._in_turn or self.task is None or self.task.done() or self._stopping:
+        """Cut the running turn short (the protocol has no cancel): its socket is closed, what streamed is kept.
+
+        True also while the turn's end is being stored: its "ready" is on the way and answers the stop.
+        """
+        if self.state in (State.FINISHING, State.FINISHING_PARKED):
+            return True
+        if not allows(self.state, Event.STOP) or self.state is State.CLOSED or self.task is None or self.task.done():
             return False
-        self._stopping = True
+        self._to(Event.STOP)
         self.task.cancel()
         return True
 
     @property
     def place_in_line(self) -> tuple[int, float] | None:
         """The running turn's place in the line and estimate while it waits for a slot (for a tab that joins)."""
-        return self._place if self._in_turn else None
+        return self._place if self.running else None
 
     def live_bubble(self) -> tuple[str, str] | None:
         """The bubble being streamed now and its text so far, for a tab that joins mid-reply."""
@@ -250,7 +303,15 @@ class ConversationRunner:
     def publish(self, piece: Piece) -> None:
         self.feed.put(piece)
 
+    async def settled(self) -> State:
+        """Wait for the turn and any socket close in flight, and return the state they left (tests, diagnostics)."""
+        while pending := [task for task in (self.task, self._closing) if task is not None and not task.done()]:
+            await asyncio.wait(pending)
+        return self.state
+
     async def close(self) -> None:
+        """The relay shuts down: a running turn ends as ``relay_shutdown`` (its end stored, "ready" told), then the
+        socket closes and the runner takes no event any more."""
         self._cancel_idle()
         if self.task is not None and not self.task.done():
             self.task.cancel()
@@ -259,6 +320,7 @@ class ConversationRunner:
         if self._closing is not None:
             with contextlib.suppress(Exception):
                 await self._closing
+        self._to(Event.SHUTDOWN)
         await self._close_session()
 
     # --- the turn --------------------------------------------------------------------------------------------
@@ -268,6 +330,7 @@ class ConversationRunner:
         try:
             async with asyncio.timeout(limits().task):
                 await self._ensure_session()
+                self._to(Event.OPENED)
                 upstream_code = await self._exchange(frame)
         except SlotTimeout:
             relay_code = "queue_timeout"
@@ -292,7 +355,7 @@ class ConversationRunner:
             logger.warning("upstream unavailable: %s", exc)
             relay_code = "upstream_unavailable"
         except asyncio.CancelledError:
-            if not self._stopping:
+            if self.state is not State.STOPPING:
                 relay_code = "relay_shutdown"
                 await asyncio.shield(self._finish(relay_code, upstream_code))
                 raise
@@ -307,7 +370,6 @@ class ConversationRunner:
 
     async def _ensure_session(self) -> None:
         self._cancel_idle()
-        self._parked = False
         if self._closing is not None:
             await self._closing  # a reclaim raced with this turn: let it finish, then open afresh
             self._closing = None
@@ -593,6 +655,7 @@ class ConversationRunner:
 
     async def _finish(self, relay_code: str, upstream_code: str) -> None:
         """Whatever happened: keep the cut reply, say what went wrong, free the conversation and the tabs."""
+        self._to(Event.END)
         stopped = relay_code == STOPPED
         closing = self._closing is not None  # given up early for a waiting turn (``_close_early``)
         if relay_code in ("", "upstream_lost") and not closing and self.session is not None and not self.session.closed:
@@ -628,14 +691,12 @@ class ConversationRunner:
         # After an interrupted turn the resumed session is fresh and worth keeping; after a timeout or a stop the
         # upstream may still be working on the old turn, so that socket is not reused. Either way this is settled
         # before "ready" goes out: the next turn may start the moment a tab has it.
-        self._in_turn = False
-        self._stopping = False  # a stopped turn's socket is closed below, not parked
-        if not self._parked:
+        parked = self.state is State.FINISHING_PARKED
+        if not parked:
             # After the socket's early close (``_close_early``) if one runs: the slot goes back once, once it is shut.
             early = self._closing
             self._closing = asyncio.get_running_loop().create_task(self._close_session(after=early))
-        self._status(None)
-        self.publish(functools.partial(rendering.state, "ready"))
+        self._to(Event.DONE)  # "ready" to every tab
         await self.feed.drain()
 
     # --- the socket between turns ----------------------------------------------------------------------------
@@ -646,7 +707,7 @@ class ConversationRunner:
             self._closing = asyncio.get_running_loop().create_task(self._close_session())
             return
         loop = asyncio.get_running_loop()
-        self._parked = True
+        self._to(Event.PARK)
         self.lease.mark_idle(self._reclaim)
         self._idle_timer = loop.call_later(settings.VIZOCHOK_IDLE_GRACE, self._reclaim)
 
@@ -678,12 +739,16 @@ class ConversationRunner:
         session, self.session = self.session, None
         if session is not None:
             asyncio.get_running_loop().create_task(session.close())
-        if self._parked:
-            self._reclaim()
+        self._reclaim()
 
     def _reclaim(self) -> None:
+        """Give the warm socket up (its idle grace ran out, another turn waits for its slot, its lease was lost).
+
+        A stale call (the socket was taken by a new turn meanwhile) does nothing: only a parked socket is reclaimed.
+        """
         self._cancel_idle()
-        if self._parked and self._closing is None:
+        if allows(self.state, Event.RECLAIM) and self.state is not State.CLOSED and self._closing is None:
+            self._to(Event.RECLAIM)
             self._closing = asyncio.get_running_loop().create_task(self._close_session())
 
     def _cancel_idle(self) -> None:
@@ -700,9 +765,12 @@ class ConversationRunner:
             with contextlib.suppress(Exception):
                 await session.close()
         await self._release()
-        self._closing = None
-        if self._parked or not self.running:
-            self._parked = False
+        closing = self._closing
+        if closing is None or closing is asyncio.current_task() or closing.done():
+            self._closing = None  # not a close chained after this one (``_finish``'s, after a reclaim): that one waits
+        if self.state is State.CLOSING:
+            self._to(Event.CLOSED)
+        if self.state in (State.IDLE, State.CLOSED):
             self.relay.forget(self)
 
     async def _release(self) -> None:

@@ -26,13 +26,12 @@ from django.utils.translation import gettext as _
 
 from chat import feedback
 from chat.compat import channels_dispatch
-from chat.feed.feed import Piece, languages, render_all
 from chat.models import Conversation, Message
 from chat.ops import departure, logs, metrics, ratelimit, sendbuffer
 from chat.ops.process import PROCESS_ID
 from chat.persistence import db, store
 from chat.presentation import formatting, rendering
-from chat.turns import engine, liveness
+from chat.turns import engine
 from chat.turns.engine import Refused
 from chat.turns.runner import ConversationRef
 from chat.turns.service import get_relay
@@ -189,13 +188,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     raise Refused("service_unavailable") from None
             except Refused as refused:
                 metrics.REFUSED.labels(code=refused.code).inc()
-                # The tab turned itself busy when it sent; nothing started, so it may send again (unless a turn
-                # of this conversation is what refused it).
-                state = "busy" if refused.code == "agent_busy" else "ready"
+                # The tab turned itself busy when it sent; the refusal carries its turn state (``engine.refusal``).
                 details = dict(refused.details)
                 if _field(data, "kind") in CART_LINE_KINDS and _field(data, "sku"):
                     details["line"] = _field(data, "sku")  # shown at its line in the cart panel (issue 22)
-                await self.send(text_data=rendering.transient_error(refused.code, **details) + rendering.state(state))
+                await self.send(text_data=engine.refusal(refused.code, **details))
 
     async def chat_stop(self, event: dict[str, Any]) -> None:
         """Group handler: a tab asked to stop the turn; the process that runs it stops it."""
@@ -235,7 +232,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         elif message_type == "websocket.receive":
             metrics.REFUSED.labels(code="relay_error").inc()
             with translation.override(getattr(self, "language", None) or settings.LANGUAGE_CODE):
-                await self.send(text_data=rendering.transient_error("relay_error") + rendering.state("ready"))
+                await self.send(text_data=engine.refusal("relay_error"))
 
     # channels' own stub overrides AsyncConsumer.send(message) with this signature the same way.
     async def send(  # type: ignore[override]
@@ -446,15 +443,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         Every stop gets an answer: the turn's end ("ready") from the process that stops it, or, when no turn runs,
         the state at once (a late tap, a second tab).
         """
-        pk = self.conversation.pk
-        if pk is not None and engine.stop(pk):
-            return
-        if pk is not None:
-            conversation = await _db(Conversation.objects.only("status", "busy_since", "heartbeat_at").get, pk=pk)
-            if engine.is_busy(conversation):
-                await self.channel_layer.group_send(self.conversation.group_name, {"type": "chat.stop"})
-                return
-        await self.send(text_data=rendering.state("ready"))
+        if not await engine.stop_anywhere(self.conversation.pk, self.conversation.group_name):
+            await self.send(text_data=engine.state_fragment(busy=False))
 
     async def _rate(self, data: dict[str, Any]) -> None:
         """A shopper's rating of a finished reply (issue 25, ``chat.feedback``): stored, then shown in every tab.
@@ -551,22 +541,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=rendering.appended(missed))
             after = missed[-1].seq
         conversation = await _db(Conversation.objects.get, pk=pk)
-        parts = [rendering.appended(missed)]
-        busy = engine.is_busy(conversation)
-        live = await engine.live_text(pk, conversation.group_name) if busy else None
-        if live is not None:
-            live_bubble, text = live
-            if live_bubble != bubble:
-                parts.append(rendering.live_bubble(live_bubble, text, first=True))  # the tab lacks it
-            elif len(text) > offset:
-                # The whole bubble again (formatted as far as it is finished): the tab keeps it only if it is longer.
-                parts.append(rendering.live_bubble(live_bubble, text, first=False))
-        place = await engine.place_in_line(pk, conversation.group_name) if busy else None
-        if place is not None:
-            parts.append(rendering.queue_place(*place))  # a tab that joins while the turn waits sees its place
-        if busy and not engine.runs_here(pk):
+        turn = await engine.turn_now(conversation, bubble, offset)
+        if turn.elsewhere:
             self._watch_orphan()  # the turn runs in another process: notice if that process dies
-        parts.append(rendering.state("busy" if busy else "ready"))
+        parts = [rendering.appended(missed), turn.html]
         parts.append(
             rendering.session_restored(list(conversation.cart or []), conversation.cart_total, conversation.cart_count)
         )
@@ -576,15 +554,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         running: asyncio.Task[None] | None = getattr(self, "_orphan_watch", None)
         if running is not None and not running.done():
             return
-        group = self.conversation.group_name
-
-        async def publish(notice: Message | None) -> None:
-            pieces: list[Piece] = [functools.partial(rendering.stored, notice)] if notice is not None else []
-            pieces += [functools.partial(rendering.status, None), functools.partial(rendering.state, "ready")]
-            html = render_all(pieces, languages())
-            await self.channel_layer.group_send(group, {"type": "chat.fragment", "html": html})
-
-        watch = liveness.watch_orphan(self.conversation.pk, publish)
+        watch = engine.watch_orphan(self.conversation.pk, self.conversation.group_name)
         self._orphan_watch: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(watch)
 
     async def _conversation(self, public_id: str, user_id: str) -> Conversation | None:
@@ -639,7 +609,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             code = "service_unavailable" if isinstance(exc, db.UNAVAILABLE) else "relay_error"
             logger.warning("catch-up failed: %s: %.200s", type(exc).__name__, exc)
             metrics.REFUSED.labels(code=code).inc()
-            await self.send(text_data=rendering.transient_error(code) + rendering.state("ready"))
+            await self.send(text_data=engine.refusal(code))
 
     async def _adopt_stored(self) -> None:
         """Take up the stored row of this provisional conversation if another tab of the shopper stored it."""
@@ -666,7 +636,7 @@ CART_LINE_KINDS = frozenset({actions.UPDATE_QUANTITY, actions.REMOVE_FROM_CART, 
 
 def _nothing_stored_yet() -> str:
     """The catch-up of a conversation that is not stored yet: an empty log, an idle turn, an empty cart."""
-    return rendering.state("ready") + rendering.session_restored([], Decimal(0), 0)
+    return engine.state_fragment(busy=False) + rendering.session_restored([], Decimal(0), 0)
 
 
 def _field(data: dict[str, Any], name: str) -> str:

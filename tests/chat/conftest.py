@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -19,6 +20,31 @@ from chat.turns.service import get_relay
 from chat.web import identity
 
 TIMEOUT = 5.0
+
+
+class _IllegalTransitions(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "illegal_transition", False):
+            self.seen.append(record.getMessage())
+
+
+@pytest.fixture(autouse=True)
+def illegal_transitions() -> Iterator[list[str]]:
+    """A runner's illegal transition fails the test, also one raised where nobody awaits it (a timer's callback, a
+    background task): the runner logs each (``chat.turns.states``). A test that makes one on purpose empties the list.
+    """
+    handler = _IllegalTransitions()
+    logger = logging.getLogger("chat.turns.runner")
+    logger.addHandler(handler)
+    try:
+        yield handler.seen
+    finally:
+        logger.removeHandler(handler)
+    assert handler.seen == [], "illegal runner transitions:\n" + "\n".join(handler.seen)
 
 
 @pytest.fixture

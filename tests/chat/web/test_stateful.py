@@ -222,6 +222,10 @@ class ConversationMachine(RuleBasedStateMachine):
             VIZOCHOK_SYNC_INTERVAL=0.0,
             VIZOCHOK_TURN_BURST=100.0,
             VIZOCHOK_TURNS_PER_MINUTE=1000.0,
+            # Every example's sends come from one address, and the cache (its buckets) is cleared per test, not per
+            # example: a longer hunt spent the address's burst and its sends were refused as ``rate_limited``.
+            VIZOCHOK_TURN_BURST_PER_ADDRESS=10_000.0,
+            VIZOCHOK_TURNS_PER_MINUTE_PER_ADDRESS=10_000.0,
         )
         self.overrides.enable()
         try:
