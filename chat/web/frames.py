@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -94,7 +95,7 @@ class Ping(Frame):
     """The page's heartbeat: answered at once with ``{"type": "pong", "id": id}``, not held behind fragments."""
 
     KIND: ClassVar[str] = "ping"
-    SENT_BY: ClassVar[str] = 'connection.js, while the page is visible; written `{"type": "ping"}`'
+    SENT_BY: ClassVar[str] = "connection.js, while the page is visible"
     id: int | None = field(default=None, metadata=_doc("echoed in the pong; anything but a number is echoed as null"))
 
 
@@ -499,3 +500,65 @@ _READERS: Mapping[str, Callable[[_Fields], AnyFrame]] = MappingProxyType(
         ChecklistSubmit.KIND: _checklist_submit,
     }
 )
+
+
+#: Where the written list starts and ends in ``docs/relay.md``.
+DOC_BEGIN = "<!-- browser frames: written by chat.web.frames.markdown(); tests/chat/web/test_frames.py checks it -->"
+DOC_END = "<!-- end of browser frames -->"
+
+
+def markdown() -> str:
+    """The "Browser frames" section of ``docs/relay.md``, written from the declarations (a test keeps them equal)."""
+    lines = [
+        "Every frame is a JSON object of at most "
+        f"{MAX_BROWSER_FRAME // 1024} KB in a text frame (`chat/web/frames.py` declares them; this list is written"
+        " from it). Any frame may be refused with "
+        + ", ".join(f"`{code}`" for code in COMMON_REFUSALS)
+        + ": a binary frame, text that is not one JSON object, `NaN`/`Infinity`, a key written twice, a field of the"
+        " wrong type (a list or an object where a string or a number belongs), a number that is not ASCII digits"
+        ' (`"²"`, `"١"`, a bool, a float, a negative one, more than 9 digits), a string over its length. Unknown'
+        " fields are ignored; an absent field takes its default. A refused send ends with the turn state (`ready`,"
+        " or `busy` for `agent_busy`); a refused ping, sync or rating leaves the state as it is. A refusal of a cart"
+        " line's frame ("
+        + ", ".join(f"`{kind}`" for kind in sorted(CART_LINE_KINDS))
+        + ") names the line (`data-sku` on the error), and the cart panel shows it there. What needs the"
+        " conversation (a product shown, a line in the cart, a choice still open, a quantity the product allows) is"
+        ' checked after, by the consumer (see "Checks before anything is sent").',
+        "",
+    ]
+    for frame in FRAMES.values():
+        written = '"type": "ping"' if frame is Ping else f'"kind": "{frame.KIND}"'
+        lines.append(f"- `{{{written}}}`: {_first_line(frame.__doc__)} Sent by {frame.SENT_BY}.")
+        for item in dataclasses.fields(frame):
+            if item.default is dataclasses.MISSING:
+                default = "required"
+            elif isinstance(item.default, Decimal):
+                default = f"default `{item.default}`"
+            else:
+                default = (
+                    f"default `{json.dumps(list(item.default) if isinstance(item.default, tuple) else item.default)}`"
+                )
+            lines.append(f"  - `{item.name}` ({_WIRE_TYPES[str(item.type)]}, {default}): {item.metadata['doc']}.")
+        if frame.REFUSALS:
+            lines.append("  - Refused with " + ", ".join(f"`{code}`" for code in frame.REFUSALS) + ".")
+    return "\n".join(_wrap(line) for line in lines) + "\n"
+
+
+def _wrap(line: str) -> str:
+    """A Markdown line at the width of the docs (120), a list item's lines under its text."""
+    indent = len(line) - len(line.lstrip(" ")) + (2 if line.lstrip(" ").startswith("- ") else 0)
+    return textwrap.fill(line, 120, subsequent_indent=" " * indent, break_on_hyphens=False) if line else ""
+
+
+#: A field's type as the browser writes it.
+_WIRE_TYPES = {
+    "int": "number",
+    "int | None": "number or null",
+    "str": "string",
+    "Decimal | None": "decimal, as a string or a number",
+    "tuple[str, ...]": "list of strings",
+}
+
+
+def _first_line(doc: str | None) -> str:
+    return " ".join((doc or "").split("\n\n")[0].split()).replace("``", "`")
