@@ -40,7 +40,7 @@ MADE = set(declared("MADE_BY_SCRIPT"))
 
 
 def kebab(key: str) -> str:
-    return "data-" + re.sub(r"[A-Z]", lambda upper: "-" + upper.group().lower(), key)
+    return "data-" + "".join(f"-{char.lower()}" if char.isupper() else char for char in key)
 
 
 def has_attribute(name: str) -> bool:
