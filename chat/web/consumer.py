@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, assert_never, cast
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -328,6 +328,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self._act(frame, self._quick_reply)
             case frames.ChecklistSubmit():
                 await self._act(frame, self._checklist_submit)
+            case _:  # a frame declared without a handler here is a type error (mypy), not a silent drop
+                assert_never(frame)
 
     async def _pong(self, frame: frames.Ping) -> None:
         """The page's heartbeat (static/chat/connection.js): a half-open socket closes nothing, so the tab asks, and a
