@@ -307,8 +307,6 @@ def _decode(raw: str | bytes | None) -> dict[str, Any]:
         raise _Refusal("frame_too_large", "too_large", max_size=MAX_BROWSER_FRAME)
     try:
         data = json.loads(raw, object_pairs_hook=_object, parse_constant=_not_finite)
-    except _Refusal:
-        raise
     except (ValueError, RecursionError):  # RecursionError: brackets nested deeper than the parser recurses
         raise _Refusal("invalid_frame", "not_json") from None
     if not isinstance(data, dict):
