@@ -13,9 +13,9 @@ import functools
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, assert_never, cast
 from urllib.parse import parse_qs
 
 from channels.exceptions import StopConsumer
@@ -37,7 +37,7 @@ from chat.turns.runner import ConversationRef
 from chat.turns.service import get_relay
 from chat.vizochok import actions
 from chat.vizochok import messages as wire
-from chat.web import identity, numbers
+from chat.web import frames, identity
 
 if TYPE_CHECKING:
     from channels.consumer import _ChannelScope
@@ -47,10 +47,8 @@ logger = logging.getLogger("chat.web.consumer")
 #: Database work while the shopper waits on a send: retried briefly, then refused with a clear message.
 _db = functools.partial(db.call, retries=db.SEND_RETRIES)
 
-#: Browser frames are small forms; anything near the upstream's 64 KB frame limit is refused here.
-MAX_BROWSER_FRAME = 16 * 1024
-MAX_TEXT_CHARS = 2000
-MAX_KEY_CHARS = 64
+#: The longest message a shopper may send (``chat.web.frames`` checks it; the page's composer shows it).
+MAX_TEXT_CHARS = frames.MAX_TEXT_CHARS
 #: Stored messages per catch-up frame: a long conversation comes back in several frames, none of them huge.
 CATCH_UP_PAGE = 50
 
@@ -63,6 +61,15 @@ _NOTHING_TO_ACT_ON = {
     actions.QUICK_REPLY: "choice_expired",
     actions.CHECKLIST_SUBMIT: "choice_expired",
 }
+
+#: Frames that start no turn (the tab did not turn busy for them): a refusal of one says nothing of the turn state.
+_STATELESS = frozenset({frames.Ping.KIND, frames.Sync.KIND, frames.Rate.KIND})
+
+#: Sends made from a line of the cart panel: their refusals carry the line's sku, and the panel shows them there.
+_CART_LINE = (frames.UpdateQuantity, frames.RemoveFromCart, frames.UndoRemove)
+
+_Action = TypeVar("_Action", bound=frames.Send)
+_Built = tuple[wire.Action, str, int | None]
 
 
 #: Refusals of the line's admission (``engine.admit``), which a resent key must not get.
@@ -175,11 +182,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
         with translation.override(self.language):
-            data: dict[str, Any] = {}
+            frame = frames.parse(text_data if text_data is not None else bytes_data)
+            if isinstance(frame, frames.Refused):
+                logger.info("a browser frame was refused: %s (%s %s)", frame.code, frame.field, frame.problem)
+                await self._refuse(frame.code, frame.details, frame.kind)
+                return
             try:
                 try:
-                    data = self._decode(text_data, bytes_data)
-                    await self._handle(data)
+                    await self._handle(frame)
                 except db.CallerGone as gone:
                     logger.info("the tab left before its send reached the database; dropped %s", gone)
                     return
@@ -187,12 +197,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     logger.warning("database unavailable; a send was refused", exc_info=True)
                     raise Refused("service_unavailable") from None
             except Refused as refused:
-                metrics.REFUSED.labels(code=refused.code).inc()
-                # The tab turned itself busy when it sent; the refusal carries its turn state (``engine.refusal``).
                 details = dict(refused.details)
-                if _field(data, "kind") in CART_LINE_KINDS and _field(data, "sku"):
-                    details["line"] = _field(data, "sku")  # shown at its line in the cart panel (issue 22)
-                await self.send(text_data=engine.refusal(refused.code, **details))
+                if isinstance(frame, _CART_LINE):
+                    details["line"] = frame.sku  # shown at its line in the cart panel (issue 22)
+                await self._refuse(refused.code, details, frame.KIND)
+
+    async def _refuse(self, code: str, details: Any, kind: str) -> None:
+        """Tell this tab its frame was refused. A send's refusal ends with the turn state: the tab turned itself busy
+        when it sent; nothing started, so it may send again (unless a turn of this conversation is what refused
+        it). A ping's, a sync's or a rating's leaves the state as it is."""
+        metrics.REFUSED.labels(code=code).inc()
+        # A send's refusal carries the turn state, which the feed alone renders (``engine.refusal``).
+        stateless = kind in _STATELESS
+        html = rendering.transient_error(code, **details) if stateless else engine.refusal(code, **details)
+        await self.send(text_data=html)
 
     async def chat_stop(self, event: dict[str, Any]) -> None:
         """Group handler: a tab asked to stop the turn; the process that runs it stops it."""
@@ -279,112 +297,93 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     # --- browser frames --------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _decode(text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
-        if text_data is None:
-            raise Refused("invalid_frame")
-        if len(text_data.encode("utf-8")) > MAX_BROWSER_FRAME:
-            raise Refused("frame_too_large", max_size=MAX_BROWSER_FRAME)
-        try:
-            data = json.loads(text_data)
-        except (ValueError, RecursionError):  # RecursionError: brackets nested deeper than the parser recurses
-            raise Refused("invalid_frame") from None
-        if not isinstance(data, dict):
-            raise Refused("invalid_frame")
-        if "\\u" in text_data:  # only an escape writes a lone surrogate or a NUL, which no database stores
-            cleaned: dict[str, Any] = wire.clean_strings(data)
-            return cleaned
-        return data
-
-    async def _handle(self, data: dict[str, Any]) -> None:
-        if data.get("type") == "ping":
-            await self._pong(data)
+    async def _handle(self, frame: frames.AnyFrame) -> None:
+        """Hand a checked frame to its handler (``chat.web.frames`` declares them all)."""
+        if isinstance(frame, frames.Ping):
+            await self._pong(frame)
             return
-        kind = _field(data, "kind") or "message"
         if self.conversation.pk is None:
             await self._adopt_stored()  # another tab of this shopper may have stored it meanwhile
-        if kind == "sync":
-            self._request_sync(
-                numbers.natural(data.get("after")) or 0,
-                _field(data, "bubble"),
-                numbers.natural(data.get("offset")) or 0,
-            )
-            return
-        if kind == "stop":
-            await self._stop()
-            return
-        if kind == "rate":
-            await self._rate(data)
-            return
-        key = _field(data, "key")[:MAX_KEY_CHARS]
-        if kind == "retry":
-            await self._retry(data, key)
-            return
-        if kind == "message":
-            text = _field(data, "text").strip()
-            if not text:
-                raise Refused("empty_message")
-            if len(text) > MAX_TEXT_CHARS:
-                raise Refused("message_too_long", limit=MAX_TEXT_CHARS)
-            # A turn the line refuses stores nothing, not even a new conversation's row: admitted first.
-            try:
-                admitted = await engine.admit(self.client)
-            except Refused as refused:
-                if await self._stored_before(refused, key):
-                    return
-                raise
-            await self._stored()  # the conversation is stored first, then the turn starts as for any other
-            await self._start_turn(wire.UserMessage(text=text), Message.Kind.TEXT, text, key, admitted=admitted)
-            return
-        if self.conversation.pk is None:
-            # Nothing was shown in a conversation that is not stored yet: no card, cart item or choice to act on.
-            raise Refused(_NOTHING_TO_ACT_ON.get(kind, "unknown_kind"))
-        builder = {
-            actions.ADD_TO_CART: self._add_to_cart,
-            actions.UPDATE_QUANTITY: self._update_quantity,
-            actions.REMOVE_FROM_CART: self._remove_from_cart,
-            actions.QUICK_REPLY: self._quick_reply,
-            actions.CHECKLIST_SUBMIT: self._checklist_submit,
-            "undo_remove": self._undo_remove,
-        }.get(kind)
-        if builder is None:
-            raise Refused("unknown_kind")
-        action, label, source_seq = await builder(data)
-        await self._start_turn(action, Message.Kind.ACTION, label, key, source_seq=source_seq)
+        match frame:
+            case frames.Sync():
+                self._request_sync(frame.after, frame.bubble, frame.offset)
+            case frames.Stop():
+                await self._stop()
+            case frames.Rate():
+                await self._rate(frame)
+            case frames.Retry():
+                await self._retry(frame)
+            case frames.Message():
+                await self._message(frame)
+            case frames.AddToCart():
+                await self._act(frame, self._add_to_cart)
+            case frames.UpdateQuantity():
+                await self._act(frame, self._update_quantity)
+            case frames.RemoveFromCart():
+                await self._act(frame, self._remove_from_cart)
+            case frames.UndoRemove():
+                await self._act(frame, self._undo_remove)
+            case frames.QuickReply():
+                await self._act(frame, self._quick_reply)
+            case frames.ChecklistSubmit():
+                await self._act(frame, self._checklist_submit)
+            case _:  # a frame declared without a handler here is a type error (mypy), not a silent drop
+                assert_never(frame)
 
-    async def _pong(self, data: dict[str, Any]) -> None:
+    async def _pong(self, frame: frames.Ping) -> None:
         """The page's heartbeat (static/chat/connection.js): a half-open socket closes nothing, so the tab asks, and a
         socket that does not answer within its deadline is replaced. Answered at once, touching no database, and
         straight out (not held behind this tab's fragments), as JSON the page tells apart from its HTML fragments."""
-        await self.send(text_data=json.dumps({"type": "pong", "id": numbers.natural(data.get("id"))}))
+        await self.send(text_data=json.dumps({"type": "pong", "id": frame.id}))
 
-    async def _add_to_cart(self, data: dict[str, Any]) -> tuple[wire.Action, str, None]:
-        product = await self._shown_product(_field(data, "sku"))
-        quantity = _valid_quantity(data.get("quantity"), product)
+    async def _message(self, frame: frames.Message) -> None:
+        # A turn the line refuses stores nothing, not even a new conversation's row: admitted first.
+        try:
+            admitted = await engine.admit(self.client)
+        except Refused as refused:
+            if await self._stored_before(refused, frame.key):
+                return
+            raise
+        await self._stored()  # the conversation is stored first, then the turn starts as for any other
+        await self._start_turn(
+            wire.UserMessage(text=frame.text), Message.Kind.TEXT, frame.text, frame.key, admitted=admitted
+        )
+
+    async def _act(self, frame: _Action, build: Callable[[_Action], Awaitable[_Built]]) -> None:
+        """An action on what the conversation shows (a card, a cart line, a choice): checked, then a turn."""
+        if self.conversation.pk is None:
+            # Nothing was shown in a conversation that is not stored yet: no card, cart item or choice to act on.
+            raise Refused(_NOTHING_TO_ACT_ON.get(frame.KIND, "unknown_kind"))
+        action, label, source_seq = await build(frame)
+        await self._start_turn(action, Message.Kind.ACTION, label, frame.key, source_seq=source_seq)
+
+    async def _add_to_cart(self, frame: frames.AddToCart) -> _Built:
+        product = await self._shown_product(frame.sku)
+        quantity = _valid_quantity(frame.quantity, product)
         label = _("Add: %(name)s × %(quantity)s") % {
             "name": formatting.display_name(product),
             "quantity": formatting.quantity(quantity, product.get("unit")),
         }
         return actions.add_to_cart(product["sku"], quantity), label, None
 
-    async def _update_quantity(self, data: dict[str, Any]) -> tuple[wire.Action, str, None]:
-        item = await self._cart_item(_field(data, "sku"))
+    async def _update_quantity(self, frame: frames.UpdateQuantity) -> _Built:
+        item = await self._cart_item(frame.sku)
         product = await _db(store.shown_product, self.conversation.pk, item["sku"]) or item
-        quantity = _valid_quantity(data.get("quantity"), product)
+        quantity = _valid_quantity(frame.quantity, product)
         label = _("Change: %(name)s → %(quantity)s") % {
             "name": item.get("name", ""),
             "quantity": formatting.quantity(quantity, item.get("unit")),
         }
         return actions.update_quantity(item["sku"], quantity), label, None
 
-    async def _remove_from_cart(self, data: dict[str, Any]) -> tuple[wire.Action, str, None]:
-        item = await self._cart_item(_field(data, "sku"))
+    async def _remove_from_cart(self, frame: frames.RemoveFromCart) -> _Built:
+        item = await self._cart_item(frame.sku)
         label = _("Remove: %(name)s") % {"name": item.get("name", "")}
         return actions.remove_from_cart(item["sku"]), label, None
 
-    async def _undo_remove(self, data: dict[str, Any]) -> tuple[wire.Action, str, None]:
+    async def _undo_remove(self, frame: frames.UndoRemove) -> _Built:
         """Put back the line the last cart change removed, as it was (issue 16: undo after remove)."""
-        line = await _db(store.removed_line, self.conversation.pk, _field(data, "sku"))
+        line = await _db(store.removed_line, self.conversation.pk, frame.sku)
         if line is None:
             raise Refused("choice_expired")
         quantity = formatting.to_decimal(line.get("quantity"))
@@ -396,29 +395,23 @@ class ChatConsumer(AsyncWebsocketConsumer):
         }
         return actions.add_to_cart(str(line["sku"]), quantity), label, None
 
-    async def _quick_reply(self, data: dict[str, Any]) -> tuple[wire.Action, str, int]:
-        seq = numbers.natural(data.get("seq"))
-        message = await _db(store.quick_replies, self.conversation.pk, seq) if seq else None
+    async def _quick_reply(self, frame: frames.QuickReply) -> _Built:
+        message = await _db(store.quick_replies, self.conversation.pk, frame.seq) if frame.seq else None
         if message is None or message.data.get("retired"):
             raise Refused("choice_expired")
-        value = _field(data, "value")
+        value = frame.value
         for reply in message.data.get("replies", []):
             if isinstance(reply, dict) and reply.get("value") == value:
                 label = str(reply.get("label") or value)
                 return actions.quick_reply(value, label), label, message.seq
         raise Refused("choice_expired")
 
-    async def _checklist_submit(self, data: dict[str, Any]) -> tuple[wire.Action, str, int]:
-        seq = numbers.natural(data.get("seq"))
-        message = await _db(store.checklist, self.conversation.pk, seq) if seq else None
+    async def _checklist_submit(self, frame: frames.ChecklistSubmit) -> _Built:
+        message = await _db(store.checklist, self.conversation.pk, frame.seq) if frame.seq else None
         if message is None or message.data.get("submitted") is not None:
             raise Refused("choice_expired")
-        chosen = data.get("item", [])
-        chosen = [chosen] if isinstance(chosen, str) else chosen
-        if not isinstance(chosen, list):
-            raise Refused("invalid_frame")
         by_id = {str(item.get("id")): item for item in message.data.get("items", []) if isinstance(item, dict)}
-        picked = [by_id[str(value)] for value in chosen if str(value) in by_id]
+        picked = [by_id[value] for value in frame.item if value in by_id]
         if not picked:
             raise Refused("nothing_selected")
         label = _("Add to cart: %(items)s") % {"items": ", ".join(str(item.get("name", "")) for item in picked)}
@@ -446,7 +439,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not await engine.stop_anywhere(self.conversation.pk, self.conversation.group_name):
             await self.send(text_data=engine.state_fragment(busy=False))
 
-    async def _rate(self, data: dict[str, Any]) -> None:
+    async def _rate(self, frame: frames.Rate) -> None:
         """A shopper's rating of a finished reply (issue 25, ``chat.feedback``): stored, then shown in every tab.
 
         Not a turn: a refusal is told to this tab alone and leaves the turn state as it is (busy or ready).
@@ -454,22 +447,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
         message = None
         if self.conversation.pk is not None:
             try:
-                rating = feedback.parse({**data, "seq": numbers.natural(data.get("seq"))})
+                rating = feedback.parse(
+                    {"seq": frame.seq, "value": frame.value, "reason": frame.reason, "text": frame.text}
+                )
             except feedback.Invalid:
                 pass
             else:
                 message = await _db(feedback.rate, self.conversation.pk, self.conversation.user_id, rating)
         if message is None:
-            metrics.REFUSED.labels(code="invalid_feedback").inc()
-            await self.send(text_data=rendering.transient_error("invalid_feedback"))
-            return
+            raise Refused("invalid_feedback")
         await engine.publish(
             self.conversation.pk, self.conversation.group_name, functools.partial(rendering.rated, message)
         )
 
-    async def _retry(self, data: dict[str, Any], key: str) -> None:
+    async def _retry(self, frame: frames.Retry) -> None:
         """Send the last turn's message again as a new turn, when that turn failed or was stopped."""
-        seq = numbers.natural(data.get("seq"))
+        key, seq = frame.key, frame.seq
         source = await _db(store.retry_source, self.conversation.pk, seq) if seq else None
         if source is None:
             raise Refused("retry_unavailable")
@@ -630,27 +623,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         logs.bind_conversation(stored.pk)
 
 
-#: Sends made from a line of the cart panel: their refusals carry the line's sku, and the panel shows them there.
-CART_LINE_KINDS = frozenset({actions.UPDATE_QUANTITY, actions.REMOVE_FROM_CART, "undo_remove"})
-
-
 def _nothing_stored_yet() -> str:
     """The catch-up of a conversation that is not stored yet: an empty log, an idle turn, an empty cart."""
     return engine.state_fragment(busy=False) + rendering.session_restored([], Decimal(0), 0)
 
 
-def _field(data: dict[str, Any], name: str) -> str:
-    value = data.get(name, "")
-    if isinstance(value, list):  # htmx sends repeated names as lists
-        value = value[0] if value else ""
-    return value if isinstance(value, str) else ""
-
-
-def _valid_quantity(raw: Any, product: dict[str, Any]) -> Decimal:
-    """The quantity if the product's minimum and step allow it (0.1 kg steps, whole pieces)."""
-    if isinstance(raw, list):
-        raw = raw[0] if raw else None
-    quantity = formatting.to_decimal(str(raw).replace(",", ".")) if raw is not None else Decimal(1)
+def _valid_quantity(quantity: Decimal | None, product: dict[str, Any]) -> Decimal:
+    """The quantity if the product's minimum and step allow it (0.1 kg steps, whole pieces); None is a quantity the
+    frame could not read (``chat.web.frames.quantity``), refused with what the product allows."""
     step, minimum = formatting.stepper_bounds(product)
     if quantity is None or quantity < minimum or quantity > settings.VIZOCHOK_MAX_QUANTITY:
         raise Refused("invalid_quantity", **_allowed(product, step, minimum))

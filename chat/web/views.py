@@ -17,7 +17,7 @@ from chat.persistence.claims import is_busy
 from chat.presentation import rendering, texts
 from chat.vizochok.backoff import Backoff
 from chat.web import embed, identity, numbers
-from chat.web.consumer import MAX_TEXT_CHARS
+from chat.web.frames import MAX_TEXT_CHARS
 
 
 def _language(request: HttpRequest) -> str:

@@ -2,7 +2,7 @@
  * Product cards and checklists: steppers in the unit's steps, quantities in the language's decimal mark, an Add
  * on its way, and images that fail to load.
  */
-import { ATTR, SEL } from "./hooks.js";
+import { ACTION, ATTR, DATA, SEL } from "./hooks.js";
 import { t } from "./texts.js";
 
 let quantityFormat = new Intl.NumberFormat("uk", { maximumFractionDigits: 3, useGrouping: false });
@@ -20,12 +20,12 @@ function decimals(value) {
 
 /** A card's (or a cart line's) stepper: its step, its minimum and maximum (data-step, data-min, data-max). */
 function bounds(card) {
-  const step = Number(card.dataset.step) || 1;
+  const step = Number(card.dataset[DATA.step]) || 1;
   return {
     step,
-    minimum: Number(card.dataset.min) || step,
-    maximum: Number(card.dataset.max) || MAXIMUM,
-    places: Math.max(decimals(card.dataset.step), decimals(card.dataset.min)),
+    minimum: Number(card.dataset[DATA.min]) || step,
+    maximum: Number(card.dataset[DATA.max]) || MAXIMUM,
+    places: Math.max(decimals(card.dataset[DATA.step]), decimals(card.dataset[DATA.min])),
   };
 }
 
@@ -33,7 +33,7 @@ function bounds(card) {
 const MAXIMUM = 50;
 
 function withUnit(card, value) {
-  return `${quantityFormat.format(value)}\u00a0${card.dataset.unitLabel || ""}`.trim();
+  return `${quantityFormat.format(value)}\u00a0${card.dataset[DATA.unitLabel] || ""}`.trim();
 }
 
 /**
@@ -69,8 +69,8 @@ export function checkQuantity(card) {
 export function syncStepper(card) {
   const current = parseQuantity(card.querySelector(SEL.quantity).value);
   const limits = bounds(card);
-  card.querySelector("[data-action=decrement]").disabled = !(current > limits.minimum);
-  card.querySelector("[data-action=increment]").disabled = !(isNaN(current) || current < limits.maximum);
+  card.querySelector(SEL.decrement).disabled = !(current > limits.minimum);
+  card.querySelector(SEL.increment).disabled = !(isNaN(current) || current < limits.maximum);
   const note = card.querySelector(SEL.quantityProblem);
   if (note && !note.hidden) checkQuantity(card); // said what was wrong: say when it is right
 }
@@ -142,14 +142,14 @@ export function init(lang) {
   // focus in the list, on the first new card.
   let lastBeforeMore = null;
   document.body.addEventListener("htmx:beforeSwap", (evt) => {
-    const more = evt.detail.target && evt.detail.target.closest && evt.detail.target.closest(".cards__more");
+    const more = evt.detail.target && evt.detail.target.closest && evt.detail.target.closest(SEL.moreCards);
     lastBeforeMore = more ? more.previousElementSibling : null;
   });
   document.body.addEventListener("htmx:afterSettle", () => {
     if (!lastBeforeMore) return;
     const first = lastBeforeMore.nextElementSibling;
     lastBeforeMore = null;
-    const add = first && first.querySelector("button[data-action=add], .cards__more-btn");
+    const add = first && first.querySelector(SEL.focusAfterMore);
     if (add) add.focus({ preventScroll: false });
   });
   document.addEventListener("input", (evt) => {
@@ -160,11 +160,11 @@ export function init(lang) {
     const button = evt.target.closest("button");
     if (!button) return;
     const card = button.closest(SEL.card);
-    if (card && button.dataset.action === "increment") step(card, 1);
-    if (card && button.dataset.action === "decrement") step(card, -1);
+    if (card && button.dataset[DATA.action] === ACTION.increment) step(card, 1);
+    if (card && button.dataset[DATA.action] === ACTION.decrement) step(card, -1);
     if (button.hasAttribute(ATTR.check)) {
       const checked = button.getAttribute(ATTR.check) === "all";
-      button.closest(SEL.checklist).querySelectorAll("input[type=checkbox]").forEach((box) => {
+      button.closest(SEL.checklist).querySelectorAll(SEL.checklistBox).forEach((box) => {
         box.checked = checked;
       });
     }

@@ -9,7 +9,7 @@
  */
 import { emit } from "./bridges.js";
 import * as cards from "./cards.js";
-import { ATTR, ID, SEL } from "./hooks.js";
+import { ATTR, DATA, ID, SEL } from "./hooks.js";
 import { currentState, STATE_EVENT } from "./state.js";
 
 let opener = null;
@@ -95,18 +95,18 @@ function currentCart() {
 function checkout(button) {
   const { canceled, bridged } = emit("checkout", currentCart(), { cancelable: true });
   if (canceled || bridged) return;
-  window.open(button.dataset.checkoutUrl, "_top");
+  window.open(button.dataset[DATA.checkoutUrl], "_top");
 }
 
 /** The line's field shows what the cart holds (a send that changed nothing). */
 function showHeld(line) {
-  line.querySelector(SEL.quantity).value = cards.formatQuantity(Number(line.dataset.quantity));
+  line.querySelector(SEL.quantity).value = cards.formatQuantity(Number(line.dataset[DATA.quantity]));
   cards.syncStepper(line);
 }
 
 /** The line's field differs from what the cart holds. */
 function edited(line) {
-  return cards.parseQuantity(line.querySelector(SEL.quantity).value) !== Number(line.dataset.quantity);
+  return cards.parseQuantity(line.querySelector(SEL.quantity).value) !== Number(line.dataset[DATA.quantity]);
 }
 
 /** Send the line's quantity now if a turn may start, else as soon as one may. */
@@ -136,7 +136,7 @@ function commit(sku) {
 
 /** A line redrawn while its change waited shows the shopper's quantity, not the cart's. */
 function reapply(line) {
-  const text = wanted.get(line.dataset.sku);
+  const text = wanted.get(line.dataset[DATA.sku]);
   const input = line.querySelector(SEL.quantity);
   if (text !== undefined && input.value !== text) {
     input.value = text;
@@ -145,7 +145,7 @@ function reapply(line) {
 }
 
 function settleLater(line) {
-  const sku = line.dataset.sku;
+  const sku = line.dataset[DATA.sku];
   clearTimeout(waiting.get(sku));
   wanted.set(sku, line.querySelector(SEL.quantity).value);
   waiting.set(sku, setTimeout(() => commit(sku), SETTLE_MS));
@@ -161,7 +161,7 @@ function keepPlace(evt) {
   const line = active && active.closest && active.closest(SEL.cartLine);
   kept = {
     scroll: list ? list.scrollTop : 0,
-    sku: line ? line.dataset.sku : null,
+    sku: line ? line.dataset[DATA.sku] : null,
     focus: line ? active.getAttribute(ATTR.action) || (active.matches(SEL.quantity) ? "quantity" : null) : null,
     inPanel: Boolean(active && active.closest && active.closest(`#${ID.cartPanel}`)),
   };
@@ -210,7 +210,7 @@ export function init() {
   // A typed quantity goes when the field is left or Enter is pressed (the form's submit), checked first.
   document.addEventListener("change", (evt) => {
     const line = evt.target.matches && evt.target.matches(SEL.quantity) && evt.target.closest(SEL.cartLine);
-    if (line) commit(line.dataset.sku);
+    if (line) commit(line.dataset[DATA.sku]);
   });
   document.addEventListener(
     "submit",
@@ -220,7 +220,7 @@ export function init() {
       // Enter in the field: checked here, sent by commit(); sending.js sends what commit() lets through.
       evt.preventDefault();
       evt.stopImmediatePropagation();
-      commit(line.dataset.sku);
+      commit(line.dataset[DATA.sku]);
     },
     true,
   );
@@ -233,7 +233,7 @@ export function init() {
   // holds again, unless the shopper has set it to something newer meanwhile (that change waits to go).
   document.addEventListener(cards.PENDING_ENDED, (evt) => {
     const line = evt.target.closest && evt.target.closest(SEL.cartLine);
-    if (line && !wanted.has(line.dataset.sku)) showHeld(line);
+    if (line && !wanted.has(line.dataset[DATA.sku])) showHeld(line);
   });
   document.addEventListener("htmx:oobBeforeSwap", keepPlace);
   document.addEventListener("htmx:oobAfterSwap", restorePlace);

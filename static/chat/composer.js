@@ -5,7 +5,7 @@
  * The textarea stays editable whatever the state (a phone would close its keyboard if it were disabled, and what
  * the shopper types during a reply must not be lost); Send waits for the reply to end.
  */
-import { ID, SEL } from "./hooks.js";
+import { DATA, ID, SEL } from "./hooks.js";
 import { currentState, STATE_EVENT } from "./state.js";
 import { number } from "./texts.js";
 
@@ -13,7 +13,7 @@ const composer = document.getElementById(ID.composer);
 const textarea = document.getElementById(ID.textarea);
 const counter = document.getElementById(ID.counter);
 const limitNote = document.getElementById(ID.limitNote);
-const limit = Number(textarea.dataset.limit) || 2000;
+const limit = Number(textarea.dataset[DATA.limit]) || 2000;
 /** The counter shows from here on: near the limit, not all the time. */
 const COUNT_FROM = 0.9;
 

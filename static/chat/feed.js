@@ -11,7 +11,7 @@ import { emit } from "./bridges.js";
 import * as cards from "./cards.js";
 import * as cart from "./cart.js";
 import * as feedback from "./feedback.js";
-import { ATTR, CHAT_DATA, ID, ITEM, SEL } from "./hooks.js";
+import { ATTR, CHAT_DATA, DATA, ID, ITEM, SEL } from "./hooks.js";
 import * as controls from "./log-controls.js";
 import * as outbox from "./outbox.js";
 import * as positions from "./positions.js";
@@ -82,7 +82,7 @@ const HANDLERS = {
     positions.caughtUp();
     // The catch-up of a (re)connect ends with the turn state: from here on the tab has what the server has.
     if (session.open && !session.live) connectionEvent("caughtUp");
-    const ready = node.dataset.state !== "busy";
+    const ready = node.dataset[DATA.state] !== "busy";
     if (ready) {
       delete chat.dataset[CHAT_DATA.queuePosition]; // a turn that ended in line (stopped, timed out) left it
       // A bubble still streaming when the turn is over lost its end while this tab was away; the stored reply came
@@ -94,7 +94,7 @@ const HANDLERS = {
   },
   [ITEM.queueState](node) {
     // #chat[data-queue-position] (the UI contract, docs/ui-contract.md): the place while this conversation's turn waits, absent otherwise.
-    const place = node.dataset.position;
+    const place = node.dataset[DATA.position];
     if (place) chat.dataset[CHAT_DATA.queuePosition] = place;
     else delete chat.dataset[CHAT_DATA.queuePosition];
   },

@@ -9,7 +9,7 @@
 import * as announcer from "./announcer.js";
 import { emit } from "./bridges.js";
 import * as connection from "./connection.js";
-import { ATTR, SEL } from "./hooks.js";
+import { ATTR, DATA, SEL } from "./hooks.js";
 
 /** This tab's last press, until the relay confirms it: which reply, and which control to focus again. */
 let pending = null;
@@ -35,14 +35,14 @@ function clicked(evt) {
   let reason = "";
   let text = "";
   if (button.matches(SEL.rate)) {
-    value = pressed(button) ? "none" : button.dataset.value;
+    value = pressed(button) ? "none" : button.dataset[DATA.value];
   } else {
-    reason = button.dataset.value;
+    reason = button.dataset[DATA.value];
     const field = article.querySelector(SEL.rateText);
     text = field ? field.value.trim().slice(0, 500) : "";
   }
   const seq = send(article, value, reason, text);
-  if (seq !== null) pending = { seq, focus: `[${ATTR.action}="${button.dataset.action}"][data-value="${button.dataset.value}"]` };
+  if (seq !== null) pending = { seq, focus: `[${ATTR.action}="${button.dataset[DATA.action]}"][${ATTR.value}="${button.dataset[DATA.value]}"]` };
 }
 
 /**
@@ -57,7 +57,7 @@ function commented(evt) {
   const next = evt.relatedTarget;
   if (next instanceof Element && next.matches(SEL.rateReason) && article.contains(next)) return;
   const chosen = article.querySelector(`${SEL.rateReason}[aria-pressed="true"]`);
-  const seq = send(article, "down", chosen ? chosen.dataset.value : "other", field.value.trim().slice(0, 500));
+  const seq = send(article, "down", chosen ? chosen.dataset[DATA.value] : "other", field.value.trim().slice(0, 500));
   if (seq) pending = { seq, focus: null };
 }
 
@@ -78,10 +78,10 @@ export function updated(node) {
   const chosen = node.querySelector(`${SEL.rateReason}[aria-pressed="true"]`);
   emit("feedback", {
     seq,
-    value: (group && group.dataset.rating) || "none",
-    reason: chosen ? chosen.dataset.value : null,
+    value: (group && group.dataset[DATA.rating]) || "none",
+    reason: chosen ? chosen.dataset[DATA.value] : null,
   });
-  if (group && group.dataset.announce) announcer.announce(group.dataset.announce);
+  if (group && group.dataset[DATA.announce]) announcer.announce(group.dataset[DATA.announce]);
   const target = pending.focus && node.querySelector(pending.focus);
   if (target) target.focus();
   pending = null;

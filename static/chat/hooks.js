@@ -87,9 +87,7 @@ export const ATTR = Object.freeze({
   retryAfter: "data-retry-after", // a "rate_limited" refusal: seconds to wait (fragments/error.html)
   sku: "data-sku", // a card's or a cart line's product; on a refusal (fragments/error.html): the cart line it is for
   quantity: "data-quantity", // a cart line's quantity in the cart (parts/cart_panel.html), as a machine number
-  // A stepper's bounds on a card (items/_product_card.html) or a cart line (parts/cart_panel.html), read by cards.js
-  // through dataset: data-step, data-min, data-max (VIZOCHOK_MAX_QUANTITY) and data-unit-label.
-  stepperBounds: "data-step data-min data-max data-unit-label",
+  value: "data-value", // a starter's, a quick reply's, a rating button's value
   announce: "data-announce", // on a reply's rating group when the reply was re-rendered for its rating (_rating.html)
 });
 
@@ -98,6 +96,38 @@ export const ATTR = Object.freeze({
  * connection.js adopts it. early.js loads alone, so it spells this key, ID.chat and ATTR.socketUrl itself.
  */
 export const EARLY_SOCKET = Symbol.for("vizochok.early-socket");
+
+/**
+ * Data attributes of the server's elements (and the few the script writes), read through element.dataset: the
+ * camelCase key of each data-* (data-unit-label is dataset.unitLabel). #chat's own are CHAT_DATA's.
+ */
+export const DATA = Object.freeze({
+  // A stepper's bounds on a card (items/_product_card.html) or a cart line (parts/cart_panel.html), read by cards.js:
+  // the step, the minimum, the maximum (VIZOCHOK_MAX_QUANTITY) and the unit's short label.
+  step: "step",
+  min: "min",
+  max: "max",
+  unitLabel: "unitLabel",
+  sku: "sku", // a card's or a cart line's product (public: .product-card[data-sku], .cart-line[data-sku])
+  quantity: "quantity", // a cart line's quantity in the cart, as a machine number (parts/cart_panel.html)
+  checkoutUrl: "checkoutUrl", // the checkout button's VIZOCHOK_CHECKOUT_URL (page.html)
+  limit: "limit", // the composer's longest message (page.html, chat.web.frames.MAX_TEXT_CHARS)
+  state: "state", // turn-state's ready | busy (fragments/turn_state.html); #chat[data-state] (public, state.js)
+  position: "position", // queue-state's place in line (fragments/queue.html)
+  value: "value", // a starter's, a quick reply's or a rating button's value
+  action: "action", // a button's data-action (ACTION)
+  rating: "rating", // a reply's rating group: its current value (items/_rating.html)
+  announce: "announce", // a re-rendered rating's words for the screen reader (items/_rating.html)
+  role: "role", // a bubble's role: user | assistant (items/user_*.html; the outbox's pending bubble)
+  copied: "copied", // set by the script on a copy button for a moment after it copied (log-controls.js)
+});
+
+/** data-action values the script reacts to or writes besides those in SEL (public: docs/ui-contract.md). */
+export const ACTION = Object.freeze({
+  increment: "increment", // a stepper's + (items/_product_card.html, parts/cart_panel.html)
+  decrement: "decrement", // a stepper's −
+  discard: "discard", // the outbox's pending bubble: drop it (made by outbox.js)
+});
 
 /** Data attributes of #chat (page.html), read through element.dataset. */
 export const CHAT_DATA = Object.freeze({
@@ -123,6 +153,14 @@ export const CLASS = Object.freeze({
   outbox: "msg--outbox", // a pending bubble (outbox.js)
   outboxStatus: "msg__outbox-status", // its "not sent yet" / "sending" line
   outboxDiscard: "msg__discard", // its discard button
+  avatar: "chat-header__avatar", // the header's avatar, an <img> when the embed names a picture (layout.js)
+  // The parts of a bubble (items/user_text.html), which the outbox builds its pending ones from.
+  message: "msg",
+  messageText: "msg__text",
+  messageMeta: "msg__meta",
+  messageTime: "msg__time",
+  linkButton: "link-button", // a button that looks like a link (chat.css)
+  visuallyHidden: "visually-hidden", // read by screen readers, not shown (chat.css)
 });
 
 /** Selectors of the public hooks (docs/ui-contract.md) and of the parts the script drives. */
@@ -144,11 +182,20 @@ export const SEL = Object.freeze({
   cardOpen: ".product-card__open",
   cardDescription: ".product-card__description",
   cardAdd: "[data-action=add]",
+  decrement: "[data-action=decrement]",
+  increment: "[data-action=increment]",
+  moreCards: ".cards__more", // "Show more" cards (items/_more_cards.html), replaced by the cards it fetched
+  focusAfterMore: "button[data-action=add], .cards__more-btn", // where focus goes in the cards it fetched
+  checklistBox: "input[type=checkbox]",
+  avatar: ".chat-header__avatar",
+  botName: ".chat-header h1",
+  welcome: ".welcome", // the empty conversation's greeting (page.html), the embed's welcome_message replaces it
   details: "[data-action=details]",
   errorText: ".chat-error__text",
   message: ".msg",
   messageText: ".msg__text",
   messageTime: "time.msg__time",
+  messageMeta: ".msg__meta",
   starters: ".starters",
   starter: ".starter[data-value]",
   jump: ".chat-jump",
@@ -170,3 +217,23 @@ export const SEL = Object.freeze({
   rateReason: "button[data-action=rate-reason]",
   rateText: "textarea[name=feedback_text]",
 });
+
+/**
+ * Hooks no template writes: the script makes them (tests/chat/test_hooks.py checks every other one against the
+ * templates).
+ */
+export const MADE_BY_SCRIPT = Object.freeze([
+  "data-pending", // cards.js: a card or a cart line whose send is on its way
+  "data-error", // cards.js: a card whose Add was refused
+  "data-outbox", // outbox.js: a pending bubble
+  "data-no-network", // connection.js: on #chat while the device is offline
+  "data-queue-position", // feed.js: on #chat while this conversation's turn waits (public)
+  "data-copied", // log-controls.js
+  "data-action=discard", // outbox.js: the pending bubble's discard button
+  "msg--outbox",
+  "msg__outbox-status",
+  "msg__discard",
+  "day-separator", // times.js
+  "product-card--sheet", // sheet.js: the copy of a card in the product sheet
+  "product-sheet-title", // sheet.js: the id of the sheet's copy of the card's name (ID.sheetTitle)
+]);

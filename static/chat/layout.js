@@ -3,7 +3,7 @@
  * and, in a storefront's panel (embed.js), the close button in the header (a separate bar would cost a phone 36 px).
  */
 import { emit } from "./bridges.js";
-import { ID, SEL } from "./hooks.js";
+import { CLASS, ID, SEL } from "./hooks.js";
 
 const THEME = [
   ["themePrimary", "--primary"],
@@ -72,15 +72,15 @@ export function configure(options) {
   const radius = matching(options.border_radius, /^(?:0|\d{1,2}(?:\.\d{1,2})?(?:px|rem|em))$/);
   if (radius) root.setProperty("--radius", radius);
   const name = cleanText(options.bot_name, 40);
-  const avatar = document.querySelector(".chat-header__avatar");
+  const avatar = document.querySelector(SEL.avatar);
   if (name) {
-    document.querySelector(".chat-header h1").textContent = name;
+    document.querySelector(SEL.botName).textContent = name;
     if (avatar && avatar.tagName === "SPAN") avatar.textContent = name.slice(0, 1).toUpperCase();
   }
   const picture = typeof options.bot_avatar === "string" ? options.bot_avatar.trim() : "";
   if (picture && picture.length <= 500 && /^https?:\/\/[^\s"'<>]+$/i.test(picture) && avatar) {
     const img = document.createElement("img");
-    img.className = "chat-header__avatar";
+    img.className = CLASS.avatar;
     img.alt = "";
     img.width = 36;
     img.height = 36;
@@ -92,6 +92,6 @@ export function configure(options) {
   const textarea = document.getElementById(ID.textarea);
   if (placeholder && textarea) textarea.placeholder = placeholder;
   const welcome = cleanText(options.welcome_message, 500);
-  const greeting = document.querySelector(".welcome");
+  const greeting = document.querySelector(SEL.welcome);
   if (welcome && greeting) greeting.textContent = welcome;
 }

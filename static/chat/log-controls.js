@@ -4,7 +4,7 @@
  */
 import { announce } from "./announcer.js";
 import * as composer from "./composer.js";
-import { ID, SEL } from "./hooks.js";
+import { CLASS, DATA, ID, SEL } from "./hooks.js";
 import { t } from "./texts.js";
 
 const log = document.getElementById(ID.log);
@@ -35,15 +35,15 @@ async function copy(button) {
     const area = document.createElement("textarea");
     area.value = text;
     area.setAttribute("readonly", "");
-    area.className = "visually-hidden";
+    area.className = CLASS.visuallyHidden;
     document.body.append(area);
     area.select();
     document.execCommand("copy");
     area.remove();
   }
-  button.dataset.copied = "true";
+  button.dataset[DATA.copied] = "true";
   announce(t("copied"));
-  window.setTimeout(() => delete button.dataset.copied, 1500);
+  window.setTimeout(() => delete button.dataset[DATA.copied], 1500);
 }
 
 export function init(scrollToBottom) {
@@ -57,7 +57,7 @@ export function init(scrollToBottom) {
   }
   document.addEventListener("click", (evt) => {
     const starter = evt.target.closest(SEL.starter);
-    if (starter) composer.hostSend(starter.dataset.value);
+    if (starter) composer.hostSend(starter.dataset[DATA.value]);
     const copyButton = evt.target.closest(SEL.copy);
     if (copyButton) copy(copyButton);
   });

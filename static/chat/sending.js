@@ -9,7 +9,7 @@ import * as cards from "./cards.js";
 import * as composer from "./composer.js";
 import * as connection from "./connection.js";
 import { follow } from "./feed.js";
-import { ATTR, ID, SEL } from "./hooks.js";
+import { ATTR, DATA, ID, SEL } from "./hooks.js";
 import * as outbox from "./outbox.js";
 import { currentState, STATE_EVENT } from "./state.js";
 
@@ -37,7 +37,7 @@ function actionLabel(form, submitter, parameters) {
   let what = "";
   if (card) what = cards.addLabel(card, parameters.quantity);
   else if (checklist) {
-    what = Array.from(checklist.querySelectorAll("input[type=checkbox]:checked"))
+    what = Array.from(checklist.querySelectorAll(`${SEL.checklistBox}:checked`))
       .map((box) => (box.closest("label") || box).textContent.trim())
       .join(", ");
   } else if (line) what = ((line.querySelector(SEL.cartLineName) || {}).textContent || "").trim();
@@ -65,7 +65,7 @@ function submitted(evt) {
   if (text) composer.sent();
   if (owner) cards.markPending(owner, parameters.key);
   if (card) {
-    emit("product_click", { sku: card.dataset.sku, quantity: cards.parseQuantity(parameters.quantity) });
+    emit("product_click", { sku: card.dataset[DATA.sku], quantity: cards.parseQuantity(parameters.quantity) });
   }
   const pills = form.closest(SEL.quickReplies);
   if (pills) pills.querySelectorAll("button").forEach((b) => (b.disabled = true));
@@ -76,7 +76,7 @@ function submitted(evt) {
     frame: JSON.stringify(parameters),
     label,
     text,
-    sku: owner ? owner.dataset.sku : "",
+    sku: owner ? owner.dataset[DATA.sku] : "",
   });
   follow();
 }

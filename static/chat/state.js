@@ -5,7 +5,7 @@
  * and whether a send waits in the outbox (outbox.js).
  * Whoever shows something by state listens to the STATE_EVENT on #chat.
  */
-import { ID } from "./hooks.js";
+import { DATA, ID } from "./hooks.js";
 import { connectionStep, pageState, turnStep } from "./lifecycle.js";
 
 const chat = document.getElementById(ID.chat);
@@ -17,7 +17,7 @@ export const session = {
   /** The first socket has opened or failed: from then on a missing socket is "offline", not "connecting". */
   tried: false,
   /** The turn: "ready", "sent" (the page's guess) or "busy" (the server's word). */
-  turn: (document.getElementById(ID.turnState) || { dataset: {} }).dataset.state === "busy" ? "busy" : "ready",
+  turn: (document.getElementById(ID.turnState) || { dataset: {} }).dataset[DATA.state] === "busy" ? "busy" : "ready",
   /** A send waits in the outbox (not sent yet, or sent on a socket that went): the page is not ready for another. */
   waiting: false,
   /** The socket is open (syncing or live): a frame sent now goes out. */
@@ -31,12 +31,12 @@ export const session = {
 };
 
 export function currentState() {
-  return chat.dataset.state;
+  return chat.dataset[DATA.state];
 }
 
 function setState(state) {
-  const changed = chat.dataset.state !== state;
-  chat.dataset.state = state;
+  const changed = chat.dataset[DATA.state] !== state;
+  chat.dataset[DATA.state] = state;
   document.getElementById(ID.banner).hidden = !(state === "offline" || state === "error");
   if (state === "ready" && changed) {
     // Focus nowhere (the page just loaded, or what had it went away): the input takes it. Focus somewhere else (a

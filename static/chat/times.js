@@ -38,7 +38,7 @@ export function write(root) {
 export function separateDays() {
   log.querySelectorAll(`.${CLASS.daySeparator}`).forEach((node) => node.remove());
   let previous = dayKey(new Date()); // so a conversation that began before today opens with its day
-  log.querySelectorAll(`${SEL.message} > .msg__meta ${SEL.messageTime}`).forEach((time) => {
+  log.querySelectorAll(`${SEL.message} > ${SEL.messageMeta} ${SEL.messageTime}`).forEach((time) => {
     const date = new Date(time.getAttribute("datetime"));
     if (Number.isNaN(date.getTime())) return;
     const key = dayKey(date);

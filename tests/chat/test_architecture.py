@@ -43,7 +43,12 @@ ONLY = {
         "chat.ops.limits",
         "chat.ops.loops",
     },
+    # The browser's wire format: what the text of a frame says, read without the database, the consumer or Django.
+    "chat.web.frames": {"chat.web", "chat.web.numbers", "chat.vizochok.messages"},
 }
+
+#: Modules that import no Django and no Channels: read and tested without settings, shared with plain Python.
+DJANGO_FREE = {"chat.web.frames", "chat.web.numbers", "chat.vizochok.messages"}
 
 
 def module_name(path: Path) -> str:
@@ -232,3 +237,21 @@ async def view(request):
         "10: sync_to_async on the database thread",
         "12: .afirst()",
     ]
+
+
+def test_the_wire_formats_import_no_django() -> None:
+    """The browser's frames and the upstream's messages are plain Python (``DJANGO_FREE``), like the protocol they
+    describe: a parser that needed settings could not be used by the sandbox, the benchmark or a quick script."""
+    wrong = []
+    for module in DJANGO_FREE:
+        path = CHAT.parent / (module.replace(".", "/") + ".py")
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            wrong += [(module, name) for name in names if name.split(".")[0] in {"django", "channels", "daphne"}]
+    assert wrong == []

@@ -340,3 +340,24 @@ async def test_a_resent_key_is_acknowledged_even_when_its_address_may_send_no_mo
         await send(tab, kind="message", text="milk", key="outbox-1")
         assert json.loads(await tab.receive_from(timeout=5)) == {"type": "stored", "key": "outbox-1"}
     assert [m.text for m in await stored(conversation) if m.role == "user"] == ["milk"]
+
+
+async def test_undo_puts_back_the_line_a_remove_took(sandbox: Any) -> None:
+    """The cart panel's undo (issue 16): the removed line comes back as it was, beside the lines that stayed."""
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="milk", key="k1")
+        skus = re.findall(r'class="product-card" data-sku="([^"]+)"', await receive_until(tab, READY))[:2]
+        await send(tab, kind="add_to_cart", sku=skus[0], quantity="2", key="k2")
+        await receive_until(tab, READY)
+        await send(tab, kind="add_to_cart", sku=skus[1], key="k3")
+        await receive_until(tab, READY)
+        await send(tab, kind="remove_from_cart", sku=skus[1], key="k4")
+        assert 'data-change="item_removed"' in await receive_until(tab, READY)
+        await send(tab, kind="undo_remove", sku=skus[1], key="k5")
+        html = await receive_until(tab, READY)
+    assert "chat-error" not in html
+    conversation = await reload(conversation)
+    assert sorted((item["sku"], str(item["quantity"])) for item in conversation.cart) == sorted(
+        [(skus[0], "2"), (skus[1], "1")]
+    )
