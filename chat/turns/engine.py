@@ -22,8 +22,9 @@ from chat.persistence import claims, db, store
 from chat.presentation import rendering
 from chat.turns import liveness
 from chat.turns.record import TurnRecord
-from chat.turns.runner import ConversationRef, ConversationRunner
-from chat.turns.service import get_relay
+from chat.turns.runner import ConversationRef as ConversationRef  # the consumer names its conversation with it
+from chat.turns.runner import ConversationRunner
+from chat.turns.service import close_relay, get_relay
 from chat.turns.slots import LineRefused
 from chat.vizochok import messages as wire
 
@@ -130,6 +131,21 @@ async def _store_sent(runner: ConversationRunner, message: Message, source_seq: 
         return
     if changed:
         runner.publish(functools.partial(rendering.replaced, changed))
+
+
+async def close() -> None:
+    """The process is going (SIGTERM): every running turn is cut and recorded, every upstream socket closed."""
+    await close_relay()
+
+
+def join(group: str, channel: str, deliver: Any, language: str) -> None:
+    """A tab of this process joins its conversation's feed: this process's runners hand it fragments directly,
+    in the tab's language (other processes reach it through the channel layer's group)."""
+    get_relay().tabs.attach(group, channel, deliver, language)
+
+
+def leave(group: str, channel: str) -> None:
+    get_relay().tabs.detach(group, channel)
 
 
 def stop(pk: int | None) -> bool:

@@ -33,8 +33,6 @@ from chat.persistence import db, store
 from chat.presentation import formatting, rendering
 from chat.turns import engine
 from chat.turns.engine import Refused
-from chat.turns.runner import ConversationRef
-from chat.turns.service import get_relay
 from chat.vizochok import actions
 from chat.vizochok import messages as wire
 from chat.web import frames, identity
@@ -125,7 +123,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.conversation = conversation
         await self.channel_layer.group_add(conversation.group_name, self.channel_name)
         async with self._holding():
-            get_relay().tabs.attach(conversation.group_name, self.channel_name, self._deliver, self.language)
+            engine.join(conversation.group_name, self.channel_name, self._deliver, self.language)
             self._attached = True
             await self.accept()
 
@@ -155,7 +153,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 logger.warning("could not release a socket claim", exc_info=True)
         if getattr(self, "_attached", False):
             self._attached = False
-            get_relay().tabs.detach(self.conversation.group_name, self.channel_name)
+            engine.leave(self.conversation.group_name, self.channel_name)
             try:
                 await self.channel_layer.group_discard(self.conversation.group_name, self.channel_name)
             except Exception:  # a channel layer that is down forgets the membership with its expiry
@@ -475,9 +473,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     # --- turns -----------------------------------------------------------------------------------------------
 
-    def _ref(self) -> ConversationRef:
+    def _ref(self) -> engine.ConversationRef:
         conversation = self.conversation
-        return ConversationRef(
+        return engine.ConversationRef(
             conversation.pk,
             conversation.group_name,
             identity.upstream_user_id(conversation.user_id),

@@ -23,11 +23,11 @@ SHUTDOWN_BUDGET = 10.0
 
 
 async def shutdown() -> None:
-    from chat.turns.service import close_relay
+    from chat.turns import engine
 
     try:
         async with asyncio.timeout(SHUTDOWN_BUDGET):
-            await close_relay()
+            await engine.close()
     except TimeoutError:
         logger.error("shutdown: upstream sockets not closed within %.0f s", SHUTDOWN_BUDGET)
     except Exception:

@@ -108,6 +108,19 @@ def test_the_bottom_layers_import_only_what_they_may() -> None:
     assert wrong == []
 
 
+def test_the_entry_points_reach_the_turns_through_the_engine_alone() -> None:
+    """Tabs, sends, stops, catch-up and shutdown: ``chat.web`` asks ``chat.turns.engine`` and nothing else of the
+    turns or the feed (issue 26: the consumer had reached into the relay's tabs, liveness and runner)."""
+    wrong = {
+        (module, target)
+        for module, targets in graph().items()
+        if module.startswith("chat.web")
+        for target in targets
+        if target.startswith(("chat.turns.", "chat.feed.")) and target != "chat.turns.engine"
+    }
+    assert wrong == set()
+
+
 def test_the_relay_reaches_the_sandbox_through_one_seam() -> None:
     """The embedded sandbox (no ``VIZOCHOK_WS_URL``) is started by ``chat.turns.upstream``; nothing else uses it
     but the command that runs it alone."""
