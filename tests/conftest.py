@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
+
+from tests.processes import SHARED_DIR
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
@@ -14,6 +18,16 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None
     return 2 * len(os.sched_getaffinity(0))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The run's shared folder (the migrated SQLite template, tests/processes.py), made by the process that starts
+    the xdist workers, which inherit its environment, and removed when that process ends."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    folder = tempfile.mkdtemp(prefix="vizochok-run-")
+    os.environ[SHARED_DIR] = folder
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 @pytest.fixture(autouse=True)
