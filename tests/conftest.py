@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 
-from tests.processes import SHARED_DIR
+from tests.processes import SHARED_DIR, drop_shared_postgres
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
@@ -21,13 +22,20 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The run's shared folder (the migrated SQLite template, tests/processes.py), made by the process that starts
-    the xdist workers, which inherit its environment, and removed when that process ends."""
+    """The run's shared folder (the migrated SQLite and PostgreSQL templates, tests/processes.py), made by the process
+    that starts the xdist workers, which inherit its environment, and removed when that process ends."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         return
     folder = tempfile.mkdtemp(prefix="vizochok-run-")
     os.environ[SHARED_DIR] = folder
-    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+    def release() -> None:
+        try:
+            drop_shared_postgres(Path(folder))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    config.add_cleanup(release)
 
 
 @pytest.fixture(autouse=True)

@@ -51,6 +51,21 @@ def migrate_command(env: dict[str, str]) -> None:
 SHARED_DIR = "VIZOCHOK_TEST_SHARED_DIR"
 
 
+#: The file in the shared folder naming the run's migrated PostgreSQL template (tests/production/conftest.py).
+POSTGRES_TEMPLATE = "postgres-template.name"
+
+
+def drop_shared_postgres(folder: Path) -> None:
+    """Drop the PostgreSQL template a worker made for this run, if one did (the run's end: no worker uses it)."""
+    named = folder / POSTGRES_TEMPLATE
+    if not named.exists():
+        return
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{named.read_text()}" WITH (FORCE)')
+
+
 def sqlite_template() -> Path:
     """A SQLite file with every migration applied, made once per test run on first use.
 
