@@ -3,9 +3,41 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.processes import SHARED_DIR, drop_shared_postgres
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` (pytest.ini) runs two workers per core: a worker spends much of its time waiting (on a browser,
+    an app process, a paced reply, a reconnect schedule) with its core idle, and a second worker fills it (the suite
+    took 4:45 on two cores with one worker each). ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still chooses, as in xdist."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    return 2 * len(os.sched_getaffinity(0))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The run's shared folder (the migrated SQLite and PostgreSQL templates, tests/processes.py), made by the process
+    that starts the xdist workers, which inherit its environment, and removed when that process ends."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    folder = tempfile.mkdtemp(prefix="vizochok-run-")
+    os.environ[SHARED_DIR] = folder
+
+    def release() -> None:
+        try:
+            drop_shared_postgres(Path(folder))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    config.add_cleanup(release)
+
 
 # A conversation runner's illegal transition raises in tests (chat/turns/states.py), also in the servers the suite
 # starts (they inherit this environment).

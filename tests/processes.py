@@ -2,12 +2,13 @@
 
 The browser tests and the production tests both run the app exactly as it runs in production, under Daphne in a
 subprocess; this is the one place that knows how. Each app's SQLite file is a copy of one template migrated once per
-test process (``manage.py migrate`` costs about 3 s; a copy, milliseconds).
+test run (``manage.py migrate`` costs about 3 s; a copy, milliseconds).
 """
 
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import shutil
 import signal
@@ -46,20 +47,54 @@ def migrate_command(env: dict[str, str]) -> None:
         raise RuntimeError(f"migrate failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
 
-def sqlite_template() -> Path:
-    """A SQLite file with every migration applied, made on first use in this process and removed at its exit.
+#: A folder the whole run shares, named by the pytest process that starts the xdist workers (tests/conftest.py).
+SHARED_DIR = "VIZOCHOK_TEST_SHARED_DIR"
 
-    Per process, not per session: pytest-xdist's workers are processes, and each makes its own, so no worker ever
-    waits on another's file.
+
+#: The file in the shared folder naming the run's migrated PostgreSQL template (tests/production/conftest.py).
+POSTGRES_TEMPLATE = "postgres-template.name"
+
+
+def drop_shared_postgres(folder: Path) -> None:
+    """Drop the PostgreSQL template a worker made for this run, if one did (the run's end: no worker uses it)."""
+    named = folder / POSTGRES_TEMPLATE
+    if not named.exists():
+        return
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{named.read_text()}" WITH (FORCE)')
+
+
+def sqlite_template() -> Path:
+    """A SQLite file with every migration applied, made once per test run on first use.
+
+    The xdist workers share it: the first to need it migrates under a file lock while any other that needs it waits
+    (it would otherwise spend the same seconds migrating its own). Outside such a run (no shared folder) the
+    process makes its own and removes it at exit.
     """
     global _template
     if _template is None:
-        folder = Path(tempfile.mkdtemp(prefix="vizochok-template-"))
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        shared = os.environ.get(SHARED_DIR)
+        if shared:
+            folder = Path(shared)
+        else:
+            folder = Path(tempfile.mkdtemp(prefix="vizochok-template-"))
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
         path = folder / "template.sqlite3"
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "vizochok_site.settings", "DATABASE_URL": f"sqlite:///{path}"}
-        env.pop("REDIS_URL", None)
-        migrate_command(env)
+        with (folder / "template.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not path.exists():
+                # Migrated under another name and renamed, so the template's name only ever names a whole file.
+                building = folder / f"building-{os.getpid()}.sqlite3"
+                env = {
+                    **os.environ,
+                    "DJANGO_SETTINGS_MODULE": "vizochok_site.settings",
+                    "DATABASE_URL": f"sqlite:///{building}",
+                }
+                env.pop("REDIS_URL", None)
+                migrate_command(env)
+                os.replace(building, path)
         _template = path
     return _template
 

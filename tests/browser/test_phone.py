@@ -294,10 +294,11 @@ def own_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[App
     """The app with the sandbox as a process of its own (paced, so a reply takes seconds; killable for real)."""
     tmp = tmp_path_factory.mktemp("upstream")
     port = free_port()
-    sandbox = SandboxProcess(port, tmp / "sandbox.log").start()
+    sandbox = SandboxProcess(port, tmp / "sandbox.log").spawn()  # boots while the app does
     app = AppServer(tmp, VIZOCHOK_WS_URL=f"ws://127.0.0.1:{port}/api/v1/ws/chat", VIZOCHOK_OPEN_RETRIES="1")
     app.env["VIZOCHOK_CHECKOUT_URL"] = f"{app.url}/shop/checkout/"  # the store's own page (a 404 here: it is not ours)
     app.start()
+    sandbox.wait()
     yield app, sandbox
     app.stop()
     if sandbox.process is not None and sandbox.process.poll() is None:

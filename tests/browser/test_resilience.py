@@ -159,6 +159,10 @@ class SandboxProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> SandboxProcess:
+        return self.spawn().wait()
+
+    def spawn(self) -> SandboxProcess:
+        """Start the process without waiting for it to listen (it boots Django meanwhile, in parallel)."""
         command = [
             sys.executable,
             "manage.py",
@@ -171,6 +175,10 @@ class SandboxProcess:
             "25",
         ]
         self.process = subprocess.Popen(command, cwd=ROOT, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+        return self
+
+    def wait(self) -> SandboxProcess:
+        assert self.process is not None
         wait_for_port(self.port, self.process, 20, describe="the sandbox")
         return self
 
@@ -182,8 +190,10 @@ class SandboxProcess:
 
 def test_upstream_killed_mid_reply(browser: Any, tmp_path: Path) -> None:
     port = free_port()
-    sandbox = SandboxProcess(port, tmp_path / "sandbox.log").start()
+    # The two processes boot side by side (each a few seconds of Django start-up); the app needs no upstream to start.
+    sandbox = SandboxProcess(port, tmp_path / "sandbox.log").spawn()
     app = AppServer(tmp_path, VIZOCHOK_WS_URL=f"ws://127.0.0.1:{port}/api/v1/ws/chat").start()
+    sandbox.wait()
     page = new_page(browser, app.url)
     try:
         open_chat(page)

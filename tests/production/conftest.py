@@ -9,6 +9,7 @@ real page load set, so a "tab" can move from one process to another the way a re
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import html
 import os
 import re
@@ -23,7 +24,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from chat.sandbox.server import SandboxConfig, SandboxServer
-from tests.processes import Daphne, migrate_command, port_open, redis_url
+from tests.processes import POSTGRES_TEMPLATE, SHARED_DIR, Daphne, migrate_command, port_open, redis_url
 from tests.tabs import Tab
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -105,8 +106,8 @@ class Database:
     """A throwaway PostgreSQL database for one module's app processes; ``template`` names a migrated database to
     copy (``CREATE DATABASE … TEMPLATE``: a file copy on the server, where ``migrate`` takes seconds)."""
 
-    def __init__(self, prefix: str = "vizochok_prod") -> None:
-        self.name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    def __init__(self, prefix: str = "vizochok_prod", *, name: str = "") -> None:
+        self.name = name or f"{prefix}_{uuid.uuid4().hex[:12]}"
         self.url = f"postgresql://postgres@127.0.0.1:5432/{self.name}"
 
     def create(self, template: Database | None = None) -> Database:
@@ -204,16 +205,43 @@ def upstream() -> Iterator[Upstream]:
 
 @pytest.fixture(scope="session")
 def migrated_template() -> Iterator[Database]:
-    """One migrated PostgreSQL database per test process (each xdist worker has its own), copied for each module."""
+    """One migrated PostgreSQL database per test run, copied for each module.
+
+    The xdist workers share it as they share the SQLite template (tests/processes.py): the first to need it migrates
+    under a file lock in the run's shared folder and writes its name there; the run drops it at its end
+    (``drop_shared_postgres``). Without a shared folder the process makes its own and drops it itself.
+    """
     postgres_or_skip()
-    template = Database("vizochok_template").create()
-    try:
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "vizochok_site.settings", "DATABASE_URL": template.url}
-        env.pop("REDIS_URL", None)
-        migrate_command(env)
-        yield template
-    finally:
-        template.drop()
+    shared = os.environ.get(SHARED_DIR)
+    if not shared:
+        own = Database("vizochok_template").create()
+        try:
+            migrate_postgres(own)
+            yield own
+        finally:
+            own.drop()
+        return
+    folder = Path(shared)
+    with (folder / "postgres.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        named = folder / POSTGRES_TEMPLATE
+        if named.exists():
+            template = Database(name=named.read_text())
+        else:
+            template = Database("vizochok_template").create()
+            try:
+                migrate_postgres(template)
+            except BaseException:
+                template.drop()
+                raise
+            named.write_text(template.name)
+    yield template
+
+
+def migrate_postgres(template: Database) -> None:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "vizochok_site.settings", "DATABASE_URL": template.url}
+    env.pop("REDIS_URL", None)
+    migrate_command(env)
 
 
 @pytest.fixture(scope="module")
