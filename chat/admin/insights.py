@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import html
 import io
 import json
 from bisect import bisect_right
@@ -649,6 +650,22 @@ class Chart:
     raw: list[list[Any]]
     #: A ranking (top products, queries): at most ``TOP`` rows, all shown, long names wrapped to fit the box.
     ranking: bool = False
+
+    @property
+    def body(self) -> SafeString:
+        """The table's rows as HTML, the first cell of each a row header: written here, not by a template loop,
+        whose two nested ``for``s over a year's cells cost 0.1 s of the page (10,000 cells)."""
+        return SafeString(
+            "".join(
+                f'<tr><th scope="row">{_html(row[0])}</th>{"".join(f"<td>{_html(cell)}</td>" for cell in row[1:])}</tr>'
+                for row in self.rows
+            )
+        )
+
+
+def _html(value: Any) -> str:
+    """``value`` escaped as a template's ``{{ value }}`` would (text marked safe stays as it is)."""
+    return str(value.__html__()) if hasattr(value, "__html__") else html.escape(str(value))
 
 
 def _table(
