@@ -339,38 +339,31 @@ def _rank_in(runs: Sequence[Sequence[int]], share: int) -> int:
 def latency(scope: Scope) -> dict[tuple[str, date | None], dict[str, int]]:
     """Median and 95th percentile of time to first token and of duration, per day and (day None) overall.
 
-    PostgreSQL computes them itself (``percentile_disc`` per day and, through ``ROLLUP``, for the period). SQLite
-    has no percentile function and its window functions cost ~0.1 s per metric and month even on a covering
-    index; there each metric's values of a day come as one text (``group_concat``), read from an index ordered by
-    day and value (``turn_day_first_token``, ``turn_day_duration``), so the values arrive sorted: the text is
-    parsed by ``json`` in C and ``sort`` only checks the order. Fetching a row per turn instead cost 1 s for a year
-    of a busy store (342k turns), most of it making Python tuples. The period's percentile is searched in the
-    sorted days (``_rank_in``). Both databases give the nearest-rank percentile (the smallest value with at least
-    that share at or below).
+    Each metric's values of a day come as one array, in value order: SQLite's ``json_group_array`` read from an
+    index ordered by day and value (``turn_day_first_token``, ``turn_day_duration``), PostgreSQL's ``array_agg``
+    sorting each day's few thousand values in memory. The percentiles are ranked here; the period's is searched in
+    the sorted days (``_rank_in``). Fetching a row per turn cost 1 s of CPU for a year of a busy store (342k turns),
+    most of it making Python tuples; PostgreSQL's ``percentile_disc`` over ``ROLLUP (day)`` took as long on the
+    server, the period's sort of every value spilling to disk. Nearest rank on both: the smallest value with at
+    least that share at or below (what ``percentile_disc`` gives).
     """
     where, params = _where(scope)
     result: dict[tuple[str, date | None], dict[str, int]] = {}
     if connection.vendor == "postgresql":
-        shares = ", ".join(str(share / 100) for _, share in PERCENTILES)
-        picks = ", ".join(f"percentile_disc(ARRAY[{shares}]) WITHIN GROUP (ORDER BY {column})" for _, column in METRICS)
-        sql = f"SELECT day, {picks} FROM {_turns_table()} WHERE {where} GROUP BY ROLLUP (day)"
-        for day, *values in _fetch(sql, params):
-            for (metric, _), picked in zip(METRICS, values, strict=True):
-                if picked:
-                    key = (metric, None if day is None else _day(day))
-                    result[key] = {name: int(v) for (name, _), v in zip(PERCENTILES, picked, strict=True)}
-        return result
+        day_sql, array = "day", "array_agg({0} ORDER BY {0})"
+    else:
+        day_sql, array = _day_text(), "json_group_array({0})"
     # One statement, a part per metric, each on its own index; its condition is spelled as the partial index's
     # (SQLite uses such an index only then).
     parts = " UNION ALL ".join(
-        f"SELECT {index}, {_day_text()}, group_concat({column}) FROM {_turns_table()} "
+        f"SELECT {index}, {day_sql}, {array.format(column)} FROM {_turns_table()} "
         f"WHERE {where} AND {column} IS NOT NULL GROUP BY day"
         for index, (_, column) in enumerate(METRICS)
     )
     runs: list[list[list[int]]] = [[] for _ in METRICS]
     for index, day, values in _fetch(parts, params * len(METRICS)):
-        ordered: list[int] = json.loads(f"[{values}]")
-        ordered.sort()  # already in order (the index's): a linear check, kept so no figure rests on it
+        ordered: list[int] = _list(values)
+        ordered.sort()  # already in order: a linear check, kept so no figure rests on either database's order
         result[(METRICS[index][0], _day(day))] = {name: _nearest_rank(ordered, share) for name, share in PERCENTILES}
         runs[index].append(ordered)
     for (metric, _), found in zip(METRICS, runs, strict=True):
