@@ -384,7 +384,10 @@ def top_products(scope: Scope, limit: int = TOP) -> list[Product]:
     """Products by the number of times shoppers added them, unpacked from the turns' ``added`` lists in SQL.
 
     The partial index ``turn_day_adds`` finds the turns that added something; the JSON is unpacked by the
-    database (SQLite's ``json_each``, PostgreSQL's ``jsonb_array_elements``), so only the ranking travels.
+    database (SQLite's ``json_each``, PostgreSQL's ``jsonb_array_elements``), so only the ranking travels. The
+    turns' lists are grouped by their text first and each distinct list unpacked once, its items weighted by how
+    many turns had it: most adds are one product in a usual quantity, so a year's 57k lists are a few dozen
+    distinct ones, and SQLite's JSON functions (reparsing the text at every call) cost half the query before.
     """
     where, params = _where(scope, "turn")
     if connection.vendor == "postgresql":
@@ -398,10 +401,13 @@ def top_products(scope: Scope, limit: int = TOP) -> list[Product]:
     if connection.vendor == "postgresql":
         number = f"CASE WHEN {quantity} ~ '^[0-9]+(\\.[0-9]+)?$' THEN ({quantity})::numeric END"
     key = f"COALESCE(NULLIF({sku}, ''), {name})"
+    lists = (
+        f"SELECT turn.added AS added, COUNT(*) AS n FROM {_turns_table()} AS turn "
+        f"WHERE {where} AND turn.cart_adds > 0 GROUP BY turn.added"
+    )
     rows = _fetch(
-        f"SELECT {key} AS product, MAX({sku}), MAX({name}), COUNT(*), SUM({number}) "
-        f"FROM {_turns_table()} AS turn, {items} WHERE {where} AND turn.cart_adds > 0 "
-        f"AND {key} IS NOT NULL AND {key} <> '' GROUP BY {key}",
+        f"SELECT {key} AS product, MAX({sku}), MAX({name}), SUM(turn.n), SUM({number} * turn.n) "
+        f"FROM ({lists}) AS turn, {items} WHERE {key} IS NOT NULL AND {key} <> '' GROUP BY {key}",
         params,
     )
     ranked = sorted(rows, key=lambda row: (-row[3], str(row[2] or row[1]).casefold(), row[0]))[:limit]

@@ -245,6 +245,26 @@ def test_top_products_and_queries_without_products(week: None, viewer: Client) -
     assert [(text.casefold(), count) for text, count in queries] == [("кокосове молоко", 2)]
 
 
+def test_top_products_count_every_turn_of_a_repeated_list(viewer: Client) -> None:
+    """Identical ``added`` lists are unpacked once and weighted by their turns: the counts and quantities are
+    still every turn's (here 3 milk adds of 2, 0.5 and 2 + 2, bread once, a quantity that is no number none)."""
+    milk_two = [{"sku": "milk-001", "name": "Молоко", "quantity": "2"}]
+    both = [
+        {"sku": "milk-001", "name": "Молоко", "quantity": "0.5"},
+        {"sku": "bread-001", "name": "Хліб", "quantity": "1"},
+    ]
+    odd = [{"sku": "salt-001", "name": "Сіль", "quantity": "a pinch"}]
+    rows = [{"cart_adds": 1, "cart_total": Decimal(1), "added": added} for added in (milk_two, milk_two, both, odd)]
+    turns("u1", "s1", *rows[:3])
+    turns("u2", "s1", rows[0] | {"added": list(milk_two)}, rows[3])
+    products = insights.top_products(insights.Scope(timezone.localdate(), timezone.localdate()))
+    assert [(p.sku, p.adds, p.quantity) for p in products] == [
+        ("milk-001", 4, Decimal("6.5")),
+        ("salt-001", 1, Decimal(0)),  # ties by name: "Сіль" before "Хліб"
+        ("bread-001", 1, Decimal(1)),
+    ]
+
+
 def test_store_filter(week: None, viewer: Client) -> None:
     response = viewer.get(URL, {"period": "7", "store": "s2"})
     total = response.context["total"]
