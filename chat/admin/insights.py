@@ -229,32 +229,30 @@ class Totals:
         return None if not self.conversations else self.turns / self.conversations
 
 
-def _list(value: Any) -> list[Any]:
-    """An aggregated array: SQLite's ``json_group_array`` text, PostgreSQL's ``array_agg`` (None for no rows)."""
-    if value is None:
-        return []
-    return json.loads(value) if isinstance(value, str) else list(value)
+def _list(value: str | None) -> list[Any]:
+    """An array aggregated by SQLite's ``json_group_array`` (its text), parsed in C."""
+    return [] if value is None else list(json.loads(value))
 
 
 def activity(scope: Scope) -> tuple[dict[date, Day], Totals]:
     """Conversations, turns, adds, conversions, cart value and shoppers, per day and for the whole period.
 
-    One query returns a row per day, read from the ``turn_day_totals`` index alone: the day's conversation and
-    shopper of each turn, its adds, and the conversation and cart total of each add, as arrays (SQLite's
-    ``json_group_array``, PostgreSQL's ``array_agg``). The distinct counts per day and over the period (where a
-    conversation that spans two days counts once) are then sets and ``Counter``s built in C. A row per
-    conversation and day, summed in a Python loop, cost 0.4 s for a year of a busy store; arrays, a third of it.
+    SQLite: one query returns a row per day, read from the ``turn_day_totals`` index alone, with the conversation
+    and shopper of each of the day's turns and the conversation and cart total of each add as JSON arrays
+    (``json_group_array``); the distinct counts per day and over the period (where a conversation that spans two
+    days counts once) are then sets and ``Counter``s built in C. A row per conversation and day, summed in a
+    Python loop, cost 0.4 s of CPU for a year of a busy store; the arrays, two thirds of it. PostgreSQL keeps the
+    row per conversation and day (``_activity_by_rows``): its ``array_agg`` took the server longer than the rows.
     """
-    where, params = _where(scope)
     if connection.vendor == "postgresql":
-        array, day_sql = "array_agg", "day"
-    else:
-        array, day_sql = "json_group_array", _day_text()
+        return _activity_by_rows(scope)
+    where, params = _where(scope)
     add, cart = "cart_adds > 0", "cart_adds > 0 AND cart_total IS NOT NULL"
     rows = _fetch(
-        f"SELECT {day_sql}, {array}(conversation_id), {array}(user_id), SUM(cart_adds), "
-        f"{array}(conversation_id) FILTER (WHERE {add}), {array}(conversation_id) FILTER (WHERE {cart}), "
-        f"{array}(cart_total) FILTER (WHERE {cart}) FROM {_turns_table()} WHERE {where} GROUP BY day",
+        f"SELECT {_day_text()}, json_group_array(conversation_id), json_group_array(user_id), SUM(cart_adds), "
+        f"json_group_array(conversation_id) FILTER (WHERE {add}), "
+        f"json_group_array(conversation_id) FILTER (WHERE {cart}), json_group_array(cart_total) FILTER (WHERE {cart}) "
+        f"FROM {_turns_table()} WHERE {where} GROUP BY day",
         params,
     )
     days: dict[date, Day] = {}
@@ -285,6 +283,55 @@ def activity(scope: Scope) -> tuple[dict[date, Day], Totals]:
         shoppers |= users
         converted |= added_to
     turns_of = Counter(chain.from_iterable(conversations))
+    total = Totals(
+        conversations=len(turns_of),
+        converted=len(converted),
+        turns=sum(one.turns for one in days.values()),
+        adds=sum(one.adds for one in days.values()),
+        shoppers=len(shoppers),
+        cart_value=_decimal(sum(carts.values(), 0)),
+        depth=Counter(turns_of.values()),
+    )
+    return days, total
+
+
+def _activity_by_rows(scope: Scope) -> tuple[dict[date, Day], Totals]:
+    """``activity`` from a row per conversation and day (its turns, adds and fullest cart after an add), read
+    from the ``turn_day_totals`` index alone, summed per day and over the period in a Python loop."""
+    where, params = _where(scope)
+    rows = _fetch(
+        f"SELECT {_day_text()}, conversation_id, user_id, COUNT(*), SUM(cart_adds), "
+        f"MAX(CASE WHEN cart_adds > 0 THEN cart_total END) FROM {_turns_table()} WHERE {where} "
+        "GROUP BY day, store_id, conversation_id, user_id",
+        params,
+    )
+    # Per day: [conversations, turns, adds, converted, cart value, shoppers]; plain lists, the loop is hot.
+    per_day: dict[str, list[Any]] = {}
+    turns_of: Counter[int] = Counter()
+    carts: dict[int, Any] = {}
+    converted: set[int] = set()
+    shoppers: set[str] = set()
+    for day, conversation, user, turns, adds, cart in rows:
+        one = per_day.get(day)
+        if one is None:
+            one = per_day[day] = [0, 0, 0, 0, 0, set()]
+        one[0] += 1
+        one[1] += turns
+        one[5].add(user)
+        shoppers.add(user)
+        turns_of[conversation] += turns
+        if adds:
+            one[2] += adds
+            one[3] += 1
+            converted.add(conversation)
+            if cart is not None:
+                one[4] += cart
+                if carts.get(conversation, -1) < cart:
+                    carts[conversation] = cart
+    days = {
+        _day(day): Day(conversations, turns, adds, converted, _decimal(cart), len(users))
+        for day, (conversations, turns, adds, converted, cart, users) in per_day.items()
+    }
     total = Totals(
         conversations=len(turns_of),
         converted=len(converted),
@@ -341,31 +388,37 @@ def _rank_in(runs: Sequence[Sequence[int]], share: int) -> int:
 def latency(scope: Scope) -> dict[tuple[str, date | None], dict[str, int]]:
     """Median and 95th percentile of time to first token and of duration, per day and (day None) overall.
 
-    Each metric's values of a day come as one array, in value order: SQLite's ``json_group_array`` read from an
-    index ordered by day and value (``turn_day_first_token``, ``turn_day_duration``), PostgreSQL's ``array_agg``
-    sorting each day's few thousand values in memory. The percentiles are ranked here; the period's is searched in
-    the sorted days (``_rank_in``). Fetching a row per turn cost 1 s of CPU for a year of a busy store (342k turns),
-    most of it making Python tuples; PostgreSQL's ``percentile_disc`` over ``ROLLUP (day)`` took as long on the
-    server, the period's sort of every value spilling to disk. Nearest rank on both: the smallest value with at
-    least that share at or below (what ``percentile_disc`` gives).
+    PostgreSQL computes them itself (``percentile_disc`` per day and, through ``ROLLUP``, for the period). SQLite
+    has no percentile function and its window functions cost ~0.1 s per metric and month even on a covering index;
+    there each metric's values of a day come as one array (``json_group_array``) read from an index ordered by day
+    and value (``turn_day_first_token``, ``turn_day_duration``), so they arrive sorted, and are ranked here; the
+    period's percentile is searched in the sorted days (``_rank_in``). A row per turn cost 0.5 s of CPU for a year
+    of a busy store (342k turns), most of it making Python tuples. Both give the nearest-rank percentile (the
+    smallest value with at least that share at or below).
     """
     where, params = _where(scope)
     result: dict[tuple[str, date | None], dict[str, int]] = {}
     if connection.vendor == "postgresql":
-        day_sql, array = "day", "array_agg({0} ORDER BY {0})"
-    else:
-        day_sql, array = _day_text(), "json_group_array({0})"
+        shares = ", ".join(str(share / 100) for _, share in PERCENTILES)
+        picks = ", ".join(f"percentile_disc(ARRAY[{shares}]) WITHIN GROUP (ORDER BY {column})" for _, column in METRICS)
+        sql = f"SELECT day, {picks} FROM {_turns_table()} WHERE {where} GROUP BY ROLLUP (day)"
+        for day, *values in _fetch(sql, params):
+            for (metric, _), picked in zip(METRICS, values, strict=True):
+                if picked:
+                    key = (metric, None if day is None else _day(day))
+                    result[key] = {name: int(v) for (name, _), v in zip(PERCENTILES, picked, strict=True)}
+        return result
     # One statement, a part per metric, each on its own index; its condition is spelled as the partial index's
     # (SQLite uses such an index only then).
     parts = " UNION ALL ".join(
-        f"SELECT {index}, {day_sql}, {array.format(column)} FROM {_turns_table()} "
+        f"SELECT {index}, {_day_text()}, json_group_array({column}) FROM {_turns_table()} "
         f"WHERE {where} AND {column} IS NOT NULL GROUP BY day"
         for index, (_, column) in enumerate(METRICS)
     )
     runs: list[list[list[int]]] = [[] for _ in METRICS]
     for index, day, values in _fetch(parts, params * len(METRICS)):
         ordered: list[int] = _list(values)
-        ordered.sort()  # already in order: a linear check, kept so no figure rests on either database's order
+        ordered.sort()  # already in order (the index's): a linear check, kept so no figure rests on it
         result[(METRICS[index][0], _day(day))] = {name: _nearest_rank(ordered, share) for name, share in PERCENTILES}
         runs[index].append(ordered)
     for (metric, _), found in zip(METRICS, runs, strict=True):
@@ -388,8 +441,8 @@ def top_products(scope: Scope, limit: int = TOP) -> list[Product]:
     The partial index ``turn_day_adds`` finds the turns that added something; the JSON is unpacked by the
     database (SQLite's ``json_each``, PostgreSQL's ``jsonb_array_elements``), so only the ranking travels. The
     turns' lists are grouped by their text first and each distinct list unpacked once, its items weighted by how
-    many turns had it: most adds are one product in a usual quantity, so a year's 57k lists are a few dozen
-    distinct ones, and SQLite's JSON functions (reparsing the text at every call) cost half the query before.
+    many turns had it (on SQLite: its JSON functions reparse the text at every call): most adds are one product in a
+    usual quantity, so a year's 57k lists are a few dozen distinct ones, and the query takes half the time.
     """
     where, params = _where(scope, "turn")
     if connection.vendor == "postgresql":
@@ -403,9 +456,11 @@ def top_products(scope: Scope, limit: int = TOP) -> list[Product]:
     if connection.vendor == "postgresql":
         number = f"CASE WHEN {quantity} ~ '^[0-9]+(\\.[0-9]+)?$' THEN ({quantity})::numeric END"
     key = f"COALESCE(NULLIF({sku}, ''), {name})"
+    # PostgreSQL unpacks JSON fast and compares jsonb slowly: grouping the lists there tripled its time.
+    weight, grouped = ("1", "") if connection.vendor == "postgresql" else ("COUNT(*)", " GROUP BY turn.added")
     lists = (
-        f"SELECT turn.added AS added, COUNT(*) AS n FROM {_turns_table()} AS turn "
-        f"WHERE {where} AND turn.cart_adds > 0 GROUP BY turn.added"
+        f"SELECT turn.added AS added, {weight} AS n FROM {_turns_table()} AS turn "
+        f"WHERE {where} AND turn.cart_adds > 0{grouped}"
     )
     rows = _fetch(
         f"SELECT {key} AS product, MAX({sku}), MAX({name}), SUM(turn.n), SUM({number} * turn.n) "
