@@ -207,7 +207,7 @@ def test_latency_of_a_period_is_ranked_over_all_its_days(viewer: Client) -> None
     first_token = chart(response, "first_token").raw
     for days_ago, values in by_day.items():
         row = next(r for r in first_token if r[0] == (timezone.localdate() - timedelta(days=days_ago)).isoformat())
-        expected = [nearest_rank(values, 50), nearest_rank(values, 95)] if values else ["", ""]
+        expected: list[int | str] = [nearest_rank(values, 50), nearest_rank(values, 95)] if values else ["", ""]
         assert row[1:] == expected, days_ago
 
 
