@@ -296,7 +296,9 @@ class Command(BaseCommand):
         # after a bulk load), and a guessed plan for the admin's queries can be several times slower. PostgreSQL's
         # tables are vacuumed too: until then no page is marked all-visible, so an index-only scan (the insights'
         # covering indexes) still visits every row's page.
-        analyze = "VACUUM (ANALYZE)" if connection.vendor == "postgresql" else "ANALYZE"
+        # (VACUUM cannot run inside a transaction: a caller's atomic block gets the statistics alone.)
+        vacuum = connection.vendor == "postgresql" and not connection.in_atomic_block
+        analyze = "VACUUM (ANALYZE)" if vacuum else "ANALYZE"
         with connection.cursor() as cursor:
             for model in (Conversation, Message, Turn, Feedback):
                 cursor.execute(f"{analyze} {connection.ops.quote_name(model._meta.db_table)}")
