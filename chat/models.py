@@ -229,6 +229,17 @@ class Turn(models.Model):
                 & ~Q(query=""),
             ),
             models.Index(fields=["day", "store_id"], name="turn_day_adds", condition=Q(cart_adds__gt=0)),
+            # SQLite's latency percentiles: each metric's values in day and value order, so they arrive sorted.
+            models.Index(
+                fields=["day", "first_token_ms", "store_id"],
+                name="turn_day_first_token",
+                condition=Q(first_token_ms__isnull=False),
+            ),
+            models.Index(
+                fields=["day", "duration_ms", "store_id"],
+                name="turn_day_duration",
+                condition=Q(duration_ms__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

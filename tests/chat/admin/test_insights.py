@@ -180,6 +180,61 @@ def test_latency_median_and_p95(week: None, viewer: Client) -> None:
     assert week_long.context["headline"]["duration"] == {"median": 2000, "p95": 9000}
 
 
+def nearest_rank(values: list[int], share: int) -> int:
+    """The definition, spelled out: the smallest value with at least ``share`` % of the values at or below it."""
+    ordered = sorted(values)
+    return next(v for v in ordered if 100 * sum(1 for o in ordered if o <= v) >= share * len(ordered))
+
+
+def test_latency_of_a_period_is_ranked_over_all_its_days(viewer: Client) -> None:
+    """The period's percentile is searched across the days' sorted values, not taken from any one day: days of
+    different sizes, repeated values, a day without times and the period's extremes on different days."""
+    by_day = {
+        0: [5, 5, 5, 9000],
+        1: [1, 700, 700, 700, 701, 20, 3000],
+        2: [],
+        3: [250] * 11 + [4],
+        5: [999_999],
+    }
+    for days_ago, values in by_day.items():
+        rows = [{"first_token_ms": v, "duration_ms": 2 * v, "started_at": at(days_ago)} for v in values]
+        turns(f"u{days_ago}", "s1", *(rows or [{"started_at": at(days_ago)}]))
+    response = viewer.get(URL, {"period": "7"})
+    every = [v for values in by_day.values() for v in values]
+    for share, name in ((50, "median"), (95, "p95")):
+        assert response.context["headline"]["first_token"][name] == nearest_rank(every, share)
+        assert response.context["headline"]["duration"][name] == nearest_rank([2 * v for v in every], share)
+    first_token = chart(response, "first_token").raw
+    for days_ago, values in by_day.items():
+        row = next(r for r in first_token if r[0] == (timezone.localdate() - timedelta(days=days_ago)).isoformat())
+        expected: list[int | str] = [nearest_rank(values, 50), nearest_rank(values, 95)] if values else ["", ""]
+        assert row[1:] == expected, days_ago
+
+
+def test_activity_counts_a_conversation_over_several_days_once(viewer: Client) -> None:
+    """Per day a conversation counts on each day it had turns; over the period once, with all its turns (depth),
+    its fullest cart after an add (not the sum of its days') and its shopper once."""
+    turns(
+        "u1",
+        "s1",
+        {"started_at": at(2), "cart_adds": 1, "cart_total": Decimal("10.50")},
+        {"started_at": at(2), "cart_adds": 1, "cart_total": Decimal("30.25")},
+        {"started_at": at(1), "cart_adds": 2, "cart_total": Decimal("20.00")},
+        {"started_at": at(1), "cart_total": Decimal("99.00")},  # no add: its cart counts for nothing
+        {"started_at": at(0)},
+    )
+    turns("u1", "s2", {"started_at": at(1)})
+    turns("u2", "s1", {"started_at": at(0), "cart_adds": 1})  # an add without a known total
+    days, total = insights.activity(insights.Scope(timezone.localdate() - timedelta(days=6), timezone.localdate()))
+    day = timezone.localdate()
+    assert days[day - timedelta(days=2)] == insights.Day(1, 2, 2, 1, Decimal("30.25"), 1)
+    assert days[day - timedelta(days=1)] == insights.Day(2, 3, 2, 1, Decimal("20.00"), 1)
+    assert days[day] == insights.Day(2, 2, 1, 1, Decimal("0.00"), 2)
+    assert (total.conversations, total.turns, total.adds, total.converted, total.shoppers) == (3, 7, 5, 2, 2)
+    assert total.cart_value == Decimal("30.25")
+    assert total.depth == {5: 1, 1: 2}
+
+
 def test_top_products_and_queries_without_products(week: None, viewer: Client) -> None:
     response = viewer.get(URL, {"period": "7"})
     assert [row[:3] for row in chart(response, "products").raw] == [
@@ -188,6 +243,26 @@ def test_top_products_and_queries_without_products(week: None, viewer: Client) -
     ]
     queries = chart(response, "queries").raw
     assert [(text.casefold(), count) for text, count in queries] == [("кокосове молоко", 2)]
+
+
+def test_top_products_count_every_turn_of_a_repeated_list(viewer: Client) -> None:
+    """Identical ``added`` lists are unpacked once and weighted by their turns: the counts and quantities are
+    still every turn's (here 3 milk adds of 2, 0.5 and 2 + 2, bread once, a quantity that is no number none)."""
+    milk_two = [{"sku": "milk-001", "name": "Молоко", "quantity": "2"}]
+    both = [
+        {"sku": "milk-001", "name": "Молоко", "quantity": "0.5"},
+        {"sku": "bread-001", "name": "Хліб", "quantity": "1"},
+    ]
+    odd = [{"sku": "salt-001", "name": "Сіль", "quantity": "a pinch"}]
+    rows = [{"cart_adds": 1, "cart_total": Decimal(1), "added": added} for added in (milk_two, milk_two, both, odd)]
+    turns("u1", "s1", *rows[:3])
+    turns("u2", "s1", rows[0] | {"added": list(milk_two)}, rows[3])
+    products = insights.top_products(insights.Scope(timezone.localdate(), timezone.localdate()))
+    assert [(p.sku, p.adds, p.quantity) for p in products] == [
+        ("milk-001", 4, Decimal("6.5")),
+        ("salt-001", 1, Decimal(0)),  # ties by name: "Сіль" before "Хліб"
+        ("bread-001", 1, Decimal(1)),
+    ]
 
 
 def test_store_filter(week: None, viewer: Client) -> None:
