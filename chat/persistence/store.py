@@ -229,6 +229,12 @@ def _next_seq(conversation_id: int, now: datetime, searchable: str = "") -> int:
     return int(row[0])
 
 
+def upstream_id_of(conversation_id: int) -> str:
+    """The upstream conversation ``conversation_id`` resumes ("" before its first turn has started one)."""
+    found = Conversation.objects.filter(pk=conversation_id).values_list("upstream_id", flat=True).first()
+    return found or ""
+
+
 def set_upstream_id(conversation_id: int, upstream_id: str) -> None:
     Conversation.objects.filter(pk=conversation_id).update(upstream_id=upstream_id)
 

@@ -409,6 +409,12 @@ class ConversationRunner:
 
     async def _open(self, dropped: float | None = None) -> None:
         """Open a socket that resumes the conversation; ``dropped``: seconds since the previous one dropped."""
+        if not self.upstream_id:
+            # The tab's copy of the conversation may predate its first turn (loaded when the tab connected), and a
+            # runner made after the warm socket's grace ran out knows only that copy: the stored id is the truth.
+            # Without it, a shopper who paused longer than the grace started a new upstream conversation, which
+            # knew nothing of the chat or the cart. Read once per socket opened without an id.
+            self.upstream_id = await db.call(store.upstream_id_of, self.pk)
         config = await upstream_config(self.user_id, self.relay.sandbox, self.store_id)
         self.session = await open_session(
             config,

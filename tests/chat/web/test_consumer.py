@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -11,6 +12,8 @@ from channels.db import database_sync_to_async
 from django.db import connection
 
 from chat.models import Conversation
+from chat.turns.service import get_relay
+from chat.turns.states import State
 from tests.chat.conftest import READY, communicator, connected, make_shopper, receive_until, reload, send, stored
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -69,6 +72,34 @@ async def test_second_turn_reuses_the_upstream_conversation(sandbox: Any) -> Non
         await send(tab, kind="message", text="bread", key="k2")
         await receive_until(tab, READY)
     assert (await reload(conversation)).upstream_id == first
+
+
+async def test_a_tab_that_outlives_the_warm_socket_resumes_the_same_upstream_conversation(
+    sandbox: Any, settings: Any
+) -> None:
+    """The tab's socket stays while the upstream socket's idle grace runs out and its runner is forgotten: the next
+    turn resumes the conversation the first one started (with its cart), not a new one. The tab's conversation was
+    loaded before any upstream id existed, so the id must not come from it (a pause longer than the grace began a
+    new upstream conversation: the assistant forgot everything and said the cart's milk was not in the cart)."""
+    settings.VIZOCHOK_IDLE_GRACE = 0.05
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="milk", key="k1")
+        sku = first_sku(await receive_until(tab, READY))
+        await send(tab, kind="add_to_cart", sku=sku, quantity="2", key="k2")
+        await receive_until(tab, READY)
+        first = (await reload(conversation)).upstream_id
+        runner = get_relay().existing(conversation.pk)
+        assert runner is not None
+        async with asyncio.timeout(10):
+            await sandbox.wait_for_connections(0)  # the grace ran out: the upstream socket is closed
+            assert await runner.settled() is State.IDLE
+        assert get_relay().existing(conversation.pk) is None  # and its runner is forgotten
+        await send(tab, kind="update_quantity", sku=sku, quantity="3", key="k3")
+        html = await receive_until(tab, READY)
+    assert 'data-change="quantity_updated"' in html, html
+    assert (await reload(conversation)).upstream_id == first
+    assert len(sandbox.sessions) == 1
 
 
 @pytest.mark.parametrize(
