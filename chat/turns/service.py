@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -14,6 +15,8 @@ from chat.ops.loops import PerLoop
 from chat.turns.runner import ConversationRef, ConversationRunner
 from chat.turns.slots import LinePolicy, RedisSlots, Slots, make_slots
 from chat.turns.upstream import EmbeddedSandbox
+
+logger = logging.getLogger(__name__)
 
 
 class Relay:
@@ -78,7 +81,10 @@ class Relay:
         if runner is not None and runner.running:
             return runner.place_in_line
         if self.live is not None:
-            return await self.live.read_place(group)
+            try:
+                return await self.live.read_place(group)
+            except Exception:  # the place is a courtesy: a Redis fault must not fail the catch-up it rides in
+                logger.warning("could not read the place in line of conversation %s", pk, exc_info=True)
         return None
 
     async def close(self) -> None:

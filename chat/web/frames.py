@@ -45,8 +45,9 @@ MAX_VALUE_CHARS = 2000
 MAX_RATING_TEXT_CHARS = 500
 #: Items of one checklist submit.
 MAX_CHECKLIST_ITEMS = 200
-#: A quantity as the page writes it: ASCII digits, one decimal mark (either), nothing else.
-_QUANTITY = re.compile(r"[0-9]{1,9}(?:[.,][0-9]{1,9})?")
+#: A quantity as the page lets it through (cards.parseQuantity): ASCII digits with one decimal mark (either), the mark
+#: may lead (".5") or end ("1."), spaces around it are the field's, not the number's.
+_QUANTITY = re.compile(r"\s*(?:[0-9]{1,9}(?:[.,][0-9]{0,9})?|[.,][0-9]{1,9})\s*", re.ASCII)
 _MAX_QUANTITY = 999_999_999
 
 
@@ -170,8 +171,8 @@ class AddToCart(Send):
     quantity: Decimal | None = field(
         default=Decimal(1),
         metadata=_doc(
-            'ASCII digits with one "." or "," (or a JSON number); 1 when absent; an unreadable one is refused as'
-            " `invalid_quantity` once the product says what it allows"
+            'ASCII digits with one "." or "," (".5" and "1." too; spaces around it ignored), or a JSON number; 1 when'
+            " absent; an unreadable one is refused as `invalid_quantity` once the product says what it allows"
         ),
     )
 
@@ -312,7 +313,10 @@ def _decode(raw: str | bytes | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise _Refusal("invalid_frame", "not_an_object")
     if "\\u" in raw:  # only an escape writes a lone surrogate or a NUL, which no database stores
-        cleaned: dict[str, Any] = clean_strings(data)
+        try:
+            cleaned: dict[str, Any] = clean_strings(data)
+        except RecursionError:  # nested deeper than the walk goes (the parser itself went deeper, in C)
+            raise _Refusal("invalid_frame", "not_json") from None
         return cleaned
     return data
 
@@ -382,7 +386,7 @@ def quantity(value: Any) -> Decimal | None:
         return Decimal(repr(value)) if 0 <= value <= _MAX_QUANTITY else None
     if isinstance(value, str) and _QUANTITY.fullmatch(value):
         try:
-            return Decimal(value.replace(",", "."))
+            return Decimal(value.strip().replace(",", "."))
         except InvalidOperation:  # pragma: no cover - the pattern admits only what Decimal reads
             return None
     return None

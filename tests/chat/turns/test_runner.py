@@ -260,3 +260,16 @@ async def test_a_catch_up_mid_reply_here_gets_the_bubble_so_far_and_busy(sandbox
     assert f'id="{live[0]}-tail"' in joining.html and not joining.elsewhere
     assert f'id="{live[0]}-tail"' not in again.html  # the tab has all of it
     assert re.findall(r'data-state="(\w+)"', joining.html + again.html) == ["busy", "busy"]
+
+
+async def test_a_redis_fault_reading_the_place_in_line_leaves_the_catch_up_without_it(sandbox: Any) -> None:
+    """The place is a courtesy in a catch-up: a Redis that fails (here: nobody listens on its port) must not fail
+    the catch-up that carries it (the tab was told "ready" while a turn ran)."""
+    from chat.feed.live import LiveText
+
+    relay = get_relay()
+    relay.live = LiveText("redis://127.0.0.1:1/0")
+    try:
+        assert await relay.place_in_line(123456, "conversation-elsewhere") is None
+    finally:
+        relay.live = None

@@ -242,7 +242,15 @@ def test_a_refused_send_names_its_kind_and_a_cart_line_its_sku() -> None:
         ("\u0661", None),  # Decimal() reads it; a client's number is ASCII
         ("1e3", None),
         ("1_000", None),
-        (" 2", None),
+        # What the page's own check lets through (cards.parseQuantity trims and reads a bare mark): the old relay read
+        # these too, and a shopper's ".5" kg must not be refused after the card took it.
+        (" 2", Decimal(2)),
+        ("2 ", Decimal(2)),
+        (".5", Decimal("0.5")),
+        (" 0,5", Decimal("0.5")),
+        ("1.", Decimal(1)),
+        (".", None),
+        ("2 3", None),
         ("-1", None),
         (-1, None),
         (10**10, None),
@@ -258,6 +266,14 @@ def test_a_quantity_is_read_as_the_page_writes_it(value: Any, quantity: Decimal 
     assert frames.quantity(value) == quantity
     frame = parse({"kind": "add_to_cart", "sku": "m", "quantity": value})
     assert isinstance(frame, AddToCart) and frame.quantity == quantity
+
+
+def test_an_escape_deep_inside_nested_lists_is_refused_not_raised() -> None:
+    """Cleaning escaped strings walks the frame: nesting the JSON parser takes (it recurses in C) could exhaust
+    Python's recursion there, which was a relay_error and an ERROR line a browser could write at will."""
+    raw = '{"kind": "message", "text": "x", "deep": ' + "[" * 700 + '"\\u0041"' + "]" * 700 + "}"
+    refused = frames.parse(raw)
+    assert isinstance(refused, frames.Refused) and refused.code == "invalid_frame"
 
 
 def test_the_rating_limit_is_the_stored_one() -> None:
