@@ -17,6 +17,31 @@ import pytest
 from tests.processes import Daphne
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+#: Playwright's own ``--disable-features`` list (playwright-core's chromiumSwitches, as pinned in requirements-dev.txt).
+#: Chromium keeps only the last ``--disable-features`` on its command line, so ours must repeat it;
+#: tests/browser/test_chromium.py checks it against the switch Playwright puts on the running browser.
+PLAYWRIGHT_DISABLED_FEATURES = (
+    "AvoidUnnecessaryBeforeUnloadCheckSync",
+    "DestroyProfileOnBrowserClose",
+    "HttpsUpgrades",
+    "HttpsFirstBalancedModeAutoEnable",
+    "LensOverlay",
+    "MediaRouter",
+    "PaintHolding",
+    "ThirdPartyStoragePartitioning",
+    "AvoidCorsURLLoaderRestartOnRedirect",
+    "TcpPortRandomizationWin",
+    "OptimizationHints",
+    "NetworkTimeServiceQuerying",
+    "AimEnabled",
+    "PreconnectToSearch",
+    "msForceBrowserSignIn",
+    "msEdgeUpdateLaunchServicesPreferredVersion",
+)
+#: Chromium 156 preloads the omnibox's two popups (chrome://omnibox-popup.top-chrome/), each a WebUI renderer, for
+#: every window, headless too, and each browser context is a window: 20 contexts cost 19.4 CPU-seconds with them and
+#: 5.0 without, on a suite that is bound by CPU. No page of ours can tell.
+UNUSED_BROWSER_UI = ("WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -24,6 +49,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    "--disable-features=" + ",".join((*PLAYWRIGHT_DISABLED_FEATURES, *UNUSED_BROWSER_UI)),
 ]
 
 pytestmark = pytest.mark.browser
