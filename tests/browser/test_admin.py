@@ -45,16 +45,29 @@ def staff_server(app_server: AppServer) -> AppServer:
     return app_server
 
 
+@pytest.fixture(scope="module")
+def signed_in(browser: Any, staff_server: AppServer) -> dict[str, Any]:
+    """The staff member's session, signed in once through the login form and shared by the module's pages (each
+    sign-in is a password hash the server computes on purpose slowly: PBKDF2, a million rounds)."""
+    page = new_page(browser, staff_server.url, locale="uk-UA")
+    try:
+        page.goto("/admin/login/")
+        page.fill("#id_username", "staff")
+        page.fill("#id_password", PASSWORD)
+        page.click("input[type=submit]")
+        page.wait_for_selector("#content")
+        state: dict[str, Any] = page.context.storage_state()
+    finally:
+        page.context.close()
+    return state
+
+
 @pytest.fixture(params=[(1280, 800), (390, 844)], ids=["1280", "390"])
-def staff(request: Any, browser: Any, staff_server: AppServer) -> Iterator[Any]:
+def staff(request: Any, browser: Any, staff_server: AppServer, signed_in: dict[str, Any]) -> Iterator[Any]:
     width, height = request.param
-    page = new_page(browser, staff_server.url, locale="uk-UA", bypass_csp=True)  # axe is injected inline
+    # bypass_csp: axe is injected inline.
+    page = new_page(browser, staff_server.url, locale="uk-UA", bypass_csp=True, storage_state=signed_in)
     page.set_viewport_size({"width": width, "height": height})
-    page.goto("/admin/login/")
-    page.fill("#id_username", "staff")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_selector("#content")
     yield page
     shots = os.environ.get("VIZOCHOK_SCREENSHOTS")
     if shots:
