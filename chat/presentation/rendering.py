@@ -25,7 +25,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from chat.models import Message
-from chat.presentation import texts
+from chat.presentation import hooks, texts
 from chat.presentation.markdown import render_markdown
 
 logger = logging.getLogger("chat.presentation.rendering")
@@ -58,7 +58,8 @@ def item_template(message: Message) -> str:
     return _ITEM_TEMPLATES.get(message.kind, "chat/items/notice.html")
 
 
-APPEND = '<div hx-swap-oob="beforeend:#chat-log">{}</div>'
+#: A fragment that appends to the log (the log's id as static/chat/hooks.js declares it, chat.presentation.hooks).
+APPEND = '<div hx-swap-oob="beforeend:#' + hooks.value("ID.log") + '">{}</div>'
 
 
 def render_item(message: Message, *, replace: bool = False) -> str:

@@ -7,16 +7,56 @@ from django import template
 from django.conf import settings
 from django.templatetags.static import static
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import conditional_escape, format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from chat.ops import staticfiles
-from chat.presentation import formatting, texts
+from chat.presentation import formatting, hooks, texts
 from chat.presentation.images import safe_image_url
 from chat.presentation.markdown import render_cut_markdown, render_markdown
 from chat.vizochok.messages import to_json
 
 register = template.Library()
+
+
+class _Constant(template.Node):
+    """What a ``{% hook %}`` writes: known when the template is compiled, the same at every render."""
+
+    def __init__(self, text: SafeString) -> None:
+        self.text = text
+
+    def render(self, context: template.Context) -> SafeString:
+        return self.text
+
+
+def _hook_name(token: template.base.Token) -> str:
+    bits = token.split_contents()
+    if len(bits) != 2 or len(bits[1]) < 3 or bits[1][0] not in "'\"" or bits[1][0] != bits[1][-1]:
+        raise template.TemplateSyntaxError(f'{bits[0]} takes one quoted hook name, as in {{% {bits[0]} "ID.log" %}}')
+    return bits[1][1:-1]
+
+
+@register.tag
+def hook(parser: template.base.Parser, token: template.base.Token) -> _Constant:
+    """``{% hook "ITEM.user" %}`` writes ``data-item="user"``, ``{% hook "ID.log" %}`` writes ``id="chat-log"``: the
+    page's ids and item kinds as static/chat/hooks.js declares them (chat.presentation.hooks). An undeclared name
+    fails the template's compilation, not a shopper's page."""
+    try:
+        attribute, value = hooks.attribute(_hook_name(token))
+    except hooks.UnknownHook as exc:
+        raise template.TemplateSyntaxError(str(exc)) from None
+    return _Constant(format_html('{}="{}"', attribute, value))
+
+
+@register.tag
+def hook_value(parser: template.base.Parser, token: template.base.Token) -> _Constant:
+    """``{% hook_value "ID.cartPanel" %}`` writes ``cart-panel``: a declared id where another attribute refers to it
+    (``aria-controls``, ``for``, an htmx target)."""
+    try:
+        value = hooks.value(_hook_name(token))
+    except hooks.UnknownHook as exc:
+        raise template.TemplateSyntaxError(str(exc)) from None
+    return _Constant(conditional_escape(value))
 
 
 @register.filter

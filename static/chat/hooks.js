@@ -3,8 +3,11 @@
  *
  * The templates that write them: templates/chat/page.html (the page and its ids), templates/chat/items/*.html (log
  * items, each marked with data-item), templates/chat/parts/*.html (badge, cart panel) and
- * templates/chat/fragments/*.html (what the socket sends). Each of those templates points back here; change a hook
- * in both places. The public ones (state, actions, events) are also in the UI contract (docs/ui-contract.md).
+ * templates/chat/fragments/*.html (what the socket sends). The ids (ID) and the item kinds (ITEM) reach those
+ * templates from here: they write them with {% hook "ID.log" %} (chat/presentation/hooks.py reads this file, so keep
+ * each group's shape: one `key: "value",` per line). The other hooks are spelled in the templates, and
+ * tests/chat/test_hooks.py checks them against this file; change those in both places. The public ones (state,
+ * actions, events) are also in the UI contract (docs/ui-contract.md).
  */
 
 /** Ids of the page's fixed elements (page.html). */

@@ -11,14 +11,31 @@ import re
 from pathlib import Path
 
 import pytest
+from django.template import TemplateSyntaxError, engines
+
+from chat.presentation import hooks
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "static" / "chat"
 HOOKS = (STATIC / "hooks.js").read_text()
-#: The chat page's templates (the demo storefront is a host page: its hooks are its own).
-TEMPLATES = "\n".join(
-    path.read_text() for path in (ROOT / "templates" / "chat").rglob("*.html") if path.name != "demo_storefront.html"
-)
+#: The chat page's templates as written (the demo storefront is a host page: its hooks are its own).
+WRITTEN = {
+    path: path.read_text()
+    for path in sorted((ROOT / "templates" / "chat").rglob("*.html"))
+    if path.name != "demo_storefront.html"
+}
+#: ``{% hook "ITEM.user" %}`` and ``{% hook_value "ID.log" %}`` (chat.templatetags.chat_tags).
+HOOK_TAG = re.compile(r"""\{% (hook|hook_value) (["'])(\w+)\.(\w+)\2 %\}""")
+
+
+def _expanded(match: re.Match[str]) -> str:
+    tag, _quote, group, key = match.groups()
+    value = hooks.declared()[group][key]
+    return f'{hooks.ATTRIBUTES[group]}="{value}"' if tag == "hook" else value
+
+
+#: The same with every hook tag written out as the page receives it, for the checks below.
+TEMPLATES = "\n".join(HOOK_TAG.sub(_expanded, text) for text in WRITTEN.values())
 #: Scripts of the chat page that read hooks. early.js runs alone before the modules (it spells its three hooks, as
 #: hooks.js says); embed.js and demo_storefront.js run on a storefront's page, not ours.
 PAGE_SCRIPTS = sorted(
@@ -171,3 +188,55 @@ def test_each_bypass_is_found(what: str) -> None:
         "bubble.className = `${CLASS.message} ${CLASS.outbox}`;",
     ):
         assert what not in bypasses(allowed), allowed
+
+
+# --- the templates write ids and item kinds through {% hook %} --------------------------------------------------------
+
+
+def test_python_reads_the_same_declarations_as_this_test() -> None:
+    for group in hooks.ATTRIBUTES:
+        assert hooks.declared()[group] == declared(group), group
+
+
+@pytest.mark.parametrize("group", hooks.ATTRIBUTES)
+def test_no_template_spells_an_id_or_an_item_kind_itself(group: str) -> None:
+    """Each is written with ``{% hook %}`` (or named with ``{% hook_value %}``), so hooks.js alone decides it."""
+    attribute = hooks.ATTRIBUTES[group]
+    spelled = [
+        (path.name, value)
+        for path, text in WRITTEN.items()
+        for value in declared(group).values()
+        if re.search(rf'(?<![\w-]){attribute}="{re.escape(value)}"', text)
+        or (group == "ID" and re.search(rf'="[^"]*#{re.escape(value)}(?![\w-])', text))
+        or (group == "ID" and re.search(rf'(?:aria-[\w-]+|for)="{re.escape(value)}"', text))
+    ]
+    assert spelled == []
+
+
+def test_every_hook_tag_names_a_declared_hook() -> None:
+    """A misspelt name fails when the template is compiled: every template of the page compiles."""
+    engine = engines["django"]
+    for path in WRITTEN:
+        engine.get_template(str(path.relative_to(ROOT / "templates")))  # raises TemplateSyntaxError on a bad name
+    assert HOOK_TAG.search("\n".join(WRITTEN.values()))
+
+
+@pytest.mark.parametrize(
+    ("source", "rendered"),
+    [
+        ('{% hook "ITEM.user" %}', 'data-item="user"'),
+        ('{% hook "ID.log" %}', 'id="chat-log"'),
+        ("{% hook_value 'ID.cartPanel' %}", "cart-panel"),
+    ],
+)
+def test_the_hook_tags_write_the_declared_value(source: str, rendered: str) -> None:
+    assert engines["django"].from_string("{% load chat_tags %}" + source).render({}) == rendered
+
+
+@pytest.mark.parametrize(
+    "source",
+    ['{% hook "ITEM.nothing" %}', '{% hook "ATTR.seq" %}', "{% hook ID.log %}", '{% hook_value "ID" %}', "{% hook %}"],
+)
+def test_an_undeclared_or_misspelt_hook_fails_the_compilation(source: str) -> None:
+    with pytest.raises(TemplateSyntaxError):
+        engines["django"].from_string("{% load chat_tags %}" + source)
