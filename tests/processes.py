@@ -18,11 +18,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 _template: Path | None = None
+_static: Path | None = None
+_own_folder: Path | None = None
 
 
 def redis_url() -> str:
@@ -66,37 +69,81 @@ def drop_shared_postgres(folder: Path) -> None:
         admin.execute(f'DROP DATABASE IF EXISTS "{named.read_text()}" WITH (FORCE)')
 
 
-def sqlite_template() -> Path:
-    """A SQLite file with every migration applied, made once per test run on first use.
+def _shared_folder() -> Path:
+    """The run's shared folder (tests/conftest.py); outside such a run, one of this process's own, removed at exit."""
+    global _own_folder
+    shared = os.environ.get(SHARED_DIR)
+    if shared:
+        return Path(shared)
+    if _own_folder is None:
+        _own_folder = Path(tempfile.mkdtemp(prefix="vizochok-template-"))
+        atexit.register(shutil.rmtree, _own_folder, ignore_errors=True)
+    return _own_folder
 
-    The xdist workers share it: the first to need it migrates under a file lock while any other that needs it waits
-    (it would otherwise spend the same seconds migrating its own). Outside such a run (no shared folder) the
-    process makes its own and removes it at exit.
+
+def _made_once(name: str, make: Callable[[Path], None]) -> Path:
+    """``name`` in the shared folder, made by ``make`` once per test run on first use.
+
+    The xdist workers share it: the first to need it makes it under a file lock while any other that needs it waits
+    (it would otherwise spend the same seconds making its own). It is made under another name and renamed, so the
+    name only ever names a whole result.
     """
+    folder = _shared_folder()
+    path = folder / name
+    with (folder / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            building = folder / f"building-{os.getpid()}-{name}"
+            make(building)
+            os.replace(building, path)
+    return path
+
+
+def sqlite_template() -> Path:
+    """A SQLite file with every migration applied, made once per test run on first use."""
     global _template
     if _template is None:
-        shared = os.environ.get(SHARED_DIR)
-        if shared:
-            folder = Path(shared)
-        else:
-            folder = Path(tempfile.mkdtemp(prefix="vizochok-template-"))
-            atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        path = folder / "template.sqlite3"
-        with (folder / "template.lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not path.exists():
-                # Migrated under another name and renamed, so the template's name only ever names a whole file.
-                building = folder / f"building-{os.getpid()}.sqlite3"
-                env = {
-                    **os.environ,
-                    "DJANGO_SETTINGS_MODULE": "vizochok_site.settings",
-                    "DATABASE_URL": f"sqlite:///{building}",
-                }
-                env.pop("REDIS_URL", None)
-                migrate_command(env)
-                os.replace(building, path)
-        _template = path
+
+        def make(building: Path) -> None:
+            env = {
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": "vizochok_site.settings",
+                "DATABASE_URL": f"sqlite:///{building}",
+            }
+            env.pop("REDIS_URL", None)
+            migrate_command(env)
+
+        _template = _made_once("template.sqlite3", make)
     return _template
+
+
+#: What an app process needs besides its database to run as deployed (DJANGO_DEBUG=0) on plain HTTP on loopback:
+#: a secret, its loopback host names, no redirect to HTTPS (there is no TLS here), and the collected static files.
+#: Chromium keeps the Secure session cookie that production sets on http://127.0.0.1 and http://localhost.
+DEPLOYED = {
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "tests-only-secret-key-that-is-long-and-random-enough-0123456789abcdef",
+    "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "DJANGO_SECURE_SSL_REDIRECT": "0",
+}
+
+
+def collected_static() -> Path:
+    """``manage.py collectstatic`` as a deploy runs it (hashed names, the page's one bundle, compressed copies), made
+    once per test run on first use; an app process serves it when given it as ``DJANGO_STATIC_ROOT``."""
+    global _static
+    if _static is None:
+
+        def make(building: Path) -> None:
+            env = {**os.environ, "DJANGO_SETTINGS_MODULE": "vizochok_site.settings", **DEPLOYED}
+            env["DJANGO_STATIC_ROOT"] = str(building)
+            command = [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"]
+            done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"collectstatic failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+
+        _static = _made_once("static", make)
+    return _static
 
 
 def migrated_sqlite(target: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.processes import Daphne
+from tests.processes import DEPLOYED, Daphne, collected_static
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 #: Playwright's own ``--disable-features`` list (playwright-core's chromiumSwitches, as pinned in requirements-dev.txt).
@@ -56,7 +56,10 @@ pytestmark = pytest.mark.browser
 
 
 class AppServer(Daphne):
-    """The app with its own SQLite file and the embedded sandbox upstream."""
+    """The app with its own SQLite file and the embedded sandbox upstream, deployed as in production
+    (``DJANGO_DEBUG=0``, collectstatic's files: the page's one bundle, tests/processes.py ``DEPLOYED``) but on plain
+    HTTP on loopback. ``DJANGO_DEBUG="1"`` gives the development setup instead (the module graph, each file its own
+    request), as the WebKit tests use it."""
 
     def __init__(self, tmp: Path, **env: str) -> None:
         self.tmp = tmp
@@ -65,7 +68,8 @@ class AppServer(Daphne):
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "vizochok_site.settings",
             "DATABASE_URL": f"sqlite:///{self.db}",
-            "DJANGO_DEBUG": "1",
+            **DEPLOYED,
+            "DJANGO_STATIC_ROOT": str(collected_static()),
             "VIZOCHOK_WS_URL": "",
             "VIZOCHOK_SANDBOX_PACE": "80",
             "VIZOCHOK_IDLE_GRACE": "2",

@@ -26,7 +26,10 @@ SECRET = secrets.token_urlsafe(32)  # generated per run: no secret in the reposi
 
 @pytest.fixture(scope="module")
 def embed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
-    server = AppServer(tmp_path_factory.mktemp("embed"), VIZOCHOK_EMBED_SECRET=SECRET, VIZOCHOK_SANDBOX_PACE="0")
+    # The development setup: the demo storefront is served only there.
+    server = AppServer(
+        tmp_path_factory.mktemp("embed"), VIZOCHOK_EMBED_SECRET=SECRET, VIZOCHOK_SANDBOX_PACE="0", DJANGO_DEBUG="1"
+    )
     storefront = f"http://localhost:{server.port}"
     server.env.update(
         VIZOCHOK_FRAME_ANCESTORS=f"'self' {storefront}",

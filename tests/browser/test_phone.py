@@ -295,7 +295,10 @@ def own_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[App
     tmp = tmp_path_factory.mktemp("upstream")
     port = free_port()
     sandbox = SandboxProcess(port, tmp / "sandbox.log").spawn()  # boots while the app does
-    app = AppServer(tmp, VIZOCHOK_WS_URL=f"ws://127.0.0.1:{port}/api/v1/ws/chat", VIZOCHOK_OPEN_RETRIES="1")
+    # The development setup: the checkout page below is the app's own http: address, which only development allows.
+    app = AppServer(
+        tmp, VIZOCHOK_WS_URL=f"ws://127.0.0.1:{port}/api/v1/ws/chat", VIZOCHOK_OPEN_RETRIES="1", DJANGO_DEBUG="1"
+    )
     app.env["VIZOCHOK_CHECKOUT_URL"] = f"{app.url}/shop/checkout/"  # the store's own page (a 404 here: it is not ours)
     app.start()
     sandbox.wait()

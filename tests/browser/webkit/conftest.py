@@ -136,7 +136,17 @@ def webkit(display: str) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def proxy(app_server: AppServer) -> Iterator[CuttableProxy]:
-    front = CuttableProxy(app_server.port)
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    """The app in the development setup (``DJANGO_DEBUG=1``, what the README's first command runs): the Chromium
+    tests run it as deployed, so the WebKit tests are the ones that load the development page in a browser. WebKit
+    would also keep no Secure cookie from a plain-HTTP page, which the deployed setup sets."""
+    server = AppServer(tmp_path_factory.mktemp("webkit"), DJANGO_DEBUG="1").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(dev_server: AppServer) -> Iterator[CuttableProxy]:
+    front = CuttableProxy(dev_server.port)
     yield front
     front.close()

@@ -30,6 +30,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
         tmp_path_factory.mktemp("webkit-network"),
         VIZOCHOK_PAGE_HEARTBEAT_INTERVAL="1",
         VIZOCHOK_PAGE_HEARTBEAT_TIMEOUT="2",
+        DJANGO_DEBUG="1",  # WebKit keeps no Secure cookie from a plain-HTTP page (tests/browser/webkit/conftest.py)
     ).start()
     yield app
     app.stop()
