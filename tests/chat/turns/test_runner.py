@@ -16,7 +16,9 @@ import pytest
 from channels.db import database_sync_to_async
 
 from chat.models import Conversation, Message
+from chat.persistence import claims
 from chat.turns import engine
+from chat.turns.record import TurnRecord
 from chat.turns.runner import ConversationRef, ConversationRunner
 from chat.turns.service import get_relay
 from chat.turns.states import Event, IllegalTransition, State
@@ -273,3 +275,30 @@ async def test_a_redis_fault_reading_the_place_in_line_leaves_the_catch_up_witho
         assert await relay.place_in_line(123456, "conversation-elsewhere") is None
     finally:
         relay.live = None
+
+
+async def test_a_runner_forgotten_while_its_send_was_on_the_way_is_the_one_a_stop_finds(sandbox: Any) -> None:
+    """engine.begin takes the conversation's runner, then awaits its claim before starting the turn on it. If that
+    runner's last socket closed meanwhile (the relay forgot it) and a tab asked for the runner again (a new one was
+    made), the turn ran on a runner nobody could find: a Stop from any tab said no turn runs here."""
+    _key, conversation = await make_shopper()
+    tab = Tab(conversation)
+    relay = get_relay()
+    taken = relay.runner(ref_of(conversation))  # engine._begin's
+    relay.forget(taken)  # its socket's close, finishing in the background
+    assert relay.runner(ref_of(conversation)) is not taken  # another tab, in the same moment
+    frame = wire.UserMessage(text="borscht")
+    started = await database_sync_to_async(claims.begin_turn)(
+        conversation.pk, kind=Message.Kind.TEXT, text="borscht", payload={}, client_key="k1"
+    )
+    assert started.message is not None
+    sandbox.pause_turns()
+    try:
+        taken.start(frame, started.message.seq, TurnRecord.begin(frame))
+        await tab.until("-text")
+        assert relay.existing(conversation.pk) is taken
+        assert engine.stop(conversation.pk)
+    finally:
+        sandbox.resume_turns()
+    assert await taken.settled() is S.IDLE
+    assert tab.states() == ["busy", "ready"]
