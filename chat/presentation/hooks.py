@@ -15,7 +15,7 @@ from pathlib import Path
 HOOKS_JS = Path(__file__).resolve().parents[2] / "static" / "chat" / "hooks.js"
 
 #: The groups a template writes through ``{% hook %}``, and the attribute each group's values go in.
-ATTRIBUTES = {"ID": "id", "ITEM": "data-item"}
+ATTRIBUTES = {"ID": "id", "ITEM": "data-item", "ACTION": "data-action"}
 
 # hooks.js's declarations are plain ``export const NAME = Object.freeze({key: "value", // why``; a block in any
 # other shape is not read here (and tests/chat/test_hooks.py fails on it).

@@ -3,11 +3,11 @@
  *
  * The templates that write them: templates/chat/page.html (the page and its ids), templates/chat/items/*.html (log
  * items, each marked with data-item), templates/chat/parts/*.html (badge, cart panel) and
- * templates/chat/fragments/*.html (what the socket sends). The ids (ID) and the item kinds (ITEM) reach those
- * templates from here: they write them with {% hook "ID.log" %} (chat/presentation/hooks.py reads this file, so keep
- * each group's shape: one `key: "value",` per line). The other hooks are spelled in the templates, and
- * tests/chat/test_hooks.py checks them against this file; change those in both places. The public ones (state,
- * actions, events) are also in the UI contract (docs/ui-contract.md).
+ * templates/chat/fragments/*.html (what the socket sends). The ids (ID), the item kinds (ITEM) and the buttons'
+ * actions (ACTION) reach those templates from here: they write them with {% hook "ID.log" %}, and
+ * chat/presentation/hooks.py reads this file (keep each group's shape: one `key: "value",` per line). The other
+ * hooks are spelled in the templates, and tests/chat/test_hooks.py checks them against this file; change those in
+ * both places. The public ones (state, actions, events) are also in the UI contract (docs/ui-contract.md).
  */
 
 /** Ids of the page's fixed elements (page.html). */
@@ -125,10 +125,26 @@ export const DATA = Object.freeze({
   copied: "copied", // set by the script on a copy button for a moment after it copied (log-controls.js)
 });
 
-/** data-action values the script reacts to or writes besides those in SEL (public: docs/ui-contract.md). */
+/**
+ * Every data-action value of the page's buttons (public: docs/ui-contract.md). The templates write them with
+ * {% hook "ACTION.add" %}; the selectors in SEL name them too, and tests/chat/test_hooks.py checks that each one a
+ * selector names is declared here.
+ */
 export const ACTION = Object.freeze({
   increment: "increment", // a stepper's + (items/_product_card.html, parts/cart_panel.html)
   decrement: "decrement", // a stepper's −
+  add: "add", // a card's Add (items/_product_card.html)
+  details: "details", // a card's picture and name: open its sheet
+  remove: "remove", // a cart line's remove (parts/cart_panel.html)
+  undo: "undo", // the cart panel's undo after a remove
+  checkout: "checkout", // the cart panel's checkout (VIZOCHOK_CHECKOUT_URL)
+  menu: "menu", // the header's menu button (page.html)
+  close: "close", // the header's close, inside a host's frame or view
+  stop: "stop", // the composer's Stop while a turn runs
+  retry: "retry", // a failed or stopped turn's Retry (items/_retry.html)
+  copy: "copy", // a reply's copy button (items/assistant_text.html)
+  rate: "rate", // a reply's rating buttons (items/_rating.html)
+  rateReason: "rate-reason", // a down-rating's reasons (items/_rating_reasons.html)
   discard: "discard", // the outbox's pending bubble: drop it (made by outbox.js)
 });
 

@@ -227,6 +227,7 @@ def test_every_hook_tag_names_a_declared_hook() -> None:
         ('{% hook "ITEM.user" %}', 'data-item="user"'),
         ('{% hook "ID.log" %}', 'id="chat-log"'),
         ("{% hook_value 'ID.cartPanel' %}", "cart-panel"),
+        ('{% hook "ACTION.rateReason" %}', 'data-action="rate-reason"'),
     ],
 )
 def test_the_hook_tags_write_the_declared_value(source: str, rendered: str) -> None:
@@ -240,3 +241,10 @@ def test_the_hook_tags_write_the_declared_value(source: str, rendered: str) -> N
 def test_an_undeclared_or_misspelt_hook_fails_the_compilation(source: str) -> None:
     with pytest.raises(TemplateSyntaxError):
         engines["django"].from_string("{% load chat_tags %}" + source)
+
+
+def test_every_action_a_selector_names_is_declared() -> None:
+    """SEL spells ``[data-action=add]``; the value is ACTION's, which the templates write."""
+    named = {value for selector in declared("SEL").values() for value in re.findall(r"data-action=([\w-]+)", selector)}
+    assert named
+    assert named - set(declared("ACTION").values()) == set()
