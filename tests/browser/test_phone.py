@@ -438,8 +438,17 @@ def test_a_scrolled_up_tab_is_offered_the_newest(phone: Any) -> None:
     open_chat(other, page.url)
     jump = page.locator(".chat-jump")
     assert jump.is_hidden()
-    page.evaluate("() => { const log = document.getElementById('chat-log'); log.scrollTop = 0; }")
-    page.wait_for_function("() => document.getElementById('chat-log').scrollTop === 0")
+    # Up to the top (the log scrolls smoothly, over several frames), and on until the page has had the scroll event
+    # of the top itself: that is how it learns the shopper reads further up. Waiting for scrollTop alone raced that
+    # event on a loaded machine (it comes a frame later), and a reply that came first pulled the log back down.
+    page.evaluate(
+        """() => new Promise((atTop) => {
+             const log = document.getElementById('chat-log');
+             const seen = () => { if (log.scrollTop === 0) { log.removeEventListener('scroll', seen); atTop(); } };
+             log.addEventListener('scroll', seen);
+             log.scrollTop = 0;
+           })"""
+    )
     send_text(other, "молоко")  # the shopper's other tab asks something
     jump.wait_for()
     shot(page, f"jump-{page.viewport_size['width']}")
