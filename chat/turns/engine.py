@@ -112,6 +112,10 @@ async def _begin(ref: ConversationRef, send: Send, shopper: str, client: str, re
     if started.busy or started.message is None:
         raise Refused("agent_busy")
     message = started.message
+    # The runner taken above may have been forgotten while the claim was awaited (its last socket closed), and a tab
+    # may have made the conversation a new one since: the turn runs on the one registered now, which a Stop and a
+    # catch-up find (and which may hold a warm socket). Only the claim's holder starts a turn, so none runs on it.
+    runner = get_relay().runner(ref)
     saving = None
     if started.unsaved:
         # The send upstream does not wait for this; the turn's own writes do (ConversationRunner.start).

@@ -55,15 +55,8 @@ class Relay:
         return self._runners.get(pk)
 
     def adopt(self, runner: ConversationRunner) -> None:
-        """Register a runner again that was forgotten while a new turn was already starting on it.
-
-        Another runner may have been made for the conversation in the meantime (a tab asked for it after the
-        forgetting): the one starting a turn takes its place unless that one runs a turn itself. The database's claim
-        lets only one turn of a conversation run, so the registered runner is the one a Stop or a catch-up must find.
-        """
-        current = self._runners.get(runner.pk)
-        if current is None or (current is not runner and not current.running):
-            self._runners[runner.pk] = runner
+        """Register a runner again that was forgotten while a new turn was already starting on it."""
+        self._runners.setdefault(runner.pk, runner)
 
     def forget(self, runner: ConversationRunner) -> None:
         if self._runners.get(runner.pk) is runner:

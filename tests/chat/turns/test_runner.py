@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
 
 from chat.models import Conversation, Message
-from chat.persistence import claims
 from chat.turns import engine
-from chat.turns.record import TurnRecord
 from chat.turns.runner import ConversationRef, ConversationRunner
 from chat.turns.service import get_relay
 from chat.turns.states import Event, IllegalTransition, State
@@ -277,28 +276,45 @@ async def test_a_redis_fault_reading_the_place_in_line_leaves_the_catch_up_witho
         relay.live = None
 
 
-async def test_a_runner_forgotten_while_its_send_was_on_the_way_is_the_one_a_stop_finds(sandbox: Any) -> None:
-    """engine.begin takes the conversation's runner, then awaits its claim before starting the turn on it. If that
-    runner's last socket closed meanwhile (the relay forgot it) and a tab asked for the runner again (a new one was
-    made), the turn ran on a runner nobody could find: a Stop from any tab said no turn runs here."""
+async def test_a_turn_whose_runner_was_forgotten_while_its_claim_waited_runs_on_the_one_a_stop_finds(
+    sandbox: Any,
+) -> None:
+    """engine.begin takes the conversation's runner, then awaits the claim on the database thread. If that runner's
+    last socket closed meanwhile (the relay forgot it) and a tab asked for the conversation's runner (a new one was
+    made), the turn ran on the forgotten one: a Stop from any tab found the idle newcomer and said no turn runs."""
     _key, conversation = await make_shopper()
     tab = Tab(conversation)
     relay = get_relay()
-    taken = relay.runner(ref_of(conversation))  # engine._begin's
-    relay.forget(taken)  # its socket's close, finishing in the background
-    assert relay.runner(ref_of(conversation)) is not taken  # another tab, in the same moment
-    frame = wire.UserMessage(text="borscht")
-    started = await database_sync_to_async(claims.begin_turn)(
-        conversation.pk, kind=Message.Kind.TEXT, text="borscht", payload={}, client_key="k1"
-    )
-    assert started.message is not None
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold_the_database_thread() -> None:
+        inside.set()
+        leave.wait(TIMEOUT)
+
+    held = asyncio.ensure_future(database_sync_to_async(hold_the_database_thread)())
+    await asyncio.to_thread(inside.wait, TIMEOUT)
     sandbox.pause_turns()
     try:
-        taken.start(frame, started.message.seq, TurnRecord.begin(frame))
+        send = engine.Send(wire.UserMessage(text="borscht"), Message.Kind.TEXT, "borscht", "k1")
+        beginning = asyncio.ensure_future(
+            engine.begin(ref_of(conversation), send, shopper=conversation.user_id, client="127.0.0.1")
+        )
+        # engine.begin takes its runner, then waits for the held thread; it has no event to say it has taken it, so
+        # this yields to it until it has (a few passes of the loop, no time).
+        while relay.existing(conversation.pk) is None:  # noqa: ASYNC110
+            await asyncio.sleep(0)
+        taken = relay.existing(conversation.pk)
+        assert taken is not None
+        relay.forget(taken)  # its socket's close, finishing in the background
+        newcomer = relay.runner(ref_of(conversation))  # another tab, in the same moment
+        leave.set()
+        await held
+        assert await beginning
         await tab.until("-text")
-        assert relay.existing(conversation.pk) is taken
+        assert relay.existing(conversation.pk) is newcomer and newcomer.running
         assert engine.stop(conversation.pk)
     finally:
+        leave.set()
         sandbox.resume_turns()
-    assert await taken.settled() is S.IDLE
+    assert await newcomer.settled() is S.IDLE
     assert tab.states() == ["busy", "ready"]
