@@ -105,7 +105,7 @@ def _graph(entry: str) -> list[str]:
     pending = [entry]
     while pending:
         path = pending.pop(0)
-        source = _source(path)
+        source = read_static(path)
         if source is None:
             continue
         for specifier in _IMPORT.findall(source):
@@ -116,8 +116,9 @@ def _graph(entry: str) -> list[str]:
     return list(seen)
 
 
-def _source(path: str) -> str | None:
-    """A module's text: from the source folders, else from the collected files (a deploy may ship only those)."""
+def read_static(path: str) -> str | None:
+    """A static file's text (a module, hooks.js): from the source folders, else from the collected files (a deploy may
+    ship only those); None where neither has it."""
     found = finders.find(path)
     if found:
         return Path(str(found)).read_text(encoding="utf-8")
@@ -154,7 +155,7 @@ def bundle(entry: str, read: Callable[[str], str | None] | None = None) -> str:
     of relative paths, ``export function|const|class`` and ``export { … }``) and refuses anything else
     (:class:`BundleError`), so a module that needs more is noticed instead of miscompiled.
     """
-    read = read or _source
+    read = read or read_static
     order: list[str] = []
     sources: dict[str, str] = {}
 

@@ -1,18 +1,23 @@
 """The page's hooks as ``static/chat/hooks.js`` declares them, for the templates that write them.
 
-hooks.js is the one declaration: the page's scripts import it, and the templates write its ids and ``data-item``
-values through ``{% hook %}`` and ``{% hook_value %}`` (chat.templatetags.chat_tags), which read them from here. A hook
-renamed in hooks.js is renamed on the page with it, and a template naming a hook hooks.js does not declare fails when
-it is compiled. tests/chat/test_hooks.py checks that no template spells one of these itself.
+hooks.js is the one declaration: the page's scripts import it, and the templates write its ids, ``data-item`` and
+``data-action`` values through ``{% hook %}`` and ``{% hook_value %}`` (chat.templatetags.chat_tags), which read them
+from here. A hook renamed in hooks.js is renamed on the page with it; a template naming a hook hooks.js does not
+declare fails when it is compiled (tests/chat/test_hooks.py compiles every template of the page, and checks that no
+template spells one of these itself). The file is read as the static files are: from the source folders, else from
+the collected files.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from pathlib import Path
 
-HOOKS_JS = Path(__file__).resolve().parents[2] / "static" / "chat" / "hooks.js"
+from django.core.exceptions import ImproperlyConfigured
+
+from chat.ops.staticfiles import read_static
+
+HOOKS_JS = "chat/hooks.js"
 
 #: The groups a template writes through ``{% hook %}``, and the attribute each group's values go in.
 ATTRIBUTES = {"ID": "id", "ITEM": "data-item", "ACTION": "data-action"}
@@ -29,8 +34,11 @@ class UnknownHook(LookupError):
 
 @functools.cache
 def declared() -> dict[str, dict[str, str]]:
-    """Every ``Object.freeze({...})`` group of hooks.js: its keys and values, read once per process."""
-    text = HOOKS_JS.read_text(encoding="utf-8")
+    """Every ``Object.freeze({...})`` group of hooks.js: its keys and values, read once per process (a development
+    server restarts when hooks.js changes: chat.apps)."""
+    text = read_static(HOOKS_JS)
+    if text is None:
+        raise ImproperlyConfigured(f"static file {HOOKS_JS} not found: the page's hooks are declared there")
     return {name: dict(_ENTRY.findall(body)) for name, body in _BLOCK.findall(text)}
 
 

@@ -58,8 +58,11 @@ def item_template(message: Message) -> str:
     return _ITEM_TEMPLATES.get(message.kind, "chat/items/notice.html")
 
 
-#: A fragment that appends to the log (the log's id as static/chat/hooks.js declares it, chat.presentation.hooks).
-APPEND = '<div hx-swap-oob="beforeend:#' + hooks.value("ID.log") + '">{}</div>'
+@functools.cache
+def _append() -> str:
+    """A fragment that appends to the log (its id as static/chat/hooks.js declares it: chat.presentation.hooks), made
+    at the first use rather than at import."""
+    return '<div hx-swap-oob="beforeend:#' + hooks.value("ID.log") + '">{}</div>'
 
 
 def render_item(message: Message, *, replace: bool = False) -> str:
@@ -98,7 +101,7 @@ def _latest_notes(messages: list[Message]) -> list[Message]:
 def appended(messages: Iterable[Message]) -> str:
     """Items to add at the end of every tab's log (new ones, or a catch-up)."""
     items = "".join(render_item(message) for message in messages)
-    return APPEND.format(items) if items else ""
+    return _append().format(items) if items else ""
 
 
 def rated(message: Message) -> str:

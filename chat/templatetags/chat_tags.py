@@ -39,8 +39,8 @@ def _hook_name(token: template.base.Token) -> str:
 @register.tag
 def hook(parser: template.base.Parser, token: template.base.Token) -> _Constant:
     """``{% hook "ITEM.user" %}`` writes ``data-item="user"``, ``{% hook "ID.log" %}`` writes ``id="chat-log"``: the
-    page's ids and item kinds as static/chat/hooks.js declares them (chat.presentation.hooks). An undeclared name
-    fails the template's compilation, not a shopper's page."""
+    page's ids, item kinds and button actions as static/chat/hooks.js declares them (chat.presentation.hooks). An
+    undeclared name fails the template's compilation, which tests/chat/test_hooks.py does for every template."""
     try:
         attribute, value = hooks.attribute(_hook_name(token))
     except hooks.UnknownHook as exc:

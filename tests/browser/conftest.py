@@ -69,7 +69,6 @@ class AppServer(Daphne):
             "DJANGO_SETTINGS_MODULE": "vizochok_site.settings",
             "DATABASE_URL": f"sqlite:///{self.db}",
             **DEPLOYED,
-            "DJANGO_STATIC_ROOT": str(collected_static()),
             "VIZOCHOK_WS_URL": "",
             "VIZOCHOK_SANDBOX_PACE": "80",
             "VIZOCHOK_IDLE_GRACE": "2",
@@ -78,6 +77,8 @@ class AppServer(Daphne):
             **env,
         }
         full_env.pop("REDIS_URL", None)
+        if full_env["DJANGO_DEBUG"] != "1":  # the development setup serves the source folders instead
+            full_env["DJANGO_STATIC_ROOT"] = str(collected_static())
         super().__init__("the app server", tmp / "server.log", full_env)
 
     def start(self) -> AppServer:

@@ -55,7 +55,7 @@ def signed_in(browser: Any, staff_server: AppServer) -> dict[str, Any]:
         page.fill("#id_username", "staff")
         page.fill("#id_password", PASSWORD)
         page.click("input[type=submit]")
-        page.wait_for_selector("#content")
+        page.wait_for_selector("#user-tools")  # signed in (the login page has #content too)
         state: dict[str, Any] = page.context.storage_state()
     finally:
         page.context.close()

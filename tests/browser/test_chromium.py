@@ -61,7 +61,10 @@ def test_a_context_gets_no_omnibox_popup_renderers(browser: Any) -> None:
     try:
         context.new_page().set_content("<p>hello</p>")
         session = browser.new_browser_cdp_session()
-        targets = session.send("Target.getTargets")["targetInfos"]
+        try:
+            targets = session.send("Target.getTargets")["targetInfos"]
+        finally:
+            session.detach()
         assert [target["url"] for target in targets if target["type"] == "browser_ui"] == []
         assert [target["type"] for target in targets].count("page") == 1
     finally:

@@ -190,7 +190,7 @@ def test_each_bypass_is_found(what: str) -> None:
         assert what not in bypasses(allowed), allowed
 
 
-# --- the templates write ids and item kinds through {% hook %} --------------------------------------------------------
+# --- the templates write ids, item kinds and actions through {% hook %} -----------------------------------------------
 
 
 def test_python_reads_the_same_declarations_as_this_test() -> None:
@@ -199,7 +199,7 @@ def test_python_reads_the_same_declarations_as_this_test() -> None:
 
 
 @pytest.mark.parametrize("group", hooks.ATTRIBUTES)
-def test_no_template_spells_an_id_or_an_item_kind_itself(group: str) -> None:
+def test_no_template_spells_an_id_an_item_kind_or_an_action_itself(group: str) -> None:
     """Each is written with ``{% hook %}`` (or named with ``{% hook_value %}``), so hooks.js alone decides it."""
     attribute = hooks.ATTRIBUTES[group]
     spelled = [
