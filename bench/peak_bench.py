@@ -329,6 +329,17 @@ def shares(starts: Sequence[float], services: Sequence[float], flooder: Sequence
     return flood / total if total else 0.0
 
 
+def _union(intervals: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The union of the waiting intervals, as disjoint intervals in order."""
+    merged: list[list[float]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(start, end) for start, end in merged]
+
+
 def busy_while_waiting(
     events: Sequence[tuple[float, str, int]], waits: Sequence[tuple[float, float]], slots: int
 ) -> float:
@@ -345,13 +356,7 @@ def busy_while_waiting(
         else:
             state[socket_id] = now_busy
         timeline.append((at, busy))
-    # The union of the waiting intervals.
-    merged: list[list[float]] = []
-    for start, end in sorted(waits):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
+    merged = _union(waits)
     total = full = 0.0
     for start, end in merged:
         total += end - start
@@ -371,6 +376,52 @@ def busy_while_waiting(
         if level >= slots:
             full += end - cursor
     return full / total if total else 1.0
+
+
+def idle_while_waiting(
+    events: Sequence[tuple[float, str, int]], waits: Sequence[tuple[float, float]], slots: int
+) -> dict[str, float]:
+    """Where the slot-time missing from :func:`busy_while_waiting` went: slot-seconds during which an open socket sat
+    idle while a turn waited (its turn over, not yet closed or given the next turn) and slot-seconds with no socket at
+    all (one closed, the next not yet accepted)."""
+    state: dict[int, bool] = {}
+    timeline: list[tuple[float, int, int]] = []  # (time, busy sockets, idle open sockets) from then on
+    busy = idle = 0
+    for at, kind, socket_id in sorted(events):
+        was = state.get(socket_id)
+        now = {"open": True, "start": True, "end": False, "close": None}[kind]
+        busy += (now is True) - (was is True)
+        idle += (now is False) - (was is False)
+        if now is None:
+            state.pop(socket_id, None)
+        else:
+            state[socket_id] = now
+        timeline.append((at, busy, idle))
+    merged = _union(waits)
+    warm = empty = 0.0
+
+    def count(level: tuple[int, int], seconds: float) -> None:
+        nonlocal warm, empty
+        missing = max(0, slots - level[0])
+        idle_open = min(missing, level[1])
+        warm += idle_open * seconds
+        empty += (missing - idle_open) * seconds
+
+    for start, end in merged:
+        level = (0, 0)
+        for at, busy_now, idle_now in timeline:
+            if at <= start:
+                level = (busy_now, idle_now)
+        cursor = start
+        for at, busy_now, idle_now in timeline:
+            if at <= start:
+                continue
+            if at >= end:
+                break
+            count(level, at - cursor)
+            cursor, level = at, (busy_now, idle_now)
+        count(level, end - cursor)
+    return {"idle_open_socket_slot_s": round(warm, 2), "no_socket_slot_s": round(empty, 2)}
 
 
 def handover(events: Sequence[tuple[float, str, int]]) -> dict[str, float]:
@@ -477,6 +528,8 @@ def summarize(run: Run, events: Sequence[tuple[float, str, int]], refused_4029: 
         "turns_served": len(served),
         "refused_or_failed": codes,
         "busy_while_waiting": round(utilisation, 4),
+        "waiting_s": round(sum(end - start for start, end in _union(waiting)), 2),
+        **idle_while_waiting([e for e in events if e[0] >= start], waiting, options.slots),
     }
     targets: dict[str, bool] = {"busy_while_waiting >= 0.95": utilisation >= 0.95}
     who_label = {"all": "all turns", "shoppers": "shoppers' turns"}

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from bench.peak_bench import fifo_waits, in_arrival_order, round_robin_waits, shares
+from bench.peak_bench import (
+    busy_while_waiting,
+    fifo_waits,
+    idle_while_waiting,
+    in_arrival_order,
+    round_robin_waits,
+    shares,
+)
 
 
 def test_an_ideal_fifo_serves_in_arrival_order_and_gives_the_waits_back_in_the_arrivals_order() -> None:
@@ -54,3 +61,21 @@ def test_an_ideal_round_robin_moves_the_round_on_when_an_address_is_served_again
     # turn frees its slot at 1, b goes first although a's ticket came earlier; a's goes when b's frees at 2.
     arrivals = [(0.0, 10.0, "b"), (0.0, 10.0, "a"), (0.0, 1.0, "a"), (0.1, 1.0, "a"), (0.2, 1.0, "b")]
     assert round_robin_waits(arrivals, 3) == pytest.approx([0.0, 0.0, 0.0, 1.9, 0.8])
+
+
+def test_the_slot_time_missing_while_turns_wait_is_split_between_idle_sockets_and_no_socket() -> None:
+    """Two slots; a turn waits from 0 to 10. Socket 1 serves 0-4, then sits idle until its close at 6; socket 2
+    serves throughout; socket 3 opens at 7 and serves. Missing: 4-6 an idle open socket, 6-7 no socket."""
+    events = [
+        (0.0, "open", 1),
+        (0.0, "start", 1),
+        (0.0, "open", 2),
+        (0.0, "start", 2),
+        (4.0, "end", 1),
+        (6.0, "close", 1),
+        (7.0, "open", 3),
+        (7.5, "start", 3),
+    ]
+    waits = [(0.0, 10.0)]
+    assert idle_while_waiting(events, waits, 2) == {"idle_open_socket_slot_s": 2.0, "no_socket_slot_s": 1.0}
+    assert busy_while_waiting(events, waits, 2) == pytest.approx(0.7)
