@@ -9,6 +9,12 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
+#: ``max_queue`` for ``websockets.connect`` of a test's tab: read every frame as it comes, however many the test
+#: leaves unread. A test reads only up to what it waits for, and websockets stops reading the socket while 16 frames
+#: wait unread (its default), so the server's answer to the tab's close waited behind them for the whole
+#: ``close_timeout`` (10 s a tab, seen in tests/production/test_line.py).
+MAX_QUEUE = None
+
 
 class Tab:
     def __init__(self, ws: ClientConnection, timeout: float = 15.0) -> None:

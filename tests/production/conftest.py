@@ -25,7 +25,7 @@ from websockets.asyncio.client import connect
 
 from chat.sandbox.server import SandboxConfig, SandboxServer
 from tests.processes import POSTGRES_TEMPLATE, SHARED_DIR, Daphne, migrate_command, port_open, redis_url
-from tests.tabs import Tab
+from tests.tabs import MAX_QUEUE, Tab
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = redis_url()
@@ -192,6 +192,7 @@ class Shopper:
             origin=app.url,  # type: ignore[arg-type]
             additional_headers={"Cookie": self.cookie},
             open_timeout=TIMEOUT,
+            max_queue=MAX_QUEUE,
         )
         return Tab(ws, TIMEOUT)
 

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 from websockets.asyncio.client import connect
 
 from tests.processes import ROOT, Daphne
-from tests.tabs import Tab
+from tests.tabs import MAX_QUEUE, Tab
 
 TIMEOUT = 10.0
 READY = 'data-state="ready"'
@@ -155,6 +155,7 @@ class Visitor:
         if forwarded_for is not None:
             headers["X-Forwarded-For"] = forwarded_for
         options.setdefault("origin", self.site.url)
+        options.setdefault("max_queue", MAX_QUEUE)
         ws = await connect(
             f"ws://127.0.0.1:{self.site.port}{path or self.ws_path}",
             additional_headers=headers,
