@@ -40,7 +40,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -340,52 +340,11 @@ def _union(intervals: Sequence[tuple[float, float]]) -> list[tuple[float, float]
     return [(start, end) for start, end in merged]
 
 
-def busy_while_waiting(
-    events: Sequence[tuple[float, str, int]], waits: Sequence[tuple[float, float]], slots: int
-) -> float:
-    """Of the union of the waiting intervals, the fraction with ``slots`` sockets opening for or serving a turn."""
+def _socket_levels(events: Sequence[tuple[float, str, int]]) -> list[tuple[float, int, int]]:
+    """From each socket event on: how many sockets were opening for or serving a turn, and how many sat open and idle
+    (a socket counts from its accept to its turn's end, and again from a turn's start; idle between)."""
     state: dict[int, bool] = {}
-    timeline: list[tuple[float, int]] = []  # (time, busy sockets from then on)
-    busy = 0
-    for at, kind, socket_id in sorted(events):
-        was = state.get(socket_id)
-        now_busy = {"open": True, "start": True, "end": False, "close": None}[kind]
-        busy += (1 if now_busy else 0) - (1 if was else 0)
-        if now_busy is None:
-            state.pop(socket_id, None)
-        else:
-            state[socket_id] = now_busy
-        timeline.append((at, busy))
-    merged = _union(waits)
-    total = full = 0.0
-    for start, end in merged:
-        total += end - start
-        level = 0
-        for at, count in timeline:
-            if at <= start:
-                level = count
-        cursor = start
-        for at, count in timeline:
-            if at <= start:
-                continue
-            if at >= end:
-                break
-            if level >= slots:
-                full += at - cursor
-            cursor, level = at, count
-        if level >= slots:
-            full += end - cursor
-    return full / total if total else 1.0
-
-
-def idle_while_waiting(
-    events: Sequence[tuple[float, str, int]], waits: Sequence[tuple[float, float]], slots: int
-) -> dict[str, float]:
-    """Where the slot-time missing from :func:`busy_while_waiting` went: slot-seconds during which an open socket sat
-    idle while a turn waited (its turn over, not yet closed or given the next turn) and slot-seconds with no socket at
-    all (one closed, the next not yet accepted)."""
-    state: dict[int, bool] = {}
-    timeline: list[tuple[float, int, int]] = []  # (time, busy sockets, idle open sockets) from then on
+    levels: list[tuple[float, int, int]] = []
     busy = idle = 0
     for at, kind, socket_id in sorted(events):
         was = state.get(socket_id)
@@ -396,31 +355,54 @@ def idle_while_waiting(
             state.pop(socket_id, None)
         else:
             state[socket_id] = now
-        timeline.append((at, busy, idle))
-    merged = _union(waits)
-    warm = empty = 0.0
+        levels.append((at, busy, idle))
+    return levels
 
-    def count(level: tuple[int, int], seconds: float) -> None:
-        nonlocal warm, empty
-        missing = max(0, slots - level[0])
-        idle_open = min(missing, level[1])
-        warm += idle_open * seconds
-        empty += (missing - idle_open) * seconds
 
-    for start, end in merged:
+def _while_waiting(
+    events: Sequence[tuple[float, str, int]], waits: Sequence[tuple[float, float]]
+) -> Iterator[tuple[int, int, float]]:
+    """The union of the waiting intervals cut where a socket's state changed: (busy, idle open, seconds) each."""
+    levels = _socket_levels(events)
+    for start, end in _union(waits):
         level = (0, 0)
-        for at, busy_now, idle_now in timeline:
+        for at, busy, idle in levels:
             if at <= start:
-                level = (busy_now, idle_now)
+                level = (busy, idle)
         cursor = start
-        for at, busy_now, idle_now in timeline:
+        for at, busy, idle in levels:
             if at <= start:
                 continue
             if at >= end:
                 break
-            count(level, at - cursor)
-            cursor, level = at, (busy_now, idle_now)
-        count(level, end - cursor)
+            yield *level, at - cursor
+            cursor, level = at, (busy, idle)
+        yield *level, end - cursor
+
+
+def busy_while_waiting(
+    events: Sequence[tuple[float, str, int]], waits: Sequence[tuple[float, float]], slots: int
+) -> float:
+    """Of the union of the waiting intervals, the fraction with ``slots`` sockets opening for or serving a turn."""
+    total = full = 0.0
+    for busy, _idle, seconds in _while_waiting(events, waits):
+        total += seconds
+        full += seconds if busy >= slots else 0.0
+    return full / total if total else 1.0
+
+
+def idle_while_waiting(
+    events: Sequence[tuple[float, str, int]], waits: Sequence[tuple[float, float]], slots: int
+) -> dict[str, float]:
+    """Where the slot-time missing from :func:`busy_while_waiting` went: slot-seconds during which an open socket sat
+    idle while a turn waited (its turn over, not yet closed or given the next turn) and slot-seconds with no socket at
+    all (one closed, the next not yet accepted)."""
+    warm = empty = 0.0
+    for busy, idle, seconds in _while_waiting(events, waits):
+        missing = max(0, slots - busy)
+        idle_open = min(missing, idle)
+        warm += idle_open * seconds
+        empty += (missing - idle_open) * seconds
     return {"idle_open_socket_slot_s": round(warm, 2), "no_socket_slot_s": round(empty, 2)}
 
 
@@ -510,7 +492,8 @@ def summarize(run: Run, events: Sequence[tuple[float, str, int]], refused_4029: 
     shoppers = [not r.flooder for r in served]
     waiting = [(r.sent, granted[id(r)]) for r in served if r.queued]
     waiting += [(r.sent, r.ended) for r in run.records if r.queued and r.code and r.ended is not None]
-    utilisation = busy_while_waiting([e for e in events if e[0] >= start], waiting, options.slots)
+    measured_events = [e for e in events if e[0] >= start]
+    utilisation = busy_while_waiting(measured_events, waiting, options.slots)
     # Shares while every address is active: after the shoppers' arrival (one think time), until the load ends; each
     # turn counted with the service time the ideals give it, from when it was served (measured, or in the ideal).
     contended = start + options.think
@@ -529,7 +512,7 @@ def summarize(run: Run, events: Sequence[tuple[float, str, int]], refused_4029: 
         "refused_or_failed": codes,
         "busy_while_waiting": round(utilisation, 4),
         "waiting_s": round(sum(end - start for start, end in _union(waiting)), 2),
-        **idle_while_waiting([e for e in events if e[0] >= start], waiting, options.slots),
+        **idle_while_waiting(measured_events, waiting, options.slots),
     }
     targets: dict[str, bool] = {"busy_while_waiting >= 0.95": utilisation >= 0.95}
     who_label = {"all": "all turns", "shoppers": "shoppers' turns"}
@@ -555,7 +538,7 @@ def summarize(run: Run, events: Sequence[tuple[float, str, int]], refused_4029: 
             "flooder_share": round(share, 4),
             "flooder_share_ideal_round_robin": round(fair_share, 4),
             "one_address_in_n": round(1 / len(addresses), 4) if addresses else None,
-            **handover([e for e in events if e[0] >= start]),
+            **handover(measured_events),
             "service_p50_s": round(statistics.median(holds_only), 3) if services else None,
             "services_from_sockets": bool(hold_of),
         }
