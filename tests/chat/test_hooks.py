@@ -29,9 +29,8 @@ HOOK_TAG = re.compile(r"""\{% (hook|hook_value) (["'])(\w+)\.(\w+)\2 %\}""")
 
 
 def _expanded(match: re.Match[str]) -> str:
-    tag, _quote, group, key = match.groups()
-    value = hooks.declared()[group][key]
-    return f'{hooks.ATTRIBUTES[group]}="{value}"' if tag == "hook" else value
+    """What the tag itself writes (rendered alone, as the page's templates render it)."""
+    return engines["django"].from_string("{% load chat_tags %}" + match.group(0)).render({})
 
 
 #: The same with every hook tag written out as the page receives it, for the checks below.
