@@ -81,7 +81,7 @@ def _shared_folder() -> Path:
     return _own_folder
 
 
-def _made_once(name: str, make: Callable[[Path], None]) -> Path:
+def made_once(name: str, make: Callable[[Path], None]) -> Path:
     """``name`` in the shared folder, made by ``make`` once per test run on first use.
 
     The xdist workers share it: the first to need it makes it under a file lock while any other that needs it waits
@@ -113,7 +113,7 @@ def sqlite_template() -> Path:
             env.pop("REDIS_URL", None)
             migrate_command(env)
 
-        _template = _made_once("template.sqlite3", make)
+        _template = made_once("template.sqlite3", make)
     return _template
 
 
@@ -142,7 +142,7 @@ def collected_static() -> Path:
             if done.returncode:
                 raise RuntimeError(f"collectstatic failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
-        _static = _made_once("static", make)
+        _static = made_once("static", make)
     return _static
 
 

@@ -9,7 +9,6 @@ real page load set, so a "tab" can move from one process to another the way a re
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import html
 import os
 import re
@@ -24,7 +23,15 @@ import pytest
 from websockets.asyncio.client import connect
 
 from chat.sandbox.server import SandboxConfig, SandboxServer
-from tests.processes import POSTGRES_TEMPLATE, SHARED_DIR, Daphne, migrate_command, port_open, redis_url
+from tests.processes import (
+    POSTGRES_TEMPLATE,
+    SHARED_DIR,
+    Daphne,
+    made_once,
+    migrate_command,
+    port_open,
+    redis_url,
+)
 from tests.tabs import MAX_QUEUE, Tab
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -222,21 +229,17 @@ def migrated_template() -> Iterator[Database]:
         finally:
             own.drop()
         return
-    folder = Path(shared)
-    with (folder / "postgres.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        named = folder / POSTGRES_TEMPLATE
-        if named.exists():
-            template = Database(name=named.read_text())
-        else:
-            template = Database("vizochok_template").create()
-            try:
-                migrate_postgres(template)
-            except BaseException:
-                template.drop()
-                raise
-            named.write_text(template.name)
-    yield template
+
+    def make(building: Path) -> None:
+        template = Database("vizochok_template").create()
+        try:
+            migrate_postgres(template)
+        except BaseException:
+            template.drop()
+            raise
+        building.write_text(template.name)
+
+    yield Database(name=made_once(POSTGRES_TEMPLATE, make).read_text())
 
 
 def migrate_postgres(template: Database) -> None:
