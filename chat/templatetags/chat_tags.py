@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -29,11 +30,15 @@ class _Constant(template.Node):
         return self.text
 
 
-def _hook_name(token: template.base.Token) -> str:
+def _hook_tag(token: template.base.Token, write: Callable[[str], SafeString]) -> _Constant:
+    """A hook tag's node: ``write`` given the quoted hook name; an undeclared one is a syntax error."""
     bits = token.split_contents()
     if len(bits) != 2 or len(bits[1]) < 3 or bits[1][0] not in "'\"" or bits[1][0] != bits[1][-1]:
         raise template.TemplateSyntaxError(f'{bits[0]} takes one quoted hook name, as in {{% {bits[0]} "ID.log" %}}')
-    return bits[1][1:-1]
+    try:
+        return _Constant(write(bits[1][1:-1]))
+    except hooks.UnknownHook as exc:
+        raise template.TemplateSyntaxError(str(exc)) from None
 
 
 @register.tag
@@ -41,22 +46,14 @@ def hook(parser: template.base.Parser, token: template.base.Token) -> _Constant:
     """``{% hook "ITEM.user" %}`` writes ``data-item="user"``, ``{% hook "ID.log" %}`` writes ``id="chat-log"``: the
     page's ids, item kinds and button actions as static/chat/hooks.js declares them (chat.presentation.hooks). An
     undeclared name fails the template's compilation, which tests/chat/test_hooks.py does for every template."""
-    try:
-        attribute, value = hooks.attribute(_hook_name(token))
-    except hooks.UnknownHook as exc:
-        raise template.TemplateSyntaxError(str(exc)) from None
-    return _Constant(format_html('{}="{}"', attribute, value))
+    return _hook_tag(token, lambda name: format_html('{}="{}"', *hooks.attribute(name)))
 
 
 @register.tag
 def hook_value(parser: template.base.Parser, token: template.base.Token) -> _Constant:
     """``{% hook_value "ID.cartPanel" %}`` writes ``cart-panel``: a declared id where another attribute refers to it
     (``aria-controls``, ``for``, an htmx target)."""
-    try:
-        value = hooks.value(_hook_name(token))
-    except hooks.UnknownHook as exc:
-        raise template.TemplateSyntaxError(str(exc)) from None
-    return _Constant(conditional_escape(value))
+    return _hook_tag(token, lambda name: conditional_escape(hooks.value(name)))
 
 
 @register.filter
