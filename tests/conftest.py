@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,14 @@ from typing import Any
 import pytest
 
 from tests.processes import SHARED_DIR, drop_shared_postgres
+
+# Bytecode caches on, here and in every process the suite starts (they inherit this environment), whatever the
+# machine sets (our machines set PYTHONDONTWRITEBYTECODE=1). The suite starts about 70 Python processes of the same
+# code (4 workers, ~30 Daphne servers, ~35 manage.py commands); without the caches each one compiles the app from
+# source (0.35 CPU-seconds a process) and each worker rewrites every test module's asserts again, on a suite that is
+# bound by CPU. The caches are the __pycache__ folders that .gitignore already leaves out.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
