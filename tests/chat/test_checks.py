@@ -1,4 +1,11 @@
-"""``manage.py check --deploy`` refuses an upstream URL that would carry the API key in clear (issue 15, item 12)."""
+"""The system checks of ``chat/checks.py``: ``manage.py check --deploy`` refuses an upstream URL that would carry the
+API key in clear (issue 15, item 12), a checkout URL that is not https (issue 24, item 8) and no trusted proxy hop
+(issue 24, item 2); production refuses to start on an upstream in clear (issue 24, item 3).
+
+The checks run in this process through Django's own ``run_checks`` with the settings overridden, which is what the
+command runs; one ``manage.py check --deploy`` in a subprocess shows the environment reaching all three, and
+``tests/production/test_documented_setup.py`` runs it on the README's production settings, which pass.
+"""
 
 from __future__ import annotations
 
@@ -6,40 +13,68 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.core.checks import ERROR, WARNING, run_checks
+from django.test import override_settings
 
+from chat.checks import refuse_to_serve
 from tests.processes import ROOT, Daphne
 
+TLS = "wss://api.vizochok.example/api/v1/ws/chat"
 
-def deploy_check(url: str, **extra: str) -> subprocess.CompletedProcess[str]:
+
+def check_ids(deploy: bool = True, **overrides: Any) -> dict[str, int]:
+    """The ``chat.*`` messages that ``check`` (``--deploy`` by default) gives with these settings, by id: level."""
+    production = {"DEBUG": False, "VIZOCHOK_WS_URL": TLS, "VIZOCHOK_CHECKOUT_URL": "", "VIZOCHOK_TRUSTED_PROXY_HOPS": 1}
+    with override_settings(**{**production, **overrides}):
+        found = run_checks(include_deployment_checks=deploy)
+    return {message.id: message.level for message in found if message.id and message.id.startswith("chat.")}
+
+
+def test_the_environment_reaches_the_checks_and_an_error_fails_the_command() -> None:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "vizochok_site.settings",
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": "a-deploy-check-secret-that-is-long-and-random-enough-0123456789abcdef",
         "DJANGO_ALLOWED_HOSTS": "chat.example.com",
-        "VIZOCHOK_WS_URL": url,
-        **extra,
+        "VIZOCHOK_WS_URL": "ws://api.vizochok.example/api/v1/ws/chat",
+        "VIZOCHOK_CHECKOUT_URL": "http://shop.example/checkout",
+        "VIZOCHOK_TRUSTED_PROXY_HOPS": "0",
     }
     env.pop("REDIS_URL", None)
     command = [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "ERROR"]
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    for found in ("chat.E001", "chat.E003", "VIZOCHOK_CHECKOUT_URL", "chat.W001"):
+        assert found in result.stderr, result.stderr
 
 
 def test_a_plain_ws_upstream_off_loopback_fails_the_deploy_check() -> None:
-    result = deploy_check("ws://api.vizochok.example/api/v1/ws/chat")
-    assert result.returncode != 0
-    assert "chat.E001" in result.stderr
+    assert check_ids(VIZOCHOK_WS_URL="ws://api.vizochok.example/api/v1/ws/chat") == {"chat.E001": ERROR}
+
+
+@pytest.mark.parametrize("url", [TLS, "ws://127.0.0.1:8765/ws", "ws://localhost:8765/ws", ""])
+def test_tls_loopback_or_the_sandbox_passes(url: str) -> None:
+    assert check_ids(VIZOCHOK_WS_URL=url) == {}
+
+
+@pytest.mark.parametrize("url", ["ws://[::ffff:127.0.0.1]:8765/ws", "ws://0x7f.1:8765/ws"])
+def test_a_plain_upstream_that_resolves_to_loopback_passes(url: str) -> None:
+    assert check_ids(VIZOCHOK_WS_URL=url) == {}
 
 
 @pytest.mark.parametrize(
-    "url", ["wss://api.vizochok.example/api/v1/ws/chat", "ws://127.0.0.1:8765/ws", "ws://localhost:8765/ws"]
+    "url", ["ws://[::ffff:192.0.2.10]/ws", "ws://192.0.2.10:8765/ws", "ws://no-such-host.invalid/"]
 )
-def test_tls_or_loopback_passes(url: str) -> None:
-    result = deploy_check(url)
-    assert "chat.E001" not in result.stdout + result.stderr
-    assert result.returncode == 0, result.stderr
+def test_a_plain_upstream_that_resolves_elsewhere_fails(url: str) -> None:
+    assert check_ids(VIZOCHOK_WS_URL=url) == {"chat.E001": ERROR}
+
+
+def test_a_plain_upstream_is_allowed_in_development() -> None:
+    assert check_ids(DEBUG=True, VIZOCHOK_WS_URL="ws://api.vizochok.example/api/v1/ws/chat") == {}
 
 
 # --- issue 24, item 8: the checkout URL ---------------------------------------------------------------------------
@@ -50,43 +85,31 @@ def test_tls_or_loopback_passes(url: str) -> None:
     ["javascript:alert(document.cookie)", "http://shop.example/checkout", "//shop.example/checkout", "shop.example"],
 )
 def test_a_checkout_url_that_is_not_https_fails_the_checks_in_production(checkout: str) -> None:
-    result = deploy_check("wss://api.vizochok.example/api/v1/ws/chat", VIZOCHOK_CHECKOUT_URL=checkout)
-    assert result.returncode != 0
-    assert "chat.E003" in result.stderr and "VIZOCHOK_CHECKOUT_URL" in result.stderr
+    assert check_ids(VIZOCHOK_CHECKOUT_URL=checkout) == {"chat.E003": ERROR}
 
 
 def test_an_https_checkout_url_passes() -> None:
-    result = deploy_check("wss://api.vizochok.example/api/v1/ws/chat", VIZOCHOK_CHECKOUT_URL="https://shop.example/c")
-    assert "chat.E003" not in result.stdout + result.stderr
-    assert result.returncode == 0, result.stderr
+    assert check_ids(VIZOCHOK_CHECKOUT_URL="https://shop.example/c") == {}
 
 
-def test_plain_http_checkout_is_for_development_only() -> None:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "vizochok_site.settings", "DJANGO_DEBUG": "1"}
-    for checkout, refused in (("http://127.0.0.1:8000/shop/checkout/", False), ("javascript:alert(1)", True)):
-        env["VIZOCHOK_CHECKOUT_URL"] = checkout
-        command = [sys.executable, "manage.py", "check", "--fail-level", "ERROR"]
-        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-        assert ("chat.E003" in result.stderr) is refused, result.stderr
+@pytest.mark.parametrize(
+    ("checkout", "refused"), [("http://127.0.0.1:8000/shop/checkout/", False), ("javascript:alert(1)", True)]
+)
+def test_plain_http_checkout_is_for_development_only(checkout: str, refused: bool) -> None:
+    """Not a deploy check: ``manage.py check`` (and runserver) tell it in development too."""
+    found = check_ids(deploy=False, DEBUG=True, VIZOCHOK_CHECKOUT_URL=checkout)
+    assert found == ({"chat.E003": ERROR} if refused else {})
 
 
 # --- issue 24, item 3: an unencrypted upstream is judged on the address it resolves to, and stops the server ------
 
 
-@pytest.mark.parametrize("url", ["ws://[::ffff:127.0.0.1]:8765/ws", "ws://0x7f.1:8765/ws"])
-def test_a_plain_upstream_that_resolves_to_loopback_passes(url: str) -> None:
-    result = deploy_check(url)
-    assert "chat.E001" not in result.stdout + result.stderr
-    assert result.returncode == 0, result.stderr
-
-
-@pytest.mark.parametrize(
-    "url", ["ws://[::ffff:192.0.2.10]/ws", "ws://192.0.2.10:8765/ws", "ws://no-such-host.invalid/"]
-)
-def test_a_plain_upstream_that_resolves_elsewhere_fails(url: str) -> None:
-    result = deploy_check(url)
-    assert result.returncode != 0
-    assert "chat.E001" in result.stderr
+@pytest.mark.parametrize("url", ["ws://[::ffff:192.0.2.10]:8765/ws", "ws://no-such-host.invalid/ws"])
+def test_production_names_an_upstream_in_clear_as_a_reason_to_refuse(url: str) -> None:
+    with override_settings(DEBUG=False, VIZOCHOK_WS_URL=url):
+        assert [reason for reason in refuse_to_serve() if "VIZOCHOK_WS_URL is not wss://" in reason]
+    with override_settings(DEBUG=False, VIZOCHOK_WS_URL=TLS):
+        assert not [reason for reason in refuse_to_serve() if "VIZOCHOK_WS_URL" in reason]
 
 
 def production_daphne(tmp_path: Path, url: str) -> Daphne:
@@ -105,9 +128,8 @@ def production_daphne(tmp_path: Path, url: str) -> Daphne:
     return Daphne("production app", tmp_path / "server.log", env)
 
 
-@pytest.mark.parametrize("url", ["ws://[::ffff:192.0.2.10]:8765/ws", "ws://no-such-host.invalid/ws"])
-def test_production_refuses_to_start_on_an_upstream_in_clear(tmp_path: Path, url: str) -> None:
-    app = production_daphne(tmp_path, url)
+def test_production_refuses_to_start_on_an_upstream_in_clear(tmp_path: Path) -> None:
+    app = production_daphne(tmp_path, "ws://no-such-host.invalid/ws")
     with pytest.raises(RuntimeError, match="exited"):
         app.launch()
     assert "VIZOCHOK_WS_URL is not wss://" in app.log()
@@ -125,6 +147,5 @@ def test_production_starts_on_a_plain_upstream_on_loopback(tmp_path: Path) -> No
 
 def test_the_deploy_check_warns_while_no_proxy_hop_is_trusted() -> None:
     """Issue 24, item 2: production sits behind a proxy; with 0 hops the caps and the lockout count the wrong one."""
-    url = "wss://api.vizochok.example/api/v1/ws/chat"
-    assert "chat.W001" in deploy_check(url, VIZOCHOK_TRUSTED_PROXY_HOPS="0").stderr
-    assert "chat.W001" not in deploy_check(url, VIZOCHOK_TRUSTED_PROXY_HOPS="1").stderr
+    assert check_ids(VIZOCHOK_TRUSTED_PROXY_HOPS=0) == {"chat.W001": WARNING}
+    assert check_ids(VIZOCHOK_TRUSTED_PROXY_HOPS=1) == {}
