@@ -73,6 +73,23 @@ def test_an_unknown_version_is_the_librarys_own_behaviour_with_one_warning(caplo
     assert "VIZOCHOK_COMPAT_TEST_STALE" in record.getMessage() and "twisted 26.10.0" in record.getMessage()
 
 
+def test_the_installed_versions_are_read_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``active()`` is asked on every message a consumer dispatches; reading a distribution's metadata scans
+    site-packages (about 2 ms), and what is installed does not change under a running process."""
+    read: list[str] = []
+    own = fences.metadata.version
+
+    def version(distribution: str) -> str:
+        read.append(distribution)
+        return own(distribution)
+
+    monkeypatch.setattr(fences.metadata, "version", version)
+    fence = fences.Fence("TEST_READ_ONCE", {"asgiref": frozenset({"0.0.1"}), "twisted": frozenset()}, "x")
+    for _ in range(3):
+        fence.active()
+    assert sorted(read) in ([], ["asgiref"], ["asgiref", "twisted"], ["twisted"])
+
+
 def test_a_missing_library_is_an_unknown_version() -> None:
     assert fences.Fence("TEST_GONE", {"no-such-dist": frozenset({"1"})}, "x").unknown_versions() == {
         "no-such-dist": "(not installed)"
