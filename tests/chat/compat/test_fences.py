@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib import metadata
 from typing import Any
 
 import pytest
@@ -77,13 +78,13 @@ def test_the_installed_versions_are_read_once_per_process(monkeypatch: pytest.Mo
     """``active()`` is asked on every message a consumer dispatches; reading a distribution's metadata scans
     site-packages (about 2 ms), and what is installed does not change under a running process."""
     read: list[str] = []
-    own = fences.metadata.version
+    own = metadata.version
 
     def version(distribution: str) -> str:
         read.append(distribution)
-        return own(distribution)
+        return str(own(distribution))
 
-    monkeypatch.setattr(fences.metadata, "version", version)
+    monkeypatch.setattr(metadata, "version", version)
     fence = fences.Fence("TEST_READ_ONCE", {"asgiref": frozenset({"0.0.1"}), "twisted": frozenset()}, "x")
     for _ in range(3):
         fence.active()
