@@ -97,16 +97,23 @@ class TurnRecord:
 
 
 class PeakSandbox(SandboxServer):
-    """The sandbox recording when each socket opens, starts and ends a turn, and closes (in this process's clock)."""
+    """The sandbox recording when each socket takes a slot, starts and ends a turn, and closes (in this process's
+    clock). A socket takes a slot when it authenticates, as the API counts it (the key arrives in ``auth``): a
+    socket the relay opened ahead of its slot holds none until then, and one closed unauthenticated held none."""
 
     def __init__(self, config: SandboxConfig) -> None:
         super().__init__(config)
         self.events: list[tuple[float, str, int]] = []
         config.reply_hook = self._reply
 
+    def _authenticated(self, connection: Any) -> None:
+        super()._authenticated(connection)
+        self.events.append((time.monotonic(), "open", id(connection)))
+
     async def _track(self, connection: Any, *, add: bool) -> None:
         await super()._track(connection, add=add)
-        self.events.append((time.monotonic(), "open" if add else "close", id(connection)))
+        if not add and connection.authenticated:
+            self.events.append((time.monotonic(), "close", id(connection)))
 
     def _reply(self, session: Any, request: Any) -> Reply | None:
         connection = next((c for c in self._live if getattr(c, "session", None) is session), None)

@@ -322,6 +322,9 @@ VIZOCHOK_READY_UPSTREAM_CACHE = float(os.environ.get("VIZOCHOK_READY_UPSTREAM_CA
 # Retries (on the documented backoff schedule) when opening an upstream socket for a waiting shopper: the SDK's 30
 # would keep a shopper staring at "reconnecting" for minutes, so a turn gives up sooner and says so.
 VIZOCHOK_OPEN_RETRIES = env_int("VIZOCHOK_OPEN_RETRIES", 5)
+# The turn next in line opens its upstream socket while it waits and sends ``auth`` once its slot is granted
+# (chat/turns/ahead.py); off: the socket is opened after the grant.
+VIZOCHOK_OPEN_AHEAD = env_bool("VIZOCHOK_OPEN_AHEAD", True)
 # Pace of the embedded sandbox, in tokens per second (0: as fast as the loop allows).
 VIZOCHOK_SANDBOX_PACE = float(os.environ.get("VIZOCHOK_SANDBOX_PACE", "40"))
 # Product cards shown per message; "Show more" fetches the next ones of the stored message (a 64 KB upstream frame

@@ -75,6 +75,8 @@ CLOSE_AUTH_INVALID = 4002
 CLOSE_BAD_TOKEN = 4003
 CLOSE_BAD_STORE = 4004
 CLOSE_TOO_MANY = 4029
+#: The count of ``count_before_auth``: sockets that have named no key yet (the sandbox serves one key).
+BEFORE_AUTH = "(before auth)"
 CLOSE_POLICY = 1008
 CLOSE_PONG_TIMEOUT = 1011
 
@@ -146,6 +148,14 @@ class SandboxConfig:
     #: real API's Redis lock does; off = the turn ends with its socket.
     turns_outlive_socket: bool = False
 
+    # Where the limit counts. The key arrives only in ``auth`` (reference §3, §4.1), so the sandbox counts a socket
+    # from its ``auth`` (a 4th is closed with 4029 then); the reference does not say that the API cannot count
+    # sockets that have not authenticated yet.
+
+    #: Every socket counts against the limit from its connection, before ``auth``: a 4th open socket is closed with
+    #: 4029 at once, authenticated or not.
+    count_before_auth: bool = False
+
 
 def _key_id(token: str) -> str:
     """A stable, non-secret handle for a token: limits are per key, and tokens never sit in memory maps or logs."""
@@ -191,21 +201,40 @@ class _Connection:
     # Lifecycle --------------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        auth = await self._authenticate()
-        if auth is None:
+        if not self.config.count_before_auth:
+            await self._run()
             return
-        key = _key_id(auth.token)
+        # Every socket counts from its connection, before any key is named (the sandbox serves one key).
+        if not await self._admit(BEFORE_AUTH):
+            return
+        try:
+            await self._run(counted=True)
+        finally:
+            self.server._per_key[BEFORE_AUTH] -= 1
+
+    async def _admit(self, key: str) -> bool:
+        """Count this socket against ``key``'s limit, or close it with 4029 (reference §14) if the limit is full."""
         if self.server._per_key[key] >= self.config.max_connections_per_key:
             logger.info("key %s: connection refused, %d already open", key, self.server._per_key[key])
             self.server.refused_too_many += 1
             await self.ws.close(CLOSE_TOO_MANY, "too many connections")
-            return
+            return False
         self.server._per_key[key] += 1
+        return True
+
+    async def _run(self, *, counted: bool = False) -> None:
+        auth = await self._authenticate()
+        if auth is None:
+            return
+        key = _key_id(auth.token)
+        if not counted and not await self._admit(key):
+            return
         self.key = key
         try:
             await self._serve(auth)
         finally:
-            self.server._per_key[key] -= 1
+            if not counted:
+                self.server._per_key[key] -= 1
             ending = list(self._tasks)
             if not self.config.turns_outlive_socket:
                 ending += self._turns
@@ -216,6 +245,7 @@ class _Connection:
         try:
             await self.send(AuthOk())
             self.authenticated = True
+            self.server._authenticated(self)
             if not await self._open_session(auth):
                 return
             if self.config.ping_interval > 0:
@@ -509,6 +539,11 @@ class SandboxServer:
         self.turn_gate = asyncio.Event()
         self.turn_gate.set()
         self._live: set[_Connection] = set()
+        #: Sockets accepted since the server started, and the most open at once, authenticated or not.
+        self.accepted = 0
+        self.peak_connections = 0
+        #: The most sockets authenticated at once: what the key's limit counts (reference §14).
+        self.peak_authenticated = 0
         #: Running turns of every socket (a turn may outlive its socket with ``turns_outlive_socket``).
         self._turns: set[asyncio.Task[None]] = set()
         self._turns_changed = asyncio.Event()
@@ -572,6 +607,15 @@ class SandboxServer:
     def connections(self) -> int:
         """Open sockets, authenticated or not."""
         return len(self._live)
+
+    def _authenticated(self, connection: _Connection) -> None:
+        """``connection`` authenticated: from now on it counts against its key's limit."""
+        self.peak_authenticated = max(self.peak_authenticated, self.authenticated)
+
+    @property
+    def authenticated(self) -> int:
+        """Open sockets that have authenticated: what the key's limit counts (``count_before_auth`` aside)."""
+        return sum(1 for connection in self._live if connection.authenticated)
 
     async def wait_for_connections(self, count: int) -> None:
         """Wait until exactly ``count`` sockets are open (a server notices a close a moment after the client)."""
@@ -648,6 +692,8 @@ class SandboxServer:
         async with self._changed:
             if add:
                 self._live.add(connection)
+                self.accepted += 1
+                self.peak_connections = max(self.peak_connections, len(self._live))
             else:
                 self._live.discard(connection)
             self._changed.notify_all()
@@ -739,6 +785,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="a turn whose socket closes runs on (frames dropped) and keeps its conversation busy",
     )
+    turns.add_argument(
+        "--count-before-auth",
+        action="store_true",
+        help="every socket counts against the connection limit from its connection, before auth (4029 at once)",
+    )
 
 
 def config_from_options(options: Mapping[str, Any], **fields: Any) -> SandboxConfig:
@@ -760,6 +811,7 @@ def config_from_options(options: Mapping[str, Any], **fields: Any) -> SandboxCon
         repeat_frames=options["repeat_frames"],
         late_complete_seconds=options["late_complete_seconds"],
         turns_outlive_socket=options["turns_outlive_socket"],
+        count_before_auth=options.get("count_before_auth", False),
         **fields,
     )
 

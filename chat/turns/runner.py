@@ -36,6 +36,7 @@ from chat.ops.process import owner_token
 from chat.persistence import claims, db, store
 from chat.presentation import formatting, rendering
 from chat.turns import liveness
+from chat.turns.ahead import AheadPolicy, OpenAhead
 from chat.turns.record import STOPPED, TurnRecord
 from chat.turns.slots import Lease, LineRefused, Slots, SlotTimeout
 from chat.turns.states import RUNNING, TELLS, Event, IllegalTransition, State, allows, step
@@ -43,7 +44,7 @@ from chat.turns.upstream import EmbeddedSandbox, upstream_config
 from chat.turns.window import SlidingWindow
 from chat.vizochok import messages as wire
 from chat.vizochok.backoff import Backoff
-from chat.vizochok.client import UpstreamSession, open_session
+from chat.vizochok.client import UpstreamConfig, UpstreamSession, open_ahead, open_session
 from chat.vizochok.errors import (
     AuthRejected,
     StartRefused,
@@ -143,6 +144,7 @@ class RunnerHost(Protocol):
     layer: Any
     sandbox: EmbeddedSandbox
     slots: Slots
+    ahead: AheadPolicy
     tabs: LocalTabs
     live: LiveText | None
 
@@ -381,19 +383,26 @@ class ConversationRunner:
                 self._write_free(self.relay.slots.unreserve(reservation))
             return
         await self._close_session()
+        config = await upstream_config(self.user_id, self.relay.sandbox, self.store_id)
         queued = time.monotonic()
         waited = False
+        ahead = OpenAhead(self.relay.ahead, lambda: open_ahead(config))
 
         def place(place: int, seconds: float) -> None:
             nonlocal waited
             waited = True
             self._place = (place, seconds)
             self.publish(Place(place, seconds))
+            if place == 1:
+                ahead.start()
 
         try:
             self.lease = await self.relay.slots.acquire(
                 limits().queue, client=self._client, on_place=place, on_lost=self._lease_lost, reservation=reservation
             )
+        except BaseException:
+            ahead.drop()
+            raise
         finally:
             self._place = None
             if waited:
@@ -402,27 +411,45 @@ class ConversationRunner:
                 self.publish(Place(0, 0.0))
         metrics.QUEUE_WAIT.observe(time.monotonic() - queued)
         try:
-            await self._open()
+            await self._open(config=config, ahead=ahead)
         except BaseException:
             await self._release()
             raise
 
-    async def _open(self, dropped: float | None = None) -> None:
-        """Open a socket that resumes the conversation; ``dropped``: seconds since the previous one dropped."""
+    async def _open(
+        self, dropped: float | None = None, *, config: UpstreamConfig | None = None, ahead: OpenAhead | None = None
+    ) -> None:
+        """Open a socket that resumes the conversation; ``dropped``: seconds since the previous one dropped;
+        ``ahead``: the socket this turn opened while it waited, if any, authenticated on first."""
+        try:
+            await self._open_session(dropped, config, ahead)
+        except BaseException:
+            if ahead is not None:
+                ahead.drop()
+            raise
+
+    async def _open_session(
+        self, dropped: float | None, config: UpstreamConfig | None, ahead: OpenAhead | None
+    ) -> None:
         if not self.upstream_id:
             # The tab's copy of the conversation may predate its first turn (loaded when the tab connected), and a
             # runner made after the warm socket's grace ran out knows only that copy: the stored id is the truth.
             # Without it, a shopper who paused longer than the grace started a new upstream conversation, which
             # knew nothing of the chat or the cart. Read once per socket opened without an id.
             self.upstream_id = await db.call(store.upstream_id_of, self.pk)
-        config = await upstream_config(self.user_id, self.relay.sandbox, self.store_id)
+        if config is None:
+            config = await upstream_config(self.user_id, self.relay.sandbox, self.store_id)
+        opened = await ahead.take() if ahead is not None else None
         self.session = await open_session(
             config,
             conversation_id=self.upstream_id or None,
             backoff=Backoff(max_attempts=settings.VIZOCHOK_OPEN_RETRIES),
             on_retry=metrics.counting_retries(lambda attempt, delay, exc: self._status("reconnecting")),
             dropped=dropped,
+            ahead=opened,
         )
+        if ahead is not None:
+            ahead.settle(opened)
         self.session.on_stray = _count_stray
         await self._on_start(self.session)
 

@@ -12,6 +12,7 @@ from django.conf import settings
 from chat.feed.live import LiveText
 from chat.feed.tabs import LocalTabs, spans_processes
 from chat.ops.loops import PerLoop
+from chat.turns.ahead import AheadPolicy
 from chat.turns.runner import ConversationRef, ConversationRunner
 from chat.turns.slots import LinePolicy, RedisSlots, Slots, make_slots
 from chat.turns.upstream import EmbeddedSandbox
@@ -35,6 +36,8 @@ class Relay:
                 max_wait=settings.VIZOCHOK_LINE_MAX_WAIT,
             ),
         )
+        #: Whether turns next in line open their upstream socket while they wait (chat/turns/ahead.py).
+        self.ahead = AheadPolicy(settings.VIZOCHOK_OPEN_AHEAD)
         #: The tabs connected to this loop: the runners' fragments reach them without the channel layer.
         self.tabs = LocalTabs()
         #: The reply being streamed, mirrored for catch-ups in other processes (only when there are others).

@@ -29,12 +29,14 @@ from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketException
+from websockets.protocol import State
 
 from chat.compat.websockets_frames import DirectTextConnection, connection_class
 
 from .backoff import Backoff
 from .errors import (
     ABNORMAL_CLOSE_CODE,
+    CONNECTION_LIMIT_CLOSE_CODE,
     ConnectionLimited,
     HandshakeTimeout,
     InvalidUpstreamURL,
@@ -532,6 +534,7 @@ async def open_session(
     sleep: Sleep = asyncio.sleep,
     on_retry: RetryHook | None = None,
     dropped: float | None = None,
+    ahead: OpenedAhead | None = None,
 ) -> UpstreamSession:
     """Open a session, resuming ``conversation_id`` when given, retrying per :func:`should_retry`.
 
@@ -541,7 +544,16 @@ async def open_session(
 
     ``dropped`` (seconds since an earlier connection of this conversation dropped) makes this a reconnect: its first
     attempt, too, waits the schedule's first step (reference §12), less the time already gone since the drop.
+
+    ``ahead``: a socket :func:`open_ahead` opened; the session authenticates on it first. If that handshake fails
+    for any reason (the socket waited past the API's auth deadline, or the API counted it before ``auth`` and
+    closed it with 4029), a fresh socket is opened at once, which is then the first attempt.
     """
+    if ahead is not None:
+        try:
+            return await _session_on(ahead.ws, config, conversation_id)
+        except UpstreamError as exc:
+            logger.info("the socket opened ahead failed its handshake (%s); opening another", exc)
     schedule = (backoff or Backoff()).delays()
     if dropped is not None:
         step = next(schedule, None)
@@ -565,8 +577,40 @@ async def open_session(
             attempt += 1
 
 
+class OpenedAhead:
+    """A socket :func:`open_ahead` opened, not authenticated yet: pass it to :func:`open_session`, or close it."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+
+    @property
+    def open(self) -> bool:
+        return self.ws.state is State.OPEN
+
+    @property
+    def refused_by_limit(self) -> bool:
+        """Closed with 4029: the key's limit counted it although it had not sent ``auth``."""
+        return self.ws.close_code == CONNECTION_LIMIT_CLOSE_CODE
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+async def open_ahead(config: UpstreamConfig) -> OpenedAhead:
+    """Open a socket (TCP, TLS, the upgrade) without authenticating, for a turn about to be given a slot.
+
+    The API counts a socket against the key's 3 from its ``auth``, where the key arrives (reference §3, §4.1): a
+    socket opened while the turn still waits costs the key nothing, and once the slot is granted only ``auth`` is
+    left to do. The API closes it with 4001 if no ``auth`` follows within 10 s. Pass it to :func:`open_session`.
+    """
+    return OpenedAhead(await _connect(config))
+
+
 async def _open_once(config: UpstreamConfig, conversation_id: str | None) -> UpstreamSession:
-    ws = await _connect(config)
+    return await _session_on(await _connect(config), config, conversation_id)
+
+
+async def _session_on(ws: ClientConnection, config: UpstreamConfig, conversation_id: str | None) -> UpstreamSession:
     try:
         start, bad_frames = await _handshake(ws, config, conversation_id)
     except BaseException as exc:

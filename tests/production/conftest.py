@@ -55,22 +55,12 @@ def redis_or_skip() -> None:
 # --- the upstream ------------------------------------------------------------------------------------------------
 
 
-class CountingSandbox(SandboxServer):
-    """The real sandbox, also recording the most sockets it ever had open at once (the limit under test)."""
-
-    peak = 0
-
-    async def _track(self, connection: Any, *, add: bool) -> None:
-        await super()._track(connection, add=add)
-        self.peak = max(self.peak, self.connections)
-
-
 class Upstream:
     """A sandbox serving from its own thread; ``call`` runs a coroutine or function on that thread's loop."""
 
     def __init__(self, config: SandboxConfig) -> None:
         self.loop = asyncio.new_event_loop()
-        self.server = CountingSandbox(config)
+        self.server = SandboxServer(config)
         self.thread = threading.Thread(target=self.loop.run_forever, name="sandbox", daemon=True)
 
     def start(self) -> Upstream:

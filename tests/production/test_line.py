@@ -98,7 +98,7 @@ async def test_an_idle_socket_in_one_process_is_released_within_a_second_of_a_tu
         assert time.monotonic() - waited < 1.0 + REPLY_SECONDS, "the idle socket was not given up at once"
         assert time.monotonic() - started < 1.0 + REPLY_SECONDS
         await on_b.until(READY)
-        assert upstream.call(lambda: upstream.server.peak) == 1
+        assert upstream.call(lambda: upstream.server.peak_authenticated) == 1
         assert upstream.call(lambda: upstream.server.refused_too_many) == 0
     finally:
         await on_a.close()

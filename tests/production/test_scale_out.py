@@ -73,20 +73,21 @@ async def test_the_upstream_limit_holds_across_processes(apps: tuple[App, App], 
     a, b = apps
     first, second = await Shopper.visit(a), await Shopper.visit(b)
     tab_a, tab_b = await first.open(a), await second.open(b)
-    upstream.call(lambda: setattr(upstream.server, "peak", upstream.server.connections))
+    upstream.call(lambda: setattr(upstream.server, "peak_authenticated", upstream.server.authenticated))
     upstream.pause()
     try:
         await tab_a.send(kind="message", text="milk", key="limit-a")
         await tab_a.until("live-")  # process A holds the deployment's only upstream socket, mid-reply
         await tab_b.send(kind="message", text="bread", key="limit-b")
-        await tab_b.until("You are first in line")  # process B queues instead of opening a second socket
-        assert upstream.call(lambda: upstream.server.connections) == 1
+        await tab_b.until("You are first in line")  # process B queues instead of taking a second slot
+        # (it may open its socket ahead of the slot, but authenticates on it only once the slot is its own)
+        assert upstream.call(lambda: upstream.server.authenticated) == 1
         upstream.resume()
         await tab_a.until(READY)
         done_b = await tab_b.until(READY)
         assert 'data-role="assistant"' in done_b
         assert "Reconnecting" not in "".join(tab_b.seen)  # never refused with 4029 and retried
-        assert upstream.call(lambda: upstream.server.peak) == 1
+        assert upstream.call(lambda: upstream.server.peak_authenticated) == 1
     finally:
         upstream.resume()
         await tab_a.close()
