@@ -707,6 +707,9 @@ async def _drive(
     events = [(float(at), str(kind), int(socket_id)) for at, kind, socket_id in written["events"]]
     refused = int(written["refused_4029"])
     result = summarize(run_state, events, refused, start)
+    # Sockets the relay opened ahead of their slot and never authenticated on (VIZOCHOK_OPEN_AHEAD).
+    result["sockets_accepted"] = int(written.get("accepted", 0))
+    result["sockets_authenticated"] = int(written.get("authenticated", 0))
     result["options"] = {
         k: (str(v) if isinstance(v, Path) else v) for k, v in vars(options).items() if k not in {"log", "database_url"}
     }

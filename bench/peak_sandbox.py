@@ -1,9 +1,10 @@
 """The peak benchmark's upstream in a process of its own: ``python -m bench.peak_sandbox --events FILE …``.
 
 The sandbox enforcing ``--max-connections`` sockets per key (4029 beyond), every reply taking ``--reply-seconds``.
-It prints its URL once bound; on SIGTERM it writes its socket events (``time.monotonic()``: CLOCK_MONOTONIC, the
-same clock in every process of the machine, so the benchmark's clients can line them up with theirs) and its 4029
-count to FILE, then exits. In a process of its own it is not slowed by the clients it is measured against.
+It prints its URL once bound; on SIGTERM it writes to FILE its socket events (``time.monotonic()``:
+CLOCK_MONOTONIC, the same clock in every process of the machine, so the benchmark's clients can line them up with
+theirs), its 4029 count, and how many sockets it accepted and how many authenticated (the difference: sockets the
+relay opened ahead of a slot and closed unused), then exits. In a process of its own it is not slowed by the clients it is measured against.
 """
 
 from __future__ import annotations
@@ -33,7 +34,14 @@ async def serve(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
-    written = json.dumps({"events": server.events, "refused_4029": server.refused_too_many})
+    written = json.dumps(
+        {
+            "events": server.events,
+            "refused_4029": server.refused_too_many,
+            "accepted": server.accepted,
+            "authenticated": sum(1 for kind in (event[1] for event in server.events) if kind == "open"),
+        }
+    )
     await asyncio.to_thread(Path(args.events).write_text, written)
     await server.close()
 
