@@ -4,7 +4,8 @@ The sandbox enforcing ``--max-connections`` sockets per key (4029 beyond), every
 It prints its URL once bound; on SIGTERM it writes to FILE its socket events (``time.monotonic()``:
 CLOCK_MONOTONIC, the same clock in every process of the machine, so the benchmark's clients can line them up with
 theirs), its 4029 count, and how many sockets it accepted and how many authenticated (the difference: sockets the
-relay opened ahead of a slot and closed unused), then exits. In a process of its own it is not slowed by the clients it is measured against.
+relay opened ahead of a slot and closed unused), then exits. In a process of its own it is not slowed by the
+clients it is measured against.
 """
 
 from __future__ import annotations
