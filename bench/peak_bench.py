@@ -104,14 +104,23 @@ class PeakSandbox(SandboxServer):
     def __init__(self, config: SandboxConfig) -> None:
         super().__init__(config)
         self.events: list[tuple[float, str, int]] = []
+        #: Seconds from each socket's accept to its ``auth``: long where the relay opened it ahead of its slot.
+        self.accept_to_auth: list[float] = []
+        self._accepted_at: dict[int, float] = {}
         config.reply_hook = self._reply
 
     def _authenticated(self, connection: Any) -> None:
         super()._authenticated(connection)
-        self.events.append((time.monotonic(), "open", id(connection)))
+        now = time.monotonic()
+        self.events.append((now, "open", id(connection)))
+        self.accept_to_auth.append(now - self._accepted_at.pop(id(connection), now))
 
     async def _track(self, connection: Any, *, add: bool) -> None:
         await super()._track(connection, add=add)
+        if add:
+            self._accepted_at[id(connection)] = time.monotonic()
+        else:
+            self._accepted_at.pop(id(connection), None)
         if not add and connection.authenticated:
             self.events.append((time.monotonic(), "close", id(connection)))
 
@@ -710,6 +719,9 @@ async def _drive(
     # Sockets the relay opened ahead of their slot and never authenticated on (VIZOCHOK_OPEN_AHEAD).
     result["sockets_accepted"] = int(written.get("accepted", 0))
     result["sockets_authenticated"] = int(written.get("authenticated", 0))
+    waited = sorted(float(x) for x in written.get("accept_to_auth", []))
+    result["accept_to_auth_p50_s"] = round(statistics.median(waited), 3) if waited else 0.0
+    result["accept_to_auth_p90_s"] = round(waited[int(0.9 * (len(waited) - 1))], 3) if waited else 0.0
     result["options"] = {
         k: (str(v) if isinstance(v, Path) else v) for k, v in vars(options).items() if k not in {"log", "database_url"}
     }

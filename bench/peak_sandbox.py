@@ -41,6 +41,7 @@ async def serve(args: argparse.Namespace) -> None:
             "refused_4029": server.refused_too_many,
             "accepted": server.accepted,
             "authenticated": sum(1 for kind in (event[1] for event in server.events) if kind == "open"),
+            "accept_to_auth": server.accept_to_auth,
         }
     )
     await asyncio.to_thread(Path(args.events).write_text, written)
