@@ -619,8 +619,12 @@ class SandboxServer:
 
     async def wait_for_connections(self, count: int) -> None:
         """Wait until exactly ``count`` sockets are open (a server notices a close a moment after the client)."""
+        await self.wait_until(lambda: len(self._live) == count)
+
+    async def wait_until(self, ready: Callable[[], bool]) -> None:
+        """Wait until ``ready()`` holds, checked on every socket's open and close (``accepted``, ``connections``)."""
         async with self._changed:
-            await self._changed.wait_for(lambda: len(self._live) == count)
+            await self._changed.wait_for(ready)
 
     async def drop_all(self, code: int = 1011, reason: str = "") -> None:
         """Close every live connection with ``code``; 1006 aborts the TCP connection without a close frame."""

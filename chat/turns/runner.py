@@ -448,8 +448,6 @@ class ConversationRunner:
             dropped=dropped,
             ahead=opened,
         )
-        if ahead is not None:
-            ahead.settle(opened)
         self.session.on_stray = _count_stray
         await self._on_start(self.session)
 

@@ -94,6 +94,7 @@ class Relay:
         """Close every upstream socket (graceful shutdown, tests); running turns end as interrupted."""
         await asyncio.gather(*(runner.close() for runner in list(self._runners.values())), return_exceptions=True)
         self._runners.clear()
+        await self.ahead.close()
         await self.sandbox.close()
         if isinstance(self.slots, RedisSlots):
             await self.slots.close()

@@ -545,23 +545,21 @@ async def open_session(
     ``dropped`` (seconds since an earlier connection of this conversation dropped) makes this a reconnect: its first
     attempt, too, waits the schedule's first step (reference §12), less the time already gone since the drop.
 
-    ``ahead``: a socket :func:`open_ahead` opened; the session authenticates on it first. If that handshake fails
-    for any reason (the socket waited past the API's auth deadline, or the API counted it before ``auth`` and
-    closed it with 4029), a fresh socket is opened at once, which is then the first attempt.
+    ``ahead``: a socket :func:`open_ahead` opened; if it is still open, the first attempt authenticates on it
+    instead of opening one, and its failure is judged like any first attempt's.
     """
-    if ahead is not None:
-        try:
-            return await _session_on(ahead.ws, config, conversation_id)
-        except UpstreamError as exc:
-            logger.info("the socket opened ahead failed its handshake (%s); opening another", exc)
     schedule = (backoff or Backoff()).delays()
     if dropped is not None:
         step = next(schedule, None)
         if step is not None and step > dropped:
             await sleep(step - dropped)
+    opened = ahead.ws if ahead is not None and ahead.open else None
     attempt = 0
     while True:
         try:
+            if opened is not None:
+                ws, opened = opened, None
+                return await _session_on(ws, config, conversation_id)
             return await _open_once(config, conversation_id)
         except UpstreamError as exc:
             delay = next(schedule, None) if should_retry(exc) else None

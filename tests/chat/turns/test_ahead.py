@@ -84,16 +84,36 @@ async def test_a_turn_stopped_in_line_closes_the_socket_it_opened_ahead(sandbox:
     assert await holder.settled() is State.PARKED
 
 
-async def test_a_socket_opened_ahead_too_long_ago_is_closed_and_a_fresh_one_opened(
+async def test_a_long_wait_at_the_head_of_the_line_replaces_its_socket_before_the_auth_deadline(
     sandbox: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ahead, "AHEAD_FOR", 0.0)  # older than this by the grant: the API's auth deadline is near
+    monkeypatch.setattr(ahead, "AHEAD_FOR", 0.3)  # the API's 10 s, scaled down with the sandbox's below
+    sandbox.config.auth_timeout = 1.0
     _holder, waiter, _second, _tab = await one_holds_one_waits(sandbox, settings)
-    await connections(sandbox, 2)
+    async with asyncio.timeout(TIMEOUT):
+        await sandbox.wait_until(lambda: sandbox.accepted >= 5)  # the holder's, then three replaced in turn
+    assert sandbox.connections <= 3  # the holder's, the one opened ahead, and one closing
     sandbox.resume_turns()
     assert await waiter.settled() is State.PARKED
-    assert sandbox.accepted == 3 and sandbox.refused_too_many == 0
-    assert get_relay().ahead.enabled  # closed by the relay, not refused by the upstream
+    assert sandbox.refused_too_many == 0 and get_relay().ahead.enabled
+
+
+async def test_an_auth_rejected_on_the_socket_opened_ahead_is_not_retried(sandbox: Any, settings: Any) -> None:
+    settings.VIZOCHOK_MAX_CONNECTIONS = 1
+    sandbox.config.max_connections_per_key = 1
+    _key, first = await make_shopper("anon-first")
+    _key, second = await make_shopper("anon-second")
+    tab = Tab(first)
+    sandbox.pause_turns()
+    holder = await begin(first, "milk", "k1")
+    await tab.until("-text")
+    settings.VIZOCHOK_API_KEY = "not-a-key"  # read by the waiting turn's config: 4003 in answer to its auth
+    refused = await begin(second, "salt", "k2")
+    await connections(sandbox, 2)  # the holder's and the one opened ahead
+    sandbox.resume_turns()
+    assert await refused.settled() is State.IDLE
+    assert await holder.settled() in (State.PARKED, State.IDLE)
+    assert sandbox.accepted == 2  # no second socket for the rejected key (reference §12: never after 4001-4004)
 
 
 @pytest.mark.parametrize("switch", [True, False])
