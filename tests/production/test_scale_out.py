@@ -74,6 +74,7 @@ async def test_the_upstream_limit_holds_across_processes(apps: tuple[App, App], 
     first, second = await Shopper.visit(a), await Shopper.visit(b)
     tab_a, tab_b = await first.open(a), await second.open(b)
     upstream.call(lambda: setattr(upstream.server, "peak_authenticated", upstream.server.authenticated))
+    upstream.call(lambda: setattr(upstream.server, "peak_connections", upstream.server.connections))
     upstream.pause()
     try:
         await tab_a.send(kind="message", text="milk", key="limit-a")
@@ -88,6 +89,8 @@ async def test_the_upstream_limit_holds_across_processes(apps: tuple[App, App], 
         assert 'data-role="assistant"' in done_b
         assert "Reconnecting" not in "".join(tab_b.seen)  # never refused with 4029 and retried
         assert upstream.call(lambda: upstream.server.peak_authenticated) == 1
+        # B's socket opened ahead of its slot is the only socket more than the limit.
+        assert upstream.call(lambda: upstream.server.peak_connections) <= 2
     finally:
         upstream.resume()
         await tab_a.close()
