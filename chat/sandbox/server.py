@@ -815,7 +815,7 @@ def config_from_options(options: Mapping[str, Any], **fields: Any) -> SandboxCon
         repeat_frames=options["repeat_frames"],
         late_complete_seconds=options["late_complete_seconds"],
         turns_outlive_socket=options["turns_outlive_socket"],
-        count_before_auth=options.get("count_before_auth", False),
+        count_before_auth=options["count_before_auth"],
         **fields,
     )
 

@@ -21,6 +21,7 @@ SWITCHES = [
     "--late-complete-seconds",
     "0.5",
     "--turns-outlive-socket",
+    "--count-before-auth",
 ]
 
 
@@ -42,6 +43,7 @@ def switches(config: SandboxConfig) -> dict[str, Any]:
         "repeat_frames",
         "late_complete_seconds",
         "turns_outlive_socket",
+        "count_before_auth",
     )
     return {name: getattr(config, name) for name in names}
 
@@ -56,6 +58,7 @@ def test_every_switch_has_a_flag(parser: Any) -> None:
         "repeat_frames": True,
         "late_complete_seconds": 0.5,
         "turns_outlive_socket": True,
+        "count_before_auth": True,
     }
     assert (config.tokens_per_second, config.max_connections_per_key) == (0.0, 9)
 

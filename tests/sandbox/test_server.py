@@ -78,6 +78,29 @@ async def test_fourth_connection_per_key_closes_4029_and_slots_are_released(serv
         await ws.close()
 
 
+async def test_sockets_count_from_their_auth_unless_counted_before_it(server: SandboxServer) -> None:
+    """The key arrives in ``auth`` (reference §3, §4.1): a socket that has not sent it holds none of the key's three,
+    unless ``count_before_auth`` (the other reading), where a 4th open socket is closed with 4029 at once."""
+    sockets = [(await authed(server.url, token="sk_test_pool"))[0] for _ in range(3)]
+    async with connect(server.url) as waiting:  # open, no auth yet: not refused
+        await sockets.pop().close()
+        await waiting.send(json.dumps({"type": "auth", "token": "sk_test_pool"}))
+        assert (await recv(waiting))["type"] == "auth_ok"
+        assert server.refused_too_many == 0 and server.authenticated == 3 and server.peak_authenticated == 3
+    for ws in sockets:
+        await ws.close()
+    async with SandboxServer(fast_config(count_before_auth=True, max_connections_per_key=1)) as sandbox:
+        async with connect(sandbox.url) as first, connect(sandbox.url) as second:
+            assert (await close_code(second))[0] == 4029  # refused before it sent anything
+            assert sandbox.refused_too_many == 1
+            await first.send(json.dumps({"type": "auth", "token": "sk_test_pool"}))
+            assert (await recv(first))["type"] == "auth_ok"
+        await sandbox.wait_for_connections(0)
+        again, started = await authed(sandbox.url, token="sk_test_pool")  # the count before auth was given back
+        assert started["type"] == "conversation_started"
+        await again.close()
+
+
 async def test_reply_seconds_spreads_every_reply_over_that_time() -> None:
     async with SandboxServer(fast_config(reply_seconds=0.6)) as sandbox:
         ws, _ = await authed(sandbox.url)
