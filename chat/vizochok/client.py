@@ -587,11 +587,13 @@ class OpenedAhead:
 
     @property
     def refused_by_limit(self) -> bool:
-        """Closed with 4029: the key's limit counted it although it had not sent ``auth``."""
+        """Closed with 4029: the key's limit refused it."""
         return self.ws.close_code == CONNECTION_LIMIT_CLOSE_CODE
 
     async def close(self) -> None:
-        await self.ws.close()
+        """Close it unused (nothing to report if that fails: the socket is gone either way)."""
+        with contextlib.suppress(Exception):
+            await self.ws.close()
 
 
 async def open_ahead(config: UpstreamConfig) -> OpenedAhead:
