@@ -413,6 +413,7 @@ class ConversationRunner:
         try:
             await self._open(config=config, ahead=ahead)
         except BaseException:
+            ahead.drop()  # nothing left to close once the session has taken its socket
             await self._release()
             raise
 
@@ -420,17 +421,7 @@ class ConversationRunner:
         self, dropped: float | None = None, *, config: UpstreamConfig | None = None, ahead: OpenAhead | None = None
     ) -> None:
         """Open a socket that resumes the conversation; ``dropped``: seconds since the previous one dropped;
-        ``ahead``: the socket this turn opened while it waited, if any, authenticated on first."""
-        try:
-            await self._open_session(dropped, config, ahead)
-        except BaseException:
-            if ahead is not None:
-                ahead.drop()
-            raise
-
-    async def _open_session(
-        self, dropped: float | None, config: UpstreamConfig | None, ahead: OpenAhead | None
-    ) -> None:
+        ``ahead``: what this turn opened while it waited, authenticated on first if still usable."""
         if not self.upstream_id:
             # The tab's copy of the conversation may predate its first turn (loaded when the tab connected), and a
             # runner made after the warm socket's grace ran out knows only that copy: the stored id is the truth.
