@@ -25,6 +25,20 @@ from tests.processes import ROOT, Daphne
 TLS = "wss://api.vizochok.example/api/v1/ws/chat"
 
 
+def production_env(**extra: str) -> dict[str, str]:
+    """This environment as a production process's (no Redis), with ``extra``."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "vizochok_site.settings",
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "a-deploy-check-secret-that-is-long-and-random-enough-0123456789abcdef",
+        "DJANGO_ALLOWED_HOSTS": "chat.example.com",
+        **extra,
+    }
+    env.pop("REDIS_URL", None)
+    return env
+
+
 def check_ids(deploy: bool = True, **overrides: Any) -> dict[str, int]:
     """The ``chat.*`` messages that ``check`` (``--deploy`` by default) gives with these settings, by id: level."""
     production = {"DEBUG": False, "VIZOCHOK_WS_URL": TLS, "VIZOCHOK_CHECKOUT_URL": "", "VIZOCHOK_TRUSTED_PROXY_HOPS": 1}
@@ -34,17 +48,11 @@ def check_ids(deploy: bool = True, **overrides: Any) -> dict[str, int]:
 
 
 def test_the_environment_reaches_the_checks_and_an_error_fails_the_command() -> None:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "vizochok_site.settings",
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": "a-deploy-check-secret-that-is-long-and-random-enough-0123456789abcdef",
-        "DJANGO_ALLOWED_HOSTS": "chat.example.com",
-        "VIZOCHOK_WS_URL": "ws://api.vizochok.example/api/v1/ws/chat",
-        "VIZOCHOK_CHECKOUT_URL": "http://shop.example/checkout",
-        "VIZOCHOK_TRUSTED_PROXY_HOPS": "0",
-    }
-    env.pop("REDIS_URL", None)
+    env = production_env(
+        VIZOCHOK_WS_URL="ws://api.vizochok.example/api/v1/ws/chat",
+        VIZOCHOK_CHECKOUT_URL="http://shop.example/checkout",
+        VIZOCHOK_TRUSTED_PROXY_HOPS="0",
+    )
     command = [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "ERROR"]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
@@ -113,18 +121,12 @@ def test_production_names_an_upstream_in_clear_as_a_reason_to_refuse(url: str) -
 
 
 def production_daphne(tmp_path: Path, url: str) -> Daphne:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "vizochok_site.settings",
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": "a-deploy-check-secret-that-is-long-and-random-enough-0123456789abcdef",
-        "DJANGO_ALLOWED_HOSTS": "chat.example.com",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "VIZOCHOK_TRUSTED_PROXY_HOPS": "1",
-        "VIZOCHOK_API_KEY": "sk_live_must_never_travel_in_clear",
-        "VIZOCHOK_WS_URL": url,
-    }
-    env.pop("REDIS_URL", None)
+    env = production_env(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        VIZOCHOK_TRUSTED_PROXY_HOPS="1",
+        VIZOCHOK_API_KEY="sk_live_must_never_travel_in_clear",
+        VIZOCHOK_WS_URL=url,
+    )
     return Daphne("production app", tmp_path / "server.log", env)
 
 

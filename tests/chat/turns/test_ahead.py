@@ -19,17 +19,23 @@ from tests.chat.turns.test_runner import Tab, begin
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def one_holds_one_waits(sandbox: Any, settings: Any) -> tuple[Any, Any, Any, Tab]:
-    """The only slot held mid-reply by one turn, and a second turn waiting in line for it (place 1), with the
-    second conversation's tab."""
+async def one_holds(sandbox: Any, settings: Any) -> Any:
+    """The only slot held mid-reply by one turn."""
     settings.VIZOCHOK_MAX_CONNECTIONS = 1  # before this loop's relay is made (on the first turn)
     sandbox.config.max_connections_per_key = 1
     _key, first = await make_shopper("anon-first")
-    _key, second = await make_shopper("anon-second")
     tab = Tab(first)
     sandbox.pause_turns()
     holder = await begin(first, "milk", "k1")
     await tab.until("-text")
+    return holder
+
+
+async def one_holds_one_waits(sandbox: Any, settings: Any) -> tuple[Any, Any, Any, Tab]:
+    """The only slot held mid-reply by one turn, and a second turn waiting in line for it (place 1), with the
+    second conversation's tab."""
+    holder = await one_holds(sandbox, settings)
+    _key, second = await make_shopper("anon-second")
     waiting_tab = Tab(second)
     waiter = await begin(second, "bread", "k2")
     return holder, waiter, second, waiting_tab
@@ -99,14 +105,8 @@ async def test_a_long_wait_at_the_head_of_the_line_replaces_its_socket_before_th
 
 
 async def test_an_auth_rejected_on_the_socket_opened_ahead_is_not_retried(sandbox: Any, settings: Any) -> None:
-    settings.VIZOCHOK_MAX_CONNECTIONS = 1
-    sandbox.config.max_connections_per_key = 1
-    _key, first = await make_shopper("anon-first")
+    holder = await one_holds(sandbox, settings)
     _key, second = await make_shopper("anon-second")
-    tab = Tab(first)
-    sandbox.pause_turns()
-    holder = await begin(first, "milk", "k1")
-    await tab.until("-text")
     settings.VIZOCHOK_API_KEY = "not-a-key"  # read by the waiting turn's config: 4003 in answer to its auth
     refused = await begin(second, "salt", "k2")
     await connections(sandbox, 2)  # the holder's and the one opened ahead
