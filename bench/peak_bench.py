@@ -680,7 +680,6 @@ def guard_targets(guards: dict[str, Any]) -> dict[str, bool]:
         "frame guard: server CPU per delta <= 3x bare proxy, unpaced": bool(
             guards.get("target_throughput_cpu_le_3x_proxy")
         ),
-        "frame guard: server CPU per delta <= 3x bare proxy, paced": bool(guards.get("target_latency_cpu_le_3x_proxy")),
     }
 
 

@@ -1,0 +1,54 @@
+"""The frame-level guards of ``bench.relay_bench`` (judged again in the peak-hour benchmark), on made-up phase
+results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.peak_bench import guard_targets
+from bench.relay_bench import frame_guards
+
+
+def phase(server_cpu: float, mode: str, *, added_p99: float | None = None) -> dict[str, Any]:
+    """One repetition's result of a path, as the phases write it (CPU seconds per 1000 deltas)."""
+    result: dict[str, Any] = {
+        "failed_turns": 0,
+        "cpu_seconds_per_1000_deltas": {"daphne" if mode == "relay" else "proxy": server_cpu},
+    }
+    if added_p99 is not None:
+        result["added_ms"] = {"p99": added_p99}
+    return result
+
+
+def results(*, unpaced: tuple[float, float], paced: tuple[float, float], added: list[float]) -> dict[str, Any]:
+    """Three repetitions; ``unpaced``/``paced``: (relay, proxy) server CPU per 1000 deltas."""
+    return {
+        "throughput": {
+            "relay": [phase(unpaced[0], "relay")] * 3,
+            "proxy": [phase(unpaced[1], "proxy")] * 3,
+        },
+        "latency": {
+            "relay": [phase(paced[0], "relay", added_p99=ms) for ms in added],
+            "proxy": [phase(paced[1], "proxy", added_p99=1.0)] * 3,
+        },
+    }
+
+
+def test_the_cpu_guard_is_the_unpaced_phases_and_the_paced_ratio_is_reported_beside_it() -> None:
+    # The issue's baseline (0.040 vs 0.014-0.016 ms a delta) is the unpaced phase; the paced phase's 40 deltas a
+    # turn carry the turn's fixed costs, 4x the proxy's on the day the issue was written.
+    guards = frame_guards(results(unpaced=(0.050, 0.019), paced=(0.255, 0.063), added=[8.5, 46.0, 11.7]))
+    assert guards["throughput_cpu_vs_proxy"] == 2.632
+    assert guards["target_throughput_cpu_le_3x_proxy"] is True
+    assert guards["latency_cpu_vs_proxy"] == 4.048
+    assert not any(key.startswith("target_latency") for key in guards)
+    assert guard_targets(guards) == {
+        "frame guard: relay-added p99 per frame <= 10 ms (best repetition)": True,
+        "frame guard: server CPU per delta <= 3x bare proxy, unpaced": True,
+    }
+
+
+def test_the_guards_fail_on_a_slow_relay() -> None:
+    guards = frame_guards(results(unpaced=(0.070, 0.019), paced=(0.1, 0.063), added=[12.0, 46.0, 11.7]))
+    assert guards["relay_added_p99_ms_best"] == 11.7
+    assert set(guard_targets(guards).values()) == {False}
