@@ -519,13 +519,18 @@ def summarize(run: Run, events: Sequence[tuple[float, str, int]], refused_4029: 
     fair_share = shares([r.sent + w for r, w in zip(served, fair, strict=True)], holds_only, flooding, contended)
     addresses = {r.address for r in served}
     codes: dict[str, int] = {}
+    shoppers_codes: dict[str, int] = {}
     for r in run.records:
         if r.code:
             codes[r.code] = codes.get(r.code, 0) + 1
+            if not r.flooder:
+                shoppers_codes[r.code] = shoppers_codes.get(r.code, 0) + 1
     summary: dict[str, Any] = {
         "turns_sent": len(run.records),
         "turns_served": len(served),
         "refused_or_failed": codes,
+        # Of those, the shoppers' own: a cap or a rate that the flood should meet and they should not.
+        "shoppers_refused_or_failed": shoppers_codes,
         "busy_while_waiting": round(utilisation, 4),
         "waiting_s": round(sum(end - start for start, end in _union(waiting)), 2),
         **idle_while_waiting(measured_events, waiting, options.slots),
