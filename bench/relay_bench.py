@@ -725,7 +725,7 @@ def frame_guards(results: dict[str, Any]) -> dict[str, Any]:
     proxy's in the unpaced phase (median of the repetitions' ratios).
 
     The CPU guard is the unpaced phase's: the issue gives its baseline as 0.040 vs 0.014-0.016 ms per delta, which
-    is that phase (the paced relay measured 0.26 ms a delta then; 3.6-4.9x the proxy's in every run since). The
+    is that phase (the paced relay measured 0.26 ms a delta then; 3.1-4.9x the proxy's in the runs since). The
     paced phase's ratio is reported beside it, not judged: its 40 deltas a turn carry each turn's fixed costs (the
     page, the claim, the stored messages, the upstream socket), which a per-token guard is not about."""
     guards: dict[str, Any] = {}
