@@ -119,9 +119,9 @@ class PeakSandbox(SandboxServer):
         await super()._track(connection, add=add)
         if add:
             self._accepted_at[id(connection)] = time.monotonic()
-        else:
-            self._accepted_at.pop(id(connection), None)
-        if not add and connection.authenticated:
+            return
+        self._accepted_at.pop(id(connection), None)
+        if connection.authenticated:
             self.events.append((time.monotonic(), "close", id(connection)))
 
     def _reply(self, session: Any, request: Any) -> Reply | None:
@@ -723,9 +723,9 @@ async def _drive(
     # Sockets the relay opened ahead of their slot and never authenticated on (VIZOCHOK_OPEN_AHEAD).
     result["sockets_accepted"] = int(written.get("accepted", 0))
     result["sockets_authenticated"] = int(written.get("authenticated", 0))
-    waited = sorted(float(x) for x in written.get("accept_to_auth", []))
-    result["accept_to_auth_p50_s"] = round(statistics.median(waited), 3) if waited else 0.0
-    result["accept_to_auth_p90_s"] = round(waited[int(0.9 * (len(waited) - 1))], 3) if waited else 0.0
+    waited = [float(x) for x in written.get("accept_to_auth", [])]
+    result["accept_to_auth_p50_s"] = round(_pct(waited, 0.5), 3)
+    result["accept_to_auth_p90_s"] = round(_pct(waited, 0.9), 3)
     result["options"] = {
         k: (str(v) if isinstance(v, Path) else v) for k, v in vars(options).items() if k not in {"log", "database_url"}
     }

@@ -40,7 +40,7 @@ async def serve(args: argparse.Namespace) -> None:
             "events": server.events,
             "refused_4029": server.refused_too_many,
             "accepted": server.accepted,
-            "authenticated": sum(1 for kind in (event[1] for event in server.events) if kind == "open"),
+            "authenticated": sum(1 for _at, kind, _socket in server.events if kind == "open"),
             "accept_to_auth": server.accept_to_auth,
         }
     )
