@@ -871,9 +871,16 @@ class RedisSlots:
         lease = uuid.uuid4().hex
         deadlines = _Deadlines(timeout, self.policy.max_wait)
         wake = asyncio.Event()
-        code, place, grants, service, member = await self._run(
-            "join", client=client, ticket=uuid.uuid4().hex, lease=lease, reserved=reservation
-        )
+        ticket = uuid.uuid4().hex
+        # Woken from before the join: its answer ("wait") and a move just after it come on two connections, and
+        # a move heard first would otherwise be lost until the next re-check.
+        self._waiters[ticket] = wake
+        try:
+            code, place, grants, service, member = await self._run(
+                "join", client=client, ticket=ticket, lease=lease, reserved=reservation
+            )
+        finally:
+            self._waiters.pop(ticket, None)
         member = member.decode() if isinstance(member, bytes) else str(member)
         if code == -1:
             raise LineRefused("per_client", int(place) / 1000)

@@ -371,6 +371,15 @@ async def _queued(slots: Any, count: int) -> None:
         await asyncio.sleep(0.01)  # the line's size has no event of its own outside the line
 
 
+async def _joined_here(slots: RedisSlots, count: int) -> None:
+    """Wait until ``count`` of this process's turns have read the line's answer to their join (the line itself
+    counts a turn once Redis ran the join, which can be before its waiter reads the answer)."""
+    while True:
+        if len(slots._lease_ids) >= count:
+            return
+        await asyncio.sleep(0.01)  # the read has no event of its own outside the waiter
+
+
 async def _release_as_granted(waiting: list[asyncio.Task[Any]]) -> None:
     for granted in asyncio.as_completed(waiting):
         await (await granted).release()
@@ -543,7 +552,8 @@ async def test_a_slot_given_back_goes_straight_to_the_next_in_line_when_it_waits
         await _queued(a, 1)
         there = asyncio.create_task(b.acquire(5.0, client="10.0.0.3"))
         await _queued(a, 2)
-        (ticket,) = a._waiters
+        await _joined_here(a, 1)
+        (ticket,) = a._lease_ids
         await held.release()
         # Granted by the release itself (its answer names the ticket), and the waiter goes on without another
         # script: no pub/sub message to wait for, no try of its own. Nobody else could have taken the slot.
@@ -607,6 +617,7 @@ async def test_a_move_heard_while_a_try_is_under_way_is_not_lost(redis_key: str)
         held = await holding.acquire(5.0, client="10.0.0.1")
         waiter = asyncio.create_task(waiting.acquire(10.0, client="10.0.0.2"))
         await _queued(waiting, 1)
+        await _joined_here(waiting, 1)
         (wake,) = waiting._waiters.values()
 
         async def release_meanwhile() -> None:
@@ -617,4 +628,43 @@ async def test_a_move_heard_while_a_try_is_under_way_is_not_lost(redis_key: str)
         waiting.during_try = release_meanwhile
         await waiting._redis.publish(waiting.channel, "m")  # some move: the waiter tries again
         lease = await asyncio.wait_for(waiter, 2.0)  # a lost move would cost 5 s
+        await lease.release()
+
+
+class _MovesDuringJoin(RedisSlots):
+    """A process whose join is overtaken: ``during_join`` runs after Redis answered the join, before the turn
+    reads the answer; ``heard`` is set when this process hears a move on the line."""
+
+    during_join: Callable[[], Any] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.heard = asyncio.Event()
+
+    async def _run(self, script: str, **kwargs: Any) -> Any:
+        answer = await super()._run(script, **kwargs)
+        if script == "join":
+            hook, self.during_join = self.during_join, None
+            if hook is not None:
+                await hook()
+        return answer
+
+    def _heard(self, data: Any) -> None:
+        super()._heard(data)
+        self.heard.set()
+
+
+@pytest.mark.redis
+async def test_a_move_heard_while_a_join_is_answered_is_not_lost(redis_key: str) -> None:
+    """The answer "wait" and the move that follows it travel on two connections: the move can come first."""
+    async with _processes(redis_key, _MovesDuringJoin, RedisSlots) as (waiting, holding):
+        held = await holding.acquire(5.0, client="10.0.0.1")
+
+        async def release_meanwhile() -> None:
+            waiting.heard.clear()
+            await held.release()  # the slot is free now; the join that just answered "wait" does not know it
+            await asyncio.wait_for(waiting.heard.wait(), 5.0)  # heard before that answer is read
+
+        waiting.during_join = release_meanwhile
+        lease = await asyncio.wait_for(waiting.acquire(10.0, client="10.0.0.2"), 2.0)  # a lost move costs 5 s
         await lease.release()
