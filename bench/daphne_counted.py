@@ -9,11 +9,13 @@ Usage: ``python -m bench.daphne_counted -b 127.0.0.1 -p PORT vizochok_site.asgi:
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +24,21 @@ _counts: Counter[str] = Counter()
 #: Statements by their first words, so a dump shows which ones dominate.
 _shapes: Counter[str] = Counter()
 _lock = threading.Lock()
+#: CPython's cyclic collections in this process: every thread waits for one (it holds the GIL), so each is a pause
+#: of every frame in flight. The longest is since the last dump.
+_gc: Counter[str] = Counter()
+_gc_started = [0.0]
+
+
+def _on_gc(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+        return
+    took = round((time.perf_counter() - _gc_started[0]) * 1_000_000)
+    _gc["collections"] += 1
+    _gc[f"generation_{info['generation']}"] += 1
+    _gc["us_total"] += took
+    _gc["us_longest"] = max(_gc["us_longest"], took)
 
 
 def _kind(sql: str) -> str:
@@ -51,6 +68,8 @@ def _dump(signum: int, frame: Any) -> None:
     with _lock:
         data: dict[str, Any] = dict(_counts)
         data["top"] = dict(_shapes.most_common(12))
+        data["gc"] = dict(_gc)
+        _gc["us_longest"] = 0
     path = os.environ["BENCH_COUNTERS_FILE"]
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as out:
@@ -67,6 +86,7 @@ def main() -> None:
 
     connection_created.connect(_on_connection)
     signal.signal(signal.SIGUSR1, _dump)
+    gc.callbacks.append(_on_gc)
     from daphne.cli import CommandLineInterface
 
     CommandLineInterface().run(sys.argv[1:])

@@ -379,6 +379,16 @@ async def _open_all(clients: Sequence[Client], batch: int = 50) -> None:
         await asyncio.gather(*(client.open() for client in clients[start : start + batch]))
 
 
+def _gc_pauses(before: dict[str, int], after: dict[str, int]) -> dict[str, float]:
+    """The app's garbage-collector pauses during a phase: every frame in flight waits for each of them."""
+    return {
+        "collections": after.get("collections", 0) - before.get("collections", 0),
+        "full": after.get("generation_2", 0) - before.get("generation_2", 0),
+        "total_ms": round((after.get("us_total", 0) - before.get("us_total", 0)) / 1000, 1),
+        "longest_ms": round(after.get("us_longest", 0) / 1000, 1),
+    }
+
+
 async def _close_all(clients: Sequence[Client]) -> None:
     await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
 
@@ -490,6 +500,8 @@ class Stack:
         self.workdir = workdir
         self.counters = workdir / "db-counters.json"
         self.top: dict[str, int] = {}
+        #: The app's cyclic garbage collections so far (bench/daphne_counted.py), the longest since the last read.
+        self.gc: dict[str, int] = {}
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("REDIS_URL", None)
         py = sys.executable
@@ -550,6 +562,7 @@ class Stack:
             if self.counters.exists() and self.counters.stat().st_mtime_ns != before:
                 data = json.loads(self.counters.read_text())
                 self.top = data.pop("top", {})
+                self.gc = data.pop("gc", {})
                 return {k: int(v) for k, v in data.items()}
             await asyncio.sleep(0.02)
         raise TimeoutError("the app did not write its DB counters")
@@ -598,6 +611,7 @@ async def _phase(
     if server is not None and memory:
         result["idle_kib_per_connection"] = round((server.rss() - rss_before) / load.conversations / KIB, 1)
     db_before = await stack.db_counts() if mode == "relay" else {}
+    gc_before = dict(stack.gc) if mode == "relay" else {}
     cpu_before = {child.name: child.cpu() for child in stack.children()}
     threads_before = server.thread_cpu() if server is not None else (0.0, 0.0)
     own = psutil.Process()
@@ -625,6 +639,7 @@ async def _phase(
         good = max(1, result["turns"])
         result["db_per_turn"] = {k: round((db_after.get(k, 0) - db_before.get(k, 0)) / good, 2) for k in db_after}
         result["db_top_statements_cumulative"] = stack.top
+        result["gc_pauses"] = _gc_pauses(gc_before, stack.gc)
     await _close_all(clients)
     return turns, result
 
@@ -735,6 +750,8 @@ def frame_guards(results: dict[str, Any]) -> dict[str, Any]:
         failed = sum(run["failed_turns"] for run in relay)
         guards["relay_added_p99_ms_best"] = min(added)
         guards["relay_added_p99_ms_runs"] = added
+        if all("gc_pauses" in run for run in relay):
+            guards["relay_gc_longest_pause_ms_runs"] = [run["gc_pauses"]["longest_ms"] for run in relay]
         guards["proxy_added_p99_ms_runs"] = [run["added_ms"]["p99"] for run in results["latency"].get("proxy", [])]
         guards["target_added_p99_le_10ms_best"] = min(added) <= 10 and failed == 0
     for phase in ("throughput", "latency"):
@@ -808,6 +825,10 @@ def _targets(results: dict[str, Any], options: BenchOptions) -> dict[str, Any]:
         summary["relay_added_p99_ms_runs"] = added
         summary["target_p99_le_10ms"] = summary["relay_added_p99_ms"] <= 10 and failed == 0
         summary["relay_first_frame_p99_ms"] = _median([run["added_ms"]["first_frame_p99"] for run in relay])
+        if all("gc_pauses" in run for run in relay):
+            # Beside each repetition's p99: a full collection in the app stops every stream for its length.
+            summary["relay_gc_longest_pause_ms_runs"] = [run["gc_pauses"]["longest_ms"] for run in relay]
+            summary["relay_gc_full_collections_runs"] = [run["gc_pauses"]["full"] for run in relay]
     proxy = latency.get("proxy", [])
     if proxy and "added_ms" in proxy[0]:
         summary["proxy_added_p99_ms"] = _median([run["added_ms"]["p99"] for run in proxy])

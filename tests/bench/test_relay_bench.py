@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.peak_bench import guard_targets
-from bench.relay_bench import frame_guards
+from bench.relay_bench import _gc_pauses, frame_guards
 
 
 def phase(server_cpu: float, mode: str, *, added_p99: float | None = None) -> dict[str, Any]:
@@ -52,3 +52,14 @@ def test_the_guards_fail_on_a_slow_relay() -> None:
     guards = frame_guards(results(unpaced=(0.070, 0.019), paced=(0.1, 0.063), added=[12.0, 46.0, 11.7]))
     assert guards["relay_added_p99_ms_best"] == 11.7
     assert set(guard_targets(guards).values()) == {False}
+
+
+def test_each_repetition_reports_the_apps_longest_collector_pause_beside_its_p99() -> None:
+    # The longest pause is the app's since its last read (the phase's start); the rest are differences.
+    before = {"collections": 10, "generation_2": 1, "us_total": 5_000, "us_longest": 3_000}
+    after = {"collections": 83, "generation_2": 2, "us_total": 230_200, "us_longest": 128_800}
+    assert _gc_pauses(before, after) == {"collections": 73, "full": 1, "total_ms": 225.2, "longest_ms": 128.8}
+    made = results(unpaced=(0.050, 0.019), paced=(0.255, 0.063), added=[4.8, 22.2, 5.4])
+    for run, longest in zip(made["latency"]["relay"], [7.5, 128.8, 6.8], strict=True):
+        run["gc_pauses"] = {"collections": 72, "full": int(longest > 100), "total_ms": 90.0, "longest_ms": longest}
+    assert frame_guards(made)["relay_gc_longest_pause_ms_runs"] == [7.5, 128.8, 6.8]
