@@ -19,11 +19,12 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 
 from chat.checks import refuse_to_serve  # noqa: E402
 from chat.compat import startup, twisted_tcp  # noqa: E402
-from chat.ops import departure, sendbuffer  # noqa: E402
+from chat.ops import collector, departure, sendbuffer  # noqa: E402
 from chat.ops.logs import install_daphne_logging  # noqa: E402
 from chat.web.embed import websocket_origin_validator  # noqa: E402
 from chat.web.lifecycle import install_daphne_shutdown, lifespan  # noqa: E402
@@ -53,3 +54,8 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+if settings.VIZOCHOK_GC_FREEZE:
+    # Last: what start-up made (every module above, the router) is out of the collector's full walks, which every
+    # frame in flight waits for (chat/ops/collector.py).
+    collector.freeze_start_up()

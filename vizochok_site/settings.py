@@ -325,6 +325,9 @@ VIZOCHOK_OPEN_RETRIES = env_int("VIZOCHOK_OPEN_RETRIES", 5)
 # The turn next in line opens its upstream socket while it waits and sends ``auth`` once its slot is granted
 # (chat/turns/ahead.py); off: the socket is opened after the grant.
 VIZOCHOK_OPEN_AHEAD = env_bool("VIZOCHOK_OPEN_AHEAD", True)
+# Freeze what the server's start-up made out of the garbage collector's reach (chat/ops/collector.py): its full
+# collections, a pause of every frame in flight, then walk only what the connections made since.
+VIZOCHOK_GC_FREEZE = env_bool("VIZOCHOK_GC_FREEZE", True)
 # Pace of the embedded sandbox, in tokens per second (0: as fast as the loop allows).
 VIZOCHOK_SANDBOX_PACE = float(os.environ.get("VIZOCHOK_SANDBOX_PACE", "40"))
 # Product cards shown per message; "Show more" fetches the next ones of the stored message (a 64 KB upstream frame
