@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -49,3 +50,33 @@ def test_an_unknown_log_format_is_refused_with_its_name() -> None:
     run = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert run.returncode != 0
     assert "VIZOCHOK_LOG_FORMAT must be 'plain' or 'json', got 'xml'" in run.stderr
+
+
+def _database_settings(**env: str) -> dict[str, object]:
+    """settings.DATABASES["default"] as a process with ``env`` reads it (its OPTIONS and CONN_* keys)."""
+    probe = (
+        "import json, django; django.setup(); from django.conf import settings; d = settings.DATABASES['default'];"
+        "print(json.dumps({'pool': d.get('OPTIONS', {}).get('pool'), 'age': d['CONN_MAX_AGE'],"
+        " 'checks': d['CONN_HEALTH_CHECKS']}))"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DATABASE_")}
+    full = {**clean, "DJANGO_SETTINGS_MODULE": "vizochok_site.settings", **env}
+    run = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=full, capture_output=True, text=True, check=True)
+    return dict(json.loads(run.stdout.splitlines()[-1]))
+
+
+def test_postgresql_gets_a_checked_pool_unless_switched_off_or_persistent() -> None:
+    url = "postgresql://app@db.example/vizochok"
+    pooled = _database_settings(DATABASE_URL=url)
+    assert pooled == {"pool": {"min_size": 2, "max_size": 20, "timeout": 1}, "age": 0, "checks": True}
+    assert _database_settings(DATABASE_URL=url, DATABASE_POOL_MAX_SIZE="8")["pool"] == {
+        "min_size": 2,
+        "max_size": 8,
+        "timeout": 1,
+    }
+    assert _database_settings(DATABASE_URL=url, DATABASE_POOL="0")["pool"] is None
+    # Django pools only connections that close after each use: an explicit persistent age keeps Django's way.
+    persistent = _database_settings(DATABASE_URL=url, DATABASE_CONN_MAX_AGE="60")
+    assert persistent == {"pool": None, "age": 60, "checks": False}
+    # SQLite: no pool (its connections are kept per database thread, settings.py says why).
+    assert _database_settings()["pool"] is None

@@ -130,6 +130,27 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     if not os.environ.get("DATABASE_CONN_MAX_AGE"):
         DATABASES["default"]["CONN_MAX_AGE"] = 600
 
+if (
+    DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    and env_bool("DATABASE_POOL", True)
+    and not DATABASES["default"]["CONN_MAX_AGE"]
+):
+    # Without a pool every database trip opened a PostgreSQL connection (3.8 ms on loopback here: a backend forked
+    # per connection; more with TLS to another host): channels closes the database thread's connection after each
+    # trip when CONN_MAX_AGE is 0, and every page load runs in a thread of its own (Django's ASGI handler), where a
+    # persistent connection would be left behind with its thread. Django's pool takes each back instead; checked
+    # before reuse, so a connection a failover broke is replaced, not handed out. An explicit
+    # DATABASE_CONN_MAX_AGE turns it off (Django pools only non-persistent connections).
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env_int("DATABASE_POOL_MIN_SIZE", 2),
+        "max_size": env_int("DATABASE_POOL_MAX_SIZE", 20),
+        # How long a caller waits for a connection (a free one, or a new one while the database refuses them): then
+        # it fails as an unreachable database does and is retried (chat/persistence/db.py). Short, as SQLite's lock
+        # wait above: the relay's calls share one database thread, and a wait there holds up every conversation's.
+        "timeout": 1,
+    }
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
