@@ -879,6 +879,12 @@ class RedisSlots:
             code, place, grants, service, member = await self._run(
                 "join", client=client, ticket=ticket, lease=lease, reserved=reservation
             )
+        except BaseException:
+            # Given up (a Stop, a gone tab) with the answer unread: Redis may have granted the lease already, which
+            # would hold one of the key's sockets until its TTL. A ticket left in line expires unpolled.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._run("leave", lease=lease))
+            raise
         finally:
             self._waiters.pop(ticket, None)
         member = member.decode() if isinstance(member, bytes) else str(member)

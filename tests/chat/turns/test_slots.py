@@ -668,3 +668,18 @@ async def test_a_move_heard_while_a_join_is_answered_is_not_lost(redis_key: str)
         waiting.during_join = release_meanwhile
         lease = await asyncio.wait_for(waiting.acquire(10.0, client="10.0.0.2"), 2.0)  # a lost move costs 5 s
         await lease.release()
+
+
+@pytest.mark.redis
+async def test_a_join_cancelled_after_redis_granted_it_gives_the_slot_back(redis_key: str) -> None:
+    """A Stop (or a gone tab) just as the join's answer arrives: the slot must not stay leased until its TTL."""
+
+    async def cancelled() -> None:
+        raise asyncio.CancelledError
+
+    async with _processes(redis_key, _MovesDuringJoin) as (slots,):
+        slots.during_join = cancelled
+        with pytest.raises(asyncio.CancelledError):
+            await slots.acquire(5.0, client="10.0.0.1")
+        assert await members(slots) == []
+        assert slots.waiting == 0
