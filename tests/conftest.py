@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 
 from tests.processes import SHARED_DIR, drop_shared_postgres
 
@@ -51,6 +52,12 @@ def pytest_configure(config: pytest.Config) -> None:
 # A conversation runner's illegal transition raises in tests (chat/turns/states.py), also in the servers the suite
 # starts (they inherit this environment).
 os.environ["VIZOCHOK_STRICT_STATES"] = "1"
+
+
+# The start-up freeze (chat/ops/collector.py) is for a serving process. This one imports the app in the middle of a
+# test (tests/chat/conftest.py), and a freeze there would keep that test's loop and fixtures for good; the servers
+# the suite starts keep the default, as in production.
+django_settings.VIZOCHOK_GC_FREEZE = False
 
 
 @pytest.fixture(autouse=True)

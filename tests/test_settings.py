@@ -68,15 +68,25 @@ def _database_settings(**env: str) -> dict[str, object]:
 def test_postgresql_gets_a_checked_pool_unless_switched_off_or_persistent() -> None:
     url = "postgresql://app@db.example/vizochok"
     pooled = _database_settings(DATABASE_URL=url)
-    assert pooled == {"pool": {"min_size": 2, "max_size": 20, "timeout": 1}, "age": 0, "checks": True}
-    assert _database_settings(DATABASE_URL=url, DATABASE_POOL_MAX_SIZE="8")["pool"] == {
-        "min_size": 2,
-        "max_size": 8,
-        "timeout": 1,
-    }
+    sized = {"min_size": 2, "max_size": 20, "timeout": 1, "reconnect_timeout": 2}
+    assert pooled == {"pool": sized, "age": 0, "checks": True}
+    assert _database_settings(DATABASE_URL=url, DATABASE_POOL_MAX_SIZE="8")["pool"] == {**sized, "max_size": 8}
     assert _database_settings(DATABASE_URL=url, DATABASE_POOL="0")["pool"] is None
     # Django pools only connections that close after each use: an explicit persistent age keeps Django's way.
     persistent = _database_settings(DATABASE_URL=url, DATABASE_CONN_MAX_AGE="60")
     assert persistent == {"pool": None, "age": 60, "checks": False}
     # SQLite: no pool (its connections are kept per database thread, settings.py says why).
     assert _database_settings()["pool"] is None
+
+
+def test_a_pool_smaller_than_its_minimum_is_refused_with_both_names() -> None:
+    # psycopg_pool would raise ValueError at the first query instead: every page and write failing, never retried.
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "vizochok_site.settings",
+        "DATABASE_URL": "postgresql://app@db.example/vizochok",
+        "DATABASE_POOL_MAX_SIZE": "1",
+    }
+    run = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode != 0
+    assert "DATABASE_POOL_MIN_SIZE (2) must be 0 or more and at most DATABASE_POOL_MAX_SIZE (1)" in run.stderr

@@ -139,15 +139,25 @@ if (
     # per connection; more with TLS to another host): channels closes the database thread's connection after each
     # trip when CONN_MAX_AGE is 0, and every page load runs in a thread of its own (Django's ASGI handler), where a
     # persistent connection would be left behind with its thread. Django's pool takes each back instead; checked
-    # before reuse, so a connection a failover broke is replaced, not handed out. An explicit
-    # DATABASE_CONN_MAX_AGE turns it off (Django pools only non-persistent connections).
+    # before reuse, so a connection a failover broke is replaced, not handed out. A DATABASE_CONN_MAX_AGE above 0
+    # turns it off (Django pools only connections that close after each use).
+    _pool_min, _pool_max = env_int("DATABASE_POOL_MIN_SIZE", 2), env_int("DATABASE_POOL_MAX_SIZE", 20)
+    if not 0 <= _pool_min <= _pool_max or _pool_max < 1:
+        raise ImproperlyConfigured(
+            f"DATABASE_POOL_MIN_SIZE ({_pool_min}) must be 0 or more and at most DATABASE_POOL_MAX_SIZE ({_pool_max}),"
+            " which must be at least 1"
+        )
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": env_int("DATABASE_POOL_MIN_SIZE", 2),
-        "max_size": env_int("DATABASE_POOL_MAX_SIZE", 20),
+        "min_size": _pool_min,
+        "max_size": _pool_max,
         # How long a caller waits for a connection (a free one, or a new one while the database refuses them): then
         # it fails as an unreachable database does and is retried (chat/persistence/db.py). Short, as SQLite's lock
         # wait above: the relay's calls share one database thread, and a wait there holds up every conversation's.
         "timeout": 1,
+        # The pool's own reconnection backs off 1, 2, 4, 8… s for up to this long: with psycopg_pool's 5 minutes a
+        # database back after 16 s would get its first connection at about 31 s, past the relay's retries. Given up
+        # sooner, the next caller asks for a connection afresh.
+        "reconnect_timeout": 2,
     }
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 

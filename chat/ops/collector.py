@@ -1,11 +1,12 @@
 """CPython's cyclic garbage collector in a serving process.
 
 Every thread waits while the collector runs (it holds the GIL), so a collection is a pause of every frame in flight.
-A full (generation 2) collection walks every tracked object, and most of those in a server are its start-up's:
-Django, Channels, Daphne and Twisted, the app's modules, templates and URL patterns, all alive until the process
-ends. ``bench_relay`` measured the full collections in the relay's Daphne process at 105–129 ms with them and
-38–48 ms with them frozen (moved out of the collector's reach, ``gc.freeze``), one or two per phase at 200
-conversations: one such pause alone held a phase's relay-added p99 per frame at 22 ms (docs/benchmarks.md).
+A full (generation 2) collection walks every tracked object, and in a server most of those are its start-up's:
+Django, Channels, Daphne and Twisted, the app's modules and settings, alive until the process ends. ``bench_relay``
+measured the full collections in the relay's Daphne process at 97–154 ms with them and 34–59 ms with them frozen
+(moved out of the collector's reach, ``gc.freeze``), one or two a phase at 200 conversations; a repetition's
+relay-added p99 per frame follows its full collection (docs/benchmarks.md). What the first requests build (URL
+resolvers, compiled templates) comes after the freeze and is still walked.
 """
 
 from __future__ import annotations

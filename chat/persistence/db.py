@@ -84,12 +84,21 @@ def _run_all(calls: list[_Call]) -> list[tuple[bool, Any]]:
     A send-path call whose shopper left while it waited for this thread is not run (:class:`CallerGone`).
     """
     outcomes: list[tuple[bool, Any]] = []
+    unreachable: Exception | None = None
     for context, fn, args, kwargs, gone in calls:
         if gone is not None and gone.is_set():
             outcomes.append((False, CallerGone(fn.__name__)))
             continue
+        if unreachable is not None:
+            # Each attempt would wait its own timeout for a connection (the pool's, SQLite's lock), holding this one
+            # thread, and every conversation's calls behind it, that long again: the rest retry on their schedules.
+            outcomes.append((False, type(unreachable)(f"not tried, the database was unavailable: {unreachable}")))
+            continue
         try:
             outcomes.append((True, context.run(fn, *args, **kwargs)))
+        except UNAVAILABLE as exc:
+            unreachable = exc
+            outcomes.append((False, exc))
         except Exception as exc:  # the caller's own exception, raised in its own task (db.call)
             outcomes.append((False, exc))
     return outcomes

@@ -7,6 +7,7 @@ ran in a thread of its own with a connection of its own: each opened a PostgreSQ
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
 
@@ -26,7 +27,7 @@ def app(database: Database, upstream: Upstream, tmp_path_factory: pytest.TempPat
     running.stop()
 
 
-def backends(database: Database) -> tuple[dict[int, object], object]:
+def backends(database: Database) -> tuple[dict[int, datetime], datetime]:
     """The app's open connections (backend pid → when it started) and the server's clock now."""
     import psycopg
 
@@ -56,6 +57,6 @@ async def test_page_loads_and_turns_reuse_the_apps_connections(app: App, databas
     after, _ = backends(database)
     # Kept open between the trips and the page loads, and serving them: no backend per trip or per page.
     assert set(before) & set(after), (before, after)
-    opened = [pid for pid, started in after.items() if started >= began]  # type: ignore[operator]
+    opened = [pid for pid, started in after.items() if started >= began]
     assert len(opened) <= 2, after
     assert len(after) <= 20  # DATABASE_POOL_MAX_SIZE

@@ -47,3 +47,10 @@ def test_the_served_application_freezes_its_start_up_unless_switched_off(setting
     )
     count = int(out.stdout.split()[-1])
     assert (count > 10_000) if frozen else (count == 0)
+
+
+def test_the_suites_own_process_imports_the_app_without_freezing() -> None:
+    # tests/conftest.py: a freeze here would keep whatever test happened to be running for good.
+    import vizochok_site.asgi  # noqa: F401
+
+    assert gc.get_freeze_count() == 0

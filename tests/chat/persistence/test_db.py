@@ -98,3 +98,30 @@ async def test_send_path_work_of_a_caller_that_left_is_dropped_before_it_runs() 
     with pytest.raises(db.CallerGone):  # and nothing more is submitted for it
         await send_path("later")
     assert ran == ["write"]
+
+
+def test_once_the_database_is_unreachable_the_rest_of_a_trip_fails_at_once() -> None:
+    """Each call waits for a connection up to its timeout (1 s from the pool, SQLite's lock): one wait per trip, not
+    one per call, holds up the one database thread. Each skipped caller retries on its own schedule (db.call)."""
+    import contextvars
+
+    from django.db import OperationalError
+
+    ran: list[str] = []
+
+    def unreachable() -> None:
+        ran.append("first")
+        raise OperationalError("couldn't get a connection after 1.00 sec")
+
+    def later(name: str) -> str:
+        ran.append(name)
+        return name
+
+    context = contextvars.copy_context()
+    outcomes = db._run_all(
+        [(context, unreachable, (), {}, None), (context, later, ("a",), {}, None), (context, later, ("b",), {}, None)]
+    )
+    assert ran == ["first"]
+    assert [ok for ok, _value in outcomes] == [False, False, False]
+    assert all(isinstance(value, db.UNAVAILABLE) for _ok, value in outcomes)
+    assert "not tried" in str(outcomes[1][1])
