@@ -10,7 +10,7 @@ from django.core.asgi import get_asgi_application
 # Database work runs on one sync thread beside the event loop and shares the GIL with it. With CPython's default
 # 5 ms switch interval a frame waits up to 5 ms for the GIL behind that thread, and each statement's re-take as long
 # behind the loop: at 60 streaming conversations the relay-added p99 per frame was 11.5 ms with 5 ms and 7.2 ms with
-# 0.5 ms (manage.py bench_relay -n 60, README "Benchmark").
+# 0.5 ms (manage.py bench_relay -n 60, docs/benchmarks.md).
 sys.setswitchinterval(0.0005)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vizochok_site.settings")

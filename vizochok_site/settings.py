@@ -123,7 +123,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 1
     # WAL: a commit appends to the log instead of fsyncing the rollback journal and the file. With the default
     # journal every commit cost ~3 ms of fsync on the single DB thread, which queued turn starts for seconds at
-    # 200 conversations (manage.py bench_relay, README "Benchmark"). NORMAL is still crash-safe in WAL mode.
+    # 200 conversations (manage.py bench_relay, docs/benchmarks.md). NORMAL is still crash-safe in WAL mode.
     DATABASES["default"]["OPTIONS"]["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
     # Keep each DB thread's SQLite connection: closing the last one checkpoints the WAL, and reconnecting per
     # event (CONN_MAX_AGE=0) cost more than the queries themselves. An explicit DATABASE_CONN_MAX_AGE still wins.
@@ -340,7 +340,7 @@ VIZOCHOK_TURN_TIMEOUT = float(os.environ.get("VIZOCHOK_TURN_TIMEOUT", "120"))
 VIZOCHOK_ERROR_GRACE = float(os.environ.get("VIZOCHOK_ERROR_GRACE", "1.0"))
 VIZOCHOK_SETTLE_GRACE = float(os.environ.get("VIZOCHOK_SETTLE_GRACE", "0.03"))
 # Offer permessage-deflate upstream: off, as the protocol's frames are small JSON (a token each) and inflating every
-# one cost the relay more CPU than the bytes it saves (README, "Benchmark"); on for a slow or metered link.
+# one cost the relay more CPU than the bytes it saves (docs/benchmarks.md); on for a slow or metered link.
 VIZOCHOK_UPSTREAM_DEFLATE = env_bool("VIZOCHOK_UPSTREAM_DEFLATE", False)
 # An illegal transition of a conversation runner's lifecycle (chat/turns/states.py) raises instead of being logged and
 # recovered from: on in the test suite (tests/conftest.py), off in production.

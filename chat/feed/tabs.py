@@ -2,7 +2,7 @@
 
 A streamed fragment is produced and consumed in the same process almost always. Through the channel layer it
 costs a queue put, a wake-up of the consumer's receive loop, a task and an ``asyncio.wait`` per tab, and a hop
-through ``dispatch``: more than the relay's own work per frame (README, "Benchmark"). So the feed hands its
+through ``dispatch``: more than the relay's own work per frame (docs/benchmarks.md). So the feed hands its
 fragments straight to the tabs registered here, and uses the channel layer only to reach tabs in other processes
 (a layer that spans processes, i.e. Redis), marked with this process's id so its own tabs skip the second copy.
 """

@@ -3,7 +3,7 @@
 Only the turn engine calls these (``chat.turns.engine``, ``chat.turns.runner``, ``chat.turns.liveness``): nothing
 else writes ``Conversation.status``, ``busy_owner`` or ``heartbeat_at``. Each is a small synchronous function run on
 Channels' database thread; the hot ones are plain SQL because the ORM's query building cost more than the
-statements (README, "Benchmark").
+statements (docs/benchmarks.md).
 """
 
 from __future__ import annotations

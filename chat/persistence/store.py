@@ -152,7 +152,7 @@ def insert_message(message: Message) -> Message:
     """Insert a new message with one plain ``INSERT … RETURNING id`` and return it, saved.
 
     Every turn inserts two messages on the single database thread, which shares the GIL with the event loop; the
-    ORM's ``save()`` spent several times the statement's own cost building it (README, "Benchmark"). The values
+    ORM's ``save()`` spent several times the statement's own cost building it (docs/benchmarks.md). The values
     are prepared by the model's own fields, so they are stored exactly as ``save()`` would store them.
     """
     params = [field.get_db_prep_save(getattr(message, field.attname), connection) for field in _MESSAGE_FIELDS]
