@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ast
-import json
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -53,16 +53,22 @@ def test_an_unknown_log_format_is_refused_with_its_name() -> None:
 
 
 def _database_settings(**env: str) -> dict[str, object]:
-    """settings.DATABASES["default"] as a process with ``env`` reads it (its OPTIONS and CONN_* keys)."""
-    probe = (
-        "import json, django; django.setup(); from django.conf import settings; d = settings.DATABASES['default'];"
-        "print(json.dumps({'pool': d.get('OPTIONS', {}).get('pool'), 'age': d['CONN_MAX_AGE'],"
-        " 'checks': d['CONN_HEALTH_CHECKS']}))"
-    )
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DATABASE_")}
-    full = {**clean, "DJANGO_SETTINGS_MODULE": "vizochok_site.settings", **env}
-    run = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=full, capture_output=True, text=True, check=True)
-    return dict(json.loads(run.stdout.splitlines()[-1]))
+    """DATABASES["default"] as settings.py builds it from ``env`` (its pool, CONN_MAX_AGE and health checks); the
+    file is run on its own, not as this process's settings."""
+    saved = dict(os.environ)
+    try:
+        for name in [name for name in os.environ if name.startswith("DATABASE_")]:
+            del os.environ[name]
+        os.environ.update(env)
+        built = runpy.run_path(str(ROOT / "vizochok_site" / "settings.py"))["DATABASES"]["default"]
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return {
+        "pool": built.get("OPTIONS", {}).get("pool"),
+        "age": built["CONN_MAX_AGE"],
+        "checks": built["CONN_HEALTH_CHECKS"],
+    }
 
 
 def test_postgresql_gets_a_checked_pool_unless_switched_off_or_persistent() -> None:
