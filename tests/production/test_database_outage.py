@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -86,3 +88,26 @@ async def test_a_brief_outage_mid_reply_loses_nothing(app: App, database: Databa
     assert all(complete for _role, _kind, _text, complete in rows)
     assert "checklist" in [kind for _role, kind, _text, _complete in rows]
     assert "error" not in [kind for _role, kind, _text, _complete in rows]
+
+
+def page_status(app: App) -> int:
+    """One page load's status (a page load takes a database connection in a thread of its own)."""
+    try:
+        with urllib.request.urlopen(f"{app.url}/?lang=en", timeout=15) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+async def test_the_first_page_load_after_an_outage_is_served(app: App, database: Database) -> None:
+    """psycopg_pool backs off its reconnection for up to its reconnect_timeout (5 minutes unless set): a database
+    back after 16 s would get its first connection from the pool at about 31 s. Given up after 2 s (settings.py),
+    the next caller connects afresh."""
+    assert await asyncio.to_thread(page_status, app) == 200
+    database_available(database, False)
+    try:
+        await asyncio.to_thread(page_status, app)  # finds the pool's connections cut; the pool tries to replace them
+        await logged(app, "failed after 2", timeout=15)  # ... and gives up trying after 2 s
+    finally:
+        database_available(database, True)
+    assert await asyncio.to_thread(page_status, app) == 200
