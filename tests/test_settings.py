@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 
 from tests.processes import ROOT
@@ -52,18 +53,15 @@ def test_an_unknown_log_format_is_refused_with_its_name() -> None:
     assert "VIZOCHOK_LOG_FORMAT must be 'plain' or 'json', got 'xml'" in run.stderr
 
 
-def _database_settings(**env: str) -> dict[str, object]:
+def _database_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, object]:
     """DATABASES["default"] as settings.py builds it from ``env`` (its pool, CONN_MAX_AGE and health checks); the
     file is run on its own, not as this process's settings."""
-    saved = dict(os.environ)
-    try:
+    with monkeypatch.context() as patch:
         for name in [name for name in os.environ if name.startswith("DATABASE_")]:
-            del os.environ[name]
-        os.environ.update(env)
+            patch.delenv(name)
+        for name, value in env.items():
+            patch.setenv(name, value)
         built = runpy.run_path(str(ROOT / "vizochok_site" / "settings.py"))["DATABASES"]["default"]
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
     return {
         "pool": built.get("OPTIONS", {}).get("pool"),
         "age": built["CONN_MAX_AGE"],
@@ -71,18 +69,21 @@ def _database_settings(**env: str) -> dict[str, object]:
     }
 
 
-def test_postgresql_gets_a_checked_pool_unless_switched_off_or_persistent() -> None:
+def test_postgresql_gets_a_checked_pool_unless_switched_off_or_persistent(monkeypatch: pytest.MonkeyPatch) -> None:
     url = "postgresql://app@db.example/vizochok"
-    pooled = _database_settings(DATABASE_URL=url)
+    pooled = _database_settings(monkeypatch, DATABASE_URL=url)
     sized = {"min_size": 2, "max_size": 20, "timeout": 1, "reconnect_timeout": 2}
     assert pooled == {"pool": sized, "age": 0, "checks": True}
-    assert _database_settings(DATABASE_URL=url, DATABASE_POOL_MAX_SIZE="8")["pool"] == {**sized, "max_size": 8}
-    assert _database_settings(DATABASE_URL=url, DATABASE_POOL="0")["pool"] is None
+    assert _database_settings(monkeypatch, DATABASE_URL=url, DATABASE_POOL_MAX_SIZE="8")["pool"] == {
+        **sized,
+        "max_size": 8,
+    }
+    assert _database_settings(monkeypatch, DATABASE_URL=url, DATABASE_POOL="0")["pool"] is None
     # Django pools only connections that close after each use: an explicit persistent age keeps Django's way.
-    persistent = _database_settings(DATABASE_URL=url, DATABASE_CONN_MAX_AGE="60")
+    persistent = _database_settings(monkeypatch, DATABASE_URL=url, DATABASE_CONN_MAX_AGE="60")
     assert persistent == {"pool": None, "age": 60, "checks": False}
     # SQLite: no pool (its connections are kept per database thread, settings.py says why).
-    assert _database_settings()["pool"] is None
+    assert _database_settings(monkeypatch)["pool"] is None
 
 
 def test_a_pool_smaller_than_its_minimum_is_refused_with_both_names() -> None:

@@ -16,13 +16,10 @@ from tests.production.conftest import PG_ADMIN, READY, App, Database, Shopper, U
 pytestmark = pytest.mark.postgres
 
 
-def _app(database: Database, upstream: Upstream, tmp_path_factory: pytest.TempPathFactory, **env: str) -> App:
-    return App("db-connections", tmp_path_factory.mktemp("connections"), app_env(database, upstream, **env)).start()
-
-
 @pytest.fixture(scope="module")
 def app(database: Database, upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    running = _app(database, upstream, tmp_path_factory, REDIS_URL="")
+    env = app_env(database, upstream, REDIS_URL="")
+    running = App("db-connections", tmp_path_factory.mktemp("connections"), env).start()
     yield running
     running.stop()
 

@@ -597,23 +597,31 @@ async def test_a_slot_is_not_handed_to_a_turn_of_this_process_before_an_earlier_
         assert await members(a) == []
 
 
-class _MovesDuringTry(RedisSlots):
-    """A process whose next try is overtaken: ``during_try`` runs after Redis answered it, before the waiter reads
-    the answer (the line moves meanwhile: another process's turn served and done)."""
+class _Overtaken(RedisSlots):
+    """A process whose next run of a script is overtaken: ``after[script]`` runs once after Redis answered it, before
+    the turn reads the answer (the line moves meanwhile: another process's turn served and done); ``heard`` is set
+    when this process hears a move on the line."""
 
-    during_try: Callable[[], Any] | None = None
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.after: dict[str, Callable[[], Any]] = {}
+        self.heard = asyncio.Event()
 
-    async def _try(self, member: str, lease: str = "") -> list[Any]:
-        answer = await super()._try(member, lease)
-        hook, self.during_try = self.during_try, None
+    async def _run(self, script: str, **kwargs: Any) -> Any:
+        answer = await super()._run(script, **kwargs)
+        hook = self.after.pop(script, None)
         if hook is not None:
             await hook()
         return answer
 
+    def _heard(self, data: Any) -> None:
+        super()._heard(data)
+        self.heard.set()
+
 
 @pytest.mark.redis
 async def test_a_move_heard_while_a_try_is_under_way_is_not_lost(redis_key: str) -> None:
-    async with _processes(redis_key, _MovesDuringTry, RedisSlots) as (waiting, holding):
+    async with _processes(redis_key, _Overtaken, RedisSlots) as (waiting, holding):
         held = await holding.acquire(5.0, client="10.0.0.1")
         waiter = asyncio.create_task(waiting.acquire(10.0, client="10.0.0.2"))
         await _queued(waiting, 1)
@@ -625,39 +633,16 @@ async def test_a_move_heard_while_a_try_is_under_way_is_not_lost(redis_key: str)
             await held.release()  # the slot is free now; the try that just answered "wait" does not know it
             await asyncio.wait_for(wake.wait(), 5.0)  # the move is heard while that answer is still unread
 
-        waiting.during_try = release_meanwhile
+        waiting.after["try"] = release_meanwhile
         await waiting._redis.publish(waiting.channel, "m")  # some move: the waiter tries again
         lease = await asyncio.wait_for(waiter, 2.0)  # a lost move would cost 5 s
         await lease.release()
 
 
-class _MovesDuringJoin(RedisSlots):
-    """A process whose join is overtaken: ``during_join`` runs after Redis answered the join, before the turn
-    reads the answer; ``heard`` is set when this process hears a move on the line."""
-
-    during_join: Callable[[], Any] | None = None
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.heard = asyncio.Event()
-
-    async def _run(self, script: str, **kwargs: Any) -> Any:
-        answer = await super()._run(script, **kwargs)
-        if script == "join":
-            hook, self.during_join = self.during_join, None
-            if hook is not None:
-                await hook()
-        return answer
-
-    def _heard(self, data: Any) -> None:
-        super()._heard(data)
-        self.heard.set()
-
-
 @pytest.mark.redis
 async def test_a_move_heard_while_a_join_is_answered_is_not_lost(redis_key: str) -> None:
     """The answer "wait" and the move that follows it travel on two connections: the move can come first."""
-    async with _processes(redis_key, _MovesDuringJoin, RedisSlots) as (waiting, holding):
+    async with _processes(redis_key, _Overtaken, RedisSlots) as (waiting, holding):
         held = await holding.acquire(5.0, client="10.0.0.1")
 
         async def release_meanwhile() -> None:
@@ -665,7 +650,7 @@ async def test_a_move_heard_while_a_join_is_answered_is_not_lost(redis_key: str)
             await held.release()  # the slot is free now; the join that just answered "wait" does not know it
             await asyncio.wait_for(waiting.heard.wait(), 5.0)  # heard before that answer is read
 
-        waiting.during_join = release_meanwhile
+        waiting.after["join"] = release_meanwhile
         lease = await asyncio.wait_for(waiting.acquire(10.0, client="10.0.0.2"), 2.0)  # a lost move costs 5 s
         await lease.release()
 
@@ -677,8 +662,8 @@ async def test_a_join_cancelled_after_redis_granted_it_gives_the_slot_back(redis
     async def cancelled() -> None:
         raise asyncio.CancelledError
 
-    async with _processes(redis_key, _MovesDuringJoin) as (slots,):
-        slots.during_join = cancelled
+    async with _processes(redis_key, _Overtaken) as (slots,):
+        slots.after["join"] = cancelled
         with pytest.raises(asyncio.CancelledError):
             await slots.acquire(5.0, client="10.0.0.1")
         assert await members(slots) == []
