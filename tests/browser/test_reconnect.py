@@ -86,6 +86,7 @@ class Proxy:
         self.attempts: list[Attempt] = []
         self._changed = threading.Condition()
         self._live: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
@@ -101,6 +102,10 @@ class Proxy:
             self._server.close()
             for writer in list(self._live):
                 writer.transport.abort()
+            # Each connection's handler ends once its transport is gone; stopping the loop under a pending one
+            # would leave asyncio's "Task was destroyed but it is pending!" in the suite's output.
+            if self._handlers:
+                await asyncio.wait(set(self._handlers), timeout=5)
 
         self._call(shut())
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -163,6 +168,10 @@ class Proxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         accepted = time.monotonic()
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
         self._live.add(writer)
         attempt: Attempt | None = None
         try:
