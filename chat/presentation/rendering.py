@@ -20,7 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.template.loader import render_to_string
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
@@ -160,8 +160,16 @@ def live_bubble(bubble: str, so_far: str, *, first: bool) -> str:
     """The whole streaming bubble (``first``: the bubble itself, else its two parts replaced), with its length."""
     cut = so_far.rfind("\n") + 1
     done = render_markdown(so_far[:cut]) if cut else ""
+    started = timezone.now() if first else None  # the time it shows until the stored reply brings its own
     return fragment(
-        "text_delta", bubble=bubble, done=done, tail=so_far[cut:], first=first, whole=True, length=len(so_far)
+        "text_delta",
+        bubble=bubble,
+        done=done,
+        tail=so_far[cut:],
+        first=first,
+        whole=True,
+        length=len(so_far),
+        started=started,
     )
 
 

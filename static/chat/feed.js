@@ -145,9 +145,9 @@ export function received(nodes) {
   for (const node of nodes) {
     if (node.nodeType !== 1 || !node.isConnected) continue;
     place(node);
-    if (node.matches(SEL.message) && node.hasAttribute(ATTR.seq)) {
-      times.write(node);
-      messages = true;
+    if (node.matches(SEL.message)) {
+      times.write(node); // a stored message, or the reply being written (its time until the stored one comes)
+      if (node.hasAttribute(ATTR.seq)) messages = true;
     }
     if (node.closest(`#${ID.log}`) && !feedback.isUpdate(node)) news = true; // a rating changed: nothing new
     const seq = Number(node.getAttribute(ATTR.seq));

@@ -147,6 +147,9 @@ def test_every_state_up_to_the_first_reply_has_no_axe_violations(held: tuple[Any
     send_text(page, "milk")
     page.wait_for_selector(".msg--streaming")
     assert page.get_attribute("#chat", "data-state") == "busy"
+    # The contract's ".msg time[datetime]": the reply being written carries its time too, in the page's words.
+    assert page.locator("#chat-log .msg").count() == page.locator("#chat-log .msg time[datetime]").count()
+    assert re.fullmatch(r"\d{1,2}:\d{2}( [AP]M)?", page.locator(".msg--streaming time[datetime]").inner_text())
     states["streaming"] = axe_violations(page)
     socket.release()
     wait_ready(page)

@@ -3,6 +3,11 @@ every piece with its position (a chunk its offset, a whole bubble its length: ch
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
 from chat.presentation import rendering
 
 
@@ -12,6 +17,16 @@ def test_the_first_fragment_formats_finished_lines_and_keeps_the_rest_plain() ->
     assert f'id="live-7-1" data-length="{len(text)}"' in html
     assert 'id="live-7-1-done"><p><strong>Borscht</strong> (6 servings)</p></div>' in html
     assert 'id="live-7-1-tail">1. Boil **the</span>' in html  # unfinished: plain text, no half-made markup
+
+
+def test_the_bubble_being_written_carries_its_time() -> None:
+    """The contract's ``.msg time[datetime]`` holds for the reply still streaming, not only once it is stored."""
+    html = rendering.text_delta("live-7-1", "Milk", offset=0)
+    found = re.search(r'<div class="msg__meta"><time class="msg__time" datetime="([^"]+)">\d{2}:\d{2}</time>', html)
+    assert found is not None, html
+    assert abs(datetime.fromisoformat(found[1]) - timezone.now()) < timedelta(seconds=5)
+    # Only the piece that makes the bubble has it: a tab never gets a second time from a later piece.
+    assert "<time" not in rendering.text_delta("live-7-1", "Milk\nand", offset=4, whole="Milk\nand")
 
 
 def test_a_chunk_without_a_line_break_is_appended_as_text_at_its_offset() -> None:
