@@ -20,6 +20,7 @@ export const ID = Object.freeze({
   log: "chat-log",
   status: "chat-status",
   turnState: "turn-state",
+  queueState: "queue-state", // swapped out of band by fragments/queue.html
   cartBadge: "cart-badge",
   cartPanel: "cart-panel",
   cartBody: "cart-panel-body",

@@ -212,6 +212,16 @@ def test_no_template_spells_an_id_an_item_kind_or_an_action_itself(group: str) -
     assert spelled == []
 
 
+def test_an_element_swapped_by_its_id_takes_the_id_from_hooks_js() -> None:
+    """htmx swaps an out-of-band element into the page's element of the same id: the id spelled in two templates
+    would part silently on a rename, so it is written with ``{% hook "ID..." %}`` (or is per-message, ``{{ }}``)."""
+    tags = [(path.name, tag) for path, text in WRITTEN.items() for tag in re.findall(r"<[a-z][^<>]*>", text)]
+    spelled = [
+        (name, tag) for name, tag in tags if 'hx-swap-oob="true"' in tag and re.search(r'(?<![\w-])id="[^"{]', tag)
+    ]
+    assert spelled == []
+
+
 def test_every_hook_tag_names_a_declared_hook() -> None:
     """A misspelt name fails when the template is compiled: every template of the page compiles."""
     engine = engines["django"]
