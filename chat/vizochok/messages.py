@@ -15,6 +15,7 @@ This module must not import Django: the sandbox, the benchmark and the relay all
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -113,6 +114,28 @@ def _opt_int(data: Mapping[str, Any], key: str) -> int | None:
     if not isinstance(value, int):
         raise MalformedFrame(f"field {key!r} must be an integer")
     return value
+
+
+#: Largest count an ``error`` frame's detail may carry (seconds, bytes, a daily cap); beyond it the detail means
+#: nothing and is dropped.
+_MAX_DETAIL = 10**9
+
+
+def _detail_count(data: Mapping[str, Any], key: str) -> int | None:
+    """A count beside an ``error``'s code (``retry_after``, ``limit``, ``max_size``), read leniently: the code ends
+    the turn, so a detail of an unexpected type is dropped instead of the frame (which left the turn waiting for its
+    timeout). A fractional number of seconds is rounded up."""
+    value = data.get(key)
+    if isinstance(value, str):
+        try:
+            value = Decimal(value.strip())
+        except InvalidOperation:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        return None
+    if not math.isfinite(value) or not 0 <= value <= _MAX_DETAIL:
+        return None
+    return math.ceil(value)
 
 
 def _list(data: Mapping[str, Any], *keys: str) -> list[Any]:
@@ -640,12 +663,13 @@ class ErrorMessage(_Frame):
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> ErrorMessage:
+        code, message = data.get("code"), data.get("message")
         return cls(
-            code=_str(data, "code"),
-            retry_after=_opt_int(data, "retry_after"),
-            limit=_opt_int(data, "limit"),
-            max_size=_opt_int(data, "max_size"),
-            message=_opt_str(data, "message"),
+            code=code if isinstance(code, str) and code else "unknown_error",
+            retry_after=_detail_count(data, "retry_after"),
+            limit=_detail_count(data, "limit"),
+            max_size=_detail_count(data, "max_size"),
+            message=message if isinstance(message, str) else None,
         )
 
 

@@ -212,8 +212,6 @@ def test_server_type_is_unknown_to_the_client_parser() -> None:
         '{"type":"product_cards","items":[{"sku":"a","name":"A","price":"cheap"}]}',
         '{"type":"cart_changed","total":NaN}',
         '{"type":"cart_changed","total":Infinity}',
-        '{"type":"error","code":"x","retry_after":1.5}',
-        '{"type":"error","code":"x","limit":true}',
         '{"type":"event"}',
         '{"type":"ingredient_checklist","items":[{"name":"a","checked":"yes"}]}',
         '{"type":"quick_replies","replies":[{}]}',
@@ -224,6 +222,26 @@ def test_server_type_is_unknown_to_the_client_parser() -> None:
 def test_malformed_frames(raw: str | bytes) -> None:
     with pytest.raises(MalformedFrame):
         parse_server(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # Only the code was ever shown as an integer (reference §10.2): a fractional wait is rounded up, never dropped.
+        ('{"type":"error","code":"rate_limit_exceeded","retry_after":12.5}', ErrorMessage("rate_limit_exceeded", 13)),
+        ('{"type":"error","code":"rate_limit_exceeded","retry_after":"45"}', ErrorMessage("rate_limit_exceeded", 45)),
+        ('{"type":"error","code":"user_message_limit","limit":true}', ErrorMessage("user_message_limit")),
+        ('{"type":"error","code":"message_too_large","max_size":[1]}', ErrorMessage("message_too_large")),
+        ('{"type":"error","code":"x","retry_after":-3,"message":{"a":1}}', ErrorMessage("x")),
+        ('{"type":"error","code":"x","retry_after":1e300}', ErrorMessage("x")),
+        # An error whose code cannot be read is still the end of the turn, shown with the generic text.
+        ('{"type":"error"}', ErrorMessage("unknown_error")),
+        ('{"type":"error","code":42}', ErrorMessage("unknown_error")),
+    ],
+)
+def test_an_error_frame_is_never_dropped_for_a_field_beside_its_code(raw: str, expected: ErrorMessage) -> None:
+    """A dropped ``error`` left its turn waiting for the 120 s turn timeout, for a detail nobody needed."""
+    assert parse_server(raw) == expected
 
 
 def test_oversize_frame_is_refused_before_parsing() -> None:
