@@ -331,6 +331,11 @@ def product_bounds(conversation_id: int) -> dict[str, dict[str, Any]]:
     return bounds
 
 
+def cart_and_bounds(conversation_id: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The stored cart's lines and :func:`product_bounds`, in one trip (a resume compares the restored cart)."""
+    return cart_of(conversation_id)[0], product_bounds(conversation_id)
+
+
 def card_message(conversation_id: int, seq: int) -> Message | None:
     return Message.objects.filter(conversation_id=conversation_id, seq=seq, kind=Kind.PRODUCT_CARDS).first()
 

@@ -25,6 +25,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +40,7 @@ from chat.vizochok.messages import (
     Auth,
     AuthOk,
     CartChanged,
+    CartItem,
     ConversationStarted,
     ErrorMessage,
     FrameTooLarge,
@@ -155,6 +157,19 @@ class SandboxConfig:
     #: Every socket counts against the limit from its connection, before ``auth``: a 4th open socket is closed with
     #: 4029 at once, authenticated or not.
     count_before_auth: bool = False
+
+    # What ``session_restored`` carries. The reference gives only "``selected_items``: [...]" (§8.3, §22 item 6).
+
+    #: The shape of ``selected_items``: ``"cart"`` (whole cart lines with a ``total``, as ``cart_changed``'s: the
+    #: sandbox's own reading), ``"skus"`` (bare SKU strings) or ``"sku_quantity"`` (``{sku, quantity}`` only, no
+    #: ``total``).
+    restored_items: str = "cart"
+    #: ``session_restored`` does not repeat the conversation's id (the client named it in ``auth``).
+    restored_without_id: bool = False
+
+
+#: The readings of ``session_restored``'s ``selected_items`` (:attr:`SandboxConfig.restored_items`).
+RESTORED_ITEMS = ("cart", "skus", "sku_quantity")
 
 
 def _key_id(token: str) -> str:
@@ -302,7 +317,7 @@ class _Connection:
             self.session = session
             assistant = self.server.assistant
             items, total = assistant.cart_items(session), assistant.cart_total(session)
-            await self.send(SessionRestored(conversation_id=session.conversation_id, selected_items=items, total=total))
+            await self.send_text(self._restored(session.conversation_id, items, total))
             for frame in session.pending:
                 await self.send(frame)
             return True
@@ -314,6 +329,21 @@ class _Connection:
         self.session = self.server._new_session(now)
         await self.send(ConversationStarted(conversation_id=self.session.conversation_id))
         return True
+
+    def _restored(self, conversation_id: str, items: tuple[CartItem, ...], total: Decimal) -> str:
+        """``session_restored`` in the configured reading (:attr:`SandboxConfig.restored_items`)."""
+        frame = SessionRestored(conversation_id=conversation_id, selected_items=items, total=total).to_dict()
+        shape = self.config.restored_items
+        if shape == "skus":
+            frame["selected_items"] = [item.sku for item in items]
+        elif shape == "sku_quantity":
+            frame["selected_items"] = [{"sku": item.sku, "quantity": item.quantity} for item in items]
+            del frame["total"]
+        elif shape != "cart":
+            raise ValueError(f"unknown restored_items reading {shape!r}")
+        if self.config.restored_without_id:
+            del frame["conversation_id"]
+        return to_json(frame)
 
     def _identity(self, auth: Auth) -> str:
         """Whose daily budget a conversation uses. Public keys cannot vouch for ``user_id``, so they collapse onto
@@ -794,6 +824,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="every socket counts against the connection limit from its connection, before auth (4029 at once)",
     )
+    turns.add_argument(
+        "--restored-items",
+        choices=RESTORED_ITEMS,
+        default="cart",
+        help="session_restored's selected_items: whole cart lines with a total (default), bare SKUs, or "
+        "{sku, quantity} without a total",
+    )
+    turns.add_argument(
+        "--restored-without-id",
+        action="store_true",
+        help="session_restored does not repeat the conversation id named in auth",
+    )
 
 
 def config_from_options(options: Mapping[str, Any], **fields: Any) -> SandboxConfig:
@@ -816,6 +858,8 @@ def config_from_options(options: Mapping[str, Any], **fields: Any) -> SandboxCon
         late_complete_seconds=options["late_complete_seconds"],
         turns_outlive_socket=options["turns_outlive_socket"],
         count_before_auth=options["count_before_auth"],
+        restored_items=options["restored_items"],
+        restored_without_id=options["restored_without_id"],
         **fields,
     )
 

@@ -449,9 +449,11 @@ class ConversationRunner:
             # before the turn's next write, which waits for it.
             self._write_behind(store.set_upstream_id, self.pk, self.upstream_id)
         start = session.start
-        if isinstance(start, wire.SessionRestored):
-            items = [store.plain(item) for item in start.selected_items]
-            stored_items, _total, _count = await self._write(store.cart_of, self.pk)
+        if isinstance(start, wire.SessionRestored) and start.cart_known:
+            stored_items, bounds = await self._write(store.cart_and_bounds, self.pk)
+            # With their products' stepper fields, as every stored line has them: without, a cart the upstream
+            # kept as it was looked changed, and storing it lost how its weighed lines step.
+            items = CartRun(bounds=bounds).with_bounds([store.plain(item) for item in start.selected_items])
             if items != stored_items:
                 payload = {"type": "cart_changed", "action": "restored", "items": items, "total": start.cart_total}
                 await self._store_cart(store.plain(payload), items, start.cart_total)

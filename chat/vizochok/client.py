@@ -23,7 +23,7 @@ import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeAlias
 from urllib.parse import urlsplit
 
@@ -673,6 +673,8 @@ async def _handshake(
             if isinstance(frame, (ConversationStarted, SessionRestored)):
                 if not authed:
                     logger.warning("upstream started a conversation without auth_ok")
+                if isinstance(frame, SessionRestored) and not frame.conversation_id and conversation_id:
+                    frame = replace(frame, conversation_id=conversation_id)  # the one auth named
                 return frame, bad_frames
             if isinstance(frame, ErrorMessage):
                 raise refused_error(frame)

@@ -245,6 +245,14 @@ class CartItem:
     unit: str = "pcs"
 
     @classmethod
+    def parse_line(cls, value: Any) -> CartItem:
+        """A line that must say its price and quantity (a restored cart is stored as it comes: no guessed 0 or 1)."""
+        data = _obj(value, "cart item")
+        _required(data, "price")
+        _required(data, "quantity")
+        return cls.parse(data)
+
+    @classmethod
     def parse(cls, value: Any) -> CartItem:
         data = _obj(value, "cart item")
         return cls(
@@ -468,27 +476,44 @@ class ConversationStarted(_Frame):
 
 @dataclass(frozen=True, slots=True)
 class SessionRestored(_Frame):
+    """A resumed conversation (reference §2, §8.3, §13), read leniently: the frame is what completes a resume, and
+    its shape is the reference's guess (§22 item 6). Skipping it as malformed failed the resume."""
+
     type: ClassVar[str] = "session_restored"
+    #: Empty when the frame does not repeat it: the client named the conversation in ``auth``.
     conversation_id: str
     selected_items: tuple[CartItem, ...] = ()
     total: Decimal | None = None
+    #: ``selected_items`` was a list of whole cart lines (sku, price, quantity): the cart as the upstream holds it.
+    #: Otherwise (bare SKUs, lines without a price, another shape, or no such field) the items are left empty and
+    #: the cart is unknown: a client keeps the one it has rather than store lines it cannot price.
+    cart_known: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return _drop_none(
             {
                 "type": self.type,
-                "conversation_id": self.conversation_id,
-                "selected_items": [item.to_dict() for item in self.selected_items],
+                "conversation_id": self.conversation_id or None,
+                "selected_items": [item.to_dict() for item in self.selected_items] if self.cart_known else None,
                 "total": self.total,
             }
         )
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> SessionRestored:
+        conversation_id = data.get("conversation_id")
+        raw_items = data.get("selected_items")
+        try:
+            if not isinstance(raw_items, list):
+                raise MalformedFrame("selected_items is not a list")
+            items = tuple(CartItem.parse_line(item) for item in raw_items)
+            total = _opt_decimal(data, "total")
+        except MalformedFrame:
+            return cls(conversation_id=conversation_id if isinstance(conversation_id, str) else "", cart_known=False)
         return cls(
-            conversation_id=_str(data, "conversation_id"),
-            selected_items=tuple(CartItem.parse(item) for item in _list(data, "selected_items")),
-            total=_opt_decimal(data, "total"),
+            conversation_id=conversation_id if isinstance(conversation_id, str) else "",
+            selected_items=items,
+            total=total,
         )
 
     @property

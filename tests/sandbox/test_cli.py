@@ -22,6 +22,9 @@ SWITCHES = [
     "0.5",
     "--turns-outlive-socket",
     "--count-before-auth",
+    "--restored-items",
+    "sku_quantity",
+    "--restored-without-id",
 ]
 
 
@@ -44,6 +47,8 @@ def switches(config: SandboxConfig) -> dict[str, Any]:
         "late_complete_seconds",
         "turns_outlive_socket",
         "count_before_auth",
+        "restored_items",
+        "restored_without_id",
     )
     return {name: getattr(config, name) for name in names}
 
@@ -59,6 +64,8 @@ def test_every_switch_has_a_flag(parser: Any) -> None:
         "late_complete_seconds": 0.5,
         "turns_outlive_socket": True,
         "count_before_auth": True,
+        "restored_items": "sku_quantity",
+        "restored_without_id": True,
     }
     assert (config.tokens_per_second, config.max_connections_per_key) == (0.0, 9)
 

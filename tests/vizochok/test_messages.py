@@ -244,6 +244,27 @@ def test_an_error_frame_is_never_dropped_for_a_field_beside_its_code(raw: str, e
     assert parse_server(raw) == expected
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ('{"type":"session_restored","selected_items":[]}', SessionRestored(conversation_id="")),
+        ('{"type":"session_restored","conversation_id":"c","selected_items":["milk-001"]}', "unknown"),
+        ('{"type":"session_restored","conversation_id":"c","selected_items":[{"sku":"m","quantity":2}]}', "unknown"),
+        ('{"type":"session_restored","conversation_id":"c","selected_items":{"items":[]}}', "unknown"),
+        ('{"type":"session_restored","conversation_id":"c"}', "unknown"),
+        ('{"type":"session_restored","conversation_id":"c","selected_items":[],"total":"lots"}', "unknown"),
+    ],
+)
+def test_a_session_restored_of_any_shape_is_read(raw: str, expected: SessionRestored | str) -> None:
+    """The frame completes a resume (skipped, the resume timed out); a cart it cannot read whole is unknown, never
+    guessed (a line without a price would have been stored at 0)."""
+    frame = parse_server(raw)
+    if expected == "unknown":
+        assert frame == SessionRestored(conversation_id="c", cart_known=False)
+    else:
+        assert frame == expected
+
+
 def test_oversize_frame_is_refused_before_parsing() -> None:
     raw = json.dumps({"type": "text_delta", "delta": "x" * MAX_FRAME_BYTES})
     with pytest.raises(FrameTooLarge) as caught:

@@ -103,6 +103,41 @@ async def test_a_tab_that_outlives_the_warm_socket_resumes_the_same_upstream_con
 
 
 @pytest.mark.parametrize(
+    "reading",
+    [
+        {},  # the sandbox's own: whole cart lines (which do not carry the cards' stepper fields the stored lines have)
+        {"restored_items": "skus"},  # selected_items as bare SKUs
+        {"restored_items": "sku_quantity"},  # {sku, quantity}: no price, no name
+        {"restored_without_id": True},  # the frame does not repeat the conversation's id
+    ],
+)
+async def test_a_resume_survives_every_reading_of_session_restored(sandbox: Any, reading: dict[str, Any]) -> None:
+    """Reference §8.3 and §22.6 leave ``session_restored``'s shape open. Whatever the reading, the resumed turn is
+    served, and a restored cart the relay cannot read whole leaves the stored one as it was (before: the frame was
+    skipped as malformed and the resume timed out, so every turn after a paused socket failed; or lines without a
+    price were stored over the real cart)."""
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="milk", key="k1")
+        sku = first_sku(await receive_until(tab, READY))
+        await send(tab, kind="add_to_cart", sku=sku, quantity="2", key="k2")
+        await receive_until(tab, READY)
+        before = await reload(conversation)
+        for name, value in reading.items():
+            setattr(sandbox.config, name, value)
+        await sandbox.drop_all(code=1001)  # the warm socket dies: the next turn resumes on a new one
+        await send(tab, kind="message", text="bread", key="k3")
+        html = await receive_until(tab, READY)
+    assert "chat-error" not in html, html
+    after = await reload(conversation)
+    assert after.upstream_id == before.upstream_id
+    assert (after.cart, after.cart_count) == (before.cart, before.cart_count)
+    messages = await stored(conversation)
+    asked = next(n for n, m in enumerate(messages) if m.role == "user" and m.text == "bread")
+    assert any(m.role == "assistant" and m.kind == "text" and m.complete for m in messages[asked:])
+
+
+@pytest.mark.parametrize(
     ("fields", "code"),
     [
         ({"kind": "add_to_cart", "sku": "never-shown", "quantity": "1"}, "unknown_product"),
