@@ -100,6 +100,8 @@ ReplyHook = Callable[[Session, TurnRequest], Reply | None]
 
 #: The text block ``block_after_complete`` sends after a turn's ``response_complete``, one delta per item.
 LATE_BLOCK = ("Late ", "words.")
+#: The earlier reply ``replay_history`` sends again after ``session_restored``.
+REPLAYED_BLOCK = ("Earlier ", "reply.")
 
 
 @dataclass
@@ -166,6 +168,9 @@ class SandboxConfig:
     restored_items: str = "cart"
     #: ``session_restored`` does not repeat the conversation's id (the client named it in ``auth``).
     restored_without_id: bool = False
+    #: After ``session_restored``, an earlier reply is replayed (:data:`REPLAYED_BLOCK`, ``text_end``,
+    #: ``response_complete``) before the pending choices and before the client sends anything.
+    replay_history: bool = False
 
 
 #: The readings of ``session_restored``'s ``selected_items`` (:attr:`SandboxConfig.restored_items`).
@@ -318,6 +323,11 @@ class _Connection:
             assistant = self.server.assistant
             items, total = assistant.cart_items(session), assistant.cart_total(session)
             await self.send_text(self._restored(session.conversation_id, items, total))
+            if self.config.replay_history:
+                for delta in REPLAYED_BLOCK:
+                    await self.send(TextDelta(delta=delta))
+                await self.send(TextEnd())
+                await self.send(ResponseComplete(conversation_id=session.conversation_id))
             for frame in session.pending:
                 await self.send(frame)
             return True
@@ -832,6 +842,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "{sku, quantity} without a total",
     )
     turns.add_argument(
+        "--replay-history",
+        action="store_true",
+        help="after session_restored, an earlier reply is replayed before anything is sent",
+    )
+    turns.add_argument(
         "--restored-without-id",
         action="store_true",
         help="session_restored does not repeat the conversation id named in auth",
@@ -860,6 +875,7 @@ def config_from_options(options: Mapping[str, Any], **fields: Any) -> SandboxCon
         count_before_auth=options["count_before_auth"],
         restored_items=options["restored_items"],
         restored_without_id=options["restored_without_id"],
+        replay_history=options["replay_history"],
         **fields,
     )
 

@@ -55,9 +55,11 @@ from .messages import (
     ClientMessage,
     ConversationStarted,
     ErrorMessage,
+    IngredientChecklist,
     MalformedFrame,
     Ping,
     Pong,
+    QuickReplies,
     ResponseComplete,
     ServerMessage,
     SessionRestored,
@@ -87,6 +89,10 @@ WEBSOCKETS_LOGGER = "chat.vizochok.client.websockets"
 
 #: Frames that only end something: one that comes before anything of a turn belongs to an earlier turn.
 _ENDS_ONLY = (ResponseComplete, TextEnd)
+#: What a resumed session may send before anything was asked and still mean for the next turn: the "pending tools"
+#: of ``session_restored`` (reference §13), choices the shopper has not answered. Anything else then (a replay of
+#: past messages, §22 item 6) belongs to no turn.
+_PENDING = (QuickReplies, IngredientChecklist)
 
 _PING = to_json(Ping())
 _PONG = to_json(Pong())
@@ -272,8 +278,9 @@ class UpstreamSession:
         Turn boundaries hold whatever the upstream does at them (reference §6 leaves open whether
         ``response_complete`` follows an ``error``): before sending, the socket settles (see :meth:`_settle`) and
         frames that arrived between turns are set apart as strays; a ``response_complete`` or ``text_end`` before
-        any frame of this turn is a stray too (a repeated one), since no turn ends before it began. Frames waiting
-        before the first turn of a resumed session (pending choices re-sent) are yielded first.
+        any frame of this turn is a stray too (a repeated one), since no turn ends before it began. A resumed session
+        settles before its first turn too: the pending choices it re-sent are yielded first, anything else it sent
+        unasked (a replay of past messages) is set apart.
 
         The deadline covers the whole turn, not the gap between frames: an upstream that trickles frames forever
         still times out. After :class:`TurnTimeout` the rest of that turn may still arrive, so a caller should
@@ -291,6 +298,8 @@ class UpstreamSession:
             async with asyncio.timeout_at(deadline):
                 if not first_turn:
                     await self._settle()
+                elif isinstance(self.start, SessionRestored):
+                    await self._settle(keep=_PENDING)  # a replay set apart, the pending choices yielded first
                 await self.send(frame)
             while True:
                 event = await self._next()
@@ -315,11 +324,12 @@ class UpstreamSession:
             if self._deadline is marker:
                 self._deadline = None
 
-    async def _settle(self) -> None:
+    async def _settle(self, keep: tuple[type[ServerMessage], ...] = ()) -> None:
         """Make the socket ready for a new turn: nothing of the previous one may be read as this one's.
 
         After an ``error``, wait up to ``error_grace`` for its ``response_complete`` (consumed quietly). Then wait
-        until the socket has been quiet for ``settle_grace``, and set apart whatever arrived meanwhile.
+        until the socket has been quiet for ``settle_grace``, and set apart whatever arrived meanwhile, except frames
+        of the ``keep`` types, left in order for the turn.
         """
         loop = asyncio.get_running_loop()
         if self._error_open_since is not None:
@@ -346,11 +356,16 @@ class UpstreamSession:
         waiting = []
         while not self._queue.empty():
             waiting.append(self._queue.get_nowait())
+        ends = []
         for item in waiting:
             if isinstance(item, _End):
+                ends.append(item)
+            elif isinstance(item, keep):
                 self._queue.put_nowait(item)
             elif not isinstance(item, _Expired):
-                self._set_apart(item, "between turns")
+                self._set_apart(item, "between turns" if not keep else "before the resumed session's first turn")
+        for end in ends:
+            self._queue.put_nowait(end)
 
     def _set_apart(self, frame: ServerMessage, where: str) -> None:
         self.strays += 1

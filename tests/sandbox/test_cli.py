@@ -25,6 +25,7 @@ SWITCHES = [
     "--restored-items",
     "sku_quantity",
     "--restored-without-id",
+    "--replay-history",
 ]
 
 
@@ -49,6 +50,7 @@ def switches(config: SandboxConfig) -> dict[str, Any]:
         "count_before_auth",
         "restored_items",
         "restored_without_id",
+        "replay_history",
     )
     return {name: getattr(config, name) for name in names}
 
@@ -66,6 +68,7 @@ def test_every_switch_has_a_flag(parser: Any) -> None:
         "count_before_auth": True,
         "restored_items": "sku_quantity",
         "restored_without_id": True,
+        "replay_history": True,
     }
     assert (config.tokens_per_second, config.max_connections_per_key) == (0.0, 9)
 

@@ -137,6 +137,25 @@ async def test_a_resume_survives_every_reading_of_session_restored(sandbox: Any,
     assert any(m.role == "assistant" and m.kind == "text" and m.complete for m in messages[asked:])
 
 
+async def test_a_reply_replayed_on_resume_is_not_taken_for_the_next_turns(sandbox: Any) -> None:
+    """Reference §22 item 6 leaves open whether a resumed session replays past messages. If it does, the replay
+    (text, ``text_end``, ``response_complete``, before anything was sent) was read as the next turn's whole reply,
+    and the real reply was set apart as strays."""
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="milk", key="k1")
+        await receive_until(tab, READY)
+        sandbox.config.replay_history = True
+        await sandbox.drop_all(code=1001)
+        await send(tab, kind="message", text="bread", key="k2")
+        html = await receive_until(tab, READY)
+    assert "Earlier" not in html and "product-card" in html, html
+    messages = await stored(conversation)
+    asked = next(n for n, m in enumerate(messages) if m.role == "user" and m.text == "bread")
+    replies = [m.text for m in messages[asked:] if m.role == "assistant" and m.kind == "text"]
+    assert replies and not any("Earlier" in text for text in replies), replies
+
+
 @pytest.mark.parametrize(
     ("fields", "code"),
     [
