@@ -128,3 +128,19 @@ def checkout_url_allowed(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
             id="chat.E003",
         )
     ]
+
+
+@register()
+def secret_api_key(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The relay holds its key on the server, so it can use a secret one: with a public key the API cannot trust the
+    ``user_id`` it sends (reference §14) and keys its per-user limits on the key instead."""
+    if not settings.VIZOCHOK_API_KEY.startswith("pk_"):
+        return []
+    return [
+        CheckWarning(
+            "VIZOCHOK_API_KEY is a public key (pk_): the API keys its per-user limits on a public key, not on the "
+            "user_id the relay sends, so every shopper shares one daily budget (20 conversations, 200 messages).",
+            hint="Use the store's secret key (sk_...): the relay keeps it on the server, it never reaches a browser.",
+            id="chat.W002",
+        )
+    ]

@@ -706,35 +706,56 @@ async def _handshake(
         raise _closed_from(exc) from None
 
 
-async def probe(config: UpstreamConfig) -> str:
-    """Authenticate and close at once: ``"ok"`` once ``auth_ok`` came, within ``auth_timeout`` (readiness).
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """A readiness round trip: what to report, and the conversation the upstream started or restored for it."""
 
-    No retries. The socket is closed as soon as ``auth_ok`` arrives, before any conversation is read. A close with
-    4029 means the key already holds its sockets: the upstream answered, so it counts as reachable
-    (``"ok (connection limit)"``). Raises :class:`HandshakeTimeout` for an upstream that accepts the connection but
-    never authenticates, and the usual errors for a refused key or an unreachable host.
+    status: str
+    conversation_id: str | None = None
+
+
+async def probe(config: UpstreamConfig, conversation_id: str | None = None) -> ProbeResult:
+    """Authenticate and close: ``"ok"`` once ``auth_ok`` came, within ``auth_timeout`` (readiness).
+
+    No retries. The API starts a conversation at ``auth`` (reference §2, step 3) and may count it against the
+    user's 20 a day (§13, §22 item 8; with a public key, the whole key's): so the probe waits for the start frame,
+    gives back the conversation's id, and a caller names it next time (``conversation_id``) to restore that one
+    instead of starting another. Nothing is sent after ``auth``. A close with 4029 means the key already holds its
+    sockets: the upstream answered, so it counts as reachable (``"ok (connection limit)"``); so does an ``error``
+    after ``auth_ok`` (a daily limit is no reason to take the relay out of service). Raises
+    :class:`HandshakeTimeout` for an upstream that accepts the connection but never authenticates, and the usual
+    errors for a refused key or an unreachable host.
     """
     ws = await _connect(config)
+    authed = False
     try:
         async with asyncio.timeout(config.auth_timeout):
-            await ws.send(to_json(config.auth()))
+            await ws.send(to_json(config.auth(conversation_id)))
             while True:
                 try:
                     frame = _parse(await ws.recv())
                 except MalformedFrame:
                     continue
-                if isinstance(frame, (AuthOk, ConversationStarted, SessionRestored)):
-                    return "ok"
-                if isinstance(frame, ErrorMessage):
+                if isinstance(frame, (ConversationStarted, SessionRestored)):
+                    return ProbeResult("ok", frame.conversation_id or conversation_id)
+                if isinstance(frame, AuthOk):
+                    authed = True
+                elif isinstance(frame, ErrorMessage):
+                    if authed:
+                        return ProbeResult("ok")
                     raise refused_error(frame)
-                if isinstance(frame, Ping):
+                elif isinstance(frame, Ping):
                     await ws.send(_PONG)
     except TimeoutError:
+        if authed:
+            return ProbeResult("ok")  # authenticated; the start frame is the upstream's business
         raise HandshakeTimeout(f"no auth_ok within {config.auth_timeout:g} s") from None
     except ConnectionClosed as exc:
         closed = _closed_from(exc)
         if isinstance(closed, ConnectionLimited):
-            return "ok (connection limit)"
+            return ProbeResult("ok (connection limit)")
+        if authed:
+            return ProbeResult("ok")
         raise closed from None
     finally:
         await _discard(ws, Exception())
@@ -754,6 +775,7 @@ async def _discard(ws: ClientConnection, exc: BaseException) -> None:
 __all__ = [
     "READ_LIMIT",
     "Backoff",
+    "ProbeResult",
     "RetryHook",
     "StartFrame",
     "UpstreamConfig",

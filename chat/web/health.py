@@ -59,6 +59,8 @@ class UpstreamProbe:
 
     def __init__(self) -> None:
         self._outcomes: dict[tuple[str, str, str], tuple[float, str | BaseException]] = {}
+        #: The conversation each upstream started for the probe: named in the next ``auth`` to restore it.
+        self._conversations: dict[tuple[str, str, str], str] = {}
         self._running: dict[tuple[str, str, str], asyncio.Task[str | BaseException]] = {}
 
     async def check(self) -> str:
@@ -85,9 +87,13 @@ class UpstreamProbe:
         )
         outcome: str | BaseException
         try:
-            outcome = await probe(config)
+            result = await probe(config, self._conversations.get(key))
         except Exception as exc:  # kept (cached) and raised to every request that asks within the cache time
             outcome = exc
+        else:
+            outcome = result.status
+            if result.conversation_id:
+                self._conversations[key] = result.conversation_id
         self._outcomes[key] = (time.monotonic(), outcome)
         return outcome
 

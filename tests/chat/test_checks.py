@@ -151,3 +151,10 @@ def test_the_deploy_check_warns_while_no_proxy_hop_is_trusted() -> None:
     """Issue 24, item 2: production sits behind a proxy; with 0 hops the caps and the lockout count the wrong one."""
     assert check_ids(VIZOCHOK_TRUSTED_PROXY_HOPS=0) == {"chat.W001": WARNING}
     assert check_ids(VIZOCHOK_TRUSTED_PROXY_HOPS=1) == {}
+
+
+def test_a_public_key_is_warned_of() -> None:
+    """Reference §14: with a ``pk_`` key the API cannot trust the ``user_id`` the relay sends, so its per-user
+    limits collapse onto the key: every shopper of the store shares one 20 conversations and 200 messages a day."""
+    assert check_ids(deploy=False, VIZOCHOK_API_KEY="pk_live_abc123") == {"chat.W002": WARNING}
+    assert check_ids(deploy=False, VIZOCHOK_API_KEY="sk_live_abc123") == {}

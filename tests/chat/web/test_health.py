@@ -60,6 +60,23 @@ async def test_a_real_upstream_is_ready_and_probed_once_per_cache_period(setting
         assert sandbox.connections == 0  # closed at auth_ok: the key's socket is given back at once
 
 
+@pytest.mark.parametrize("token", ["sk_test_relay", "pk_test_storefront"])
+async def test_the_probe_resumes_its_own_conversation_instead_of_starting_one_each_time(
+    settings: Any, token: str
+) -> None:
+    """The API starts a conversation at ``auth`` (reference §2, step 3), and may count it against the daily 20
+    (§13, §22 item 8): a probe every 10 s would have spent them, with a public key the whole store's. It names the
+    conversation its first round trip started, so later ones restore it."""
+    settings.VIZOCHOK_READY_UPSTREAM_CACHE = 0
+    settings.VIZOCHOK_API_KEY = token
+    async with SandboxServer(SandboxConfig(tokens_per_second=0.0, ping_interval=0.0)) as sandbox:
+        for _ in range(4):
+            status, body = await readyz(settings, sandbox.url)
+            assert status == 200 and body["checks"]["upstream"]["status"] == "ok"
+        assert len(sandbox.sessions) == 1
+        assert sum(sandbox._daily.values()) == 1
+
+
 async def test_an_upstream_at_its_connection_limit_still_answered(settings: Any) -> None:
     upstream = Upstream(full)
     async with serve(upstream._handle, "127.0.0.1", 0) as server:
