@@ -168,6 +168,9 @@ class SandboxConfig:
     restored_items: str = "cart"
     #: ``session_restored`` does not repeat the conversation's id (the client named it in ``auth``).
     restored_without_id: bool = False
+    #: Every ``action`` frame is answered with ``invalid_json``: the real schema is not the reference's guess (§7,
+    #: §22 item 2), which is all the sandbox knows. Counted in ``SandboxServer.actions_refused``.
+    refuse_actions: bool = False
     #: After ``session_restored``, an earlier reply is replayed (:data:`REPLAYED_BLOCK`, ``text_end``,
     #: ``response_complete``) before the pending choices and before the client sends anything.
     replay_history: bool = False
@@ -385,6 +388,9 @@ class _Connection:
             await self.send(Pong())
         elif isinstance(frame, Pong):
             self._pong.set()
+        elif isinstance(frame, Action) and self.config.refuse_actions:
+            self.server.actions_refused += 1
+            await self.error("invalid_json")
         elif isinstance(frame, (UserMessage, Action)):
             await self._on_request(frame)
         else:  # a second auth or an unknown type
@@ -591,6 +597,8 @@ class SandboxServer:
         self._per_key: Counter[str] = Counter()
         #: Sockets closed with 4029 because their key had its limit open already.
         self.refused_too_many = 0
+        #: Actions answered with ``invalid_json`` under ``refuse_actions``.
+        self.actions_refused = 0
         self._daily: Counter[tuple[str, str]] = Counter()
         self._changed = asyncio.Condition()
         self._server: Server | None = None
@@ -842,6 +850,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "{sku, quantity} without a total",
     )
     turns.add_argument(
+        "--refuse-actions",
+        action="store_true",
+        help="every action frame is answered with invalid_json (the real action schema differs)",
+    )
+    turns.add_argument(
         "--replay-history",
         action="store_true",
         help="after session_restored, an earlier reply is replayed before anything is sent",
@@ -876,6 +889,7 @@ def config_from_options(options: Mapping[str, Any], **fields: Any) -> SandboxCon
         restored_items=options["restored_items"],
         restored_without_id=options["restored_without_id"],
         replay_history=options["replay_history"],
+        refuse_actions=options["refuse_actions"],
         **fields,
     )
 

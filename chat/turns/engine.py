@@ -12,7 +12,7 @@ import asyncio
 import functools
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from chat.feed.feed import ConversationFeed, Piece, turn_state
@@ -120,9 +120,12 @@ async def _begin(ref: ConversationRef, send: Send, shopper: str, client: str, re
     if started.unsaved:
         # The send upstream does not wait for this; the turn's own writes do (ConversationRunner.start).
         saving = asyncio.get_running_loop().create_task(_store_sent(runner, message, send.source_seq))
-    record = TurnRecord.begin(send.frame)
+    frame = send.frame
+    if isinstance(frame, wire.Action) and not frame.text:
+        frame = replace(frame, text=send.text)  # its words, for an upstream that refuses actions
+    record = TurnRecord.begin(frame)
     shown = functools.partial(_shown, started.changed, message)
-    runner.start(send.frame, message.seq, record, saving, shown=shown, client=client, reservation=reservation)
+    runner.start(frame, message.seq, record, saving, shown=shown, client=client, reservation=reservation)
     return True
 
 

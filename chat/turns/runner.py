@@ -147,6 +147,8 @@ class RunnerHost(Protocol):
     ahead: AheadPolicy
     tabs: LocalTabs
     live: LiveText | None
+    #: The upstream refused an action: taps go as the shopper's words (``wire.Action.text``).
+    actions_refused: bool
 
     def adopt(self, runner: ConversationRunner) -> None: ...
 
@@ -461,6 +463,8 @@ class ConversationRunner:
     async def _exchange(self, frame: wire.UserMessage | wire.Action) -> str:
         """Send and relay until the turn ends; returns the upstream error code that ended it, if any."""
         assert self.session is not None
+        if isinstance(frame, wire.Action) and self.relay.actions_refused and frame.text:
+            frame = wire.UserMessage(text=frame.text)  # the upstream refused actions before: words at once
         if isinstance(frame, wire.UserMessage):
             frame = wire.UserMessage(text=frame.text, conversation_id=self.upstream_id or None)
         self.window.record()
@@ -488,6 +492,18 @@ class ConversationRunner:
                 # deadline, then send it again. (Whatever the resumed socket re-sent first was shown as usual.)
                 self._status("finishing_previous")
                 await asyncio.sleep(next(retries, 10.0))
+                events = self.session.turn(frame)
+                event = await anext(events)
+                continue
+            refused = isinstance(event, wire.ErrorMessage) and event.code == "invalid_json"
+            if refused and isinstance(frame, wire.Action) and frame.text:
+                # The upstream's action schema is not the reference's guess (§7): the tap goes again as the
+                # shopper's words, and so does every later one in this process.
+                if not self.relay.actions_refused:
+                    logger.warning("the upstream refused an action (%s): actions go as messages", frame.action)
+                self.relay.actions_refused = True
+                frame = wire.UserMessage(text=frame.text, conversation_id=self.upstream_id or None)
+                self.window.record()
                 events = self.session.turn(frame)
                 event = await anext(events)
                 continue

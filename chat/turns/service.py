@@ -38,6 +38,9 @@ class Relay:
         )
         #: Whether turns next in line open their upstream socket while they wait (chat/turns/ahead.py).
         self.ahead = AheadPolicy(settings.VIZOCHOK_OPEN_AHEAD)
+        #: The upstream answered an ``action`` with ``invalid_json`` (its schema is not the reference's guess): taps
+        #: go as the shopper's words (``wire.Action.text``) from then on.
+        self.actions_refused = False
         #: The tabs connected to this loop: the runners' fragments reach them without the channel layer.
         self.tabs = LocalTabs()
         #: The reply being streamed, mirrored for catch-ups in other processes (only when there are others).

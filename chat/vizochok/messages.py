@@ -430,6 +430,10 @@ class Action(_Frame):
     type: ClassVar[str] = "action"
     action: str
     payload: Mapping[str, Any] = field(default_factory=dict)
+    #: The same request in the shopper's words (the pill's text, "Add: Milk × 2"), never on the wire as part of the
+    #: action: sent as a ``message`` instead where the upstream refuses actions (reference §7: "a quick reply can
+    #: always be degraded to a plain message carrying the pill text"; the schema is a guess, §22 item 2).
+    text: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         extra = {k: v for k, v in self.payload.items() if k not in ("type", "action") and v is not None}

@@ -26,6 +26,7 @@ SWITCHES = [
     "sku_quantity",
     "--restored-without-id",
     "--replay-history",
+    "--refuse-actions",
 ]
 
 
@@ -51,6 +52,7 @@ def switches(config: SandboxConfig) -> dict[str, Any]:
         "restored_items",
         "restored_without_id",
         "replay_history",
+        "refuse_actions",
     )
     return {name: getattr(config, name) for name in names}
 
@@ -69,6 +71,7 @@ def test_every_switch_has_a_flag(parser: Any) -> None:
         "restored_items": "sku_quantity",
         "restored_without_id": True,
         "replay_history": True,
+        "refuse_actions": True,
     }
     assert (config.tokens_per_second, config.max_connections_per_key) == (0.0, 9)
 

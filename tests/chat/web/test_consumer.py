@@ -156,6 +156,27 @@ async def test_a_reply_replayed_on_resume_is_not_taken_for_the_next_turns(sandbo
     assert replies and not any("Earlier" in text for text in replies), replies
 
 
+async def test_actions_the_upstream_refuses_go_as_words(sandbox: Any) -> None:
+    """Reference §7, §22 item 2: the action schema is a guess. If the real API refuses it (``invalid_json``), every
+    Add, quick reply and checklist failed with "could not understand"; the tap now goes again as a message in the
+    shopper's words (the pill's text, "Add: Milk × 2"), and later taps go as words at once."""
+    sandbox.config.refuse_actions = True
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="milk", key="k1")
+        sku = first_sku(await receive_until(tab, READY))
+        for n, quantity in enumerate(("2", "3")):
+            await send(tab, kind="add_to_cart", sku=sku, quantity=quantity, key=f"a{n}")
+            html = await receive_until(tab, READY)
+            assert "chat-error" not in html, html
+    messages = await stored(conversation)
+    actions = [n for n, m in enumerate(messages) if m.kind == "action"]
+    assert len(actions) == 2
+    for start in actions:
+        assert any(m.role == "assistant" and m.kind == "text" for m in messages[start + 1 : start + 4])
+    assert sandbox.actions_refused == 1  # the second tap was not offered as an action again
+
+
 @pytest.mark.parametrize(
     ("fields", "code"),
     [
