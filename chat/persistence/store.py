@@ -235,6 +235,16 @@ def upstream_id_of(conversation_id: int) -> str:
     return found or ""
 
 
+def last_reply_at(conversation_id: int) -> datetime | None:
+    """When the conversation's newest assistant message was stored: the upstream's last sign of it."""
+    return (
+        Message.objects.filter(conversation_id=conversation_id, role=Role.ASSISTANT)
+        .order_by("-seq")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+
+
 def set_upstream_id(conversation_id: int, upstream_id: str) -> None:
     Conversation.objects.filter(pk=conversation_id).update(upstream_id=upstream_id)
 

@@ -168,6 +168,11 @@ class SandboxConfig:
     restored_items: str = "cart"
     #: ``session_restored`` does not repeat the conversation's id (the client named it in ``auth``).
     restored_without_id: bool = False
+    #: What a ``conversation_id`` in ``auth`` does (reference §4.1, §22 item 7: ``auth`` or only ``message``):
+    #: ``"restores"`` that conversation (the mobile guide's reading, the sandbox's own); ``"ignored"``: every
+    #: socket starts a new one, and a ``message`` naming a live one continues it; ``"refused"``: an ``auth`` with the
+    #: field is answered with ``invalid_json`` and closed (1008), as a strict schema would; ``message`` as ignored.
+    resume_in_auth: str = "restores"
     #: Every ``action`` frame is answered with ``invalid_json``: the real schema is not the reference's guess (§7,
     #: §22 item 2), which is all the sandbox knows. Counted in ``SandboxServer.actions_refused``.
     refuse_actions: bool = False
@@ -178,6 +183,8 @@ class SandboxConfig:
 
 #: The readings of ``session_restored``'s ``selected_items`` (:attr:`SandboxConfig.restored_items`).
 RESTORED_ITEMS = ("cart", "skus", "sku_quantity")
+#: The readings of a ``conversation_id`` in ``auth`` (:attr:`SandboxConfig.resume_in_auth`).
+RESUME_IN_AUTH = ("restores", "ignored", "refused")
 
 
 def _key_id(token: str) -> str:
@@ -298,6 +305,10 @@ class _Connection:
         if auth is None:
             await self.ws.close(CLOSE_AUTH_INVALID, "auth expected")
             return None
+        if auth.conversation_id is not None and self.config.resume_in_auth == "refused":
+            await self.error("invalid_json")
+            await self.ws.close(CLOSE_POLICY, "unknown field in auth")
+            return None
         if not auth.token.startswith(TOKEN_PREFIXES) or len(auth.token) <= len("pk_test_"):
             await self.ws.close(CLOSE_BAD_TOKEN, "invalid api key")
             return None
@@ -319,7 +330,8 @@ class _Connection:
         """Restore a live conversation named in ``auth``, else start one (within the daily cap)."""
         now = self.config.clock()
         self.server._expire_sessions(now)
-        session = self.server.sessions.get(auth.conversation_id or "")
+        named = auth.conversation_id if self.config.resume_in_auth == "restores" else None
+        session = self.server.sessions.get(named or "")
         if session is not None:
             session.last_activity = now
             self.session = session
@@ -429,8 +441,8 @@ class _Connection:
     def _session_for(self, frame: UserMessage | Action) -> Session:
         """A ``message`` naming another live conversation switches to it; an unknown id is ignored."""
         assert self.session is not None
-        wanted = frame.conversation_id if isinstance(frame, UserMessage) else None
-        if wanted and wanted != self.session.conversation_id:
+        wanted = frame.conversation_id if isinstance(frame, UserMessage) else frame.payload.get("conversation_id")
+        if isinstance(wanted, str) and wanted and wanted != self.session.conversation_id:
             other = self.server.sessions.get(wanted)
             if other is not None and self.config.clock() - other.last_activity <= self.config.session_ttl:
                 self.session = other
@@ -850,6 +862,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "{sku, quantity} without a total",
     )
     turns.add_argument(
+        "--resume-in-auth",
+        choices=RESUME_IN_AUTH,
+        default="restores",
+        help="what a conversation_id in auth does: restores it (default), is ignored (a message naming it continues "
+        "it), or is refused with invalid_json",
+    )
+    turns.add_argument(
         "--refuse-actions",
         action="store_true",
         help="every action frame is answered with invalid_json (the real action schema differs)",
@@ -890,6 +909,7 @@ def config_from_options(options: Mapping[str, Any], **fields: Any) -> SandboxCon
         restored_without_id=options["restored_without_id"],
         replay_history=options["replay_history"],
         refuse_actions=options["refuse_actions"],
+        resume_in_auth=options["resume_in_auth"],
         **fields,
     )
 

@@ -17,14 +17,16 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 from django.conf import settings
+from django.utils import timezone
 
 from chat.feed.feed import ConversationFeed, Piece, Place
 from chat.feed.live import LiveText
@@ -44,7 +46,7 @@ from chat.turns.upstream import EmbeddedSandbox, upstream_config
 from chat.turns.window import SlidingWindow
 from chat.vizochok import messages as wire
 from chat.vizochok.backoff import Backoff
-from chat.vizochok.client import UpstreamConfig, UpstreamSession, open_ahead, open_session
+from chat.vizochok.client import Resume, UpstreamConfig, UpstreamSession, open_ahead, open_session
 from chat.vizochok.errors import (
     AuthRejected,
     StartRefused,
@@ -138,6 +140,14 @@ class ConversationRef:
     store_id: str = ""
 
 
+#: A conversation active this recently cannot have reached the upstream's 1-hour TTL (reference §13): a new id in
+#: answer to an ``auth`` naming it means ``auth`` does not resume (``Resume.auth_restores``).
+RESTORED_IF_ACTIVE_WITHIN = 600.0
+#: Where ``auth`` does not resume, a conversation idle less than this goes on in messages; one idle longer may
+#: have expired upstream (1 hour, less a margin for the clocks and the reply's own length), and the new one is used.
+UPSTREAM_TTL_MARGIN = 3000.0
+
+
 class RunnerHost(Protocol):
     """What a runner needs of the relay that holds it (``chat.turns.service.Relay``)."""
 
@@ -149,6 +159,8 @@ class RunnerHost(Protocol):
     live: LiveText | None
     #: The upstream refused an action: taps go as the shopper's words (``wire.Action.text``).
     actions_refused: bool
+    #: Where the upstream reads a conversation's id, as this process has learnt it.
+    resume: Resume
 
     def adopt(self, runner: ConversationRunner) -> None: ...
 
@@ -436,6 +448,7 @@ class ConversationRunner:
         self.session = await open_session(
             config,
             conversation_id=self.upstream_id or None,
+            resume=self.relay.resume,
             backoff=Backoff(max_attempts=settings.VIZOCHOK_OPEN_RETRIES),
             on_retry=metrics.counting_retries(lambda attempt, delay, exc: self._status("reconnecting")),
             dropped=dropped,
@@ -445,7 +458,7 @@ class ConversationRunner:
         await self._on_start(self.session)
 
     async def _on_start(self, session: UpstreamSession) -> None:
-        if session.conversation_id != self.upstream_id:
+        if session.conversation_id != self.upstream_id and not await self._goes_on_in_messages(session):
             self.upstream_id = session.conversation_id
             # Not on the send's path (a new conversation's first turn waits on enough already): stored in order
             # before the turn's next write, which waits for it.
@@ -460,11 +473,37 @@ class ConversationRunner:
                 payload = {"type": "cart_changed", "action": "restored", "items": items, "total": start.cart_total}
                 await self._store_cart(store.plain(payload), items, start.cart_total)
 
+    async def _goes_on_in_messages(self, session: UpstreamSession) -> bool:
+        """Whether the conversation this one resumed goes on although the upstream started a new one: so where the
+        upstream does not resume from ``auth`` (reference §4.1, §22 item 7), and the conversation was active within
+        its 1-hour TTL (§13). The id then goes in each message (and action), where P1 and P2 put it.
+
+        The first sign is the upstream starting a new conversation for one active minutes before: its TTL cannot
+        have run out, so ``auth`` does not resume (``Resume.auth_restores``, learnt once per process).
+        """
+        resume = self.relay.resume
+        if not self.upstream_id or not isinstance(session.start, wire.ConversationStarted):
+            return False
+        last = await db.call(store.last_reply_at, self.pk)
+        idle = math.inf if last is None else (timezone.now() - last).total_seconds()
+        if resume.auth_restores:
+            if idle > RESTORED_IF_ACTIVE_WITHIN:
+                return False  # its TTL may well have run out: the new conversation replaces it
+            logger.warning(
+                "the upstream started a new conversation at auth for one active %.0f s ago: the id goes in messages",
+                idle,
+            )
+            resume.auth_restores = False
+        return idle < UPSTREAM_TTL_MARGIN
+
     async def _exchange(self, frame: wire.UserMessage | wire.Action) -> str:
         """Send and relay until the turn ends; returns the upstream error code that ended it, if any."""
         assert self.session is not None
         if isinstance(frame, wire.Action) and self.relay.actions_refused and frame.text:
             frame = wire.UserMessage(text=frame.text)  # the upstream refused actions before: words at once
+        if isinstance(frame, wire.Action) and not self.relay.resume.auth_restores and self.upstream_id:
+            # The socket's own conversation may not be this one (``_goes_on_in_messages``): the action names it.
+            frame = replace(frame, payload={**frame.payload, "conversation_id": self.upstream_id})
         if isinstance(frame, wire.UserMessage):
             frame = wire.UserMessage(text=frame.text, conversation_id=self.upstream_id or None)
         self.window.record()
@@ -591,6 +630,13 @@ class ConversationRunner:
                 self._end_bubble(complete=False)
                 await self._store_and_show(Kind.ERROR, store.plain(event), text=code)
                 return code
+            case wire.ResponseComplete(conversation_id=named) if named and named != self.upstream_id:
+                # The turn went to another conversation than the one named (it ended upstream, where only messages
+                # carry the id): that one goes on from here.
+                logger.info("the upstream answered in conversation %s, not %s", named, self.upstream_id)
+                self.upstream_id = named
+                self._write_behind(store.set_upstream_id, self.pk, named)
+                return ""
             case wire.ResponseComplete():
                 return ""
             case wire.UnknownMessage(type=kind):

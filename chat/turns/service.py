@@ -16,6 +16,7 @@ from chat.turns.ahead import AheadPolicy
 from chat.turns.runner import ConversationRef, ConversationRunner
 from chat.turns.slots import LinePolicy, RedisSlots, Slots, make_slots
 from chat.turns.upstream import EmbeddedSandbox
+from chat.vizochok.client import Resume
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class Relay:
         #: The upstream answered an ``action`` with ``invalid_json`` (its schema is not the reference's guess): taps
         #: go as the shopper's words (``wire.Action.text``) from then on.
         self.actions_refused = False
+        #: Where the upstream reads a conversation's id (``auth`` or only ``message``), learnt once per process.
+        self.resume = Resume()
         #: The tabs connected to this loop: the runners' fragments reach them without the channel layer.
         self.tabs = LocalTabs()
         #: The reply being streamed, mirrored for catch-ups in other processes (only when there are others).

@@ -40,6 +40,7 @@ from .errors import (
     ConnectionLimited,
     HandshakeTimeout,
     InvalidUpstreamURL,
+    StartRefused,
     TurnTimeout,
     UpstreamClosed,
     UpstreamError,
@@ -541,10 +542,26 @@ class UpstreamSession:
 # Opening --------------------------------------------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class Resume:
+    """What a process has learnt of where the upstream reads a conversation's id (reference §4.1: the mobile guide
+    puts it in ``auth``; P1 and P2 only in ``message``; §22 item 7: whether ``auth`` refuses a field it does not
+    know). One per process, shared by its sessions: learnt once, not per conversation."""
+
+    #: Name the conversation in ``auth``. Off once such an ``auth`` was refused as ``invalid_json`` (a strict
+    #: schema): the id then goes only where P1 and P2 put it, in each ``message``.
+    in_auth: bool = True
+    #: A ``conversation_started`` in answer to an ``auth`` naming a conversation means that one has ended (its
+    #: 1-hour TTL ran out). Off once the upstream started a new one for a conversation active minutes before, or
+    #: refused the id in ``auth``: a new id at the start then means only that ``auth`` does not resume.
+    auth_restores: bool = True
+
+
 async def open_session(
     config: UpstreamConfig,
     conversation_id: str | None = None,
     *,
+    resume: Resume | None = None,
     backoff: Backoff | None = None,
     sleep: Sleep = asyncio.sleep,
     on_retry: RetryHook | None = None,
@@ -562,6 +579,9 @@ async def open_session(
 
     ``ahead``: a socket :func:`open_ahead` opened; if it is still open, the first attempt authenticates on it
     instead of opening one, and its failure is judged like any first attempt's.
+
+    ``resume``: the process's :class:`Resume`. ``conversation_id`` goes in ``auth`` while ``resume.in_auth``; an
+    ``auth`` refused as ``invalid_json`` for carrying it is tried again at once without it, and ``resume`` learns so.
     """
     schedule = (backoff or Backoff()).delays()
     if dropped is not None:
@@ -569,14 +589,20 @@ async def open_session(
         if step is not None and step > dropped:
             await sleep(step - dropped)
     opened = ahead.ws if ahead is not None and ahead.open else None
+    named = conversation_id if resume is None or resume.in_auth else None
     attempt = 0
     while True:
         try:
             if opened is not None:
                 ws, opened = opened, None
-                return await _session_on(ws, config, conversation_id)
-            return await _open_once(config, conversation_id)
+                return await _session_on(ws, config, named)
+            return await _open_once(config, named)
         except UpstreamError as exc:
+            if named and resume is not None and isinstance(exc, StartRefused) and exc.code == "invalid_json":
+                logger.warning("the upstream refused a conversation id in auth: it goes only in messages now")
+                resume.in_auth = resume.auth_restores = False
+                named = None
+                continue
             delay = next(schedule, None) if should_retry(exc) else None
             if delay is None:
                 logger.warning("giving up on the upstream after %d attempt(s): %s", attempt + 1, exc)
@@ -776,6 +802,7 @@ __all__ = [
     "READ_LIMIT",
     "Backoff",
     "ProbeResult",
+    "Resume",
     "RetryHook",
     "StartFrame",
     "UpstreamConfig",

@@ -27,6 +27,8 @@ SWITCHES = [
     "--restored-without-id",
     "--replay-history",
     "--refuse-actions",
+    "--resume-in-auth",
+    "ignored",
 ]
 
 
@@ -53,6 +55,7 @@ def switches(config: SandboxConfig) -> dict[str, Any]:
         "restored_without_id",
         "replay_history",
         "refuse_actions",
+        "resume_in_auth",
     )
     return {name: getattr(config, name) for name in names}
 
@@ -72,6 +75,7 @@ def test_every_switch_has_a_flag(parser: Any) -> None:
         "restored_without_id": True,
         "replay_history": True,
         "refuse_actions": True,
+        "resume_in_auth": "ignored",
     }
     assert (config.tokens_per_second, config.max_connections_per_key) == (0.0, 9)
 

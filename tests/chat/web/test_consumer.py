@@ -156,6 +156,59 @@ async def test_a_reply_replayed_on_resume_is_not_taken_for_the_next_turns(sandbo
     assert replies and not any("Earlier" in text for text in replies), replies
 
 
+@pytest.mark.parametrize("reading", ["ignored", "refused"])
+async def test_a_conversation_resumes_wherever_the_upstream_reads_its_id(sandbox: Any, reading: str) -> None:
+    """Reference §4.1, §22 item 7: the id may belong in ``auth`` (the mobile guide) or only in ``message`` (P1, P2),
+    and ``auth`` may refuse a field it does not know. Either way the conversation a pause interrupted goes on: the
+    same upstream conversation (its context, its cart), not a new one each time a socket opens (before: the new id
+    was adopted, or every resume failed with "could not understand")."""
+    sandbox.config.resume_in_auth = reading
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="milk", key="k1")
+        sku = first_sku(await receive_until(tab, READY))
+        first = (await reload(conversation)).upstream_id
+        for n, fields in enumerate(
+            [
+                {"kind": "message", "text": "bread"},
+                {"kind": "add_to_cart", "sku": sku, "quantity": "2"},  # an action, too, reaches that conversation
+            ]
+        ):
+            await sandbox.drop_all(code=1001)  # the socket is gone: the next turn opens a new one
+            await send(tab, key=f"k{n + 2}", **fields)
+            html = await receive_until(tab, READY)
+            assert "chat-error" not in html, html
+    assert (await reload(conversation)).upstream_id == first
+    assert sandbox.sessions[first].turns == 3
+    assert list(sandbox.sessions[first].cart) == [sku]
+
+
+async def test_a_conversation_that_ended_upstream_is_replaced_by_the_one_the_reply_names(sandbox: Any) -> None:
+    """Where ``auth`` does not resume, a conversation that ended upstream (its TTL, a lost session) shows only in
+    the reply: ``response_complete`` names the conversation the turn went to (§5). Keeping the dead id would have
+    started a new conversation with every socket."""
+    sandbox.config.resume_in_auth = "ignored"
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="milk", key="k1")
+        await receive_until(tab, READY)
+        await sandbox.drop_all(code=1001)
+        await send(tab, kind="message", text="bread", key="k2")  # the process learns that auth does not resume
+        await receive_until(tab, READY)
+        first = (await reload(conversation)).upstream_id
+        del sandbox.sessions[first]  # gone upstream
+        await sandbox.drop_all(code=1001)
+        await send(tab, kind="message", text="eggs", key="k3")
+        await receive_until(tab, READY)
+        now = (await reload(conversation)).upstream_id
+        assert now != first and now in sandbox.sessions
+        await sandbox.drop_all(code=1001)
+        await send(tab, kind="message", text="cheese", key="k4")
+        await receive_until(tab, READY)
+    assert (await reload(conversation)).upstream_id == now
+    assert sandbox.sessions[now].turns == 2
+
+
 async def test_actions_the_upstream_refuses_go_as_words(sandbox: Any) -> None:
     """Reference §7, §22 item 2: the action schema is a guess. If the real API refuses it (``invalid_json``), every
     Add, quick reply and checklist failed with "could not understand"; the tap now goes again as a message in the
