@@ -39,6 +39,9 @@ from chat.presentation import rendering
 
 logger = logging.getLogger("chat.feed")
 
+#: A streamed bubble shorter than this shows each line formatted as soon as it is finished (``_reformat_due``).
+WHOLE_ALWAYS_BELOW = 2048
+
 #: Renders a fragment under the active language.
 Render: TypeAlias = Callable[[], str]
 
@@ -137,6 +140,8 @@ class ConversationFeed:
         self._unsent: list[str] = []
         self._length = 0
         self._sent = 0
+        #: The bubble's length when it was last shown whole (see :meth:`_reformat_due`).
+        self._shown_whole = 0
         self._timer: asyncio.TimerHandle | None = None
         self._last_flush = float("-inf")
 
@@ -170,6 +175,7 @@ class ConversationFeed:
         text = "".join(self._parts)
         had = self._bubble is not None
         self._bubble, self._parts, self._unsent, self._length, self._sent = None, [], [], 0, 0
+        self._shown_whole = 0
         if had and self._live is not None:
             self._pending.append(_CLEAR_LIVE)
             self._kick()
@@ -187,13 +193,25 @@ class ConversationFeed:
             return
         text, self._unsent = "".join(self._unsent), []
         whole = None
-        if self._sent == 0 or "\n" in text:  # shown whole (the first piece, or one that finishes a line)
+        if self._sent == 0 or ("\n" in text and self._reformat_due()):  # the first piece, or one finishing a line
             whole = "".join(self._parts)
             self._parts = [whole]
+            self._shown_whole = self._length
         self._pending.append(Delta(self._bubble, self._sent, text, whole))
         self._sent = self._length
         self._last_flush = asyncio.get_running_loop().time()
         self._kick()
+
+    def _reformat_due(self) -> bool:
+        """Whether a piece that finishes a line shows the bubble whole (its finished lines formatted) or goes out as
+        text at its offset (``msg__tail`` keeps line breaks), to be formatted by a later whole showing.
+
+        A short bubble shows every finished line formatted at once. Past :data:`WHOLE_ALWAYS_BELOW` characters, a
+        whole showing waits until the bubble grew by an eighth since the last one: what goes out stays a small
+        multiple of the reply, even from an upstream that sends one line break per frame.
+        """
+        grown = self._length - self._shown_whole
+        return self._length < WHOLE_ALWAYS_BELOW or grown * 8 >= self._length
 
     # --- everything else -----------------------------------------------------------------------------------------
 

@@ -145,12 +145,13 @@ def text_delta(bubble: str, text: str, *, offset: int, whole: str | None = None)
     has; a fragment that carries the whole bubble says its length, and a tab that has more keeps what it has.
 
     What is finished is shown formatted while the rest streams in (no raw "**" until the end). The first piece, and
-    any chunk that finishes a line, carry the whole bubble: the text up to its last line break rendered as markdown
+    a chunk that finishes a line when the feed says so (``whole``: ``chat.feed.feed`` bounds how often), carry the
+    whole bubble: the text up to its last line break rendered as markdown
     by the same sanitiser as a stored reply, the line being written as plain text. A chunk without a line break is
     appended as text: the hottest path of the relay, so its template is not re-rendered each time (the output is
     byte-identical to rendering ``fragments/text_delta.html``, autoescaped).
     """
-    if offset == 0 or "\n" in text:
+    if offset == 0 or (whole is not None and "\n" in text):
         return live_bubble(bubble, whole if whole is not None else text, first=offset == 0)
     values = {_BUBBLE: escape(bubble), _TEXT: escape(text), _OFFSET: str(offset)}
     return "".join(values.get(part, part) for part in _chunk_parts())

@@ -107,6 +107,30 @@ async def test_a_piece_that_finishes_a_line_carries_the_whole_bubble_with_its_le
     assert "<strong>Milk</strong>" in whole and "**" not in whole
 
 
+async def test_line_breaks_a_hostile_upstream_sends_one_at_a_time_cannot_multiply_the_bubble() -> None:
+    """A long bubble, then a frame of one line break at a time: each re-sent the whole bubble, rendered (one 60 KB
+    reply and 60 frames of 33 bytes went out as 3.7 MB). Past a small bubble a finished line is shown whole only
+    once the bubble grew by an eighth since its last whole showing: what goes out stays a small multiple of it."""
+    feed, got, _ = await feed_with_tab(interval=0)
+    feed.begin("b")
+    feed.add("word " * 12_000)
+    for _ in range(60):
+        feed.add("\n")
+    await feed.drain()
+    sent = sum(len(html) for html in got)
+    assert sent < 3 * 60_000 + 60 * 200, sent
+    assert offsets(got)[-1][1] == "\n" or wholes(got)  # the breaks still reach the page, as text
+
+
+async def test_a_short_reply_shows_every_finished_line_formatted_at_once() -> None:
+    feed, got, _ = await feed_with_tab(interval=0)
+    feed.begin("b")
+    for line in ["**One**\n", "**Two**\n", "**Three**\n"]:
+        feed.add(line)
+    await feed.drain()
+    assert [length for _bubble, length in wholes(got)] == [16, 26]  # the first piece makes the bubble itself
+
+
 async def test_offsets_count_code_points_as_the_page_does() -> None:
     feed, got, _ = await feed_with_tab(interval=0)
     feed.begin("b")
