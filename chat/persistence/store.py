@@ -259,13 +259,29 @@ def save_frame(conversation_id: int, kind: str, payload: dict[str, Any], text: s
     return _append(conversation_id, role=Role.ASSISTANT, kind=kind, text=text, payload=payload)
 
 
+#: The largest total a cart column holds (``max_digits=12, decimal_places=2``).
+_LARGEST_TOTAL = Decimal("9999999999.99")
+
+
+def storable_total(total: Any) -> Decimal | None:
+    """``total`` as the cart columns hold it, or None where they cannot: an upstream's number is untrusted, and
+    1e30 failed the write on PostgreSQL and, stored by SQLite, every later read of the conversation."""
+    try:
+        value = Decimal(str(total)).quantize(Decimal("0.01"))
+    except (ArithmeticError, ValueError):
+        return None
+    return value if value.is_finite() and abs(value) <= _LARGEST_TOTAL else None
+
+
 def save_cart(
     conversation_id: int, payload: dict[str, Any], items: list[dict[str, Any]], total: Decimal, count: int
 ) -> Message:
-    """Store a cart change and the snapshot the badge and the admin read; both in one transaction."""
+    """Store a cart change and the snapshot the badge and the admin read; both in one transaction. A total the
+    column cannot hold is stored as 0 (the panel's lines still say what each costs)."""
+    stored_total = storable_total(total) or Decimal(0)
     with transaction.atomic():
         message = _append(conversation_id, role=Role.ASSISTANT, kind=Kind.CART, payload=payload)
-        Conversation.objects.filter(pk=conversation_id).update(cart=items, cart_total=total, cart_count=count)
+        Conversation.objects.filter(pk=conversation_id).update(cart=items, cart_total=stored_total, cart_count=count)
     return message
 
 
@@ -419,7 +435,7 @@ def record_turn(
         "had_checklist": had_checklist,
         "cart_changed": cart_changed or cart_adds > 0,
         "cart_adds": cart_adds,
-        "cart_total": cart_total,
+        "cart_total": None if cart_total is None else storable_total(cart_total),
         "added": added or [],
     }
     # The concrete fields by name, not get_field(): that may also return a relation, which has no get_db_prep_save.

@@ -9,15 +9,24 @@ from django.utils import formats
 from django.utils.translation import get_language, pgettext
 from django.utils.translation import gettext as _
 
+#: The decimal exponents a price or a quantity a shop shows can have: below a billionth or from a trillion up, a
+#: number is nobody's price (and 1e30 made ``quantize`` raise, past the decimal context's 28 digits).
+_SMALLEST_EXPONENT, _LARGEST_EXPONENT = -9, 11
+
 
 def to_decimal(value: Any) -> Decimal | None:
+    """A price or a quantity from untrusted data, or None: not a number, not finite, or of no plausible size."""
     if value is None or isinstance(value, bool):
         return None
     try:
         number = Decimal(str(value))
     except (InvalidOperation, ValueError):
         return None
-    return number if number.is_finite() else None
+    if not number.is_finite():
+        return None
+    if number and not _SMALLEST_EXPONENT <= number.adjusted() <= _LARGEST_EXPONENT:
+        return None
+    return number
 
 
 def number(value: Any, places: int | None = None, *, grouping: bool = True) -> str:

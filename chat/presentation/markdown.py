@@ -89,7 +89,32 @@ def _build_cleaner() -> nh3.Cleaner:
 
 
 _PARSER = _build_parser()
+_PARSER_WITHOUT_TABLES = _build_parser().disable("table")
 _CLEANER = _build_cleaner()
+
+#: Table cells one reply may make. The parser pads every row to its header's width, so a 1000-column header over
+#: rows of a lone "|" made 65,536 cells a table, 9.9 MB from 63 KB; a reply's real tables (a shopping list, a
+#: comparison) hold dozens. Past this the tables are shown as the text they are.
+MAX_TABLE_CELLS = 2_000
+_DELIMITER_CHARACTERS = frozenset("|-: \t")
+
+
+def _table_cells(source: str) -> int:
+    """The most cells the tables in ``source`` can make: each delimiter row's columns times the rows that may
+    follow it (up to the next blank line). Linear, without a regular expression a hostile line could stall."""
+    cells = 0
+    columns = 0
+    for line in source.split("\n"):
+        stripped = line.strip()
+        if not stripped:
+            columns = 0
+        elif "|" in stripped and "-" in stripped and set(stripped) <= _DELIMITER_CHARACTERS:
+            columns = sum(1 for cell in stripped.strip("|").split("|") if "-" in cell)
+            cells += 2 * columns  # the header row and this one
+        else:
+            cells += columns
+    return cells
+
 
 #: One line of words and the punctuation that means nothing to markdown (no ``*_`[]<>&#|~\\``, no line break, no
 #: list or heading marker: it starts with a letter). For such text the parser and the sanitiser give exactly
@@ -111,7 +136,8 @@ def render_markdown(text: str) -> SafeString:
     plain = source.rstrip(" ")
     if _PLAIN.fullmatch(plain):
         return mark_safe(f"<p>{plain}</p>")  # nothing in it is markup: see _PLAIN
-    html = _PARSER.render(source)
+    parser = _PARSER if _table_cells(source) <= MAX_TABLE_CELLS else _PARSER_WITHOUT_TABLES
+    html = parser.render(source)
     return mark_safe(_CLEANER.clean(html).strip())  # sanitised by nh3 on this very line
 
 

@@ -138,15 +138,24 @@ def _detail_count(data: Mapping[str, Any], key: str) -> int | None:
     return math.ceil(value)
 
 
-def _list(data: Mapping[str, Any], *keys: str) -> list[Any]:
-    """The first of ``keys`` that is present, as a list; the upstream's names for lists are partly guessed."""
+#: The most entries one frame of each kind is read with; the rest are dropped. One 64 KB frame holds thousands of
+#: tiny entries, and everything a frame carries is stored, shown in every tab and in every page load after: 10,000
+#: quick replies or checklist items, or 1,400 cart lines, made pages of 2-4 MB. No real reply comes near these.
+MAX_QUICK_REPLIES = 12
+MAX_CHECKLIST_ITEMS = 100
+MAX_CART_LINES = 100
+
+
+def _list(data: Mapping[str, Any], *keys: str, limit: int | None = None) -> list[Any]:
+    """The first of ``keys`` that is present, as a list (its first ``limit`` entries); the upstream's names for
+    lists are partly guessed."""
     for key in keys:
         value = data.get(key)
         if value is None:
             continue
         if not isinstance(value, list):
             raise MalformedFrame(f"field {key!r} must be a list")
-        return value
+        return value[:limit]
     return []
 
 
@@ -510,7 +519,7 @@ class SessionRestored(_Frame):
         try:
             if not isinstance(raw_items, list):
                 raise MalformedFrame("selected_items is not a list")
-            items = tuple(CartItem.parse_line(item) for item in raw_items)
+            items = tuple(CartItem.parse_line(item) for item in raw_items[:MAX_CART_LINES])
             total = _opt_decimal(data, "total")
         except MalformedFrame:
             return cls(conversation_id=conversation_id if isinstance(conversation_id, str) else "", cart_known=False)
@@ -588,7 +597,9 @@ class QuickReplies(_Frame):
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> QuickReplies:
         return cls(
-            replies=tuple(QuickReply.parse(reply) for reply in _list(data, "replies", "options", "items")),
+            replies=tuple(
+                QuickReply.parse(reply) for reply in _list(data, "replies", "options", "items", limit=MAX_QUICK_REPLIES)
+            ),
             prompt=_opt_str(data, "prompt") or _opt_str(data, "question"),
         )
 
@@ -612,7 +623,7 @@ class IngredientChecklist(_Frame):
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> IngredientChecklist:
-        raw = _list(data, "items", "ingredients")
+        raw = _list(data, "items", "ingredients", limit=MAX_CHECKLIST_ITEMS)
         return cls(
             items=tuple(ChecklistItem.parse(item, index) for index, item in enumerate(raw)),
             title=_opt_str(data, "title") or _opt_str(data, "recipe"),
@@ -649,7 +660,7 @@ class CartChanged(_Frame):
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> CartChanged:
-        items = tuple(CartItem.parse(item) for item in _list(data, "items"))
+        items = tuple(CartItem.parse(item) for item in _list(data, "items", limit=MAX_CART_LINES))
         total = _opt_decimal(data, "total")
         return cls(
             action=_str(data, "action", required=False, default="updated") or "updated",

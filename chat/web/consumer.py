@@ -539,7 +539,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         parts.append(
             rendering.session_restored(list(conversation.cart or []), conversation.cart_total, conversation.cart_count)
         )
-        await self.send(text_data="".join(parts))
+        # One frame where it fits; a part too large for any is sent (as the notice that replaces it) on its own,
+        # so the turn state still arrives.
+        for batch in rendering.batches_for_browser([part for part in parts if part]):
+            await self.send(text_data=batch)
 
     def _watch_orphan(self) -> None:
         running: asyncio.Task[None] | None = getattr(self, "_orphan_watch", None)
