@@ -69,6 +69,11 @@ async def admit(client: str) -> str:
         raise Refused(code, retry_after=max(1, math.ceil(refused.retry_after))) from None
 
 
+async def withdraw(reservation: str) -> None:
+    """Give back the place :func:`admit` reserved, for a turn that will not :func:`begin` after all."""
+    await get_relay().slots.unreserve(reservation)
+
+
 async def begin(
     ref: ConversationRef, send: Send, *, shopper: str, client: str = "", admitted: str | None = None
 ) -> bool:
@@ -81,10 +86,10 @@ async def begin(
     try:
         started = await _begin(ref, send, shopper, client, reservation)
     except BaseException:
-        await get_relay().slots.unreserve(reservation)
+        await withdraw(reservation)
         raise
     if not started:
-        await get_relay().slots.unreserve(reservation)
+        await withdraw(reservation)
     return started
 
 

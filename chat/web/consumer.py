@@ -342,7 +342,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if await self._stored_before(refused, frame.key):
                 return
             raise
-        await self._stored()  # the conversation is stored first, then the turn starts as for any other
+        try:
+            await self._stored()  # the conversation is stored first, then the turn starts as for any other
+        except BaseException:
+            await engine.withdraw(admitted)  # its place in line is not kept for a turn that will not start
+            raise
         await self._start_turn(
             wire.UserMessage(text=frame.text), Message.Kind.TEXT, frame.text, frame.key, admitted=admitted
         )

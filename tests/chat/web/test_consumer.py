@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from typing import Any
 
 import pytest
@@ -207,6 +208,25 @@ async def test_a_conversation_that_ended_upstream_is_replaced_by_the_one_the_rep
         await receive_until(tab, READY)
     assert (await reload(conversation)).upstream_id == now
     assert sandbox.sessions[now].turns == 2
+
+
+async def test_a_first_send_refused_before_its_turn_gives_its_place_in_line_back(sandbox: Any, settings: Any) -> None:
+    """A new conversation is stored after its turn is let into the line (a refused flood stores nothing). When that
+    failed (here: its id became somebody else's meanwhile), the place let in stayed reserved for its few seconds,
+    and the address's next send was refused ``too_many_queued`` in front of an empty line."""
+    settings.VIZOCHOK_QUEUED_PER_ADDRESS = 1
+    key, conversation = await make_shopper()
+    provisional = Conversation(user_id=conversation.user_id, store_id=conversation.store_id, public_id=uuid.uuid4())
+    async with connected(key, provisional) as tab:
+        await database_sync_to_async(Conversation.objects.create)(
+            user_id="someone-else", store_id=conversation.store_id, public_id=provisional.public_id
+        )
+        await send(tab, kind="message", text="milk", key="k1")
+        assert 'data-code="invalid_frame"' in await receive_until(tab, "chat-error")
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="milk", key="k2")
+        html = await receive_until(tab, READY)
+    assert "too_many_queued" not in html and "product-card" in html
 
 
 async def test_actions_the_upstream_refuses_go_as_words(sandbox: Any) -> None:
