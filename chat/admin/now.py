@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -64,6 +63,7 @@ def may_see(request: HttpRequest) -> bool:
 @never_cache
 async def now_view(request: HttpRequest) -> HttpResponse:
     if not await db.call(may_see, request, retries=db.SEND_RETRIES):
-        raise PermissionDenied
+        # Answered, not raised: anybody may poll this URL, and a raised PermissionDenied logs a traceback each time.
+        return HttpResponseForbidden()
     context = {"now": await measure(), "poll_seconds": POLL_SECONDS}
     return TemplateResponse(request, "admin/insights_now.html", context)

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import re
 import textwrap
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -322,9 +323,10 @@ def _decode(raw: str | bytes | None) -> dict[str, Any]:
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object whose keys are each written once (with two, which one counts is the parser's guess)."""
+    """A JSON object whose keys are each written once (with two, which one counts is the parser's guess), counted
+    as they will be stored: two keys that differ only by a NUL or a lone surrogate would become one."""
     data = dict(pairs)
-    if len(data) != len(pairs):
+    if len(data) != len(pairs) or len({clean_strings(key) for key in data}) != len(data):
         raise _Refusal("invalid_frame", "duplicate_key")
     return data
 
@@ -438,10 +440,15 @@ def _retry(fields: _Fields) -> Retry:
     return Retry(key=key, seq=seq)
 
 
+#: Characters that show nothing: spaces, format characters (zero-width ones, the soft hyphen, a BOM), controls. A
+#: message of only these was sent upstream as a question of nothing.
+_NOTHING_TO_READ = frozenset({"Zs", "Zl", "Zp", "Cf", "Cc"})
+
+
 def _message(fields: _Fields) -> Message:
     key = fields.key()
     text = fields.text("text", MAX_BROWSER_FRAME).strip()
-    if not text:
+    if not text or all(unicodedata.category(char) in _NOTHING_TO_READ for char in text):
         raise _Refusal("empty_message", "empty", "text")
     if len(text) > MAX_TEXT_CHARS:
         raise _Refusal("message_too_long", "too_long", "text", limit=MAX_TEXT_CHARS)

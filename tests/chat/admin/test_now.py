@@ -39,8 +39,10 @@ def numbers(html: str) -> dict[str, str]:
     return dict(re.findall(r'data-now="(\w+)">([^<]+)<', html))
 
 
-async def test_only_staff_who_may_read_conversations() -> None:
+async def test_only_staff_who_may_read_conversations(caplog: pytest.LogCaptureFixture) -> None:
     assert (await AsyncClient().get(URL)).status_code == 403
+    # Anybody may ask, as often as they like: each refusal is one line in the log, never a traceback.
+    assert [record.exc_info for record in caplog.records if record.name == "django.request"] == [None]
     assert (await (await staff_client()).get(URL)).status_code == 403
     response = await (await staff_client("view_conversation")).get(URL)
     assert response.status_code == 200 and "no-cache" in response["Cache-Control"]

@@ -125,6 +125,9 @@ REFUSED: list[tuple[Any, str, str, str]] = [
     ('{"kind": "sync", "after": -Infinity}', "invalid_frame", "not_finite", ""),
     ('{"kind": "message", "kind": "stop"}', "invalid_frame", "duplicate_key", ""),
     ('{"kind": "stop", "x": {"a": 1, "a": 2}}', "invalid_frame", "duplicate_key", ""),
+    # Two keys that become one once made storable (a NUL dropped, a lone surrogate replaced) are two as well.
+    ('{"kind": "message", "text": "a", "te\\u0000xt": "b"}', "invalid_frame", "duplicate_key", ""),
+    ('{"kind": "message", "text": "a", "\\ud800": "x", "\\udfff": "y"}', "invalid_frame", "duplicate_key", ""),
     ({"kind": 5}, "invalid_frame", "not_a_string", "kind"),
     ({"kind": ["message"]}, "invalid_frame", "not_a_string", "kind"),
     ({"kind": "nonsense"}, "unknown_kind", "unknown_kind", "kind"),
@@ -161,6 +164,8 @@ REFUSED: list[tuple[Any, str, str, str]] = [
     # message
     ({"kind": "message"}, "empty_message", "empty", "text"),
     ({"kind": "message", "text": " \n\t "}, "empty_message", "empty", "text"),
+    # Nothing to read: zero-width characters, a soft hyphen, a BOM, an ideographic space.
+    ({"kind": "message", "text": "\u200b\u2060\u00ad\ufeff\u3000"}, "empty_message", "empty", "text"),
     ({"kind": "message", "text": "x" * 2001}, "message_too_long", "too_long", "text"),
     ({"kind": "message", "text": ["milk"]}, "invalid_frame", "not_a_string", "text"),
     ({"kind": "message", "text": {"t": "milk"}}, "invalid_frame", "not_a_string", "text"),
