@@ -173,6 +173,9 @@ class SandboxConfig:
     #: socket starts a new one, and a ``message`` naming a live one continues it; ``"refused"``: an ``auth`` with the
     #: field is answered with ``invalid_json`` and closed (1008), as a strict schema would; ``message`` as ignored.
     resume_in_auth: str = "restores"
+    #: A client's JSON ``ping`` is answered with a JSON ``pong``; off: never answered (reference §4.4: "whether the
+    #: server answers with a pong frame is not stated"). Protocol pings are answered either way, as by any peer.
+    json_pongs: bool = True
     #: Every ``action`` frame is answered with ``invalid_json``: the real schema is not the reference's guess (§7,
     #: §22 item 2), which is all the sandbox knows. Counted in ``SandboxServer.actions_refused``.
     refuse_actions: bool = False
@@ -397,7 +400,8 @@ class _Connection:
             await self.error("invalid_json")
             return
         if isinstance(frame, Ping):
-            await self.send(Pong())
+            if self.config.json_pongs:
+                await self.send(Pong())
         elif isinstance(frame, Pong):
             self._pong.set()
         elif isinstance(frame, Action) and self.config.refuse_actions:
@@ -869,6 +873,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "it), or is refused with invalid_json",
     )
     turns.add_argument(
+        "--no-json-pongs",
+        dest="json_pongs",
+        action="store_false",
+        help="a client's JSON ping is never answered (protocol pings still are)",
+    )
+    turns.add_argument(
         "--refuse-actions",
         action="store_true",
         help="every action frame is answered with invalid_json (the real action schema differs)",
@@ -910,6 +920,7 @@ def config_from_options(options: Mapping[str, Any], **fields: Any) -> SandboxCon
         replay_history=options["replay_history"],
         refuse_actions=options["refuse_actions"],
         resume_in_auth=options["resume_in_auth"],
+        json_pongs=options["json_pongs"],
         **fields,
     )
 

@@ -7,10 +7,10 @@ The returned :class:`UpstreamSession` owns two background tasks:
 * a reader that parses every frame with :func:`~chat.vizochok.messages.parse_server` into a queue, answers the
   server's JSON ``ping`` with ``pong`` (§11) and logs and skips malformed, binary or oversize frames, so one bad
   frame never costs the user the conversation;
-* a keepalive that sends JSON ``ping`` every ``ping_interval`` and gives the connection up when nothing at all
-  arrives within ``pong_timeout`` afterwards. Any frame counts, not only ``pong``: the reference does not say
-  the server answers pings, but it does say the server pings every 30 s, so a live upstream is never silent
-  for a minute.
+* a keepalive that sends JSON ``ping`` every ``ping_interval``, with a WebSocket protocol ping beside it, and gives
+  the connection up when nothing at all arrives within ``pong_timeout`` afterwards. Any frame counts, not only
+  ``pong``, and so does the protocol pong: the reference leaves open whether the server answers JSON pings and
+  whether its own pings are JSON (§22 item 10), while every WebSocket peer answers a protocol ping.
 
 The relay consumes frames either as a stream (:meth:`UpstreamSession.events`) or per turn
 (:meth:`UpstreamSession.turn`). This module imports nothing from Django.
@@ -519,6 +519,9 @@ class UpstreamSession:
                 await asyncio.sleep(interval)
                 self._heard.clear()
                 await self._send_text(_PING)
+                # A protocol ping too: every WebSocket peer answers it (RFC 6455 §5.5.2), whether or not the API
+                # answers a JSON ping or sends JSON pings of its own (reference §22 item 10).
+                asyncio.ensure_future(await self._ws.ping()).add_done_callback(self._ponged)
                 try:
                     async with asyncio.timeout(self.config.pong_timeout):
                         await self._heard.wait()
@@ -528,6 +531,10 @@ class UpstreamSession:
         except UpstreamClosed:
             return
 
+    def _ponged(self, pong: asyncio.Future[float]) -> None:
+        if not pong.cancelled() and pong.exception() is None:
+            self._heard.set()
+
     async def _give_up_silent(self) -> None:
         logger.warning(
             "upstream session %s: nothing received within %g s of a ping; closing",
@@ -535,8 +542,9 @@ class UpstreamSession:
             self.config.pong_timeout,
         )
         self._local_close = UpstreamClosed(1011, "keepalive timeout")
-        with contextlib.suppress(Exception):
-            await self._ws.close(1011, "keepalive timeout")
+        # Dropped, not closed: a peer that answers nothing will not answer a close either, and the close handshake
+        # would hold the turn for close_timeout more.
+        self._ws.transport.abort()
 
 
 # Opening --------------------------------------------------------------------------------------------------------

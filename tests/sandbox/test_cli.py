@@ -29,6 +29,7 @@ SWITCHES = [
     "--refuse-actions",
     "--resume-in-auth",
     "ignored",
+    "--no-json-pongs",
 ]
 
 
@@ -56,6 +57,7 @@ def switches(config: SandboxConfig) -> dict[str, Any]:
         "replay_history",
         "refuse_actions",
         "resume_in_auth",
+        "json_pongs",
     )
     return {name: getattr(config, name) for name in names}
 
@@ -76,6 +78,7 @@ def test_every_switch_has_a_flag(parser: Any) -> None:
         "replay_history": True,
         "refuse_actions": True,
         "resume_in_auth": "ignored",
+        "json_pongs": False,
     }
     assert (config.tokens_per_second, config.max_connections_per_key) == (0.0, 9)
 

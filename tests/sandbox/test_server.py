@@ -373,6 +373,16 @@ async def test_server_ping_pong_and_pong_timeout() -> None:
         assert await close_code(ws) == (1011, "pong timeout")
 
 
+async def test_json_pongs_switched_off_leave_a_json_ping_unanswered_but_not_a_protocol_ping() -> None:
+    async with SandboxServer(fast_config(json_pongs=False)) as sandbox:
+        ws, _ = await authed(sandbox.url)
+        await ws.send(json.dumps({"type": "ping"}))
+        await asyncio.wait_for(await ws.ping(), 3)  # the protocol pong comes, after the JSON ping was read
+        await ws.send(json.dumps({"type": "message", "text": "milk"}))
+        assert (await recv(ws))["type"] != "pong"  # the next frame is the turn's: no JSON pong came before it
+        await ws.close()
+
+
 async def test_drop_all_and_send_raw(server: SandboxServer) -> None:
     ws, _ = await authed(server.url)
     assert server.connections == 1

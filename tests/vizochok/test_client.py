@@ -484,15 +484,38 @@ async def test_client_sends_json_pings() -> None:
 
 
 async def test_silent_upstream_is_given_up() -> None:
+    dead: list[ServerConnection] = []
+
     async def handler(ws: ServerConnection) -> None:
         await accept(ws)
-        async for _ in ws:  # read pings, answer nothing
-            pass
+        ws.transport.pause_reading()  # a dead peer: no frame read, none answered, not even a protocol ping
+        dead.append(ws)
+        await ws.wait_closed()
 
     async with raw(handler) as server, session_on(server.url, ping_interval=0.05, pong_timeout=0.1) as session:
         with pytest.raises(UpstreamClosed) as caught:
             await collect(session.events())
+        for ws in dead:
+            ws.transport.abort()  # the test's own server: it would wait its close timeout for a peer long gone
     assert (caught.value.code, caught.value.reason) == (1011, "keepalive timeout")
+
+
+async def test_an_upstream_that_answers_no_json_ping_is_alive_while_it_answers_protocol_pings() -> None:
+    """Reference §4.4, §22 item 10: whether the API answers a JSON ``ping``, and whether its own pings are JSON, is
+    open. A quiet stretch of a turn (the agent working through its tools) with neither was taken for a dead
+    connection and closed with 1011; a WebSocket protocol ping, which every peer answers, tells them apart."""
+    pings: asyncio.Queue[str] = asyncio.Queue()
+
+    async def handler(ws: ServerConnection) -> None:
+        await accept(ws)
+        async for frame in ws:  # JSON pings read, never answered
+            await pings.put(frame)  # type: ignore[arg-type]
+
+    async with raw(handler) as server, session_on(server.url, ping_interval=0.05, pong_timeout=0.1) as session:
+        async with asyncio.timeout(TIMEOUT):
+            for _ in range(10):  # ten keepalive rounds: five times the time allowed for an answer
+                assert await pings.get() == '{"type":"ping"}'
+        assert not session.closed
 
 
 async def test_keepalive_both_ways_against_the_sandbox() -> None:
