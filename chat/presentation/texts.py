@@ -23,6 +23,7 @@ STATUS_TEXTS: dict[str, Promise] = {
     "waiting": _("All lines are busy, you are next in the queue…"),
     "reconnecting": _("Reconnecting to the assistant…"),
     "finishing_previous": _("Waiting for the stopped reply to end…"),
+    "rate_limited": _("Too many messages at once: sending yours in a moment…"),
 }
 
 ERROR_TEXTS: dict[str, Promise] = {

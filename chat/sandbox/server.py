@@ -176,6 +176,9 @@ class SandboxConfig:
     #: A client's JSON ``ping`` is answered with a JSON ``pong``; off: never answered (reference §4.4: "whether the
     #: server answers with a pong frame is not stated"). Protocol pings are answered either way, as by any peer.
     json_pongs: bool = True
+    #: A client's JSON ``ping`` counts against the per-socket message window like a message (reference §11, §22
+    #: item 10: "whether ping/pong count toward the 10-per-60-s limit").
+    pings_count: bool = False
     #: Every ``action`` frame is answered with ``invalid_json``: the real schema is not the reference's guess (§7,
     #: §22 item 2), which is all the sandbox knows. Counted in ``SandboxServer.actions_refused``.
     refuse_actions: bool = False
@@ -400,6 +403,8 @@ class _Connection:
             await self.error("invalid_json")
             return
         if isinstance(frame, Ping):
+            if self.config.pings_count:
+                self._rate_limited()  # stamped like a message (a ping over the window is not refused: it has no reply)
             if self.config.json_pongs:
                 await self.send(Pong())
         elif isinstance(frame, Pong):
@@ -420,6 +425,7 @@ class _Connection:
             return
         retry_after = self._rate_limited()
         if retry_after is not None:
+            self.server.rate_limited += 1
             await self.error("rate_limit_exceeded", retry_after=retry_after)
             return
         session = self._session_for(frame)
@@ -615,6 +621,8 @@ class SandboxServer:
         self.refused_too_many = 0
         #: Actions answered with ``invalid_json`` under ``refuse_actions``.
         self.actions_refused = 0
+        #: Messages and actions answered with ``rate_limit_exceeded``.
+        self.rate_limited = 0
         self._daily: Counter[tuple[str, str]] = Counter()
         self._changed = asyncio.Condition()
         self._server: Server | None = None
@@ -879,6 +887,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a client's JSON ping is never answered (protocol pings still are)",
     )
     turns.add_argument(
+        "--pings-count",
+        action="store_true",
+        help="a client's JSON ping counts against the per-socket message window",
+    )
+    turns.add_argument(
         "--refuse-actions",
         action="store_true",
         help="every action frame is answered with invalid_json (the real action schema differs)",
@@ -921,6 +934,7 @@ def config_from_options(options: Mapping[str, Any], **fields: Any) -> SandboxCon
         refuse_actions=options["refuse_actions"],
         resume_in_auth=options["resume_in_auth"],
         json_pongs=options["json_pongs"],
+        pings_count=options["pings_count"],
         **fields,
     )
 

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeGuard, TypeVar
 
 from django.conf import settings
 from django.utils import timezone
@@ -138,6 +138,20 @@ class ConversationRef:
     upstream_id: str
     #: The conversation's store (a token-bound session's own); "" = the deployment's VIZOCHOK_STORE_ID.
     store_id: str = ""
+
+
+#: The longest ``retry_after`` a turn waits out to send its message again; a longer one ends the turn, saying so.
+RESEND_WITHIN = 30
+
+
+def _refused_for_now(event: Any) -> TypeGuard[wire.ErrorMessage]:
+    """A ``rate_limit_exceeded`` that says to try again soon: the message was not taken, and may be sent again."""
+    return (
+        isinstance(event, wire.ErrorMessage)
+        and event.code == "rate_limit_exceeded"
+        and event.retry_after is not None
+        and event.retry_after <= RESEND_WITHIN
+    )
 
 
 #: A conversation active this recently cannot have reached the upstream's 1-hour TTL (reference §13): a new id in
@@ -531,6 +545,16 @@ class ConversationRunner:
                 # deadline, then send it again. (Whatever the resumed socket re-sent first was shown as usual.)
                 self._status("finishing_previous")
                 await asyncio.sleep(next(retries, 10.0))
+                self.window.record()
+                events = self.session.turn(frame)
+                event = await anext(events)
+                continue
+            if _refused_for_now(event):
+                # Over the socket's window (reference §14), which this relay's own count may not see if keepalive
+                # pings count too (§22 item 10): the message was not taken. Sent again when the upstream says.
+                self._status("rate_limited")
+                await asyncio.sleep(event.retry_after or 0)
+                self.window.record()
                 events = self.session.turn(frame)
                 event = await anext(events)
                 continue

@@ -30,6 +30,7 @@ SWITCHES = [
     "--resume-in-auth",
     "ignored",
     "--no-json-pongs",
+    "--pings-count",
 ]
 
 
@@ -58,6 +59,7 @@ def switches(config: SandboxConfig) -> dict[str, Any]:
         "refuse_actions",
         "resume_in_auth",
         "json_pongs",
+        "pings_count",
     )
     return {name: getattr(config, name) for name in names}
 
@@ -79,6 +81,7 @@ def test_every_switch_has_a_flag(parser: Any) -> None:
         "refuse_actions": True,
         "resume_in_auth": "ignored",
         "json_pongs": False,
+        "pings_count": True,
     }
     assert (config.tokens_per_second, config.max_connections_per_key) == (0.0, 9)
 

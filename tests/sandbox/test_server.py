@@ -383,6 +383,18 @@ async def test_json_pongs_switched_off_leave_a_json_ping_unanswered_but_not_a_pr
         await ws.close()
 
 
+async def test_pings_count_against_the_message_window_when_switched_on() -> None:
+    async with SandboxServer(fast_config(pings_count=True, messages_per_window=2)) as sandbox:
+        ws, _ = await authed(sandbox.url)
+        for _ in range(2):
+            await ws.send(json.dumps({"type": "ping"}))
+            assert await recv(ws) == {"type": "pong"}
+        await ws.send(json.dumps({"type": "message", "text": "milk"}))
+        refused = await recv(ws)
+        assert refused["code"] == "rate_limit_exceeded" and refused["retry_after"] >= 1
+        await ws.close()
+
+
 async def test_drop_all_and_send_raw(server: SandboxServer) -> None:
     ws, _ = await authed(server.url)
     assert server.connections == 1

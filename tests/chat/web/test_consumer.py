@@ -229,6 +229,21 @@ async def test_a_first_send_refused_before_its_turn_gives_its_place_in_line_back
     assert "too_many_queued" not in html and "product-card" in html
 
 
+async def test_a_message_the_upstream_rate_limits_is_sent_again_when_it_says(sandbox: Any) -> None:
+    """Reference §11, §14, §22 item 10: 10 messages a minute per socket, and whether keepalive pings count is open
+    (if they do, two a minute leave eight: the sandbox's ``pings_count``). A message refused with
+    ``rate_limit_exceeded`` was not taken: it is sent again after the ``retry_after`` the upstream gave, within the
+    turn, whatever filled the window, instead of failing the turn."""
+    sandbox.config.messages_per_window, sandbox.config.window_seconds = 2, 1.0
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        for n, text in enumerate(["milk", "bread", "eggs"]):  # the third is over the upstream's window
+            await send(tab, kind="message", text=text, key=f"k{n}")
+            html = await receive_until(tab, READY)
+            assert "chat-error" not in html, html
+    assert sandbox.rate_limited >= 1
+
+
 async def test_actions_the_upstream_refuses_go_as_words(sandbox: Any) -> None:
     """Reference §7, §22 item 2: the action schema is a guess. If the real API refuses it (``invalid_json``), every
     Add, quick reply and checklist failed with "could not understand"; the tap now goes again as a message in the
