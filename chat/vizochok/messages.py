@@ -17,10 +17,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, TypeAlias, TypeVar
+
+_T = TypeVar("_T")
 
 #: Largest frame either side accepts (reference §10.2, ``message_too_large``).
 MAX_FRAME_BYTES = 64 * 1024
@@ -144,6 +146,19 @@ def _detail_count(data: Mapping[str, Any], key: str) -> int | None:
 MAX_QUICK_REPLIES = 12
 MAX_CHECKLIST_ITEMS = 100
 MAX_CART_LINES = 100
+
+
+def _readable(entries: list[Any], parse: Callable[[Any], _T], what: str) -> tuple[_T, ...]:
+    """Each entry ``parse`` can read; one it cannot costs only itself. None readable: the frame is malformed."""
+    read: list[_T] = []
+    for entry in entries:
+        try:
+            read.append(parse(entry))
+        except MalformedFrame:
+            continue
+    if entries and not read:
+        raise MalformedFrame(f"no readable {what}")
+    return tuple(read)
 
 
 def _list(data: Mapping[str, Any], *keys: str, limit: int | None = None) -> list[Any]:
@@ -580,7 +595,7 @@ class ProductCards(_Frame):
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> ProductCards:
-        return cls(items=tuple(ProductItem.parse(item) for item in _list(data, "items", "products")))
+        return cls(items=_readable(_list(data, "items", "products"), ProductItem.parse, "product"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -597,8 +612,8 @@ class QuickReplies(_Frame):
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> QuickReplies:
         return cls(
-            replies=tuple(
-                QuickReply.parse(reply) for reply in _list(data, "replies", "options", "items", limit=MAX_QUICK_REPLIES)
+            replies=_readable(
+                _list(data, "replies", "options", "items", limit=MAX_QUICK_REPLIES), QuickReply.parse, "quick reply"
             ),
             prompt=_opt_str(data, "prompt") or _opt_str(data, "question"),
         )
@@ -625,7 +640,7 @@ class IngredientChecklist(_Frame):
     def parse(cls, data: Mapping[str, Any]) -> IngredientChecklist:
         raw = _list(data, "items", "ingredients", limit=MAX_CHECKLIST_ITEMS)
         return cls(
-            items=tuple(ChecklistItem.parse(item, index) for index, item in enumerate(raw)),
+            items=_readable(list(enumerate(raw)), lambda pair: ChecklistItem.parse(pair[1], pair[0]), "ingredient"),
             title=_opt_str(data, "title") or _opt_str(data, "recipe"),
             servings=_opt_int(data, "servings"),
         )

@@ -265,6 +265,18 @@ def test_a_session_restored_of_any_shape_is_read(raw: str, expected: SessionRest
         assert frame == expected
 
 
+def test_an_entry_that_cannot_be_read_costs_only_itself() -> None:
+    """Reference §9, §22 item 3: the shapes of cards, quick replies and checklist items are partly guessed. One
+    card without a price dropped the whole frame (nine good cards with it); now only a frame with nothing readable
+    in it is malformed."""
+    cards = parse_server('{"type":"product_cards","items":[{"sku":"a","name":"A"},{"sku":"b","name":"B","price":1}]}')
+    assert isinstance(cards, ProductCards) and [item.sku for item in cards.items] == ["b"]
+    replies = parse_server('{"type":"quick_replies","replies":[{}, "Yes", 5]}')
+    assert isinstance(replies, QuickReplies) and [reply.value for reply in replies.replies] == ["Yes"]
+    checklist = parse_server('{"type":"ingredient_checklist","items":[{"name":"beet"},{"name":"a","checked":"yes"}]}')
+    assert isinstance(checklist, IngredientChecklist) and [item.name for item in checklist.items] == ["beet"]
+
+
 def test_oversize_frame_is_refused_before_parsing() -> None:
     raw = json.dumps({"type": "text_delta", "delta": "x" * MAX_FRAME_BYTES})
     with pytest.raises(FrameTooLarge) as caught:
