@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from django.utils import translation
 from websockets.asyncio.server import serve
 
 from chat.models import Conversation
+from chat.presentation import texts
 from chat.sandbox.server import SandboxConfig, SandboxServer
 from chat.turns.service import get_relay
 from tests.chat.conftest import READY, connected, make_shopper, receive_until, reload, send, stored
@@ -32,6 +34,7 @@ async def status_of(conversation: Conversation) -> str:
         (1011, "upstream_lost"),
         (4029, "upstream_lost"),
         (4001, "auth_failed"),
+        (4002, "auth_failed"),
         (4003, "auth_failed"),
         (4004, "auth_failed"),
     ],
@@ -54,6 +57,39 @@ async def test_upstream_closing_mid_reply(sandbox: Any, code: int, shown: str) -
     cut = [m for m in messages if m.role == "assistant" and m.kind == "text" and not m.complete]
     assert len(cut) == 1  # what streamed before the close is kept
     assert messages[0].text == "borscht"
+    assert await status_of(conversation) == Conversation.Status.IDLE
+
+
+#: Reference §10.2's codes that end a turn and are not waited out by the relay (``agent_busy`` and a short
+#: ``rate_limit_exceeded`` are: tests/chat/web/test_stop_retry.py, test_consumer.py).
+TURN_ENDING_CODES = [
+    "user_message_limit",
+    "user_conversation_limit",
+    "tenant_daily_token_limit",
+    "tenant_monthly_token_limit",
+    "session_token_limit",
+    "max_rounds_exceeded",
+    "message_too_large",
+    "invalid_json",
+    "internal_error",
+    "no_catalog_data",
+]
+
+
+@pytest.mark.parametrize("code", TURN_ENDING_CODES)
+async def test_every_documented_error_ends_the_turn_in_its_own_words(sandbox: Any, code: str) -> None:
+    """Each code of the reference shows the tab its own wording (not the generic one), keeps what streamed, and
+    leaves the conversation usable."""
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        sandbox.fail_next_turn(code, after_deltas=2)
+        await send(tab, kind="message", text="borscht", key="k1")
+        html = await receive_until(tab, READY)
+        assert f'data-code="{code}"' in html
+        with translation.override("en"):
+            assert texts.error_text(code) != texts.error_text("something_new")  # its own words
+        await send(tab, kind="message", text="milk", key="k2")
+        assert "product-card" in await receive_until(tab, READY)
     assert await status_of(conversation) == Conversation.Status.IDLE
 
 
