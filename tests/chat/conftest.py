@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -13,6 +13,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.sessions.backends.db import SessionStore
+from websockets.asyncio.server import ServerConnection, serve
 
 from chat.models import Conversation, Message
 from chat.sandbox.server import SandboxConfig, SandboxServer
@@ -45,6 +46,33 @@ def illegal_transitions() -> Iterator[list[str]]:
     finally:
         logger.removeHandler(handler)
     assert handler.seen == [], "illegal runner transitions:\n" + "\n".join(handler.seen)
+
+
+def answering_with(frames: list[str]) -> Callable[[ServerConnection], Coroutine[Any, Any, None]]:
+    """A hostile (or broken) upstream's connection handler: every ``message`` or ``action`` is answered with
+    ``frames`` as written (end them with ``response_complete`` for a turn that ends)."""
+
+    async def answer(ws: ServerConnection) -> None:
+        await ws.recv()  # auth
+        await ws.send('{"type":"auth_ok"}')
+        await ws.send('{"type":"conversation_started","conversation_id":"conv_scripted"}')
+        async for raw in ws:
+            if json.loads(raw).get("type") in ("message", "action"):
+                for frame in frames:
+                    await ws.send(frame)
+
+    return answer
+
+
+@asynccontextmanager
+async def scripted_upstream(settings: Any, frames: list[str]) -> AsyncIterator[None]:
+    """:func:`answering_with` on loopback as the relay's upstream, for the test's event loop."""
+    async with serve(answering_with(frames), "127.0.0.1", 0, max_size=None) as server:
+        settings.VIZOCHOK_WS_URL = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ws"
+        try:
+            yield
+        finally:
+            await get_relay().close()
 
 
 @pytest.fixture

@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import Server, serve
 
-from tests.chat.turns.test_unstorable import hostile
+from tests.chat.conftest import answering_with
+from tests.chat.turns.test_unstorable import HOSTILE_TURN
 from tests.production.conftest import READY, TIMEOUT, App, Database, Shopper
 
 pytestmark = pytest.mark.postgres
@@ -35,10 +36,7 @@ class HostileUpstream:
         self.thread.start()
 
         async def listen() -> Server:
-            async def handler(ws: ServerConnection) -> None:
-                await hostile(ws)
-
-            return await serve(handler, "127.0.0.1", 0)
+            return await serve(answering_with(HOSTILE_TURN), "127.0.0.1", 0)
 
         self.server = asyncio.run_coroutine_threadsafe(listen(), self.loop).result(TIMEOUT)
         return self

@@ -9,9 +9,6 @@ frame made pages of 1.8-3.6 MB and catch-ups the browser was never sent.
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -19,36 +16,13 @@ from channels.db import database_sync_to_async
 from django.conf import settings as django_settings
 from django.contrib.sessions.backends.db import SessionStore
 from django.test import Client
-from websockets.asyncio.server import ServerConnection, serve
 
 from chat.models import Conversation
-from chat.turns.service import get_relay
 from chat.vizochok.messages import MAX_FRAME_BYTES
 from chat.web import identity
-from tests.chat.conftest import READY, connected, receive_until, send
+from tests.chat.conftest import READY, connected, receive_until, scripted_upstream, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@asynccontextmanager
-async def scripted_upstream(settings: Any, frames: list[str]) -> AsyncIterator[None]:
-    """An upstream that answers every message with ``frames``, then ``response_complete``."""
-
-    async def answer(ws: ServerConnection) -> None:
-        await ws.recv()  # auth
-        await ws.send('{"type":"auth_ok"}')
-        await ws.send('{"type":"conversation_started","conversation_id":"conv_hostile"}')
-        async for raw in ws:
-            if json.loads(raw).get("type") in ("message", "action"):
-                for frame in [*frames, '{"type":"response_complete"}']:
-                    await ws.send(frame)
-
-    async with serve(answer, "127.0.0.1", 0, max_size=None) as server:
-        settings.VIZOCHOK_WS_URL = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ws"
-        try:
-            yield
-        finally:
-            await get_relay().close()
 
 
 @database_sync_to_async
@@ -76,6 +50,7 @@ def filled(head: str, item: str, tail: str) -> str:
     return head + ",".join(item % n for n in range(count)) + tail
 
 
+COMPLETE = '{"type":"response_complete"}'
 HOSTILE = {
     "a price of 1e30": [
         '{"type":"text_delta","delta":"Added."}',
@@ -94,7 +69,7 @@ HOSTILE = {
 @pytest.mark.parametrize("case", list(HOSTILE))
 async def test_one_frame_cannot_wedge_a_conversation_or_blow_up_its_page(settings: Any, case: str) -> None:
     key, conversation = await shopper_of_this_store(f"anon-hostile-{len(case)}")
-    async with scripted_upstream(settings, HOSTILE[case]), connected(key, conversation) as tab:
+    async with scripted_upstream(settings, [*HOSTILE[case], COMPLETE]), connected(key, conversation) as tab:
         await send(tab, kind="message", text="anything", key="k1")
         live = await receive_until(tab, READY)
         assert "relay_error" not in live and "too_large_to_show" not in live
@@ -110,7 +85,7 @@ async def test_a_catch_up_too_large_for_one_frame_still_brings_the_turn_state(se
     """Whatever part of a catch-up is too large to send is replaced by a notice asking for a reload, but the turn
     state still arrives: it went in the same frame, and a tab left without it kept its composer busy for good."""
     key, conversation = await shopper_of_this_store("anon-hostile-catch-up")
-    script = ['{"type":"text_delta","delta":"' + "long words " * 600 + '"}', '{"type":"text_end"}']
+    script = ['{"type":"text_delta","delta":"' + "long words " * 600 + '"}', '{"type":"text_end"}', COMPLETE]
     async with scripted_upstream(settings, script), connected(key, conversation) as tab:
         await send(tab, kind="message", text="anything", key="k1")
         await receive_until(tab, READY)

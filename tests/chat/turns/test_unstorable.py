@@ -9,19 +9,14 @@ PostgreSQL through a Daphne process in ``tests/production/test_unstorable_postgr
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
-from websockets.asyncio.server import ServerConnection, serve
 
 from chat.models import Conversation, Message, Turn
 from chat.persistence import claims
-from chat.turns.service import get_relay
-from tests.chat.conftest import READY, connected, make_shopper, receive_until, reload, send, stored
+from tests.chat.conftest import READY, connected, make_shopper, receive_until, reload, scripted_upstream, send, stored
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,26 +33,6 @@ HOSTILE_TURN = [
 ]
 
 
-async def hostile(ws: ServerConnection) -> None:
-    await ws.recv()  # auth
-    await ws.send('{"type":"auth_ok"}')
-    await ws.send('{"type":"conversation_started","conversation_id":"conv_unstorable"}')
-    async for raw in ws:
-        if json.loads(raw).get("type") == "message":
-            for frame in HOSTILE_TURN:
-                await ws.send(frame)
-
-
-@asynccontextmanager
-async def hostile_upstream(settings: Any) -> AsyncIterator[None]:
-    async with serve(hostile, "127.0.0.1", 0) as server:
-        settings.VIZOCHOK_WS_URL = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ws"
-        try:
-            yield
-        finally:
-            await get_relay().close()
-
-
 @database_sync_to_async
 def turns_of(conversation: Conversation) -> list[Turn]:
     return list(Turn.objects.filter(conversation=conversation).order_by("seq"))
@@ -65,7 +40,7 @@ def turns_of(conversation: Conversation) -> list[Turn]:
 
 async def test_unstorable_characters_from_the_upstream_are_cleaned_and_every_turn_ends(settings: Any) -> None:
     key, conversation = await make_shopper("anon-unstorable")
-    async with hostile_upstream(settings), connected(key, conversation) as tab:
+    async with scripted_upstream(settings, HOSTILE_TURN), connected(key, conversation) as tab:
         for n in range(3):  # one wedged turn made every next one busy: three in a row all answer
             await send(tab, kind="message", text=f"milk {n}", key=f"k{n}")
             html = await receive_until(tab, READY)

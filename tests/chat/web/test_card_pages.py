@@ -11,17 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from django.test import AsyncClient
-from websockets.asyncio.server import ServerConnection, serve
 
-from chat.turns.service import get_relay
 from chat.vizochok.messages import MAX_FRAME_BYTES
-from tests.chat.conftest import READY, TIMEOUT, connected, make_shopper, send
+from tests.chat.conftest import READY, TIMEOUT, connected, make_shopper, scripted_upstream, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,28 +28,11 @@ CARDS = json.dumps(
 )
 
 
+TURN = [CARDS, '{"type":"response_complete"}']
+
+
 def test_the_frame_is_inside_the_protocols_limit() -> None:
     assert 50_000 < len(CARDS.encode()) <= MAX_FRAME_BYTES  # a frame the upstream may legitimately send
-
-
-async def hostile(ws: ServerConnection) -> None:
-    await ws.recv()  # auth
-    await ws.send('{"type":"auth_ok"}')
-    await ws.send('{"type":"conversation_started","conversation_id":"conv_cards"}')
-    async for raw in ws:
-        if json.loads(raw).get("type") == "message":
-            await ws.send(CARDS)
-            await ws.send('{"type":"response_complete"}')
-
-
-@asynccontextmanager
-async def hostile_upstream(settings: Any) -> AsyncIterator[None]:
-    async with serve(hostile, "127.0.0.1", 0) as server:
-        settings.VIZOCHOK_WS_URL = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ws"
-        try:
-            yield
-        finally:
-            await get_relay().close()
 
 
 async def frames_until(tab: Any, needle: str) -> list[str]:
@@ -77,7 +56,10 @@ def cards_in(html: str) -> list[str]:
 async def test_a_huge_card_list_is_shown_a_page_at_a_time(settings: Any) -> None:
     settings.VIZOCHOK_CARDS_PER_MESSAGE = 12
     key, conversation = await make_shopper("anon-cards")
-    async with hostile_upstream(settings), connected(key, conversation) as tab:
+    async with (
+        scripted_upstream(settings, [CARDS, '{"type":"response_complete"}']),
+        connected(key, conversation) as tab,
+    ):
         await send(tab, kind="message", text="everything", key="k1")
         frames = await frames_until(tab, READY)
     assert max(len(frame.encode()) for frame in frames) <= settings.VIZOCHOK_MAX_FRAGMENT_BYTES
@@ -106,7 +88,10 @@ async def test_a_huge_card_list_is_shown_a_page_at_a_time(settings: Any) -> None
 
 async def test_only_the_owner_gets_more_cards(settings: Any) -> None:
     key, conversation = await make_shopper("anon-owner")
-    async with hostile_upstream(settings), connected(key, conversation) as tab:
+    async with (
+        scripted_upstream(settings, [CARDS, '{"type":"response_complete"}']),
+        connected(key, conversation) as tab,
+    ):
         await send(tab, kind="message", text="everything", key="k1")
         html = "".join(await frames_until(tab, READY))
     seq = re.search(r'"seq": "(\d+)"', html).group(1)  # type: ignore[union-attr]
@@ -124,7 +109,10 @@ async def test_no_fragment_to_a_browser_exceeds_the_cap(settings: Any) -> None:
     """Whatever renders too large (a cap set below one card page here) is replaced by a short notice."""
     settings.VIZOCHOK_MAX_FRAGMENT_BYTES = 8 * 1024
     key, conversation = await make_shopper("anon-capped")
-    async with hostile_upstream(settings), connected(key, conversation) as tab:
+    async with (
+        scripted_upstream(settings, [CARDS, '{"type":"response_complete"}']),
+        connected(key, conversation) as tab,
+    ):
         await send(tab, kind="message", text="everything", key="k1")
         frames = await frames_until(tab, READY)
     assert max(len(frame.encode()) for frame in frames) <= 8 * 1024

@@ -26,6 +26,15 @@ def first_sku(html: str) -> str:
     return match.group(1)
 
 
+async def two_of_the_first_milk(tab: Any) -> str:
+    """Ask for milk and add two of the first card; returns its sku once the cart change was shown."""
+    await send(tab, kind="message", text="milk", key="k1")
+    sku = first_sku(await receive_until(tab, READY))
+    await send(tab, kind="add_to_cart", sku=sku, quantity="2", key="k2")
+    await receive_until(tab, READY)
+    return sku
+
+
 async def test_a_turn_streams_renders_and_is_stored(sandbox: Any) -> None:
     key, conversation = await make_shopper()
     async with connected(key, conversation) as tab:
@@ -85,10 +94,7 @@ async def test_a_tab_that_outlives_the_warm_socket_resumes_the_same_upstream_con
     settings.VIZOCHOK_IDLE_GRACE = 0.05
     key, conversation = await make_shopper()
     async with connected(key, conversation) as tab:
-        await send(tab, kind="message", text="milk", key="k1")
-        sku = first_sku(await receive_until(tab, READY))
-        await send(tab, kind="add_to_cart", sku=sku, quantity="2", key="k2")
-        await receive_until(tab, READY)
+        sku = await two_of_the_first_milk(tab)
         first = (await reload(conversation)).upstream_id
         runner = get_relay().existing(conversation.pk)
         assert runner is not None
@@ -119,10 +125,7 @@ async def test_a_resume_survives_every_reading_of_session_restored(sandbox: Any,
     price were stored over the real cart)."""
     key, conversation = await make_shopper()
     async with connected(key, conversation) as tab:
-        await send(tab, kind="message", text="milk", key="k1")
-        sku = first_sku(await receive_until(tab, READY))
-        await send(tab, kind="add_to_cart", sku=sku, quantity="2", key="k2")
-        await receive_until(tab, READY)
+        await two_of_the_first_milk(tab)
         before = await reload(conversation)
         for name, value in reading.items():
             setattr(sandbox.config, name, value)
