@@ -105,7 +105,7 @@ def _table_cells(source: str) -> int:
     cells = 0
     columns = 0
     for line in source.split("\n"):
-        stripped = line.strip()
+        stripped = line.strip().lstrip("> \t")  # a table in a quote is a table too
         if not stripped:
             columns = 0
         elif "|" in stripped and "-" in stripped and set(stripped) <= _DELIMITER_CHARACTERS:

@@ -231,6 +231,10 @@ class UpstreamSession:
 
     def _run(self) -> None:
         """Start the background tasks; called once by :func:`open_session` after the handshake."""
+        if isinstance(self.start, SessionRestored):
+            # The start frame counts for the quiet a first turn waits for: a replay of the history a moment after
+            # it (§22 item 6) is then set apart, not read as the turn's reply.
+            self._last_frame = asyncio.get_running_loop().time()
         self._reader = asyncio.create_task(self._read_loop(), name=f"vizochok-reader-{self.conversation_id}")
         if isinstance(self._ws, DirectTextConnection):
             self._ws.on_text = self._received
@@ -528,7 +532,7 @@ class UpstreamSession:
                 except TimeoutError:
                     await self._give_up_silent()
                     return
-        except UpstreamClosed:
+        except (UpstreamClosed, ConnectionClosed):  # the socket ended meanwhile: the reader says how
             return
 
     def _ponged(self, pong: asyncio.Future[float]) -> None:

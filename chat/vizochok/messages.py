@@ -128,16 +128,15 @@ def _detail_count(data: Mapping[str, Any], key: str) -> int | None:
     the turn, so a detail of an unexpected type is dropped instead of the frame (which left the turn waiting for its
     timeout). A fractional number of seconds is rounded up."""
     value = data.get(key)
-    if isinstance(value, str):
-        try:
-            value = Decimal(value.strip())
-        except InvalidOperation:
-            return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
         return None
-    if not math.isfinite(value) or not 0 <= value <= _MAX_DETAIL:
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
         return None
-    return math.ceil(value)
+    if not number.is_finite() or not 0 <= number <= _MAX_DETAIL:  # is_finite first: a NaN does not compare
+        return None
+    return math.ceil(number)
 
 
 #: The most entries one frame of each kind is read with; the rest are dropped. One 64 KB frame holds thousands of

@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET
 
 from chat.persistence import db
 from chat.vizochok.client import UpstreamConfig, probe
+from chat.vizochok.errors import StartRefused
 
 PROBE_TIMEOUT = 2.0
 
@@ -59,7 +60,8 @@ class UpstreamProbe:
 
     def __init__(self) -> None:
         self._outcomes: dict[tuple[str, str, str], tuple[float, str | BaseException]] = {}
-        #: The conversation each upstream started for the probe: named in the next ``auth`` to restore it.
+        #: The conversation each upstream started for the probe: named in the next ``auth`` to restore it ("" where
+        #: the upstream refused an ``auth`` naming one).
         self._conversations: dict[tuple[str, str, str], str] = {}
         self._running: dict[tuple[str, str, str], asyncio.Task[str | BaseException]] = {}
 
@@ -87,12 +89,19 @@ class UpstreamProbe:
         )
         outcome: str | BaseException
         try:
-            result = await probe(config, self._conversations.get(key))
+            named = self._conversations.get(key) or None
+            try:
+                result = await probe(config, named)
+            except StartRefused as exc:
+                if exc.code != "invalid_json" or named is None:
+                    raise
+                self._conversations[key] = ""  # auth takes no conversation id there (§22 item 7): none named again
+                result = await probe(config)
         except Exception as exc:  # kept (cached) and raised to every request that asks within the cache time
             outcome = exc
         else:
             outcome = result.status
-            if result.conversation_id:
+            if result.conversation_id and self._conversations.get(key) != "":
                 self._conversations[key] = result.conversation_id
         self._outcomes[key] = (time.monotonic(), outcome)
         return outcome

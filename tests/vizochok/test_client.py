@@ -518,6 +518,29 @@ async def test_an_upstream_that_answers_no_json_ping_is_alive_while_it_answers_p
         assert not session.closed
 
 
+async def test_a_replay_a_moment_after_session_restored_is_not_the_first_turns_reply() -> None:
+    """A resumed socket's history may come a few milliseconds after ``session_restored`` (read from storage): the
+    first turn waits for the socket to be quiet before it sends, as between turns."""
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()
+        await ws.send('{"type":"auth_ok"}')
+        await ws.send('{"type":"session_restored","conversation_id":"c1","selected_items":[]}')
+        await asyncio.sleep(0.005)  # the upstream reads the history: the replay is not in the same burst
+        for frame in ('{"type":"text_delta","delta":"Earlier reply."}', '{"type":"text_end"}'):
+            await ws.send(frame)
+        await ws.send('{"type":"response_complete","conversation_id":"c1"}')
+        await ws.recv()
+        for frame in ('{"type":"text_delta","delta":"New reply."}', '{"type":"text_end"}'):
+            await ws.send(frame)
+        await ws.send('{"type":"response_complete","conversation_id":"c1"}')
+        await ws.wait_closed()
+
+    async with raw(handler) as server, session_on(server.url, "c1") as session:
+        got = await collect(session.turn(session.message("bread")))
+    assert [event.delta for event in got if isinstance(event, TextDelta)] == ["New reply."]
+
+
 async def test_keepalive_both_ways_against_the_sandbox() -> None:
     async with (
         sandbox_with(ping_interval=0.05, pong_timeout=0.2) as sandbox,

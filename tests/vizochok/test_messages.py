@@ -234,6 +234,7 @@ def test_malformed_frames(raw: str | bytes) -> None:
         ('{"type":"error","code":"message_too_large","max_size":[1]}', ErrorMessage("message_too_large")),
         ('{"type":"error","code":"x","retry_after":-3,"message":{"a":1}}', ErrorMessage("x")),
         ('{"type":"error","code":"x","retry_after":1e300}', ErrorMessage("x")),
+        ('{"type":"error","code":"x","retry_after":"sNaN","limit":"NaN","max_size":"-Infinity"}', ErrorMessage("x")),
         # An error whose code cannot be read is still the end of the turn, shown with the generic text.
         ('{"type":"error"}', ErrorMessage("unknown_error")),
         ('{"type":"error","code":42}', ErrorMessage("unknown_error")),

@@ -138,6 +138,12 @@ def test_a_table_cannot_multiply_its_source() -> None:
     assert "<table>" not in html and "|a|a|" in html
 
 
+def test_a_table_in_a_quote_counts_too() -> None:
+    source = "".join("> " + line + "\n" for line in (_table(1000, 60) * 2).splitlines())
+    html = render_markdown(source)
+    assert len(html) < 4 * len(source), len(html)
+
+
 def test_tables_within_the_budget_still_render() -> None:
     html = render_markdown(_table(8, 40) + "|x|y|\n|--|--|\n|1|2|\n")
     assert html.count("<table>") == 2 and html.count("<td>") == 8 * 40 + 2

@@ -57,7 +57,7 @@ async def test_a_real_upstream_is_ready_and_probed_once_per_cache_period(setting
         for _ in range(3):
             status, body = await readyz(settings, sandbox.url)
             assert status == 200 and body["checks"]["upstream"]["status"] == "ok"
-        assert sandbox.connections == 0  # closed at auth_ok: the key's socket is given back at once
+        assert sandbox.connections == 0  # closed once started: the key's socket is given back at once
 
 
 @pytest.mark.parametrize("token", ["sk_test_relay", "pk_test_storefront"])
@@ -75,6 +75,17 @@ async def test_the_probe_resumes_its_own_conversation_instead_of_starting_one_ea
             assert status == 200 and body["checks"]["upstream"]["status"] == "ok"
         assert len(sandbox.sessions) == 1
         assert sum(sandbox._daily.values()) == 1
+
+
+async def test_the_probe_forgets_its_conversation_where_auth_refuses_one(settings: Any) -> None:
+    """Where ``auth`` refuses a conversation id (§22 item 7, the sandbox's ``resume_in_auth="refused"``), the probe's
+    second round trip named one and was refused: /readyz answered 503 for good."""
+    settings.VIZOCHOK_READY_UPSTREAM_CACHE = 0
+    config = SandboxConfig(tokens_per_second=0.0, ping_interval=0.0, resume_in_auth="refused")
+    async with SandboxServer(config) as sandbox:
+        for _ in range(3):
+            status, body = await readyz(settings, sandbox.url)
+            assert status == 200 and body["checks"]["upstream"]["status"] == "ok", body
 
 
 async def test_an_upstream_at_its_connection_limit_still_answered(settings: Any) -> None:
