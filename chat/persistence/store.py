@@ -236,9 +236,10 @@ def upstream_id_of(conversation_id: int) -> str:
 
 
 def last_reply_at(conversation_id: int) -> datetime | None:
-    """When the conversation's newest assistant message was stored: the upstream's last sign of it."""
+    """When the conversation's newest reply text was stored: the upstream's last sign of it (an error, a notice or
+    a cart change may be the relay's own)."""
     return (
-        Message.objects.filter(conversation_id=conversation_id, role=Role.ASSISTANT)
+        Message.objects.filter(conversation_id=conversation_id, role=Role.ASSISTANT, kind=Kind.TEXT)
         .order_by("-seq")
         .values_list("created_at", flat=True)
         .first()

@@ -9,9 +9,10 @@ from django.utils import formats
 from django.utils.translation import get_language, pgettext
 from django.utils.translation import gettext as _
 
-#: The decimal exponents a price or a quantity a shop shows can have: below a billionth or from a trillion up, a
-#: number is nobody's price (and 1e30 made ``quantize`` raise, past the decimal context's 28 digits).
-_SMALLEST_EXPONENT, _LARGEST_EXPONENT = -9, 11
+#: The decimal exponents a price or a quantity a shop shows can have: below a billionth or from ten billion up (the
+#: most the cart's total column holds, ``chat.persistence.store.storable_total``), a number is nobody's price (and
+#: 1e30 made ``quantize`` raise, past the decimal context's 28 digits).
+_SMALLEST_EXPONENT, _LARGEST_EXPONENT = -9, 9
 
 
 def to_decimal(value: Any) -> Decimal | None:

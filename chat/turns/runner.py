@@ -142,6 +142,8 @@ class ConversationRef:
 
 #: The longest ``retry_after`` a turn waits out to send its message again; a longer one ends the turn, saying so.
 RESEND_WITHIN = 30
+#: How many times one turn sends its message again after ``rate_limit_exceeded``.
+MAX_RESENDS = 2
 
 
 def _refused_for_now(event: Any) -> TypeGuard[wire.ErrorMessage]:
@@ -496,6 +498,8 @@ class ConversationRunner:
         have run out, so ``auth`` does not resume (``Resume.auth_restores``, learnt once per process).
         """
         resume = self.relay.resume
+        if isinstance(session.start, wire.SessionRestored) and resume.in_auth:
+            resume.auth_restores = True  # auth restored a conversation it named: a new id again means it ended
         if not self.upstream_id or not isinstance(session.start, wire.ConversationStarted):
             return False
         last = await db.call(store.last_reply_at, self.pk)
@@ -515,11 +519,12 @@ class ConversationRunner:
         assert self.session is not None
         if isinstance(frame, wire.Action) and self.relay.actions_refused and frame.text:
             frame = wire.UserMessage(text=frame.text)  # the upstream refused actions before: words at once
+        if isinstance(frame, wire.UserMessage):
+            frame = wire.UserMessage(text=frame.text, conversation_id=self.upstream_id or None)
+        plain = frame  # an action as built, before the conversation's id is added to it (see below)
         if isinstance(frame, wire.Action) and not self.relay.resume.auth_restores and self.upstream_id:
             # The socket's own conversation may not be this one (``_goes_on_in_messages``): the action names it.
             frame = replace(frame, payload={**frame.payload, "conversation_id": self.upstream_id})
-        if isinstance(frame, wire.UserMessage):
-            frame = wire.UserMessage(text=frame.text, conversation_id=self.upstream_id or None)
         self.window.record()
         try:
             events = self.session.turn(frame)
@@ -535,6 +540,7 @@ class ConversationRunner:
         # the reply begin must not lose the question (the upstream's first frame rarely comes before that anyway).
         await self._stored_so_far()
         retries = Backoff().delays()
+        resends = 0
         restoring = self.session.restored
         event: Any = first
         while True:
@@ -549,16 +555,25 @@ class ConversationRunner:
                 events = self.session.turn(frame)
                 event = await anext(events)
                 continue
-            if _refused_for_now(event):
+            if _refused_for_now(event) and resends < MAX_RESENDS:
                 # Over the socket's window (reference §14), which this relay's own count may not see if keepalive
-                # pings count too (§22 item 10): the message was not taken. Sent again when the upstream says.
+                # pings count too (§22 item 10): the message was not taken. Sent again when the upstream says (a
+                # second at least, a few times at most: an upstream that refuses every resend ends the turn).
+                resends += 1
                 self._status("rate_limited")
-                await asyncio.sleep(event.retry_after or 0)
+                await asyncio.sleep(max(1, event.retry_after or 0))
                 self.window.record()
                 events = self.session.turn(frame)
                 event = await anext(events)
                 continue
             refused = isinstance(event, wire.ErrorMessage) and event.code == "invalid_json"
+            if refused and frame is not plain:
+                # The id this relay added may be what a strict schema refused: the action as built, once, first.
+                frame = plain
+                self.window.record()
+                events = self.session.turn(frame)
+                event = await anext(events)
+                continue
             if refused and isinstance(frame, wire.Action) and frame.text:
                 # The upstream's action schema is not the reference's guess (§7): the tap goes again as the
                 # shopper's words, and so does every later one in this process.

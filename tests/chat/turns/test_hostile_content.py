@@ -93,3 +93,15 @@ async def test_a_catch_up_too_large_for_one_frame_still_brings_the_turn_state(se
         await send(tab, kind="sync", after=0)
         caught_up = await receive_until(tab, READY)
     assert "too_large_to_show" in caught_up
+
+
+async def test_an_upstream_that_rate_limits_every_resend_ends_the_turn_soon(settings: Any) -> None:
+    """A message refused with ``rate_limit_exceeded`` is sent again when the upstream says (reference §14), but not
+    for ever: with ``retry_after`` 0 every time, it was resent as fast as the socket settled until the turn's
+    deadline, holding one of the key's sockets the whole time."""
+    key, conversation = await shopper_of_this_store("anon-hostile-rate")
+    refusal = '{"type":"error","code":"rate_limit_exceeded","retry_after":0}'
+    async with scripted_upstream(settings, [refusal]), connected(key, conversation) as tab:
+        await send(tab, kind="message", text="anything", key="k1")
+        html = await receive_until(tab, READY)
+    assert 'data-code="rate_limit_exceeded"' in html

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 from django.db import connection
+from websockets.asyncio.server import ServerConnection, serve
 
 from chat.models import Conversation
 from chat.turns.service import get_relay
@@ -245,6 +246,44 @@ async def test_a_message_the_upstream_rate_limits_is_sent_again_when_it_says(san
             html = await receive_until(tab, READY)
             assert "chat-error" not in html, html
     assert sandbox.rate_limited >= 1
+
+
+async def test_an_action_refused_for_the_id_the_relay_added_goes_again_without_it(settings: Any) -> None:
+    """Where ``auth`` does not resume, an action names its conversation; a schema strict enough to refuse that field
+    gets the action as built once more before the tap goes as words."""
+    actions: list[dict[str, Any]] = []
+    card = '{"type":"product_cards","items":[{"sku":"milk-1","name":"Milk","price":40}]}'
+
+    async def strict(ws: ServerConnection) -> None:
+        await ws.recv()  # auth
+        await ws.send('{"type":"auth_ok"}')
+        await ws.send('{"type":"conversation_started","conversation_id":"conv_strict"}')
+        async for raw in ws:
+            frame = json.loads(raw)
+            if frame["type"] == "action":
+                actions.append(frame)
+            if frame["type"] == "action" and "conversation_id" in frame:
+                await ws.send('{"type":"error","code":"invalid_json"}')
+                continue
+            for reply in (card, '{"type":"text_delta","delta":"Done."}', '{"type":"text_end"}'):
+                await ws.send(reply)
+            await ws.send('{"type":"response_complete"}')
+
+    key, conversation = await make_shopper()
+    async with serve(strict, "127.0.0.1", 0) as server:
+        settings.VIZOCHOK_WS_URL = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ws"
+        try:
+            async with connected(key, conversation) as tab:
+                await send(tab, kind="message", text="milk", key="k1")
+                await receive_until(tab, READY)
+                get_relay().resume.auth_restores = False  # learnt as from an upstream that does not resume at auth
+                await send(tab, kind="add_to_cart", sku="milk-1", quantity="1", key="k2")
+                html = await receive_until(tab, READY)
+        finally:
+            await get_relay().close()
+    assert "chat-error" not in html and "Done." in html
+    assert ["conversation_id" in action for action in actions] == [True, False]
+    assert not get_relay().actions_refused
 
 
 async def test_actions_the_upstream_refuses_go_as_words(sandbox: Any) -> None:
