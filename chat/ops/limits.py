@@ -25,8 +25,9 @@ class TurnLimits:
 
     @property
     def busy(self) -> float:
-        """A busy flag older than this is stale whatever its heartbeat says: no live turn takes longer."""
-        return self.wait + self.upstream
+        """A busy flag older than this is stale whatever its heartbeat says: no live turn takes longer (its task is
+        cut at :attr:`task`, so no shorter: a turn still running would have had another started beside it)."""
+        return self.task
 
     @property
     def wait(self) -> float:

@@ -541,21 +541,30 @@ class ConversationRunner:
         await self._stored_so_far()
         retries = Backoff().delays()
         resends = 0
+        # Sending again (agent_busy, a rate limit) stays within the turn's own time: each resend's exchange has a
+        # deadline of its own, so without this an upstream refusing for ever kept the turn to the task's limit.
+        loop = asyncio.get_running_loop()
+        ends_by = loop.time() + limits().upstream
         restoring = self.session.restored
         event: Any = first
         while True:
             restoring = restoring and not isinstance(event, (wire.Status, wire.TextDelta))
-            if isinstance(event, wire.ErrorMessage) and event.code == "agent_busy":
+            busy = isinstance(event, wire.ErrorMessage) and event.code == "agent_busy"
+            if busy and (delay := next(retries, 10.0)) < ends_by - loop.time():
                 # The upstream still runs an earlier turn of this conversation (one that was stopped: the protocol
                 # has no cancel). Our message was not taken: wait on the documented schedule within this turn's
                 # deadline, then send it again. (Whatever the resumed socket re-sent first was shown as usual.)
                 self._status("finishing_previous")
-                await asyncio.sleep(next(retries, 10.0))
+                await asyncio.sleep(delay)
                 self.window.record()
                 events = self.session.turn(frame)
                 event = await anext(events)
                 continue
-            if _refused_for_now(event) and resends < MAX_RESENDS:
+            if (
+                _refused_for_now(event)
+                and resends < MAX_RESENDS
+                and max(1, event.retry_after or 0) < ends_by - loop.time()
+            ):
                 # Over the socket's window (reference §14), which this relay's own count may not see if keepalive
                 # pings count too (§22 item 10): the message was not taken. Sent again when the upstream says (a
                 # second at least, a few times at most: an upstream that refuses every resend ends the turn).

@@ -105,3 +105,18 @@ async def test_an_upstream_that_rate_limits_every_resend_ends_the_turn_soon(sett
         await send(tab, kind="message", text="anything", key="k1")
         html = await receive_until(tab, READY)
     assert 'data-code="rate_limit_exceeded"' in html
+
+
+async def test_an_upstream_busy_for_ever_ends_the_turn_in_its_own_words_within_its_deadline(settings: Any) -> None:
+    """``agent_busy`` is waited out on the backoff schedule, but each resend had a deadline of its own: an upstream
+    busy for ever kept the turn until the task's own limit cut it (as a timeout) past the time its busy flag counts
+    as stale, so another process could start a turn beside it."""
+    settings.VIZOCHOK_TURN_TIMEOUT = 3.0
+    key, conversation = await shopper_of_this_store("anon-hostile-busy")
+    async with (
+        scripted_upstream(settings, ['{"type":"error","code":"agent_busy"}']),
+        connected(key, conversation) as tab,
+    ):
+        await send(tab, kind="message", text="anything", key="k1")
+        html = await receive_until(tab, READY)
+    assert 'data-code="agent_busy"' in html
