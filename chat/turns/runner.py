@@ -474,7 +474,8 @@ class ConversationRunner:
         await self._on_start(self.session)
 
     async def _on_start(self, session: UpstreamSession) -> None:
-        if session.conversation_id != self.upstream_id and not await self._goes_on_in_messages(session):
+        started = session.conversation_id
+        if started and started != self.upstream_id and not await self._goes_on_in_messages(session):
             self.upstream_id = session.conversation_id
             # Not on the send's path (a new conversation's first turn waits on enough already): stored in order
             # before the turn's next write, which waits for it.

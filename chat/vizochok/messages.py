@@ -160,6 +160,17 @@ def _readable(entries: list[Any], parse: Callable[[Any], _T], what: str) -> tupl
     return tuple(read)
 
 
+#: What a conversation id of the upstream's may be (its ids read ``conv_abc123``): one a client stores (100
+#: characters) and sends back in every message as it came. Anything else is read as no id: a 65 KB id taken as the
+#: conversation's made every later message too large to send.
+_CONVERSATION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+
+
+def _conversation_id(data: Mapping[str, Any]) -> str | None:
+    value = data.get("conversation_id")
+    return value if isinstance(value, str) and _CONVERSATION_ID.fullmatch(value) else None
+
+
 def _list(data: Mapping[str, Any], *keys: str, limit: int | None = None) -> list[Any]:
     """The first of ``keys`` that is present, as a list (its first ``limit`` entries); the upstream's names for
     lists are partly guessed."""
@@ -498,7 +509,7 @@ class ConversationStarted(_Frame):
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> ConversationStarted:
-        return cls(conversation_id=_str(data, "conversation_id"))
+        return cls(conversation_id=_conversation_id(data) or "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -528,7 +539,7 @@ class SessionRestored(_Frame):
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> SessionRestored:
-        conversation_id = data.get("conversation_id")
+        conversation_id = _conversation_id(data) or ""
         raw_items = data.get("selected_items")
         try:
             if not isinstance(raw_items, list):
@@ -536,9 +547,9 @@ class SessionRestored(_Frame):
             items = tuple(CartItem.parse_line(item) for item in raw_items[:MAX_CART_LINES])
             total = _opt_decimal(data, "total")
         except MalformedFrame:
-            return cls(conversation_id=conversation_id if isinstance(conversation_id, str) else "", cart_known=False)
+            return cls(conversation_id=conversation_id, cart_known=False)
         return cls(
-            conversation_id=conversation_id if isinstance(conversation_id, str) else "",
+            conversation_id=conversation_id,
             selected_items=items,
             total=total,
         )
@@ -737,7 +748,7 @@ class ResponseComplete(_Frame):
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> ResponseComplete:
-        return cls(conversation_id=_opt_str(data, "conversation_id"))
+        return cls(conversation_id=_conversation_id(data))
 
 
 @dataclass(frozen=True, slots=True)

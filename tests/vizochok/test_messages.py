@@ -278,6 +278,18 @@ def test_an_entry_that_cannot_be_read_costs_only_itself() -> None:
     assert isinstance(checklist, IngredientChecklist) and [item.name for item in checklist.items] == ["beet"]
 
 
+@pytest.mark.parametrize("named", ["c" * 101, "conv <b>", "", "conv\u00e9", "conv\nx"])
+def test_an_id_no_conversation_can_have_is_not_read(named: str) -> None:
+    """Ids are the upstream's (``conv_…``): one that cannot be stored (100 characters) or sent back as it came is
+    read as none, never taken."""
+    assert parse_server(json.dumps({"type": "response_complete", "conversation_id": named})) == ResponseComplete()
+    started = parse_server(json.dumps({"type": "conversation_started", "conversation_id": named}))
+    assert started == ConversationStarted(conversation_id="")
+    assert parse_server('{"type":"response_complete","conversation_id":"conv_0a-9.Z:1"}') == ResponseComplete(
+        conversation_id="conv_0a-9.Z:1"
+    )
+
+
 def test_oversize_frame_is_refused_before_parsing() -> None:
     raw = json.dumps({"type": "text_delta", "delta": "x" * MAX_FRAME_BYTES})
     with pytest.raises(FrameTooLarge) as caught:

@@ -120,3 +120,18 @@ async def test_an_upstream_busy_for_ever_ends_the_turn_in_its_own_words_within_i
         await send(tab, kind="message", text="anything", key="k1")
         html = await receive_until(tab, READY)
     assert 'data-code="agent_busy"' in html
+
+
+@pytest.mark.parametrize("named", ["c" * 65_000, "conv <b>", "conv\\u00e9"])
+async def test_a_conversation_id_no_conversation_can_have_is_not_taken(settings: Any, named: str) -> None:
+    """A ``response_complete`` naming a 65 KB id was taken as the conversation's: stored, then sent in every message,
+    each over the 64 KB frame limit, so every later turn failed, for good."""
+    key, conversation = await shopper_of_this_store("anon-hostile-id")
+    complete = '{"type":"response_complete","conversation_id":"' + named + '"}'
+    script = ['{"type":"text_delta","delta":"Hello."}', '{"type":"text_end"}', complete]
+    async with scripted_upstream(settings, script), connected(key, conversation) as tab:
+        for n in range(2):
+            await send(tab, kind="message", text="anything", key=f"k{n}")
+            html = await receive_until(tab, READY)
+            assert "chat-error" not in html, html
+    assert (await database_sync_to_async(Conversation.objects.get)(pk=conversation.pk)).upstream_id == "conv_scripted"
