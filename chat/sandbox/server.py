@@ -179,6 +179,11 @@ class SandboxConfig:
     #: A client's JSON ``ping`` counts against the per-socket message window like a message (reference §11, §22
     #: item 10: "whether ping/pong count toward the 10-per-60-s limit").
     pings_count: bool = False
+    #: The shapes of the choices (reference §9, §22 item 3, partly guessed): ``"objects"`` (quick replies as
+    #: ``{label, value}``, checklist items as objects with ids, cards under ``items``: the sandbox's own reading) or
+    #: ``"plain"`` (quick replies as bare strings under ``options``, checklist items as bare names under
+    #: ``ingredients``, cards under ``products``).
+    ui_shapes: str = "objects"
     #: Every ``action`` frame is answered with ``invalid_json``: the real schema is not the reference's guess (§7,
     #: §22 item 2), which is all the sandbox knows. Counted in ``SandboxServer.actions_refused``.
     refuse_actions: bool = False
@@ -507,12 +512,29 @@ class _Connection:
     async def _emit(self, frame: Frame) -> None:
         """Send a turn's frame: twice when ``repeat_frames`` says so; dropped when the turn outlives its socket."""
         copies = 2 if self.config.repeat_frames and isinstance(frame, _REPEATED) else 1
+        text = to_json(self._shaped(frame))
         for _ in range(copies):
             try:
-                await self.send(frame)
+                await self.send_text(text)
             except ConnectionClosed:
                 if not self.config.turns_outlive_socket:
                     raise
+
+    def _shaped(self, frame: Frame) -> Frame | dict[str, Any]:
+        """``frame`` in the configured reading of the choices' shapes (:attr:`SandboxConfig.ui_shapes`)."""
+        if self.config.ui_shapes == "objects":
+            return frame
+        if self.config.ui_shapes != "plain":
+            raise ValueError(f"unknown ui_shapes reading {self.config.ui_shapes!r}")
+        if isinstance(frame, QuickReplies):
+            return {"type": frame.type, "options": [reply.label for reply in frame.replies]}
+        if isinstance(frame, IngredientChecklist):
+            data = frame.to_dict()
+            del data["items"]
+            return {**data, "ingredients": [item.name for item in frame.items]}
+        if isinstance(frame, ProductCards):
+            return {"type": frame.type, "products": frame.to_dict()["items"]}
+        return frame
 
     async def _fail(self, turn: _TurnState, code: str) -> None:
         """End a turn with ``error {code}``, then ``response_complete`` only when ``error_completes``."""
@@ -892,6 +914,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a client's JSON ping counts against the per-socket message window",
     )
     turns.add_argument(
+        "--ui-shapes",
+        choices=("objects", "plain"),
+        default="objects",
+        help="quick replies, checklist items and cards as objects (default) or as bare strings under other names",
+    )
+    turns.add_argument(
         "--refuse-actions",
         action="store_true",
         help="every action frame is answered with invalid_json (the real action schema differs)",
@@ -935,6 +963,7 @@ def config_from_options(options: Mapping[str, Any], **fields: Any) -> SandboxCon
         resume_in_auth=options["resume_in_auth"],
         json_pongs=options["json_pongs"],
         pings_count=options["pings_count"],
+        ui_shapes=options["ui_shapes"],
         **fields,
     )
 

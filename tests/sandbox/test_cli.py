@@ -31,6 +31,8 @@ SWITCHES = [
     "ignored",
     "--no-json-pongs",
     "--pings-count",
+    "--ui-shapes",
+    "plain",
 ]
 
 
@@ -60,6 +62,7 @@ def switches(config: SandboxConfig) -> dict[str, Any]:
         "resume_in_auth",
         "json_pongs",
         "pings_count",
+        "ui_shapes",
     )
     return {name: getattr(config, name) for name in names}
 
@@ -82,6 +85,7 @@ def test_every_switch_has_a_flag(parser: Any) -> None:
         "resume_in_auth": "ignored",
         "json_pongs": False,
         "pings_count": True,
+        "ui_shapes": "plain",
     }
     assert (config.tokens_per_second, config.max_connections_per_key) == (0.0, 9)
 

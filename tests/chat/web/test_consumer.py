@@ -286,6 +286,22 @@ async def test_an_action_refused_for_the_id_the_relay_added_goes_again_without_i
     assert not get_relay().actions_refused
 
 
+async def test_choices_in_their_plain_shapes_are_shown(sandbox: Any) -> None:
+    """Reference §9, §22 item 3: quick replies may be bare strings, a checklist's items bare names, cards under
+    ``products`` (the sandbox's ``ui_shapes="plain"``). Each is shown as the objects would be."""
+    sandbox.config.ui_shapes = "plain"
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="milk", key="k1")
+        html = await receive_until(tab, READY)
+        assert "product-card" in html and 'class="quick-reply"' in html
+        await send(tab, kind="message", text="borscht", key="k2")
+        html = await receive_until(tab, READY)
+        assert 'class="checklist"' in html and 'name="item"' in html
+    kinds = {m.kind for m in await stored(conversation)}
+    assert {"product_cards", "quick_replies", "checklist"} <= kinds
+
+
 async def test_actions_the_upstream_refuses_go_as_words(sandbox: Any) -> None:
     """Reference §7, §22 item 2: the action schema is a guess. If the real API refuses it (``invalid_json``), every
     Add, quick reply and checklist failed with "could not understand"; the tap now goes again as a message in the
