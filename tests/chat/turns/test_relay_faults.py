@@ -78,9 +78,10 @@ TURN_ENDING_CODES = [
 
 
 @pytest.mark.parametrize("code", TURN_ENDING_CODES)
-async def test_every_documented_error_ends_the_turn_in_its_own_words(sandbox: Any, code: str) -> None:
+async def test_every_documented_error_ends_the_turn_in_its_own_words(sandbox: Any, settings: Any, code: str) -> None:
     """Each code of the reference shows the tab its own wording (not the generic one), keeps what streamed, and
     leaves the conversation usable."""
+    settings.VIZOCHOK_ERROR_GRACE = 0.05  # the next turn need not wait a second for a response_complete after it
     key, conversation = await make_shopper()
     async with connected(key, conversation) as tab:
         sandbox.fail_next_turn(code, after_deltas=2)
