@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -157,11 +158,15 @@ def text_delta(bubble: str, text: str, *, offset: int, whole: str | None = None)
     return "".join(values.get(part, part) for part in _chunk_parts())
 
 
-def live_bubble(bubble: str, so_far: str, *, first: bool) -> str:
-    """The whole streaming bubble (``first``: the bubble itself, else its two parts replaced), with its length."""
+def live_bubble(bubble: str, so_far: str, *, first: bool, started: datetime | None = None) -> str:
+    """The whole streaming bubble (``first``: the bubble itself, else its two parts replaced), with its length.
+
+    ``started``: the time the bubble shows until the stored reply brings its own (now, for the tabs that see its
+    first piece; the turn's start, for a tab that catches up mid-reply)."""
     cut = so_far.rfind("\n") + 1
     done = render_markdown(so_far[:cut]) if cut else ""
-    started = timezone.now() if first else None  # the time it shows until the stored reply brings its own
+    if first and started is None:
+        started = timezone.now()
     return fragment(
         "text_delta",
         bubble=bubble,

@@ -267,7 +267,8 @@ async def turn_now(conversation: Conversation, bubble: str, offset: int) -> Turn
     if live is not None:
         live_bubble, text = live
         if live_bubble != bubble:
-            parts.append(rendering.live_bubble(live_bubble, text, first=True))  # the tab lacks it
+            # The tab lacks it: shown with the turn's start, not the moment this tab caught up.
+            parts.append(rendering.live_bubble(live_bubble, text, first=True, started=conversation.busy_since))
         elif len(text) > offset:
             # The whole bubble again (formatted as far as it is finished): the tab keeps it only if it is longer.
             parts.append(rendering.live_bubble(live_bubble, text, first=False))

@@ -29,6 +29,12 @@ def test_the_bubble_being_written_carries_its_time() -> None:
     assert "<time" not in rendering.text_delta("live-7-1", "Milk\nand", offset=4, whole="Milk\nand")
 
 
+def test_a_bubble_a_tab_catches_up_with_shows_when_its_turn_began() -> None:
+    began = timezone.now() - timedelta(minutes=3)
+    html = rendering.live_bubble("live-7-1", "Milk", first=True, started=began)
+    assert f'datetime="{timezone.localtime(began).isoformat()}"' in html
+
+
 def test_a_chunk_without_a_line_break_is_appended_as_text_at_its_offset() -> None:
     so_far = "**Borscht**\n1. Boil the beef <b>"
     html = rendering.text_delta("live-7-1", " beef <b>", offset=len(so_far) - 9, whole=so_far)
