@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from tests.processes import ROOT
 
@@ -97,3 +98,20 @@ def test_a_pool_smaller_than_its_minimum_is_refused_with_both_names() -> None:
     run = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert run.returncode != 0
     assert "DATABASE_POOL_MIN_SIZE (2) must be 0 or more and at most DATABASE_POOL_MAX_SIZE (1)" in run.stderr
+
+
+def _settings_with(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, object]:
+    with monkeypatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        return runpy.run_path(str(ROOT / "vizochok_site" / "settings.py"))
+
+
+def test_a_number_of_seconds_left_empty_is_its_default_and_a_bad_one_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty decimal setting (``VIZOCHOK_TURN_TIMEOUT=`` in an env file) crashed the start with a bare
+    ValueError, where an empty whole-number or on/off one falls back to its default."""
+    assert _settings_with(monkeypatch, VIZOCHOK_TURN_TIMEOUT="")["VIZOCHOK_TURN_TIMEOUT"] == 120.0
+    assert _settings_with(monkeypatch, VIZOCHOK_IDLE_GRACE=" 2.5 ")["VIZOCHOK_IDLE_GRACE"] == 2.5
+    for bad in ("soon", "nan", "inf"):
+        with pytest.raises(ImproperlyConfigured, match=f"VIZOCHOK_IDLE_GRACE must be a number, got '{bad}'"):
+            _settings_with(monkeypatch, VIZOCHOK_IDLE_GRACE=bad)

@@ -7,6 +7,7 @@ the built-in sandbox upstream, so a fresh checkout runs with no configuration at
 
 from __future__ import annotations
 
+import math
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -43,6 +44,20 @@ def env_int(name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
+
+
+def env_float(name: str, default: float) -> float:
+    """A number of seconds (or a rate): empty means the default, like every other setting here."""
+    value = os.environ.get(name)
+    if not value or not value.strip():
+        return float(default)
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}")
+    return number
 
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
@@ -326,19 +341,19 @@ VIZOCHOK_API_KEY = os.environ.get("VIZOCHOK_API_KEY", "sk_test_sandbox_key")
 VIZOCHOK_STORE_ID = os.environ.get("VIZOCHOK_STORE_ID", "sandbox-store")
 VIZOCHOK_MAX_CONNECTIONS = env_int("VIZOCHOK_MAX_CONNECTIONS", 3)
 # Seconds an idle upstream socket is kept after response_complete before its slot is given back.
-VIZOCHOK_IDLE_GRACE = float(os.environ.get("VIZOCHOK_IDLE_GRACE", "15"))
+VIZOCHOK_IDLE_GRACE = env_float("VIZOCHOK_IDLE_GRACE", 15)
 # Seconds a turn may wait in line for an upstream slot while the line does not move (no turn served anywhere, its
 # place unchanged); a moving line never times a turn out (chat/turns/slots.py).
-VIZOCHOK_QUEUE_TIMEOUT = float(os.environ.get("VIZOCHOK_QUEUE_TIMEOUT", "30"))
+VIZOCHOK_QUEUE_TIMEOUT = env_float("VIZOCHOK_QUEUE_TIMEOUT", 30)
 # Seconds a turn may be expected to wait in line: a longer line refuses it at once, saying when to try again.
-VIZOCHOK_LINE_MAX_WAIT = float(os.environ.get("VIZOCHOK_LINE_MAX_WAIT", "90"))
+VIZOCHOK_LINE_MAX_WAIT = env_float("VIZOCHOK_LINE_MAX_WAIT", 90)
 # Turns one client address may have waiting in the line at once (0 = no cap); addresses are served in turn.
 VIZOCHOK_QUEUED_PER_ADDRESS = env_int("VIZOCHOK_QUEUED_PER_ADDRESS", 5)
-VIZOCHOK_TURN_TIMEOUT = float(os.environ.get("VIZOCHOK_TURN_TIMEOUT", "120"))
+VIZOCHOK_TURN_TIMEOUT = env_float("VIZOCHOK_TURN_TIMEOUT", 120)
 # After an upstream error ends a turn, how long its response_complete may still come before the socket serves the
 # next turn; and the quiet a socket must have had before a turn (frames in it belong to no turn: set apart).
-VIZOCHOK_ERROR_GRACE = float(os.environ.get("VIZOCHOK_ERROR_GRACE", "1.0"))
-VIZOCHOK_SETTLE_GRACE = float(os.environ.get("VIZOCHOK_SETTLE_GRACE", "0.03"))
+VIZOCHOK_ERROR_GRACE = env_float("VIZOCHOK_ERROR_GRACE", 1.0)
+VIZOCHOK_SETTLE_GRACE = env_float("VIZOCHOK_SETTLE_GRACE", 0.03)
 # Offer permessage-deflate upstream: off, as the protocol's frames are small JSON (a token each) and inflating every
 # one cost the relay more CPU than the bytes it saves (docs/benchmarks.md); on for a slow or metered link.
 VIZOCHOK_UPSTREAM_DEFLATE = env_bool("VIZOCHOK_UPSTREAM_DEFLATE", False)
@@ -347,9 +362,9 @@ VIZOCHOK_UPSTREAM_DEFLATE = env_bool("VIZOCHOK_UPSTREAM_DEFLATE", False)
 VIZOCHOK_STRICT_STATES = env_bool("VIZOCHOK_STRICT_STATES", False)
 # Seconds for the whole upstream handshake once connected (auth_ok and the start frame): an upstream that accepts
 # the socket and stays silent is given up after this long, with a clear message, and not retried.
-VIZOCHOK_AUTH_TIMEOUT = float(os.environ.get("VIZOCHOK_AUTH_TIMEOUT", "10"))
+VIZOCHOK_AUTH_TIMEOUT = env_float("VIZOCHOK_AUTH_TIMEOUT", 10)
 # Seconds /readyz reuses its last upstream auth round trip (each one takes one of the key's three sockets briefly).
-VIZOCHOK_READY_UPSTREAM_CACHE = float(os.environ.get("VIZOCHOK_READY_UPSTREAM_CACHE", "10"))
+VIZOCHOK_READY_UPSTREAM_CACHE = env_float("VIZOCHOK_READY_UPSTREAM_CACHE", 10)
 # Retries (on the documented backoff schedule) when opening an upstream socket for a waiting shopper: the SDK's 30
 # would keep a shopper staring at "reconnecting" for minutes, so a turn gives up sooner and says so.
 VIZOCHOK_OPEN_RETRIES = env_int("VIZOCHOK_OPEN_RETRIES", 5)
@@ -360,7 +375,7 @@ VIZOCHOK_OPEN_AHEAD = env_bool("VIZOCHOK_OPEN_AHEAD", True)
 # collections, a pause of every frame in flight, then walk only what the connections made since.
 VIZOCHOK_GC_FREEZE = env_bool("VIZOCHOK_GC_FREEZE", True)
 # Pace of the embedded sandbox, in tokens per second (0: as fast as the loop allows).
-VIZOCHOK_SANDBOX_PACE = float(os.environ.get("VIZOCHOK_SANDBOX_PACE", "40"))
+VIZOCHOK_SANDBOX_PACE = env_float("VIZOCHOK_SANDBOX_PACE", 40)
 # Product cards shown per message; "Show more" fetches the next ones of the stored message (a 64 KB upstream frame
 # can carry 1,400 cards: megabytes of HTML in one browser frame).
 VIZOCHOK_CARDS_PER_MESSAGE = env_int("VIZOCHOK_CARDS_PER_MESSAGE", 12)
@@ -371,20 +386,20 @@ VIZOCHOK_MAX_QUANTITY = env_int("VIZOCHOK_MAX_QUANTITY", 50)
 # a larger one is replaced by a short notice to reload (chat.presentation.rendering.fit_for_browser).
 VIZOCHOK_MAX_FRAGMENT_BYTES = env_int("VIZOCHOK_MAX_FRAGMENT_BYTES", 512 * 1024)
 # Browser frames are coalesced: at most one streaming fragment per conversation per this many seconds.
-VIZOCHOK_COALESCE_SECONDS = float(os.environ.get("VIZOCHOK_COALESCE_SECONDS", "0.03"))
+VIZOCHOK_COALESCE_SECONDS = env_float("VIZOCHOK_COALESCE_SECONDS", 0.03)
 # --- production: liveness, limits, observability (chat/turns/liveness.py, chat/ops/ratelimit.py, metrics.py) ---
 # The process running a turn refreshes its heartbeat this often; 3 missed beats make the turn stale elsewhere.
-VIZOCHOK_HEARTBEAT_SECONDS = float(os.environ.get("VIZOCHOK_HEARTBEAT_SECONDS", "5"))
+VIZOCHOK_HEARTBEAT_SECONDS = env_float("VIZOCHOK_HEARTBEAT_SECONDS", 5)
 # Seconds a crashed process's upstream slot (a Redis lease) outlives it.
-VIZOCHOK_SLOT_TTL = float(os.environ.get("VIZOCHOK_SLOT_TTL", "30"))
+VIZOCHOK_SLOT_TTL = env_float("VIZOCHOK_SLOT_TTL", 30)
 # Turns a shopper may start: a token bucket shared by their tabs and by every process (in the cache).
-VIZOCHOK_TURNS_PER_MINUTE = float(os.environ.get("VIZOCHOK_TURNS_PER_MINUTE", "20"))
-VIZOCHOK_TURN_BURST = float(os.environ.get("VIZOCHOK_TURN_BURST", "10"))
+VIZOCHOK_TURNS_PER_MINUTE = env_float("VIZOCHOK_TURNS_PER_MINUTE", 20)
+VIZOCHOK_TURN_BURST = env_float("VIZOCHOK_TURN_BURST", 10)
 # Turns one client address may start (whatever its cookies), checked before anything is stored (0 = no limit).
 # Generous by default: many shoppers may share one address (an office, a carrier's NAT); the line's round-robin
 # keeps an address to its share of the sockets whatever this allows.
-VIZOCHOK_TURNS_PER_MINUTE_PER_ADDRESS = float(os.environ.get("VIZOCHOK_TURNS_PER_MINUTE_PER_ADDRESS", "120"))
-VIZOCHOK_TURN_BURST_PER_ADDRESS = float(os.environ.get("VIZOCHOK_TURN_BURST_PER_ADDRESS", "60"))
+VIZOCHOK_TURNS_PER_MINUTE_PER_ADDRESS = env_float("VIZOCHOK_TURNS_PER_MINUTE_PER_ADDRESS", 120)
+VIZOCHOK_TURN_BURST_PER_ADDRESS = env_float("VIZOCHOK_TURN_BURST_PER_ADDRESS", 60)
 # Open browser sockets per shopper session and per client address (0 = no cap).
 VIZOCHOK_MAX_SOCKETS_PER_SESSION = env_int("VIZOCHOK_MAX_SOCKETS_PER_SESSION", 12)
 VIZOCHOK_MAX_SOCKETS_PER_IP = env_int("VIZOCHOK_MAX_SOCKETS_PER_IP", 200)
@@ -392,12 +407,12 @@ VIZOCHOK_MAX_SOCKETS_PER_IP = env_int("VIZOCHOK_MAX_SOCKETS_PER_IP", 200)
 # grow the server; the kernel's own socket buffer comes on top). Measured under Daphne (chat/ops/sendbuffer.py).
 VIZOCHOK_SOCKET_SEND_BUFFER = env_int("VIZOCHOK_SOCKET_SEND_BUFFER", 1024 * 1024)
 # Per socket: one catch-up (`sync`) at a time, at most one per this many seconds; syncs meanwhile are merged.
-VIZOCHOK_SYNC_INTERVAL = float(os.environ.get("VIZOCHOK_SYNC_INTERVAL", "2"))
+VIZOCHOK_SYNC_INTERVAL = env_float("VIZOCHOK_SYNC_INTERVAL", 2)
 # The page's own heartbeat on its chat socket (a silent network loss closes nothing): a ping every INTERVAL seconds
 # while the page is visible, and a socket that answers nothing within TIMEOUT is given up and replaced. Their sum
 # bounds how long a dead network goes unnoticed (the UI contract promises 10 s).
-VIZOCHOK_PAGE_HEARTBEAT_INTERVAL = float(os.environ.get("VIZOCHOK_PAGE_HEARTBEAT_INTERVAL", "4"))
-VIZOCHOK_PAGE_HEARTBEAT_TIMEOUT = float(os.environ.get("VIZOCHOK_PAGE_HEARTBEAT_TIMEOUT", "4"))
+VIZOCHOK_PAGE_HEARTBEAT_INTERVAL = env_float("VIZOCHOK_PAGE_HEARTBEAT_INTERVAL", 4)
+VIZOCHOK_PAGE_HEARTBEAT_TIMEOUT = env_float("VIZOCHOK_PAGE_HEARTBEAT_TIMEOUT", 4)
 # Reverse proxies in front of the app that append the address they saw to X-Forwarded-For (0 = none: the socket's
 # peer is the client). With N, the N-th entry from the right is the client: whatever the client wrote itself sits
 # further left and is never trusted (daphne --proxy-headers alone would take the leftmost, the client's own words).
