@@ -4,9 +4,10 @@
 needs: the database, Redis (when configured) and the upstream, with a real ``auth`` round trip: a TCP connection
 alone says nothing about an upstream that accepts sockets and never authenticates (a turn would then wait for its
 auth timeout every time). The API key allows three sockets in all, so the round trip is brief (closed once the
-conversation's start frame came, the probe's own conversation restored each time) and its outcome is cached for ``VIZOCHOK_READY_UPSTREAM_CACHE``
-seconds per process: probes every second cost one upstream socket per process every few seconds. An upstream that
-refuses the probe with 4029 (all sockets in use) answered, so it counts as ready.
+conversation's start frame came, the probe's own conversation restored each time) and its outcome is cached for
+``VIZOCHOK_READY_UPSTREAM_CACHE`` seconds per process: probes every second cost one upstream socket per process
+every few seconds. An upstream that refuses the probe with 4029 (all sockets in use) answered, so it counts as
+ready.
 The answers name the checks and their outcome only, never a URL, host or key.
 """
 
