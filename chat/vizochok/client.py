@@ -50,6 +50,7 @@ from .errors import (
     should_retry,
 )
 from .messages import (
+    MAX_SERVER_FRAME_BYTES,
     TURN_ENDING,
     Auth,
     AuthOk,
@@ -74,9 +75,10 @@ from .quiet_log import quiet_websockets_logger
 
 logger = logging.getLogger("chat.vizochok.client")
 
-#: websockets' own ceiling for one incoming message. Far above the protocol's 64 KB so an oversize frame is read
-#: and refused by ``parse_server`` (logged, counted, skipped) instead of websockets closing the socket with 1009.
-READ_LIMIT = 1 << 20
+#: websockets' own ceiling for one incoming message. Above what ``parse_server`` reads (``MAX_SERVER_FRAME_BYTES``)
+#: so an oversize frame is read and refused by it (logged, counted, skipped) instead of websockets closing the
+#: socket with 1009.
+READ_LIMIT = 4 * MAX_SERVER_FRAME_BYTES
 #: How much of a bad frame a log line shows.
 EXCERPT_CHARS = 200
 

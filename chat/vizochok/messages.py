@@ -24,8 +24,12 @@ from typing import Any, ClassVar, TypeAlias, TypeVar
 
 _T = TypeVar("_T")
 
-#: Largest frame either side accepts (reference §10.2, ``message_too_large``).
+#: Largest frame a client sends, and the sandbox accepts (reference §10.2, ``message_too_large``).
 MAX_FRAME_BYTES = 64 * 1024
+#: Largest frame read from the upstream. The reference states 64 KB for what a client sends; whether the server keeps
+#: its own frames as small is open (§14), and a larger ``product_cards`` refused would lose every card in it. What
+#: one frame can make is bounded after parsing (cards paged, lists capped, markdown bounded: docs/operations.md).
+MAX_SERVER_FRAME_BYTES = 1 << 20
 
 
 class MalformedFrame(ValueError):
@@ -862,12 +866,12 @@ def clean_strings(value: Any) -> Any:
     return value
 
 
-def _decode(raw: str | bytes) -> Mapping[str, Any]:
+def _decode(raw: str | bytes, limit: int) -> Mapping[str, Any]:
     # A str takes at most 4 bytes a character in UTF-8: only a long one is encoded to be measured.
-    if isinstance(raw, bytes) or len(raw) * 4 > MAX_FRAME_BYTES:
+    if isinstance(raw, bytes) or len(raw) * 4 > limit:
         size = len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw)
-        if size > MAX_FRAME_BYTES:
-            raise FrameTooLarge(size)
+        if size > limit:
+            raise FrameTooLarge(size, limit)
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         data = _DECODER.decode(text)
@@ -892,8 +896,8 @@ def _reject_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_float=_json_number, parse_constant=_reject_constant)
 
 
-def _parse(raw: str | bytes, known: Mapping[str, type[_Frame]]) -> Any:
-    data = _decode(raw)
+def _parse(raw: str | bytes, known: Mapping[str, type[_Frame]], limit: int) -> Any:
+    data = _decode(raw, limit)
     kind = data.get("type")
     if not isinstance(kind, str) or not kind:
         raise MalformedFrame("a frame needs a string 'type'")
@@ -908,12 +912,12 @@ def _parse(raw: str | bytes, known: Mapping[str, type[_Frame]]) -> Any:
 
 def parse_server(raw: str | bytes) -> ServerMessage:
     """Parse a frame the upstream sent. Raises :class:`MalformedFrame`; unknown types are returned, not raised."""
-    return _parse(raw, SERVER_TYPES)  # type: ignore[no-any-return]
+    return _parse(raw, SERVER_TYPES, MAX_SERVER_FRAME_BYTES)  # type: ignore[no-any-return]
 
 
 def parse_client(raw: str | bytes) -> ClientMessage | UnknownMessage:
     """Parse a frame a client sent (the sandbox's side of the wire)."""
-    return _parse(raw, CLIENT_TYPES)  # type: ignore[no-any-return]
+    return _parse(raw, CLIENT_TYPES, MAX_FRAME_BYTES)  # type: ignore[no-any-return]
 
 
 def _default(value: Any) -> Any:
@@ -945,6 +949,7 @@ def check_size(text: str, limit: int = MAX_FRAME_BYTES) -> str:
 
 __all__ = [
     "MAX_FRAME_BYTES",
+    "MAX_SERVER_FRAME_BYTES",
     "Action",
     "Auth",
     "AuthOk",

@@ -34,6 +34,7 @@ from chat.vizochok.errors import (
 )
 from chat.vizochok.messages import (
     MAX_FRAME_BYTES,
+    MAX_SERVER_FRAME_BYTES,
     CartChanged,
     ConversationStarted,
     ErrorMessage,
@@ -386,7 +387,12 @@ async def test_unknown_types_are_yielded(sandbox: SandboxServer) -> None:
 
 async def test_garbage_is_skipped_and_counted(sandbox: SandboxServer) -> None:
     async with session_on(sandbox.url) as session:
-        for garbage in ("not json", "[1,2]", '{"type":"text_delta"}', json.dumps({"type": "x", "pad": "y" * 70_000})):
+        for garbage in (
+            "not json",
+            "[1,2]",
+            '{"type":"text_delta"}',
+            json.dumps({"type": "x", "pad": "y" * MAX_SERVER_FRAME_BYTES}),
+        ):
             await sandbox.send_raw_to_all(garbage)
         await sandbox.send_raw_to_all('{"type":"text_delta","delta":"ok"}')
         event = await first(session.events())
@@ -401,7 +407,7 @@ async def test_binary_oversize_and_keepalive_frames_are_not_yielded() -> None:
     async def handler(ws: ServerConnection) -> None:
         await accept(ws)
         await ws.send(b"\x00\x01binary")
-        await ws.send(json.dumps({"type": "text_delta", "delta": "z" * (MAX_FRAME_BYTES + 10)}))
+        await ws.send(json.dumps({"type": "text_delta", "delta": "z" * (MAX_SERVER_FRAME_BYTES + 10)}))
         await ws.send("{{{")
         await ws.send('{"type":"ping"}')
         pongs.append(await ws.recv())  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from chat.vizochok.messages import (
     CLIENT_TYPES,
     MAX_FRAME_BYTES,
+    MAX_SERVER_FRAME_BYTES,
     SERVER_TYPES,
     Action,
     Auth,
@@ -291,13 +292,24 @@ def test_an_id_no_conversation_can_have_is_not_read(named: str) -> None:
 
 
 def test_oversize_frame_is_refused_before_parsing() -> None:
-    raw = json.dumps({"type": "text_delta", "delta": "x" * MAX_FRAME_BYTES})
+    raw = json.dumps({"type": "text_delta", "delta": "x" * MAX_SERVER_FRAME_BYTES})
     with pytest.raises(FrameTooLarge) as caught:
         parse_server(raw)
     assert caught.value.size == len(raw)
+    assert caught.value.limit == MAX_SERVER_FRAME_BYTES
+    with pytest.raises(FrameTooLarge) as caught:
+        parse_client(json.dumps({"type": "message", "text": "x" * MAX_FRAME_BYTES}).encode())
     assert caught.value.limit == MAX_FRAME_BYTES
-    with pytest.raises(FrameTooLarge):
-        parse_client(raw.encode())
+
+
+def test_a_server_frame_larger_than_a_client_may_send_is_read() -> None:
+    """Reference §14 states 64 KB for what a client sends; a larger ``product_cards`` from the server was refused,
+    and every card in it lost, without a word to the shopper."""
+    items = [{"sku": f"sku-{n}", "name": "Milk " * 8, "price": 42.9} for n in range(2000)]
+    raw = json.dumps({"type": "product_cards", "items": items})
+    assert len(raw) > 2 * MAX_FRAME_BYTES
+    cards = parse_server(raw)
+    assert isinstance(cards, ProductCards) and len(cards.items) == 2000
 
 
 def test_size_counts_utf8_bytes_not_characters() -> None:

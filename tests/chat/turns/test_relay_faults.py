@@ -17,6 +17,7 @@ from chat.models import Conversation
 from chat.presentation import texts
 from chat.sandbox.server import SandboxConfig, SandboxServer
 from chat.turns.service import get_relay
+from chat.vizochok.messages import MAX_SERVER_FRAME_BYTES
 from tests.chat.conftest import READY, connected, make_shopper, receive_until, reload, send, stored
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -108,7 +109,7 @@ async def test_garbage_unknown_and_oversize_upstream_frames(sandbox: Any) -> Non
         await sandbox.send_raw_to_all("this is not json")
         await sandbox.send_raw_to_all('{"no": "type"}')
         await sandbox.send_raw_to_all('{"type": "product_cards", "items": [{"sku": 1}]}')
-        await sandbox.send_raw_to_all('{"type": "text_delta", "delta": "' + "x" * 70_000 + '"}')
+        await sandbox.send_raw_to_all('{"type": "text_delta", "delta": "' + "x" * (MAX_SERVER_FRAME_BYTES + 1) + '"}')
         await sandbox.send_raw_to_all('{"type": "meal_plan", "days": [{"day": "Mon", "meals": ["борщ"]}]}')
         sandbox.resume_turns()
         html = await receive_until(tab, READY)

@@ -28,7 +28,8 @@ CARDS = json.dumps(
 )
 
 
-TURN = [CARDS, '{"type":"response_complete"}']
+COMPLETE = '{"type":"response_complete"}'
+TURN = [CARDS, COMPLETE]
 
 
 def test_the_frame_is_inside_the_protocols_limit() -> None:
@@ -117,3 +118,16 @@ async def test_no_fragment_to_a_browser_exceeds_the_cap(settings: Any) -> None:
         frames = await frames_until(tab, READY)
     assert max(len(frame.encode()) for frame in frames) <= 8 * 1024
     assert 'data-code="too_large_to_show"' in "".join(frames)
+
+
+async def test_a_card_list_larger_than_a_client_frame_is_shown_too(settings: Any) -> None:
+    """Reference §14 states 64 KB for client frames only: a server's larger list was refused, all its cards lost."""
+    settings.VIZOCHOK_CARDS_PER_MESSAGE = 12
+    items = [{"sku": f"big-{n:05d}", "name": "Milk " * 8, "price": 1} for n in range(3000)]
+    frame = json.dumps({"type": "product_cards", "items": items})
+    assert len(frame.encode()) > 2 * MAX_FRAME_BYTES
+    key, conversation = await make_shopper("anon-big-cards")
+    async with scripted_upstream(settings, [frame, COMPLETE]), connected(key, conversation) as tab:
+        await send(tab, kind="message", text="everything", key="k1")
+        html = "".join(await frames_until(tab, READY))
+    assert cards_in(html) == [f"big-{n:05d}" for n in range(12)]
