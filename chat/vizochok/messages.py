@@ -165,9 +165,10 @@ def _readable(entries: list[Any], parse: Callable[[Any], _T], what: str) -> tupl
 
 
 #: What a conversation id of the upstream's may be (its ids read ``conv_abc123``): one a client stores (100
-#: characters) and sends back in every message as it came. Anything else is read as no id: a 65 KB id taken as the
-#: conversation's made every later message too large to send.
-_CONVERSATION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+#: characters) and sends back in every message as it came, printable ASCII without spaces (a UUID, base64 of either
+#: alphabet). Anything else is read as no id: a 65 KB id taken as the conversation's made every later message too
+#: large to send.
+_CONVERSATION_ID = re.compile(r"[!-~]{1,100}")
 
 
 def _conversation_id(data: Mapping[str, Any]) -> str | None:

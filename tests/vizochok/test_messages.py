@@ -286,9 +286,10 @@ def test_an_id_no_conversation_can_have_is_not_read(named: str) -> None:
     assert parse_server(json.dumps({"type": "response_complete", "conversation_id": named})) == ResponseComplete()
     started = parse_server(json.dumps({"type": "conversation_started", "conversation_id": named}))
     assert started == ConversationStarted(conversation_id="")
-    assert parse_server('{"type":"response_complete","conversation_id":"conv_0a-9.Z:1"}') == ResponseComplete(
-        conversation_id="conv_0a-9.Z:1"
-    )
+    for fine in ("conv_0a-9.Z:1", "9b2f0c4e-6d1a-4f7e-8a3b-2c5d7e9f1a0b", "conv_AbC+/x="):
+        assert parse_server(json.dumps({"type": "response_complete", "conversation_id": fine})) == ResponseComplete(
+            conversation_id=fine
+        )
 
 
 def test_oversize_frame_is_refused_before_parsing() -> None:
