@@ -47,7 +47,7 @@ def env_int(name: str, default: int) -> int:
 
 
 def env_float(name: str, default: float) -> float:
-    """A number of seconds (or a rate): empty means the default, like every other setting here."""
+    """A number of seconds (or a rate): empty or blank means the default; anything but a finite number is refused."""
     value = os.environ.get(name)
     if not value or not value.strip():
         return float(default)

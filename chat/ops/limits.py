@@ -25,9 +25,10 @@ class TurnLimits:
 
     @property
     def busy(self) -> float:
-        """A busy flag older than this is stale whatever its heartbeat says: no live turn takes longer (its task is
-        cut at :attr:`task`, so no shorter: a turn still running would have had another started beside it)."""
-        return self.task
+        """A busy flag older than this is stale whatever its heartbeat says: no live turn takes longer. Its task is
+        cut at :attr:`task` and then stores its end (retrying a busy database), so one margin more: shorter, a turn
+        still running or storing would have had another started beside it."""
+        return self.task + FINISH_MARGIN
 
     @property
     def wait(self) -> float:

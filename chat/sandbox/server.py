@@ -104,6 +104,14 @@ LATE_BLOCK = ("Late ", "words.")
 REPLAYED_BLOCK = ("Earlier ", "reply.")
 
 
+#: The readings of ``session_restored``'s ``selected_items`` (:attr:`SandboxConfig.restored_items`).
+RESTORED_ITEMS = ("cart", "skus", "sku_quantity")
+#: The readings of a ``conversation_id`` in ``auth`` (:attr:`SandboxConfig.resume_in_auth`).
+RESUME_IN_AUTH = ("restores", "ignored", "refused")
+#: The readings of the choices' shapes (:attr:`SandboxConfig.ui_shapes`).
+UI_SHAPES = ("objects", "plain")
+
+
 @dataclass
 class SandboxConfig:
     """Every limit of the reference, adjustable so tests can use tiny timeouts.
@@ -191,11 +199,15 @@ class SandboxConfig:
     #: ``response_complete``) before the pending choices and before the client sends anything.
     replay_history: bool = False
 
-
-#: The readings of ``session_restored``'s ``selected_items`` (:attr:`SandboxConfig.restored_items`).
-RESTORED_ITEMS = ("cart", "skus", "sku_quantity")
-#: The readings of a ``conversation_id`` in ``auth`` (:attr:`SandboxConfig.resume_in_auth`).
-RESUME_IN_AUTH = ("restores", "ignored", "refused")
+    def __post_init__(self) -> None:
+        """A reading the sandbox does not know is refused when the config is made, not at the first frame."""
+        for name, known in (
+            ("restored_items", RESTORED_ITEMS),
+            ("resume_in_auth", RESUME_IN_AUTH),
+            ("ui_shapes", UI_SHAPES),
+        ):
+            if getattr(self, name) not in known:
+                raise ValueError(f"{name} must be one of {', '.join(known)}, got {getattr(self, name)!r}")
 
 
 def _key_id(token: str) -> str:
@@ -915,7 +927,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     turns.add_argument(
         "--ui-shapes",
-        choices=("objects", "plain"),
+        choices=UI_SHAPES,
         default="objects",
         help="quick replies, checklist items and cards as objects (default) or as bare strings under other names",
     )

@@ -518,6 +518,11 @@ class ConversationRunner:
     async def _exchange(self, frame: wire.UserMessage | wire.Action) -> str:
         """Send and relay until the turn ends; returns the upstream error code that ended it, if any."""
         assert self.session is not None
+        # Sending again (agent_busy, a rate limit) stays within the turn's own time, counted from here: each resend's
+        # exchange has a deadline of its own, so without this an upstream refusing for ever kept the turn to the
+        # task's limit.
+        loop = asyncio.get_running_loop()
+        ends_by = loop.time() + limits().upstream
         if isinstance(frame, wire.Action) and self.relay.actions_refused and frame.text:
             frame = wire.UserMessage(text=frame.text)  # the upstream refused actions before: words at once
         if isinstance(frame, wire.UserMessage):
@@ -542,10 +547,6 @@ class ConversationRunner:
         await self._stored_so_far()
         retries = Backoff().delays()
         resends = 0
-        # Sending again (agent_busy, a rate limit) stays within the turn's own time: each resend's exchange has a
-        # deadline of its own, so without this an upstream refusing for ever kept the turn to the task's limit.
-        loop = asyncio.get_running_loop()
-        ends_by = loop.time() + limits().upstream
         restoring = self.session.restored
         event: Any = first
         while True:

@@ -78,7 +78,7 @@ logger = logging.getLogger("chat.vizochok.client")
 #: websockets' own ceiling for one incoming message. Above what ``parse_server`` reads (``MAX_SERVER_FRAME_BYTES``)
 #: so an oversize frame is read and refused by it (logged, counted, skipped) instead of websockets closing the
 #: socket with 1009.
-READ_LIMIT = 4 * MAX_SERVER_FRAME_BYTES
+READ_LIMIT = 4 * MAX_SERVER_FRAME_BYTES  # 1 MiB
 #: How much of a bad frame a log line shows.
 EXCERPT_CHARS = 200
 

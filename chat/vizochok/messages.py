@@ -26,10 +26,10 @@ _T = TypeVar("_T")
 
 #: Largest frame a client sends, and the sandbox accepts (reference §10.2, ``message_too_large``).
 MAX_FRAME_BYTES = 64 * 1024
-#: Largest frame read from the upstream. The reference states 64 KB for what a client sends; whether the server keeps
-#: its own frames as small is open (§14), and a larger ``product_cards`` refused would lose every card in it. What
-#: one frame can make is bounded after parsing (cards paged, lists capped, markdown bounded: docs/operations.md).
-MAX_SERVER_FRAME_BYTES = 1 << 20
+#: Largest card list read from the upstream (any other frame: ``MAX_FRAME_BYTES``). The reference states 64 KB for
+#: what a client sends; whether the server keeps its own frames as small is open (§14), and a larger
+#: ``product_cards`` refused would lose every card in it. At most ``MAX_CARDS`` cards of bounded fields are kept.
+MAX_SERVER_FRAME_BYTES = 256 * 1024
 
 
 class MalformedFrame(ValueError):
@@ -149,6 +149,14 @@ def _detail_count(data: Mapping[str, Any], key: str) -> int | None:
 MAX_QUICK_REPLIES = 12
 MAX_CHECKLIST_ITEMS = 100
 MAX_CART_LINES = 100
+#: Cards read from one ``product_cards`` (shown a page at a time; the rest stored for "Show more"), and the most of
+#: each field a card keeps: a card list from the upstream may be up to 256 KB (``MAX_SERVER_FRAME_BYTES``).
+MAX_CARDS = 1500
+MAX_SKU_CHARS, MAX_NAME_CHARS, MAX_UNIT_CHARS, MAX_URL_CHARS, MAX_DESCRIPTION_CHARS = 200, 300, 20, 2048, 4000
+
+
+def _clipped(value: str | None, limit: int) -> str | None:
+    return None if value is None else value[:limit]
 
 
 def _readable(entries: list[Any], parse: Callable[[Any], _T], what: str) -> tuple[_T, ...]:
@@ -223,20 +231,26 @@ class ProductItem:
 
     @classmethod
     def parse(cls, value: Any) -> ProductItem:
+        """A card, its words cut to what a card shows (a card list may be up to 256 KB: one card of it may not); a sku
+        or an image address too long to be one costs the card or the image, never a guess."""
         data = _obj(value, "product item")
+        sku = _str(data, "sku")
+        if len(sku) > MAX_SKU_CHARS:
+            raise MalformedFrame("sku too long")
+        image_url = _opt_str(data, "image_url")
         return cls(
-            sku=_str(data, "sku"),
-            name=_str(data, "name"),
+            sku=sku,
+            name=_str(data, "name")[:MAX_NAME_CHARS],
             price=_decimal(_required(data, "price"), "price"),
-            brand=_opt_str(data, "brand"),
+            brand=_clipped(_opt_str(data, "brand"), MAX_NAME_CHARS),
             promo_price=_opt_decimal(data, "promo_price"),
-            promo_label=_opt_str(data, "promo_label"),
-            image_url=_opt_str(data, "image_url"),
-            unit=_str(data, "unit", required=False, default="pcs") or "pcs",
+            promo_label=_clipped(_opt_str(data, "promo_label"), MAX_NAME_CHARS),
+            image_url=image_url if image_url is None or len(image_url) <= MAX_URL_CHARS else None,
+            unit=(_str(data, "unit", required=False, default="pcs") or "pcs")[:MAX_UNIT_CHARS],
             quantity_step=_opt_decimal(data, "quantity_step"),
             min_quantity=_opt_decimal(data, "min_quantity"),
-            name_en=_opt_str(data, "name_en"),
-            description=_opt_str(data, "description"),
+            name_en=_clipped(_opt_str(data, "name_en"), MAX_NAME_CHARS),
+            description=_clipped(_opt_str(data, "description"), MAX_DESCRIPTION_CHARS),
         )
 
     @property
@@ -610,7 +624,7 @@ class ProductCards(_Frame):
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> ProductCards:
-        return cls(items=_readable(_list(data, "items", "products"), ProductItem.parse, "product"))
+        return cls(items=_readable(_list(data, "items", "products", limit=MAX_CARDS), ProductItem.parse, "product"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -912,8 +926,17 @@ def _parse(raw: str | bytes, known: Mapping[str, type[_Frame]], limit: int) -> A
 
 
 def parse_server(raw: str | bytes) -> ServerMessage:
-    """Parse a frame the upstream sent. Raises :class:`MalformedFrame`; unknown types are returned, not raised."""
-    return _parse(raw, SERVER_TYPES, MAX_SERVER_FRAME_BYTES)  # type: ignore[no-any-return]
+    """Parse a frame the upstream sent. Raises :class:`MalformedFrame`; unknown types are returned, not raised.
+
+    Only a card list may be larger than a client's frame (``MAX_SERVER_FRAME_BYTES``): a longer reply comes in more
+    deltas, and no other frame carries more than a card list does.
+    """
+    frame = _parse(raw, SERVER_TYPES, MAX_SERVER_FRAME_BYTES)
+    if not isinstance(frame, ProductCards) and (isinstance(raw, bytes) or len(raw) * 4 > MAX_FRAME_BYTES):
+        size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8"))
+        if size > MAX_FRAME_BYTES:
+            raise FrameTooLarge(size)
+    return frame  # type: ignore[no-any-return]
 
 
 def parse_client(raw: str | bytes) -> ClientMessage | UnknownMessage:

@@ -104,3 +104,9 @@ def test_bad_values_are_refused_before_serving() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--late-complete-seconds", "nan"])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("field", ["restored_items", "resume_in_auth", "ui_shapes"])
+def test_a_reading_the_sandbox_does_not_know_is_refused_when_configured(field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        SandboxConfig(**{field: "no-such-reading"})

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from chat.vizochok.messages import (
     CLIENT_TYPES,
+    MAX_CARDS,
     MAX_FRAME_BYTES,
+    MAX_NAME_CHARS,
     MAX_SERVER_FRAME_BYTES,
     SERVER_TYPES,
     Action,
@@ -307,10 +309,16 @@ def test_a_server_frame_larger_than_a_client_may_send_is_read() -> None:
     """Reference §14 states 64 KB for what a client sends; a larger ``product_cards`` from the server was refused,
     and every card in it lost, without a word to the shopper."""
     items = [{"sku": f"sku-{n}", "name": "Milk " * 8, "price": 42.9} for n in range(2000)]
+    items[0] = {**items[0], "name": "Milk" * 200, "description": "fresh " * 1000, "image_url": "https://x/" * 300}
     raw = json.dumps({"type": "product_cards", "items": items})
     assert len(raw) > 2 * MAX_FRAME_BYTES
     cards = parse_server(raw)
-    assert isinstance(cards, ProductCards) and len(cards.items) == 2000
+    assert isinstance(cards, ProductCards) and len(cards.items) == MAX_CARDS  # the first ones, bounded
+    first = cards.items[0]
+    assert (len(first.name), len(first.description or ""), first.image_url) == (MAX_NAME_CHARS, 4000, None)
+    # Only a card list: a longer reply comes in more deltas.
+    with pytest.raises(FrameTooLarge):
+        parse_server(json.dumps({"type": "text_delta", "delta": "x" * MAX_FRAME_BYTES}))
 
 
 def test_size_counts_utf8_bytes_not_characters() -> None:
