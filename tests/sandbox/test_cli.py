@@ -108,5 +108,6 @@ def test_bad_values_are_refused_before_serving() -> None:
 
 @pytest.mark.parametrize("field", ["restored_items", "resume_in_auth", "ui_shapes"])
 def test_a_reading_the_sandbox_does_not_know_is_refused_when_configured(field: str) -> None:
+    reading: dict[str, Any] = {field: "no-such-reading"}
     with pytest.raises(ValueError, match=field):
-        SandboxConfig(**{field: "no-such-reading"})
+        SandboxConfig(**reading)
