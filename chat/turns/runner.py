@@ -474,6 +474,8 @@ class ConversationRunner:
         await self._on_start(self.session)
 
     async def _on_start(self, session: UpstreamSession) -> None:
+        if isinstance(session.start, wire.SessionRestored) and self.relay.resume.in_auth and self.upstream_id:
+            self.relay.resume.auth_restores = True  # auth restored the conversation it named: it does resume
         started = session.conversation_id
         if started and started != self.upstream_id and not await self._goes_on_in_messages(session):
             self.upstream_id = session.conversation_id
@@ -499,8 +501,6 @@ class ConversationRunner:
         have run out, so ``auth`` does not resume (``Resume.auth_restores``, learnt once per process).
         """
         resume = self.relay.resume
-        if isinstance(session.start, wire.SessionRestored) and resume.in_auth:
-            resume.auth_restores = True  # auth restored a conversation it named: a new id again means it ended
         if not self.upstream_id or not isinstance(session.start, wire.ConversationStarted):
             return False
         last = await db.call(store.last_reply_at, self.pk)

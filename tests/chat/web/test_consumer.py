@@ -188,6 +188,20 @@ async def test_a_conversation_resumes_wherever_the_upstream_reads_its_id(sandbox
     assert list(sandbox.sessions[first].cart) == [sku]
 
 
+async def test_an_auth_that_restores_the_conversation_it_named_is_believed_again(sandbox: Any) -> None:
+    """What a process learnt of ``auth`` (that it does not resume) is given up once ``auth`` restores a conversation
+    it named: an upstream restart that lost one conversation does not decide it for the life of the process."""
+    key, conversation = await make_shopper()
+    async with connected(key, conversation) as tab:
+        await send(tab, kind="message", text="milk", key="k1")
+        await receive_until(tab, READY)
+        get_relay().resume.auth_restores = False  # as learnt from such a restart
+        await sandbox.drop_all(code=1001)
+        await send(tab, kind="message", text="bread", key="k2")
+        await receive_until(tab, READY)
+    assert get_relay().resume.auth_restores
+
+
 async def test_a_conversation_that_ended_upstream_is_replaced_by_the_one_the_reply_names(sandbox: Any) -> None:
     """Where ``auth`` does not resume, a conversation that ended upstream (its TTL, a lost session) shows only in
     the reply: ``response_complete`` names the conversation the turn went to (§5). Keeping the dead id would have
