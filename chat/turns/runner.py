@@ -20,7 +20,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Protocol, TypeGuard, TypeVar
@@ -558,32 +558,26 @@ class ConversationRunner:
                 # deadline, then send it again. (Whatever the resumed socket re-sent first was shown as usual.)
                 self._status("finishing_previous")
                 await asyncio.sleep(delay)
-                self.window.record()
-                events = self.session.turn(frame)
-                event = await anext(events)
+                events, event = await self._send_again(frame)
                 continue
             if (
                 _refused_for_now(event)
                 and resends < MAX_RESENDS
-                and max(1, event.retry_after or 0) < ends_by - loop.time()
+                and (wait := max(1, event.retry_after or 0)) < ends_by - loop.time()
             ):
                 # Over the socket's window (reference §14), which this relay's own count may not see if keepalive
                 # pings count too (§22 item 10): the message was not taken. Sent again when the upstream says (a
                 # second at least, a few times at most: an upstream that refuses every resend ends the turn).
                 resends += 1
                 self._status("rate_limited")
-                await asyncio.sleep(max(1, event.retry_after or 0))
-                self.window.record()
-                events = self.session.turn(frame)
-                event = await anext(events)
+                await asyncio.sleep(wait)
+                events, event = await self._send_again(frame)
                 continue
             refused = isinstance(event, wire.ErrorMessage) and event.code == "invalid_json"
             if refused and frame is not plain:
                 # The id this relay added may be what a strict schema refused: the action as built, once, first.
                 frame = plain
-                self.window.record()
-                events = self.session.turn(frame)
-                event = await anext(events)
+                events, event = await self._send_again(frame)
                 continue
             if refused and isinstance(frame, wire.Action) and frame.text:
                 # The upstream's action schema is not the reference's guess (§7): the tap goes again as the
@@ -592,9 +586,7 @@ class ConversationRunner:
                     logger.warning("the upstream refused an action (%s): actions go as messages", frame.action)
                 self.relay.actions_refused = True
                 frame = wire.UserMessage(text=frame.text, conversation_id=self.upstream_id or None)
-                self.window.record()
-                events = self.session.turn(frame)
-                event = await anext(events)
+                events, event = await self._send_again(frame)
                 continue
             ended = await self._relay(event, restoring)
             if ended is not None:
@@ -612,6 +604,14 @@ class ConversationRunner:
                     raise
                 await self._recover(exc)
                 raise TurnInterrupted from exc
+
+    async def _send_again(self, frame: wire.UserMessage | wire.Action) -> tuple[AsyncIterator[Any], Any]:
+        """Send ``frame`` again within the turn (the upstream did not take it), counted in the conversation's
+        window: its events, and the first of them."""
+        assert self.session is not None
+        self.window.record()
+        events = self.session.turn(frame)
+        return events, await anext(events)
 
     async def _recover(self, exc: UpstreamClosed) -> None:
         """The upstream dropped mid-reply: keep what streamed, then resume the conversation with backoff.
