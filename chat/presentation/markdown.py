@@ -136,7 +136,8 @@ def render_markdown(text: str) -> SafeString:
     plain = source.rstrip(" ")
     if _PLAIN.fullmatch(plain):
         return mark_safe(f"<p>{plain}</p>")  # nothing in it is markup: see _PLAIN
-    parser = _PARSER if _table_cells(source) <= MAX_TABLE_CELLS else _PARSER_WITHOUT_TABLES
+    tables_fit = "|" not in source or _table_cells(source) <= MAX_TABLE_CELLS  # no pipe, no table: no count
+    parser = _PARSER if tables_fit else _PARSER_WITHOUT_TABLES
     html = parser.render(source)
     return mark_safe(_CLEANER.clean(html).strip())  # sanitised by nh3 on this very line
 
